@@ -1,0 +1,318 @@
+//! Socket-address resolution: what `bind`, `connect` and `sendto` take (Python's `setipaddr`).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+use crate::addrinfo::{getaddrinfo, Hints, AI_NUMERICHOST, AI_PASSIVE};
+use crate::error::{quote, Error, ErrorKind};
+
+/// Which socket kind an address is for: decides the service-name protocol (tcp/udp) and
+/// getaddrinfo's socktype.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP: `SOCK_STREAM`, service names from the services database's `tcp` entries.
+    Tcp,
+    /// UDP: `SOCK_DGRAM`, service names from the services database's `udp` entries.
+    Udp,
+}
+
+impl Transport {
+    /// The socket type for `getaddrinfo`: `SOCK_STREAM` or `SOCK_DGRAM`.
+    pub fn socktype(self) -> i32 {
+        match self {
+            Transport::Tcp => libc::SOCK_STREAM,
+            Transport::Udp => libc::SOCK_DGRAM,
+        }
+    }
+}
+
+/// Family restriction for socket-address resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Family {
+    /// IPv4 or IPv6, whichever the host gives first (`AF_UNSPEC`).
+    #[default]
+    Any,
+    /// IPv4 only (`AF_INET`).
+    V4,
+    /// IPv6 only (`AF_INET6`).
+    V6,
+}
+
+impl Family {
+    /// The `AF_*` number for `getaddrinfo`'s hints: `AF_UNSPEC`, `AF_INET` or `AF_INET6`.
+    pub fn af(self) -> i32 {
+        match self {
+            Family::Any => libc::AF_UNSPEC,
+            Family::V4 => libc::AF_INET,
+            Family::V6 => libc::AF_INET6,
+        }
+    }
+
+    fn allows_v4(self) -> bool {
+        self != Family::V6
+    }
+
+    fn allows_v6(self) -> bool {
+        self != Family::V4
+    }
+}
+
+/// Socket-address resolution (Python's `setipaddr` path, SPEC §2 "Socket addresses").
+///
+/// Host forms:
+/// - `""`: the wildcard address, `0.0.0.0` (`::` with [`Family::V6`]);
+/// - `"<broadcast>"` (and `"255.255.255.255"`): `255.255.255.255`, IPv4 only;
+/// - a dotted quad, with glibc's `inet_aton` short forms: `127.1`, `0x7f.1`, `0177.0.0.1`;
+/// - an integer, a binary IPv4 address in host byte order: `2130706433` is `127.0.0.1`
+///   (Python 3 refuses an `int` host; the tutorial teaches it, so we take it, written as a string);
+///   a number above 4294967295 is an [`ErrorKind::InvalidHost`] error, never a DNS query;
+/// - an IPv6 address, with an optional `%scope` (`fe80::1%lo`, `fe80::1%1`): the scope id is
+///   kept in the result (Python 3 drops it);
+/// - a host name: the first `getaddrinfo` result for the family (IDNA-encoded first when not
+///   ASCII, see [`encode_host`](crate::encode_host)).
+///
+/// Port forms: a number 0-65535 written in decimal, or a service name looked up for the
+/// transport's protocol (`"www"` is 80 over TCP). Python's `bind` takes only an integer.
+///
+/// # Errors
+///
+/// Lookup errors with their `EAI_*` number (unknown host, unknown service), and
+/// [`ErrorKind::NulByte`], [`ErrorKind::InvalidHost`], [`ErrorKind::InvalidPort`],
+/// [`ErrorKind::FamilyMismatch`] for input that can never be an address.
+///
+/// # Examples
+///
+/// ```
+/// use resolver::{socket_addr, Family, Transport};
+/// let addr = socket_addr("127.1", "www", Family::Any, Transport::Tcp)?;
+/// assert_eq!(addr.to_string(), "127.0.0.1:80");
+/// let addr = socket_addr("2130706433", "12345", Family::V4, Transport::Udp)?;
+/// assert_eq!(addr.to_string(), "127.0.0.1:12345");
+/// let addr = socket_addr("", "0", Family::V6, Transport::Tcp)?;
+/// assert_eq!(addr.to_string(), "[::]:0");
+/// assert!(socket_addr("<broadcast>", "9", Family::V6, Transport::Udp).is_err());
+/// # Ok::<(), resolver::Error>(())
+/// ```
+pub fn socket_addr(
+    host: &str,
+    port: &str,
+    family: Family,
+    transport: Transport,
+) -> Result<SocketAddr, Error> {
+    let port = resolve_port(port, transport)?;
+    let mut addr = resolve_host(host, family, transport)?;
+    addr.set_port(port);
+    log::debug!("socket_addr({host:?}, {family:?}, {transport:?}) -> {addr}");
+    Ok(addr)
+}
+
+fn resolve_host(host: &str, family: Family, transport: Transport) -> Result<SocketAddr, Error> {
+    let subject = || format!("host {}", quote(host));
+    if host.contains('\0') {
+        return Err(Error::new(
+            ErrorKind::NulByte,
+            subject(),
+            "host contains a NUL byte",
+        ));
+    }
+    if host.is_empty() {
+        return Ok(match family {
+            Family::V6 => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+            _ => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        });
+    }
+    if host == "<broadcast>" || host == "255.255.255.255" {
+        if !family.allows_v4() {
+            return Err(Error::new(
+                ErrorKind::FamilyMismatch,
+                subject(),
+                "the broadcast address is IPv4 only",
+            ));
+        }
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::BROADCAST), 0));
+    }
+    if family.allows_v4() {
+        match inet_aton(host) {
+            Aton::Address(ip) => return Ok(SocketAddr::V4(SocketAddrV4::new(ip, 0))),
+            Aton::IntegerOutOfRange => {
+                return Err(Error::new(
+                    ErrorKind::InvalidHost,
+                    subject(),
+                    "integer address must be 0-4294967295",
+                ))
+            }
+            Aton::NotNumeric => {}
+        }
+    }
+    if family.allows_v6() && host.contains(':') {
+        if let Ok(ip) = host.parse::<Ipv6Addr>() {
+            return Ok(SocketAddr::V6(SocketAddrV6::new(ip, 0, 0, 0)));
+        }
+        // A scoped or unusual IPv6 literal: glibc parses it (and resolves an interface name to
+        // its index) without asking DNS.
+        let hints = Hints {
+            family: libc::AF_INET6,
+            socktype: transport.socktype(),
+            flags: AI_NUMERICHOST,
+            ..Hints::default()
+        };
+        return first(getaddrinfo(Some(host), None, &hints)?, host);
+    }
+    let hints = Hints {
+        family: family.af(),
+        socktype: transport.socktype(),
+        ..Hints::default()
+    };
+    first(getaddrinfo(Some(host), None, &hints)?, host)
+}
+
+fn first(found: Vec<crate::AddrInfo>, host: &str) -> Result<SocketAddr, Error> {
+    found
+        .into_iter()
+        .next()
+        .map(|ai| ai.address)
+        .ok_or_else(|| Error::from_eai(libc::EAI_NONAME, format!("host {}", quote(host))))
+}
+
+fn resolve_port(port: &str, transport: Transport) -> Result<u16, Error> {
+    let subject = || format!("port {}", quote(port));
+    if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+        return port.parse::<u16>().map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidPort,
+                subject(),
+                "port number must be 0-65535",
+            )
+        });
+    }
+    if port.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidPort,
+            subject(),
+            "a port number or service name is required",
+        ));
+    }
+    let hints = Hints {
+        family: libc::AF_INET,
+        socktype: transport.socktype(),
+        flags: AI_PASSIVE,
+        ..Hints::default()
+    };
+    let found = getaddrinfo(None, Some(port), &hints).map_err(|e| rename(e, subject()))?;
+    found
+        .first()
+        .map(|ai| ai.address.port())
+        .ok_or_else(|| Error::from_eai(libc::EAI_SERVICE, subject()))
+}
+
+/// The same error, about the port as the caller named it.
+fn rename(err: Error, subject: String) -> Error {
+    match (err.kind(), err.eai_code()) {
+        (ErrorKind::Lookup, Some(code)) => Error::from_eai(code, subject),
+        _ => Error::new(err.kind(), subject, err.reason()),
+    }
+}
+
+/// What glibc's `inet_aton` makes of a host string.
+#[derive(Debug, PartialEq, Eq)]
+enum Aton {
+    Address(Ipv4Addr),
+    /// Decimal digits only, but too large for 32 bits.
+    IntegerOutOfRange,
+    NotNumeric,
+}
+
+/// glibc's `__inet_aton_exact`: 1 to 4 parts separated by dots, each decimal, octal (leading `0`)
+/// or hexadecimal (`0x`); `a` is 32 bits, `a.b` is 8.24, `a.b.c` is 8.8.16, `a.b.c.d` 8.8.8.8.
+/// No trailing characters.
+fn inet_aton(s: &str) -> Aton {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u32>().is_err() {
+        return Aton::IntegerOutOfRange;
+    }
+    let parts: Vec<&str> = s.split('.').collect();
+    if parts.is_empty() || parts.len() > 4 {
+        return Aton::NotNumeric;
+    }
+    let mut values = Vec::with_capacity(4);
+    for part in &parts {
+        match parse_c_number(part) {
+            Some(v) => values.push(v),
+            None => return Aton::NotNumeric,
+        }
+    }
+    let (last, head) = match values.split_last() {
+        Some(x) => x,
+        None => return Aton::NotNumeric,
+    };
+    if head.iter().any(|&v| v > 0xff) {
+        return Aton::NotNumeric;
+    }
+    let max_last: u64 = 0xffff_ffff >> (8 * head.len());
+    if *last > max_last {
+        return Aton::NotNumeric;
+    }
+    let mut addr: u64 = *last;
+    for (i, v) in head.iter().enumerate() {
+        addr |= v << (24 - 8 * i);
+    }
+    match u32::try_from(addr) {
+        Ok(a) => Aton::Address(Ipv4Addr::from(a)),
+        Err(_) => Aton::NotNumeric,
+    }
+}
+
+/// `strtoul(part, &end, 0)` consuming the whole part, which must start with a digit; `None` if
+/// not, or above 32 bits.
+fn parse_c_number(part: &str) -> Option<u64> {
+    let bytes = part.as_bytes();
+    if !bytes.first()?.is_ascii_digit() {
+        return None;
+    }
+    let (digits, radix) =
+        if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+            (hex, 16)
+        } else if part.len() > 1 && part.starts_with('0') {
+            (&part[1..], 8)
+        } else {
+            (part, 10)
+        };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for c in digits.chars() {
+        value = value * u64::from(radix) + u64::from(c.to_digit(radix)?);
+        if value > 0xffff_ffff {
+            return None;
+        }
+    }
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(s: &str) -> Option<String> {
+        match inet_aton(s) {
+            Aton::Address(a) => Some(a.to_string()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn aton_forms() {
+        assert_eq!(v4("127.1").as_deref(), Some("127.0.0.1"));
+        assert_eq!(v4("0x7f.1").as_deref(), Some("127.0.0.1"));
+        assert_eq!(v4("0177.0.0.1").as_deref(), Some("127.0.0.1"));
+        assert_eq!(v4("2130706433").as_deref(), Some("127.0.0.1"));
+        assert_eq!(v4("1.2.65535").as_deref(), Some("1.2.255.255"));
+        assert_eq!(v4("1.2.65536"), None);
+        assert_eq!(v4("256.1"), None);
+        assert_eq!(v4("08"), None);
+        assert_eq!(v4("0x"), None);
+        assert_eq!(v4("1.2.3.4."), None);
+        assert_eq!(v4("1.2.3.4.5"), None);
+        assert_eq!(v4(""), None);
+        assert_eq!(inet_aton("4294967296"), Aton::IntegerOutOfRange);
+    }
+}
