@@ -1,1 +1,94 @@
-//! placeholder
+//! A small `mio` event-loop engine for TCP, UDP and Unix-domain sockets, with no async
+//! runtime.
+//!
+//! One [`EventLoop`] owns one `mio::Poll`, and serves listeners, UDP sockets and
+//! connections with one [`Handler`]: the service's callbacks. The loop does the socket work
+//! every service needs and most get wrong: accept until `WouldBlock`, resume partial
+//! writes, stop reading a peer that does not read its replies (back-pressure), close in
+//! order without destroying the last reply, give every connection deadlines, pause instead
+//! of spinning when descriptors run out, and stop cleanly from another thread.
+//!
+//! # A complete greeting server
+//!
+//! ```
+//! use std::sync::Arc;
+//! use netcore::{Conn, EventLoop, Handler, ListenOptions};
+//!
+//! struct Greeter {
+//!     message: Arc<[u8]>,
+//! }
+//!
+//! impl Handler for Greeter {
+//!     fn on_open(&mut self, conn: &mut Conn<'_>) {
+//!         conn.send_shared(&self.message);
+//!         conn.close();
+//!     }
+//! }
+//!
+//! let listener = netcore::tcp_listener("127.0.0.1:0".parse()?, &ListenOptions::default())?;
+//! let addr = listener.local_addr()?;
+//! let mut event_loop = EventLoop::new(netcore::Config::default())?;
+//! event_loop.add_tcp_listener(listener)?;
+//! let shutdown = event_loop.shutdown_handle();
+//!
+//! let server = std::thread::spawn(move || {
+//!     let mut greeter = Greeter { message: Arc::from(&b"Thank you for connecting"[..]) };
+//!     event_loop.run(&mut greeter)
+//! });
+//!
+//! let mut reply = String::new();
+//! std::io::Read::read_to_string(&mut std::net::TcpStream::connect(addr)?, &mut reply)?;
+//! assert_eq!(reply, "Thank you for connecting");
+//!
+//! shutdown.shutdown();
+//! server.join().expect("server thread")?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # The contract
+//!
+//! - **Callbacks never block.** They run on the loop's thread, one at a time. Output is
+//!   queued with [`Conn::send`] and written as the peer takes it.
+//! - **Readiness is edge-triggered underneath.** The loop drains reads and writes until
+//!   `WouldBlock`, so a handler never sees a half-handled event; spurious wake-ups are
+//!   harmless.
+//! - **The fast path registers nothing.** A connection whose whole reply is written in
+//!   [`Handler::on_open`] and that has nothing unread is closed at once: `accept4`, `write`,
+//!   one `read` that finds nothing, `close`. Only a connection that must wait (a partial
+//!   write, input to drain) is registered with the poller.
+//! - **Closing is orderly.** [`Conn::close`] flushes, shuts our side, reads and drops the
+//!   peer's input until EOF or [`Config::linger`], then closes: closing with unread input
+//!   would send a reset that can destroy a reply the peer has not read yet.
+//! - **Nothing lives forever.** Registered connections have an idle deadline, and queued
+//!   output a write deadline ([`Config`]).
+//! - **Ids are generational.** A [`ConnId`] is valid until [`Handler::on_close`] for it;
+//!   its slot is then reused under a new generation, and stale events for the old one are
+//!   dropped.
+//! - **Shutdown is bounded.** [`ShutdownHandle::shutdown`] (from any thread) stops
+//!   accepting, lets every connection flush and close within [`Config::drain_timeout`],
+//!   and makes [`EventLoop::run`] return.
+//! - **I/O errors never end the loop.** Resets, refused datagrams, `ECONNABORTED` and
+//!   descriptor exhaustion are counted in [`Counters`], readable from any thread.
+//! - **No threads of its own.** For several cores, run one loop per thread, each with its
+//!   own listener built with [`ListenOptions::reuse_port`].
+
+#![deny(missing_docs)]
+
+mod buffer;
+mod connection;
+mod counters;
+mod error;
+mod event_loop;
+mod handler;
+mod socket;
+mod timers;
+mod udp;
+
+pub use connection::PeerAddr;
+pub use counters::{CounterSnapshot, Counters};
+pub use error::{Error, ErrorKind};
+pub use event_loop::{Config, EventLoop, ShutdownHandle};
+pub use handler::{
+    CloseReason, Closed, Conn, ConnId, Control, Datagram, Handler, ListenerId, SocketId, TimerId,
+};
+pub use socket::{max_backlog, tcp_listener, udp_socket, unix_listener, ListenOptions};

@@ -25,6 +25,7 @@ mod addrinfo;
 mod error;
 mod host;
 mod hostname;
+mod nameinfo;
 mod pyrepr;
 mod sockaddr;
 
@@ -35,5 +36,6 @@ pub use addrinfo::{
 pub use error::{Error, ErrorKind};
 pub use host::encode_host;
 pub use hostname::gethostname;
+pub use nameinfo::{getnameinfo, NI_DGRAM, NI_NAMEREQD, NI_NOFQDN, NI_NUMERICHOST, NI_NUMERICSERV};
 pub use pyrepr::{ipv6_text, PyAddr};
-pub use sockaddr::{socket_addr, Family, Transport};
+pub use sockaddr::{socket_addr, socket_addr_numeric, Family, Transport};

@@ -98,14 +98,52 @@ pub fn socket_addr(
     family: Family,
     transport: Transport,
 ) -> Result<SocketAddr, Error> {
+    resolve(host, port, family, transport, false)
+}
+
+/// [`socket_addr`] without name resolution: the same host and port forms, except that a host
+/// name is an `EAI_NONAME` error (as with `AI_NUMERICHOST`) instead of a query to `/etc/hosts`
+/// or DNS. Service names for the port are still read from the services database, which is local.
+///
+/// # Examples
+///
+/// ```
+/// use resolver::{socket_addr_numeric, Family, Transport};
+/// let addr = socket_addr_numeric("0x7f.1", "ssh", Family::Any, Transport::Tcp)?;
+/// assert_eq!(addr.to_string(), "127.0.0.1:22");
+/// let err = socket_addr_numeric("localhost", "22", Family::Any, Transport::Tcp).unwrap_err();
+/// assert_eq!(err.eai_code(), Some(libc::EAI_NONAME));
+/// # Ok::<(), resolver::Error>(())
+/// ```
+pub fn socket_addr_numeric(
+    host: &str,
+    port: &str,
+    family: Family,
+    transport: Transport,
+) -> Result<SocketAddr, Error> {
+    resolve(host, port, family, transport, true)
+}
+
+fn resolve(
+    host: &str,
+    port: &str,
+    family: Family,
+    transport: Transport,
+    numeric: bool,
+) -> Result<SocketAddr, Error> {
     let port = resolve_port(port, transport)?;
-    let mut addr = resolve_host(host, family, transport)?;
+    let mut addr = resolve_host(host, family, transport, numeric)?;
     addr.set_port(port);
     log::debug!("socket_addr({host:?}, {family:?}, {transport:?}) -> {addr}");
     Ok(addr)
 }
 
-fn resolve_host(host: &str, family: Family, transport: Transport) -> Result<SocketAddr, Error> {
+fn resolve_host(
+    host: &str,
+    family: Family,
+    transport: Transport,
+    numeric: bool,
+) -> Result<SocketAddr, Error> {
     let subject = || format!("host {}", quote(host));
     if host.contains('\0') {
         return Err(Error::new(
@@ -160,6 +198,7 @@ fn resolve_host(host: &str, family: Family, transport: Transport) -> Result<Sock
     let hints = Hints {
         family: family.af(),
         socktype: transport.socktype(),
+        flags: if numeric { AI_NUMERICHOST } else { 0 },
         ..Hints::default()
     };
     first(getaddrinfo(Some(host), None, &hints)?, host)

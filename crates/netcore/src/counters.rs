@@ -1,0 +1,112 @@
+//! Counters that an event loop updates and any thread may read while it runs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Live counters of one event loop (or of several, when they share one `Arc<Counters>`).
+///
+/// Updated with relaxed atomics: each value is exact, but a [`snapshot`](Counters::snapshot)
+/// taken while the loop runs is not one instant's picture across all fields.
+///
+/// # Examples
+///
+/// ```
+/// let counters = netcore::Counters::default();
+/// assert_eq!(counters.snapshot().accepted, 0);
+/// ```
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub(crate) accepted: AtomicU64,
+    pub(crate) connected: AtomicU64,
+    pub(crate) closed: AtomicU64,
+    pub(crate) completed: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) datagrams_in: AtomicU64,
+    pub(crate) datagrams_out: AtomicU64,
+    pub(crate) datagrams_dropped: AtomicU64,
+    pub(crate) accept_errors: AtomicU64,
+    pub(crate) accept_pauses: AtomicU64,
+    pub(crate) aborted: AtomicU64,
+    pub(crate) resets: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
+    pub(crate) connect_failures: AtomicU64,
+    pub(crate) other_errors: AtomicU64,
+}
+
+/// A copy of [`Counters`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CounterSnapshot {
+    /// Connections accepted from listeners.
+    pub accepted: u64,
+    /// Outgoing connections that completed their handshake.
+    pub connected: u64,
+    /// Connections closed, for any reason.
+    pub closed: u64,
+    /// Connections closed after everything queued on them was written.
+    pub completed: u64,
+    /// Bytes read from stream connections.
+    pub bytes_in: u64,
+    /// Bytes written to stream connections.
+    pub bytes_out: u64,
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Datagram replies dropped because the socket's send queue was full.
+    pub datagrams_dropped: u64,
+    /// `accept()` failures other than `WouldBlock` (including those that paused accepting).
+    pub accept_errors: u64,
+    /// Times a listener paused accepting for lack of descriptors or memory.
+    pub accept_pauses: u64,
+    /// Connections that the peer aborted before `accept()` returned (`ECONNABORTED`).
+    pub aborted: u64,
+    /// Connections reset by the peer or broken (`ECONNRESET`, `EPIPE`).
+    pub resets: u64,
+    /// `ECONNREFUSED`: failed connects, and ICMP port-unreachable reports on UDP sockets.
+    pub refused: u64,
+    /// Connections closed by an idle, write or linger deadline.
+    pub timeouts: u64,
+    /// Outgoing connections that failed for a reason other than `ECONNREFUSED`.
+    pub connect_failures: u64,
+    /// Any other I/O error.
+    pub other_errors: u64,
+}
+
+macro_rules! snapshot_fields {
+    ($self:ident, $($field:ident),*) => {
+        CounterSnapshot { $($field: $self.$field.load(Ordering::Relaxed)),* }
+    };
+}
+
+impl Counters {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> CounterSnapshot {
+        snapshot_fields!(
+            self,
+            accepted,
+            connected,
+            closed,
+            completed,
+            bytes_in,
+            bytes_out,
+            datagrams_in,
+            datagrams_out,
+            datagrams_dropped,
+            accept_errors,
+            accept_pauses,
+            aborted,
+            resets,
+            refused,
+            timeouts,
+            connect_failures,
+            other_errors
+        )
+    }
+
+    #[inline]
+    pub(crate) fn add(field: &AtomicU64, n: u64) {
+        field.fetch_add(n, Ordering::Relaxed);
+    }
+}
