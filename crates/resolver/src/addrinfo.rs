@@ -140,8 +140,14 @@ pub fn getaddrinfo(
         // glibc answers this itself; dns-lookup refuses it with an error that has no number.
         return Err(Error::from_eai(libc::EAI_NONAME, subject()));
     }
-    let c_host: Option<CString> = host.map(host_cstring).transpose()?;
-    let c_service: Option<CString> = service.map(service_cstring).transpose()?;
+    let c_host: Option<CString> = host
+        .map(host_cstring)
+        .transpose()
+        .map_err(|e| e.with_subject(subject()))?;
+    let c_service: Option<CString> = service
+        .map(service_cstring)
+        .transpose()
+        .map_err(|e| e.with_subject(subject()))?;
 
     // SAFETY: an all-zero addrinfo is a valid value (null pointers, zero numbers), and the hints
     // struct libc expects has every field we do not set at zero.

@@ -109,6 +109,12 @@ impl Error {
         }
     }
 
+    /// The same error, about a differently named input.
+    pub(crate) fn with_subject(mut self, subject: String) -> Self {
+        self.subject = subject;
+        self
+    }
+
     /// A lookup error from an `EAI_*` code, with libc's own message.
     pub(crate) fn from_eai(code: i32, subject: String) -> Self {
         Error {

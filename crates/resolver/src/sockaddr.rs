@@ -236,19 +236,11 @@ fn resolve_port(port: &str, transport: Transport) -> Result<u16, Error> {
         flags: AI_PASSIVE,
         ..Hints::default()
     };
-    let found = getaddrinfo(None, Some(port), &hints).map_err(|e| rename(e, subject()))?;
+    let found = getaddrinfo(None, Some(port), &hints).map_err(|e| e.with_subject(subject()))?;
     found
         .first()
         .map(|ai| ai.address.port())
         .ok_or_else(|| Error::from_eai(libc::EAI_SERVICE, subject()))
-}
-
-/// The same error, about the port as the caller named it.
-fn rename(err: Error, subject: String) -> Error {
-    match (err.kind(), err.eai_code()) {
-        (ErrorKind::Lookup, Some(code)) => Error::from_eai(code, subject),
-        _ => Error::new(err.kind(), subject, err.reason()),
-    }
 }
 
 /// What glibc's `inet_aton` makes of a host string.
