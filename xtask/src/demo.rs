@@ -1,0 +1,150 @@
+//! `cargo xtask demo`: the tutorial's demo, end to end, with every output checked.
+//!
+//! "Run server.py in the background, then run client.py": the server starts on an
+//! ephemeral port (its readiness line says which), the client runs over TCP, UDP and a Unix
+//! socket, the lookup script runs, and the server is stopped with SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::process::{port_of, Server};
+use crate::{cargo, root, run_step};
+
+const GREETING: &str = "Thank you for connecting";
+
+pub fn run() -> Result<(), String> {
+    run_step(
+        "cargo build (greet-server, greet-client)",
+        cargo().args(["build", "-p", "greet-server", "-p", "greet-client"]),
+    )?;
+    let bin = root().join("target").join("debug");
+    let bin =
+        std::env::var_os("CARGO_TARGET_DIR").map_or(bin, |dir| PathBuf::from(dir).join("debug"));
+    let server = bin.join("greet-server");
+    let client = bin.join("greet-client");
+
+    let mut failures = Vec::new();
+    check("TCP", tcp(&server, &client), &mut failures);
+    check("UDP", udp(&server, &client), &mut failures);
+    check("Unix socket", unix(&server, &client), &mut failures);
+    if failures.is_empty() {
+        println!("\ndemo: every step printed what it should");
+        Ok(())
+    } else {
+        Err(format!("demo failed: {}", failures.join("; ")))
+    }
+}
+
+fn check(step: &str, result: Result<(), String>, failures: &mut Vec<String>) {
+    if let Err(e) = result {
+        println!("!! {step}: {e}");
+        failures.push(format!("{step}: {e}"));
+    }
+}
+
+/// The tutorial's own demo: the server on this host's name (port 0 instead of 12345, so the
+/// demo never collides with a server already running), the client against it.
+fn tcp(server: &Path, client: &Path) -> Result<(), String> {
+    println!("\n## TCP: the tutorial's server.py and client.py");
+    let mut cmd = Command::new(server);
+    cmd.args(["--port", "0", "--threads", "1"]);
+    let (srv, ready) = Server::start("greet-server", cmd)?;
+    println!("$ greet-server --port 0 &\n{ready}");
+    let port = port_of(&ready).ok_or_else(|| format!("no port in {ready:?}"))?;
+    run_client(client, &["--port", &port.to_string()])?;
+    let line = srv
+        .next_line(Duration::from_secs(10))
+        .ok_or("the server printed no 'Got connection from' line")?;
+    println!("[server] {line}");
+    let result = if line.starts_with("Got connection from ('") {
+        Ok(())
+    } else {
+        Err(format!("unexpected server line {line:?}"))
+    };
+    stop(srv)?;
+    result
+}
+
+fn udp(server: &Path, client: &Path) -> Result<(), String> {
+    println!("\n## UDP: recvfrom / sendto");
+    let mut cmd = Command::new(server);
+    cmd.args([
+        "--udp",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--threads",
+        "1",
+    ]);
+    let (srv, ready) = Server::start("greet-server --udp", cmd)?;
+    println!("$ greet-server --udp --host 127.0.0.1 --port 0 &\n{ready}");
+    let port = port_of(&ready).ok_or_else(|| format!("no port in {ready:?}"))?;
+    run_client(
+        client,
+        &["--udp", "--host", "127.0.0.1", "--port", &port.to_string()],
+    )?;
+    if let Some(line) = srv.next_line(Duration::from_secs(10)) {
+        println!("[server] {line}");
+    }
+    stop(srv)
+}
+
+fn unix(server: &Path, client: &Path) -> Result<(), String> {
+    println!("\n## Unix-domain socket");
+    let dir = std::env::temp_dir().join(format!("greet-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let path = dir.join("greet.sock");
+    let shown = path.display().to_string();
+    let mut cmd = Command::new(server);
+    cmd.args(["--unix", &shown]);
+    let result = Server::start("greet-server --unix", cmd).and_then(|(srv, ready)| {
+        println!("$ greet-server --unix {shown} &\n{ready}");
+        let client_result = run_client(client, &["--unix", &shown]);
+        if let Some(line) = srv.next_line(Duration::from_secs(10)) {
+            println!("[server] {line}");
+        }
+        let stop_result = stop(srv);
+        client_result.and(stop_result)
+    });
+    let leftover = path.exists();
+    let _ = std::fs::remove_dir_all(&dir);
+    result?;
+    if leftover {
+        return Err(format!("the server left its socket file {shown} behind"));
+    }
+    Ok(())
+}
+
+fn run_client(client: &Path, args: &[&str]) -> Result<(), String> {
+    println!("$ greet-client {}", args.join(" "));
+    let output = Command::new(client)
+        .args(args)
+        .output()
+        .map_err(|e| format!("start greet-client: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    if !output.status.success() {
+        return Err(format!("greet-client exited with {}", output.status));
+    }
+    if stdout != format!("{GREETING}\n") {
+        return Err(format!("greet-client printed {stdout:?}, not {GREETING:?}"));
+    }
+    Ok(())
+}
+
+/// SIGTERM: the server must exit 0 and print its summary.
+fn stop(srv: Server) -> Result<(), String> {
+    let name = srv.name.clone();
+    let (status, stderr) = srv.stop()?;
+    println!("$ kill -TERM %1\n{}", stderr.trim_end());
+    if !status.success() {
+        return Err(format!("{name} exited with {status} after SIGTERM"));
+    }
+    if !stderr.contains("greet-server: accepted") {
+        return Err(format!("{name} printed no summary on SIGTERM"));
+    }
+    Ok(())
+}
