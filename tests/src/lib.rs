@@ -1,1 +1,176 @@
-//! e2e helpers
+//! Helpers for the end-to-end tests: find the real binaries, start a server on an ephemeral
+//! port and read its readiness line (never a fixed sleep), make unique temporary folders.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// How long anything may take on a loaded 2-core machine before a test gives up.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The path of a workspace binary (`greet-server`, `greet-client`), built once per test
+/// process with the same cargo that runs the tests.
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "greet-server",
+                "-p",
+                "greet-client",
+            ])
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build of the binaries failed");
+        // target/debug/deps/e2e-<hash> -> target/debug
+        let exe = std::env::current_exe().expect("current_exe");
+        exe.parent()
+            .and_then(Path::parent)
+            .expect("test binary lives in target/<profile>/deps")
+            .to_path_buf()
+    });
+    dir.join(name)
+}
+
+/// A `greet-server` running in the background; killed on drop.
+pub struct Server {
+    child: Option<Child>,
+    lines: Receiver<String>,
+    /// The readiness line, e.g. `Listening on ('127.0.0.1', 41765) tcp`.
+    pub ready: String,
+}
+
+impl Server {
+    /// Starts `greet-server ARGS` and waits for its readiness line.
+    pub fn start(args: &[&str]) -> Server {
+        Server::try_start(args).unwrap_or_else(|out| {
+            panic!(
+                "greet-server {args:?} did not start: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
+    /// Like [`Server::start`], but returns the output of a server that exited instead.
+    pub fn try_start(args: &[&str]) -> Result<Server, Output> {
+        let mut child = Command::new(bin("greet-server"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn greet-server");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        match lines.recv_timeout(PATIENCE) {
+            Ok(ready) => Ok(Server {
+                child: Some(child),
+                lines,
+                ready,
+            }),
+            Err(_) => Err(child.wait_with_output().expect("wait for greet-server")),
+        }
+    }
+
+    /// The port from the readiness line.
+    pub fn port(&self) -> u16 {
+        let (_, rest) = self
+            .ready
+            .split_once("', ")
+            .expect("readiness line has a port");
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().expect("port number")
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port()).into()
+    }
+
+    /// The next stdout line, or `None` after [`PATIENCE`].
+    pub fn next_line(&self) -> Option<String> {
+        self.lines.recv_timeout(PATIENCE).ok()
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Sends `signal` to the server.
+    pub fn signal(&self, signal: i32) {
+        let pid = libc::pid_t::try_from(self.pid()).expect("pid fits pid_t");
+        // SAFETY: kill(2) on our own child, not yet waited for, so the pid is not recycled.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    }
+
+    /// SIGTERM, then the exit status and the rest of stderr.
+    pub fn terminate(self) -> (ExitStatus, String) {
+        self.signal(libc::SIGTERM);
+        self.terminate_after_signal()
+    }
+
+    /// Waits for a server already signalled to exit; its status and the rest of stderr.
+    pub fn terminate_after_signal(mut self) -> (ExitStatus, String) {
+        let child = self.child.take().expect("server still running");
+        let out = child.wait_with_output().expect("wait for greet-server");
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `greet-client ARGS` to completion.
+pub fn client(args: &[&str]) -> Output {
+    Command::new(bin("greet-client"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run greet-client")
+}
+
+/// Runs `greet-server ARGS` expecting it to exit by itself (a startup error).
+pub fn server_output(args: &[&str]) -> Output {
+    Command::new(bin("greet-server"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run greet-server")
+}
+
+/// A new empty folder for one test, unique across parallel tests and processes.
+pub fn temp_dir(name: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("e2e-{}-{n}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
