@@ -41,6 +41,7 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 /// A `greet-server` running in the background; killed on drop.
+#[derive(Debug)]
 pub struct Server {
     child: Option<Child>,
     lines: Receiver<String>,

@@ -9,6 +9,7 @@ use std::time::Duration;
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A server running in the background, its stdout read line by line on a thread.
+#[derive(Debug)]
 pub struct Server {
     child: Child,
     lines: Receiver<String>,

@@ -1,0 +1,497 @@
+//! `greet-client lookup`: the tutorial's lookup script, over `resolver::getaddrinfo`, and its
+//! reverse, over `resolver::getnameinfo`.
+//!
+//! Output is what the tutorial's Python prints: `pprint.pprint(socket.getaddrinfo(...))` with the
+//! family and type as numbers, then `socket.gethostname()`. `--json` prints one JSON document
+//! instead. A failed lookup exits with status 1 and one line on stderr.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use resolver::{AddrInfo, Hints};
+
+const EXAMPLES: &str = "\
+Examples:
+  greet-client lookup localhost www         [(2, 1, 6, '', ('127.0.0.1', 80))] and the hostname
+  greet-client lookup tutorialspoint.com www   the tutorial's own lookup (needs the network)
+  greet-client lookup ::1 ssh --type stream --json
+  greet-client lookup --reverse 127.0.0.1 22";
+
+/// Resolve HOST and SERVICE with getaddrinfo and print the list as Python's pprint does, then
+/// this machine's hostname (the tutorial's lookup script).
+///
+/// The hints default to Python's `socket.getaddrinfo(HOST, SERVICE)`: any family, any type,
+/// any protocol, no flags. `lookup localhost www` thus prints only the TCP entry, because the
+/// services database lists `www` for TCP only.
+#[derive(clap::Args, Debug)]
+#[command(after_help = EXAMPLES)]
+pub struct LookupArgs {
+    /// Host name or numeric address to resolve (with --reverse: the numeric address to look up).
+    #[arg(value_name = "HOST")]
+    pub host: String,
+
+    /// Service name or port number [default: none, port 0] (with --reverse: the port number
+    /// [default: 0]).
+    #[arg(value_name = "SERVICE")]
+    pub service: Option<String>,
+
+    /// IPv4 addresses only (family AF_INET) [default: any family].
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    pub ipv4: bool,
+
+    /// IPv6 addresses only (family AF_INET6) [default: any family].
+    #[arg(short = '6')]
+    pub ipv6: bool,
+
+    /// Socket type: stream, dgram, raw, seqpacket, or a number [default: any type, 0]. With
+    /// --reverse, dgram looks the port up among UDP services (NI_DGRAM).
+    #[arg(long = "type", value_name = "TYPE", value_parser = parse_socktype)]
+    pub socktype: Option<i32>,
+
+    /// Protocol number (6 TCP, 17 UDP, 132 SCTP) or name (tcp, udp, sctp) [default: any, 0].
+    #[arg(long, value_name = "N", value_parser = parse_proto, default_value = "0")]
+    pub proto: i32,
+
+    /// AI_PASSIVE: with no usable host, return the wildcard address (for bind).
+    #[arg(long)]
+    pub passive: bool,
+
+    /// AI_CANONNAME: report the canonical name in the first entry.
+    #[arg(long)]
+    pub canonname: bool,
+
+    /// AI_NUMERICHOST: HOST must be a numeric address; never asks DNS. With --reverse:
+    /// NI_NUMERICHOST, print the address, not its name.
+    #[arg(long)]
+    pub numeric_host: bool,
+
+    /// AI_NUMERICSERV: SERVICE must be a port number. With --reverse: NI_NUMERICSERV, print
+    /// the port number, not the service name.
+    #[arg(long)]
+    pub numeric_serv: bool,
+
+    /// AI_ADDRCONFIG: only families this machine has an address for.
+    #[arg(long)]
+    pub addrconfig: bool,
+
+    /// AI_V4MAPPED: with -6 and no IPv6 address, return IPv4-mapped IPv6 addresses.
+    #[arg(long)]
+    pub v4mapped: bool,
+
+    /// AI_ALL: with --v4mapped, return IPv6 and IPv4-mapped addresses both.
+    #[arg(long)]
+    pub all: bool,
+
+    /// Reverse lookup with getnameinfo: HOST is a numeric address, SERVICE a port number;
+    /// prints (host, service) as Python's socket.getnameinfo does.
+    #[arg(long, conflicts_with_all = ["ipv4", "ipv6", "proto", "passive", "canonname", "addrconfig", "v4mapped", "all"])]
+    pub reverse: bool,
+
+    /// With --reverse: NI_NAMEREQD, fail if the address has no name.
+    #[arg(long, requires = "reverse")]
+    pub name_required: bool,
+
+    /// With --reverse: NI_NOFQDN, only the host part of a local name.
+    #[arg(long, requires = "reverse")]
+    pub no_fqdn: bool,
+
+    /// Print one JSON document instead: {"hostname": ..., "addresses": [{"family": 2, "type":
+    /// 1, "proto": 6, "canonname": "", "address": ["127.0.0.1", 80]}]}; an IPv6 address is
+    /// [host, port, flowinfo, scope_id]. On failure: {"error": {"code": -2, "message": ...}}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the lookup and prints its result; exit status 0, or 1 when the lookup fails.
+pub fn run(args: &LookupArgs) -> ExitCode {
+    let outcome = if args.reverse {
+        reverse(args)
+    } else {
+        forward(args)
+    };
+    let text = match outcome {
+        Ok(text) => text,
+        Err(failure) => {
+            eprintln!("{}", failure.line);
+            if args.json {
+                print_stdout(&failure.json);
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    print_stdout(&text);
+    ExitCode::SUCCESS
+}
+
+/// A failed lookup: the stderr line and the JSON document.
+struct Failure {
+    line: String,
+    json: String,
+}
+
+fn forward(args: &LookupArgs) -> Result<String, Failure> {
+    let hints = hints(args);
+    let label = match &args.service {
+        Some(service) => format!("lookup {} {}", args.host, service),
+        None => format!("lookup {}", args.host),
+    };
+    let found = resolver::getaddrinfo(Some(&args.host), args.service.as_deref(), &hints)
+        .map_err(|e| failure(&label, &e))?;
+    let hostname = resolver::gethostname().map_err(|e| failure(&label, &e))?;
+    Ok(if args.json {
+        let entries: Vec<String> = found.iter().map(entry_json).collect();
+        format!(
+            "{{\"hostname\": {}, \"addresses\": [{}]}}\n",
+            json_str(&hostname),
+            entries.join(", ")
+        )
+    } else {
+        let list = PyVal::List(found.iter().map(entry_value).collect());
+        format!("{}\n{}\n", pformat(&list), hostname)
+    })
+}
+
+fn reverse(args: &LookupArgs) -> Result<String, Failure> {
+    let port = args.service.as_deref().unwrap_or("0");
+    let label = format!("lookup --reverse {} {}", args.host, port);
+    // As Python's getnameinfo: the address must be numeric, the port a number 0-65535.
+    let port_ok = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+    if !port_ok || port.parse::<u16>().is_err() {
+        return Err(Failure {
+            line: format!("{label}: port must be a number 0-65535"),
+            json: error_json(None, "port must be a number 0-65535"),
+        });
+    }
+    let numeric = Hints {
+        socktype: libc_sock_dgram(),
+        flags: resolver::AI_NUMERICHOST,
+        ..Hints::default()
+    };
+    let found = resolver::getaddrinfo(Some(&args.host), Some(port), &numeric)
+        .map_err(|e| failure(&label, &e))?;
+    let Some(first) = found.first() else {
+        return Err(Failure {
+            line: format!("{label}: no address"),
+            json: error_json(None, "no address"),
+        });
+    };
+    let mut flags = 0;
+    if args.numeric_host {
+        flags |= resolver::NI_NUMERICHOST;
+    }
+    if args.numeric_serv {
+        flags |= resolver::NI_NUMERICSERV;
+    }
+    if args.name_required {
+        flags |= resolver::NI_NAMEREQD;
+    }
+    if args.no_fqdn {
+        flags |= resolver::NI_NOFQDN;
+    }
+    if args.socktype == Some(libc_sock_dgram()) {
+        flags |= resolver::NI_DGRAM;
+    }
+    let (host, service) =
+        resolver::getnameinfo(&first.address, flags).map_err(|e| failure(&label, &e))?;
+    let hostname = resolver::gethostname().map_err(|e| failure(&label, &e))?;
+    Ok(if args.json {
+        format!(
+            "{{\"hostname\": {}, \"host\": {}, \"service\": {}}}\n",
+            json_str(&hostname),
+            json_str(&host),
+            json_str(&service)
+        )
+    } else {
+        let pair = PyVal::Tuple(vec![PyVal::Str(host), PyVal::Str(service)]);
+        format!("{}\n{}\n", pformat(&pair), hostname)
+    })
+}
+
+fn hints(args: &LookupArgs) -> Hints {
+    let mut flags = 0;
+    for (on, flag) in [
+        (args.passive, resolver::AI_PASSIVE),
+        (args.canonname, resolver::AI_CANONNAME),
+        (args.numeric_host, resolver::AI_NUMERICHOST),
+        (args.numeric_serv, resolver::AI_NUMERICSERV),
+        (args.addrconfig, resolver::AI_ADDRCONFIG),
+        (args.v4mapped, resolver::AI_V4MAPPED),
+        (args.all, resolver::AI_ALL),
+    ] {
+        if on {
+            flags |= flag;
+        }
+    }
+    Hints {
+        family: if args.ipv4 {
+            resolver::Family::V4.af()
+        } else if args.ipv6 {
+            resolver::Family::V6.af()
+        } else {
+            resolver::Family::Any.af()
+        },
+        socktype: args.socktype.unwrap_or(0),
+        protocol: args.proto,
+        flags,
+    }
+}
+
+fn libc_sock_dgram() -> i32 {
+    resolver::Transport::Udp.socktype()
+}
+
+fn failure(label: &str, err: &resolver::Error) -> Failure {
+    let line = match err.code() {
+        Some(code) => format!("{label}: [Errno {code}] {}", err.reason()),
+        None => format!("{label}: {}", err.reason()),
+    };
+    Failure {
+        line,
+        json: error_json(err.code(), err.reason()),
+    }
+}
+
+fn error_json(code: Option<i32>, message: &str) -> String {
+    let code = code.map_or_else(|| "null".to_owned(), |c| c.to_string());
+    format!(
+        "{{\"error\": {{\"code\": {code}, \"message\": {}}}}}\n",
+        json_str(message)
+    )
+}
+
+/// Writes to stdout; a closed stdout (`| head`) is not an error worth reporting.
+fn print_stdout(text: &str) {
+    let mut out = io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            eprintln!("greet-client: writing to stdout: {e}");
+        }
+    }
+}
+
+fn parse_socktype(s: &str) -> Result<i32, String> {
+    match s {
+        "stream" => Ok(1),
+        "dgram" => Ok(2),
+        "raw" => Ok(3),
+        "rdm" => Ok(4),
+        "seqpacket" => Ok(5),
+        _ => s.parse::<i32>().map_err(|_| {
+            format!("{s:?} is not a socket type: stream, dgram, raw, seqpacket or a number")
+        }),
+    }
+}
+
+fn parse_proto(s: &str) -> Result<i32, String> {
+    match s {
+        "tcp" => Ok(6),
+        "udp" => Ok(17),
+        "sctp" => Ok(132),
+        _ => s
+            .parse::<i32>()
+            .map_err(|_| format!("{s:?} is not a protocol: tcp, udp, sctp or a number")),
+    }
+}
+
+/// One getaddrinfo entry as JSON, with the keys in the order SPEC shows.
+fn entry_json(ai: &AddrInfo) -> String {
+    format!(
+        "{{\"family\": {}, \"type\": {}, \"proto\": {}, \"canonname\": {}, \"address\": {}}}",
+        ai.family,
+        ai.socktype,
+        ai.protocol,
+        json_str(&ai.canonname),
+        address_json(&ai.address)
+    )
+}
+
+fn address_json(addr: &std::net::SocketAddr) -> String {
+    match addr {
+        std::net::SocketAddr::V4(a) => format!("[{}, {}]", json_str(&a.ip().to_string()), a.port()),
+        std::net::SocketAddr::V6(a) => format!(
+            "[{}, {}, {}, {}]",
+            json_str(&resolver::ipv6_text(a.ip())),
+            a.port(),
+            a.flowinfo(),
+            a.scope_id()
+        ),
+    }
+}
+
+fn json_str(s: &str) -> String {
+    // Serialising a &str cannot fail; the fallback keeps the output valid JSON regardless.
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned())
+}
+
+/// One getaddrinfo entry as Python's tuple.
+fn entry_value(ai: &AddrInfo) -> PyVal {
+    let address = match ai.address {
+        std::net::SocketAddr::V4(a) => PyVal::Tuple(vec![
+            PyVal::Str(a.ip().to_string()),
+            PyVal::Int(i64::from(a.port())),
+        ]),
+        std::net::SocketAddr::V6(a) => PyVal::Tuple(vec![
+            PyVal::Str(resolver::ipv6_text(a.ip())),
+            PyVal::Int(i64::from(a.port())),
+            PyVal::Int(i64::from(a.flowinfo())),
+            PyVal::Int(i64::from(a.scope_id())),
+        ]),
+    };
+    PyVal::Tuple(vec![
+        PyVal::Int(i64::from(ai.family)),
+        PyVal::Int(i64::from(ai.socktype)),
+        PyVal::Int(i64::from(ai.protocol)),
+        PyVal::Str(ai.canonname.clone()),
+        address,
+    ])
+}
+
+/// The Python values the lookup prints.
+#[derive(Debug, Clone, PartialEq)]
+enum PyVal {
+    Int(i64),
+    Str(String),
+    Tuple(Vec<PyVal>),
+    List(Vec<PyVal>),
+}
+
+/// Python's `repr`.
+fn repr(v: &PyVal) -> String {
+    match v {
+        PyVal::Int(n) => n.to_string(),
+        PyVal::Str(s) => py_str(s),
+        PyVal::Tuple(items) if items.len() == 1 => format!("({},)", repr(&items[0])),
+        PyVal::Tuple(items) => format!(
+            "({})",
+            items.iter().map(repr).collect::<Vec<_>>().join(", ")
+        ),
+        PyVal::List(items) => format!(
+            "[{}]",
+            items.iter().map(repr).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// Python's `repr` of a `str`.
+fn py_str(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || (0x7f..0xa0).contains(&(c as u32)) => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// Python's `pprint.pformat(value)` with the default width of 80, for ints, strings without
+/// white space (host and service names), tuples and lists: a value whose `repr` fits stays on
+/// one line; a list or tuple that does not fit puts one item per line.
+fn pformat(v: &PyVal) -> String {
+    const WIDTH: usize = 80;
+
+    fn format(v: &PyVal, out: &mut String, indent: usize, allowance: usize) {
+        let rep = repr(v);
+        let max_width = WIDTH.saturating_sub(indent + allowance);
+        match v {
+            PyVal::List(items) if rep.chars().count() > max_width && !items.is_empty() => {
+                out.push('[');
+                format_items(items, out, indent, allowance + 1);
+                out.push(']');
+            }
+            PyVal::Tuple(items) if rep.chars().count() > max_width && !items.is_empty() => {
+                let end = if items.len() == 1 { ",)" } else { ")" };
+                out.push('(');
+                format_items(items, out, indent, allowance + end.len());
+                out.push_str(end);
+            }
+            _ => out.push_str(&rep),
+        }
+    }
+
+    fn format_items(items: &[PyVal], out: &mut String, indent: usize, allowance: usize) {
+        let indent = indent + 1;
+        for (i, item) in items.iter().enumerate() {
+            let last = i + 1 == items.len();
+            if i > 0 {
+                out.push_str(",\n");
+                out.push_str(&" ".repeat(indent));
+            }
+            format(item, out, indent, if last { allowance } else { 1 });
+        }
+    }
+
+    let mut out = String::new();
+    format(v, &mut out, 0, 0);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(canon: &str, host: &str, v6: bool) -> PyVal {
+        let mut addr = vec![PyVal::Str(host.to_owned()), PyVal::Int(80)];
+        if v6 {
+            addr.extend([PyVal::Int(0), PyVal::Int(0)]);
+        }
+        PyVal::Tuple(vec![
+            PyVal::Int(if v6 { 10 } else { 2 }),
+            PyVal::Int(1),
+            PyVal::Int(6),
+            PyVal::Str(canon.to_owned()),
+            PyVal::Tuple(addr),
+        ])
+    }
+
+    #[test]
+    fn short_list_on_one_line() {
+        let list = PyVal::List(vec![entry("", "127.0.0.1", false)]);
+        assert_eq!(pformat(&list), "[(2, 1, 6, '', ('127.0.0.1', 80))]");
+    }
+
+    #[test]
+    fn long_list_one_tuple_per_line() {
+        let list = PyVal::List(vec![entry("", "::1", true), entry("", "127.0.0.1", false)]);
+        assert_eq!(
+            pformat(&list),
+            "[(10, 1, 6, '', ('::1', 80, 0, 0)),\n (2, 1, 6, '', ('127.0.0.1', 80))]"
+        );
+    }
+
+    #[test]
+    fn long_tuple_one_item_per_line() {
+        let long = "x".repeat(70);
+        let list = PyVal::List(vec![entry(&long, "127.0.0.1", false)]);
+        assert_eq!(
+            pformat(&list),
+            format!("[(2,\n  1,\n  6,\n  '{long}',\n  ('127.0.0.1', 80))]")
+        );
+    }
+
+    #[test]
+    fn type_and_proto_names() {
+        assert_eq!(parse_socktype("dgram"), Ok(2));
+        assert_eq!(parse_socktype("5"), Ok(5));
+        assert!(parse_socktype("bogus").is_err());
+        assert_eq!(parse_proto("sctp"), Ok(132));
+    }
+}
