@@ -89,7 +89,7 @@ fn test() -> Result<(), String> {
     run_step(
         "cargo doc",
         cargo()
-            .args(["doc", "--workspace", "--no-deps"])
+            .args(["doc", "--workspace", "--no-deps", "--lib"])
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
     demo::run()
