@@ -56,7 +56,7 @@ fn two_hundred_clients_at_once_are_all_greeted_and_each_logged() {
     let (status, stderr) = server.terminate();
     assert!(status.success(), "{status}: {stderr}");
     assert!(
-        stderr.contains("accepted 200, greeted 200, errors 0"),
+        stderr.contains("accepted 200, greeted 200, errors 0,"),
         "{stderr}"
     );
 }

@@ -1,5 +1,6 @@
 //! `greet-server`: the socket tutorial's greeting server, on netcore.
 
+mod ratelimit;
 mod service;
 
 use std::io::Write;
@@ -7,12 +8,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use netcore::{Config, EventLoop, ListenOptions, ShutdownHandle};
 use resolver::{Family, PyAddr, Transport};
 
+use ratelimit::ReplyLimiter;
 use service::{GreetService, Stats};
 
 const EXAMPLES: &str = "\
@@ -90,6 +92,13 @@ struct Args {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     write_timeout: Duration,
 
+    /// UDP: answer at most N datagrams per second from each source address, loopback
+    /// included (0: no limit). Without this flag a limit of 20 per second applies to
+    /// non-loopback sources only: a greeting service must not become a traffic amplifier
+    /// for spoofed sources.
+    #[arg(long, value_name = "N")]
+    udp_rate: Option<u32>,
+
     /// Do not print a line per connection.
     #[arg(short, long)]
     quiet: bool,
@@ -101,8 +110,8 @@ fn main() -> ExitCode {
     match run(&args) {
         Ok(stats) => {
             eprintln!(
-                "greet-server: accepted {}, greeted {}, errors {}, datagrams {}",
-                stats.accepted, stats.greeted, stats.errors, stats.datagrams
+                "greet-server: accepted {}, greeted {}, errors {}, datagrams {}, rate-limited {}",
+                stats.accepted, stats.greeted, stats.errors, stats.datagrams, stats.limited
             );
             ExitCode::SUCCESS
         }
@@ -161,7 +170,16 @@ fn run(args: &Args) -> Result<Stats, String> {
         .into_iter()
         .enumerate()
         .map(|(i, mut event_loop)| {
-            let mut service = GreetService::new(Arc::clone(&message), args.quiet);
+            let limiter = match args.udp_rate {
+                Some(0) => None,
+                Some(rate) => Some(ReplyLimiter::new(rate, true, Instant::now())),
+                None => Some(ReplyLimiter::new(
+                    ratelimit::DEFAULT_RATE,
+                    false,
+                    Instant::now(),
+                )),
+            };
+            let mut service = GreetService::new(Arc::clone(&message), args.quiet, limiter);
             std::thread::Builder::new()
                 .name(format!("loop-{i}"))
                 .spawn(move || event_loop.run(&mut service).map(|()| service.stats))

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use netcore::{CloseReason, Closed, Conn, Control, Datagram, Handler, PeerAddr};
 use resolver::PyAddr;
 
+use crate::ratelimit::ReplyLimiter;
+
 /// Per-loop totals, added up for the summary line at exit.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Stats {
@@ -15,6 +17,8 @@ pub struct Stats {
     pub greeted: u64,
     pub errors: u64,
     pub datagrams: u64,
+    /// Datagrams not answered because their source passed its reply rate.
+    pub limited: u64,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -23,6 +27,7 @@ impl std::ops::AddAssign for Stats {
         self.greeted += other.greeted;
         self.errors += other.errors;
         self.datagrams += other.datagrams;
+        self.limited += other.limited;
     }
 }
 
@@ -31,14 +36,16 @@ pub struct GreetService {
     message: Arc<[u8]>,
     /// Output for stdout, written once per loop turn so that printing never bounds the rate.
     log: Option<Vec<u8>>,
+    limiter: Option<ReplyLimiter>,
     pub stats: Stats,
 }
 
 impl GreetService {
-    pub fn new(message: Arc<[u8]>, quiet: bool) -> GreetService {
+    pub fn new(message: Arc<[u8]>, quiet: bool, limiter: Option<ReplyLimiter>) -> GreetService {
         GreetService {
             message,
             log: if quiet { None } else { Some(Vec::new()) },
+            limiter,
             stats: Stats::default(),
         }
     }
@@ -76,6 +83,11 @@ impl Handler for GreetService {
 
     fn on_datagram(&mut self, socket: &mut Datagram<'_>, _data: &[u8], from: SocketAddr) {
         self.stats.datagrams += 1;
+        let now = socket.control().now();
+        if let Some(false) = self.limiter.as_mut().map(|l| l.allow(from.ip(), now)) {
+            self.stats.limited += 1;
+            return;
+        }
         self.print_peer("datagram", &PeerAddr::Inet(from));
         socket.send_to(&self.message, from);
     }
