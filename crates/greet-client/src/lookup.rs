@@ -49,7 +49,7 @@ pub struct LookupArgs {
     #[arg(long = "type", value_name = "TYPE", value_parser = parse_socktype)]
     pub socktype: Option<i32>,
 
-    /// Protocol number (6 TCP, 17 UDP, 132 SCTP) or name (tcp, udp, sctp) [default: any, 0].
+    /// Protocol number (6 TCP, 17 UDP, 132 SCTP) or name (tcp, udp, sctp); 0 means any.
     #[arg(long, value_name = "N", value_parser = parse_proto, default_value = "0")]
     pub proto: i32,
 
@@ -470,10 +470,44 @@ mod tests {
 
     #[test]
     fn long_list_one_tuple_per_line() {
-        let list = PyVal::List(vec![entry("", "::1", true), entry("", "127.0.0.1", false)]);
+        // Expected strings printed by Python 3's pprint.pformat.
+        let list = PyVal::List(vec![
+            entry("", "::1", true),
+            entry("", "127.0.0.1", false),
+            entry("", "127.0.0.1", false),
+        ]);
         assert_eq!(
             pformat(&list),
-            "[(10, 1, 6, '', ('::1', 80, 0, 0)),\n (2, 1, 6, '', ('127.0.0.1', 80))]"
+            "[(10, 1, 6, '', ('::1', 80, 0, 0)),\n (2, 1, 6, '', ('127.0.0.1', 80)),\n \
+             (2, 1, 6, '', ('127.0.0.1', 80))]"
+        );
+    }
+
+    #[test]
+    fn width_boundaries_as_python() {
+        // pprint.pformat([(2, 1, 6, 'x'*n, A), (2, 2, 17, 'y'*n, A)]) for n = 45 and 46: an item
+        // splits when its repr passes 78 characters (80, less the indent and the ',' or ']').
+        let pair = |n: usize| {
+            let mut udp = entry(&"y".repeat(n), "127.0.0.1", false);
+            if let PyVal::Tuple(items) = &mut udp {
+                items[1] = PyVal::Int(2);
+                items[2] = PyVal::Int(17);
+            }
+            PyVal::List(vec![entry(&"x".repeat(n), "127.0.0.1", false), udp])
+        };
+        let (x, y) = ("x".repeat(45), "y".repeat(45));
+        assert_eq!(
+            pformat(&pair(45)),
+            format!(
+                "[(2, 1, 6, '{x}', ('127.0.0.1', 80)),\n (2, 2, 17, '{y}', ('127.0.0.1', 80))]"
+            )
+        );
+        let (x, y) = ("x".repeat(46), "y".repeat(46));
+        assert_eq!(
+            pformat(&pair(46)),
+            format!(
+                "[(2, 1, 6, '{x}', ('127.0.0.1', 80)),\n (2,\n  2,\n  17,\n  '{y}',\n  ('127.0.0.1', 80))]"
+            )
         );
     }
 
