@@ -210,3 +210,92 @@ fn a_stale_unix_socket_is_replaced() {
     assert_eq!(out.stdout, b"Thank you for connecting\n");
     drop(server);
 }
+
+#[test]
+fn udp_rate_limits_a_flooding_source_and_still_answers_others() {
+    use std::time::{Duration, Instant};
+    let server = Server::start(&[
+        "--udp",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--udp-rate",
+        "5",
+        "--quiet",
+    ]);
+    let flood = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    flood.connect(server.addr()).unwrap();
+    let started = Instant::now();
+    for _ in 0..200 {
+        flood.send(b"").unwrap();
+    }
+    // The other source is answered while the first one is being limited.
+    let other = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    other.connect(server.addr()).unwrap();
+    other.set_read_timeout(Some(PATIENCE)).unwrap();
+    other.send(b"").unwrap();
+    let mut buf = [0u8; 64];
+    let n = other.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], GREETING);
+    // Count the flood's replies until the server has been quiet for a while.
+    flood
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut replies = 0;
+    while flood.recv(&mut buf).is_ok() {
+        replies += 1;
+    }
+    let allowed = 5.0 + started.elapsed().as_secs_f64() * 5.0 + 1.0;
+    assert!(replies >= 5, "only {replies} replies");
+    assert!(
+        f64::from(replies) <= allowed,
+        "{replies} replies > {allowed}"
+    );
+    let (status, stderr) = server.terminate();
+    assert!(status.success());
+    assert!(stderr.contains("datagrams 201"), "{stderr}");
+}
+
+#[test]
+fn ipv6_peers_print_as_python_four_tuples() {
+    let Ok(probe) = std::net::TcpListener::bind("[::1]:0") else {
+        eprintln!("no IPv6 loopback here; skipping");
+        return;
+    };
+    drop(probe);
+    let server = Server::start(&["--host", "::1", "--port", "0"]);
+    assert!(
+        server.ready.starts_with("Listening on ('::1', "),
+        "{}",
+        server.ready
+    );
+    assert!(server.ready.ends_with(", 0, 0) tcp"), "{}", server.ready);
+    let addr: std::net::SocketAddr = format!("[::1]:{}", server.port()).parse().unwrap();
+    let stream = TcpStream::connect(addr).unwrap();
+    let local = stream.local_addr().unwrap().port();
+    assert_eq!(read_all(stream), GREETING);
+    assert_eq!(
+        server.next_line().unwrap(),
+        format!("Got connection from ('::1', {local}, 0, 0)")
+    );
+}
+
+#[test]
+fn message_file_is_sent_whole() {
+    let dir = temp_dir("message-file");
+    let path = dir.join("big.txt");
+    let body: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    std::fs::write(&path, &body).unwrap();
+    let server = Server::start(&[
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--quiet",
+        "--message-file",
+        path.to_str().unwrap(),
+    ]);
+    let stream = TcpStream::connect(server.addr()).unwrap();
+    assert_eq!(read_all(stream), body);
+}

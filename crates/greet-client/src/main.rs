@@ -1,6 +1,7 @@
 //! `greet-client`: the socket tutorial's client, its lookup script, and a load generator.
 
 mod client;
+mod lookup;
 
 use std::process::ExitCode;
 
@@ -11,6 +12,7 @@ Examples:
   greet-client                              the tutorial: this host's name, port 12345
   greet-client --host 127.0.0.1 --port 5000 --udp
   greet-client --unix /tmp/greet.sock
+  greet-client lookup localhost www         [(2, 1, 6, '', ('127.0.0.1', 80))] and the hostname
   greet-client --udp --host '<broadcast>' --port 5000   (sets SO_BROADCAST)";
 
 /// The socket tutorial's client: connect, print what the server sends, close.
@@ -25,12 +27,17 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// The tutorial's lookup script: getaddrinfo(HOST, SERVICE) printed as Python's pprint
+    /// shows it, then gethostname().
+    Lookup(lookup::LookupArgs),
+}
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     match cli.command {
         None => client::run(&cli.client),
+        Some(Command::Lookup(args)) => lookup::run(&args),
     }
 }

@@ -1,0 +1,190 @@
+//! Every error path of both binaries: one clear line on stderr naming the input or the
+//! address, the right exit status, no panic.
+
+use e2e::{bin, temp_dir};
+use std::process::Command;
+
+struct Case {
+    program: &'static str,
+    args: Vec<String>,
+    status: i32,
+    /// Every one of these must appear in stderr.
+    mentions: Vec<String>,
+}
+
+fn case(program: &'static str, args: &[&str], status: i32, mentions: &[&str]) -> Case {
+    Case {
+        program,
+        args: args.iter().map(|s| s.to_string()).collect(),
+        status,
+        mentions: mentions.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+#[test]
+fn error_paths_give_one_clear_line_and_the_right_status() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port().to_string();
+    let taken_udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let taken_udp_port = taken_udp.local_addr().unwrap().port().to_string();
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port().to_string()
+    };
+    let dir = temp_dir("errors");
+    let plain_file = dir.join("plain.txt");
+    std::fs::write(&plain_file, "x").unwrap();
+    let plain = plain_file.to_str().unwrap();
+    let missing_dir = dir.join("no/such/dir/s.sock");
+    let missing = missing_dir.to_str().unwrap();
+    let missing_msg = dir.join("missing-message.txt");
+    let missing_msg = missing_msg.to_str().unwrap();
+
+    let cases = vec![
+        // clap: bad flags and values, status 2
+        case("greet-server", &["--no-such-flag"], 2, &["--no-such-flag"]),
+        case("greet-server", &["--backlog=-1"], 2, &["--backlog"]),
+        case("greet-server", &["--threads", "0"], 2, &["--threads"]),
+        case(
+            "greet-server",
+            &["--idle-timeout", "soon"],
+            2,
+            &["--idle-timeout"],
+        ),
+        case(
+            "greet-server",
+            &["--udp", "--unix", "/tmp/x"],
+            2,
+            &["--unix"],
+        ),
+        case("greet-server", &["-4", "-6"], 2, &["-6"]),
+        case("greet-client", &["--bogus"], 2, &["--bogus"]),
+        case("greet-client", &["--bufsize", "0"], 2, &["--bufsize"]),
+        case("greet-client", &["--timeout", "x"], 2, &["--timeout"]),
+        // bad hosts, ports, services: status 1, the input named
+        case(
+            "greet-server",
+            &["--host", "nosuch.invalid", "--port", "0"],
+            1,
+            &["nosuch.invalid"],
+        ),
+        case(
+            "greet-server",
+            &["--host", "300.1.1.1", "--port", "0"],
+            1,
+            &["300.1.1.1"],
+        ),
+        case(
+            "greet-server",
+            &["--host", "127.0.0.1", "--port", "65536"],
+            1,
+            &["65536"],
+        ),
+        case(
+            "greet-server",
+            &["--host", "127.0.0.1", "--port", "nosuchservice"],
+            1,
+            &["nosuchservice"],
+        ),
+        case(
+            "greet-server",
+            &["--host", "127.0.0.1", "--port=-5"],
+            1,
+            &["-5"],
+        ),
+        case(
+            "greet-client",
+            &["--host", "nosuch.invalid"],
+            1,
+            &["nosuch.invalid"],
+        ),
+        case(
+            "greet-client",
+            &["--host", "127.0.0.1", "--port", "70000"],
+            1,
+            &["70000"],
+        ),
+        case(
+            "greet-client",
+            &["--host", "127.0.0.1", "--port", "nosuchservice"],
+            1,
+            &["nosuchservice"],
+        ),
+        // addresses: in use, not local, refused
+        case(
+            "greet-server",
+            &["--host", "127.0.0.1", "--port", &taken_port],
+            1,
+            &[&format!("127.0.0.1:{taken_port}"), "in use"],
+        ),
+        case(
+            "greet-server",
+            &["--udp", "--host", "127.0.0.1", "--port", &taken_udp_port],
+            1,
+            &[&format!("127.0.0.1:{taken_udp_port}"), "in use"],
+        ),
+        case(
+            "greet-server",
+            &["--host", "192.0.2.1", "--port", "0"],
+            1,
+            &["192.0.2.1"],
+        ),
+        case(
+            "greet-client",
+            &["--host", "127.0.0.1", "--port", &closed_port],
+            1,
+            &[&closed_port, "refused"],
+        ),
+        case(
+            "greet-client",
+            &[
+                "--udp",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &closed_port,
+                "--timeout",
+                "5s",
+            ],
+            1,
+            &[&closed_port, "refused"],
+        ),
+        // Unix paths and files
+        case(
+            "greet-server",
+            &["--unix", plain],
+            1,
+            &["plain.txt", "not a socket"],
+        ),
+        case("greet-server", &["--unix", missing], 1, &["s.sock"]),
+        case("greet-client", &["--unix", missing], 1, &["s.sock"]),
+        case(
+            "greet-server",
+            &["--message-file", missing_msg],
+            1,
+            &["missing-message.txt"],
+        ),
+    ];
+    assert!(cases.len() >= 25);
+    for case in &cases {
+        let out = Command::new(bin(case.program))
+            .args(&case.args)
+            .output()
+            .expect("run binary");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let what = format!("{} {:?}: {stderr}", case.program, case.args);
+        assert_eq!(out.status.code(), Some(case.status), "{what}");
+        assert!(!stderr.contains("panicked"), "{what}");
+        if case.status == 1 {
+            assert_eq!(stderr.lines().count(), 1, "{what}");
+        }
+        for m in &case.mentions {
+            assert!(stderr.contains(m.as_str()), "{what} should mention {m:?}");
+        }
+    }
+    assert_eq!(
+        std::fs::read(&plain_file).unwrap(),
+        b"x",
+        "a plain file was touched"
+    );
+}
