@@ -66,7 +66,8 @@ impl Family {
 ///   (Python 3 refuses an `int` host; the tutorial teaches it, so we take it, written as a string);
 ///   a number above 4294967295 is an [`ErrorKind::InvalidHost`] error, never a DNS query;
 /// - an IPv6 address, with an optional `%scope` (`fe80::1%lo`, `fe80::1%1`): the scope id is
-///   kept in the result (Python 3 drops it);
+///   kept in the result (Python 3 drops it); a host with a colon is always taken as an IPv6
+///   literal and never sent to DNS (`"localhost:80"` is an `EAI_NONAME` error at once);
 /// - a host name: the first `getaddrinfo` result for the family (IDNA-encoded first when not
 ///   ASCII, see [`encode_host`](crate::encode_host)).
 ///
