@@ -28,6 +28,7 @@ pub fn run() -> Result<(), String> {
     check("TCP", tcp(&server, &client), &mut failures);
     check("UDP", udp(&server, &client), &mut failures);
     check("Unix socket", unix(&server, &client), &mut failures);
+    check("lookup", lookup(&client), &mut failures);
     if failures.is_empty() {
         println!("\ndemo: every step printed what it should");
         Ok(())
@@ -113,6 +114,51 @@ fn unix(server: &Path, client: &Path) -> Result<(), String> {
     result?;
     if leftover {
         return Err(format!("the server left its socket file {shown} behind"));
+    }
+    Ok(())
+}
+
+/// The tutorial's lookup script. Its own host needs the network, which a sandbox may not
+/// have: its failure is reported, not fatal. Then a lookup that resolves offline.
+fn lookup(client: &Path) -> Result<(), String> {
+    println!("\n## The lookup script: getaddrinfo and gethostname");
+    println!("$ greet-client lookup tutorialspoint.com www");
+    let output = Command::new(client)
+        .args(["lookup", "tutorialspoint.com", "www"])
+        .output()
+        .map_err(|e| format!("start greet-client: {e}"))?;
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.success() {
+        println!("(resolved: this machine has a network)");
+    } else if stderr.starts_with("lookup tutorialspoint.com www: [Errno ") {
+        println!("{}(no network here: reported, not fatal)", stderr);
+    } else {
+        return Err(format!("unexpected lookup failure: {stderr}"));
+    }
+
+    println!("$ greet-client lookup localhost www");
+    let output = Command::new(client)
+        .args(["lookup", "localhost", "www"])
+        .output()
+        .map_err(|e| format!("start greet-client: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    print!("{stdout}");
+    if !output.status.success() {
+        return Err(format!(
+            "lookup localhost www failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let mut lines = stdout.lines();
+    let first = lines.next().unwrap_or_default();
+    if !first.starts_with("[(") || !first.contains(", 80)") {
+        return Err(format!(
+            "lookup printed {first:?}, not a pprint list with port 80"
+        ));
+    }
+    if lines.next().is_none_or(str::is_empty) {
+        return Err("lookup printed no hostname line".into());
     }
     Ok(())
 }
