@@ -18,7 +18,7 @@ fn any_text() -> impl Strategy<Value = String> {
         "[0-9a-zA-Z.:%\\-\\x00ß日]{0,40}",
         "[0-9.x]{0,20}",
         Just(String::new()),
-        (any::<char>(), 1usize..10_240).prop_map(|(c, n)| std::iter::repeat(c).take(n).collect()),
+        (any::<char>(), 1usize..10_240).prop_map(|(c, n)| std::iter::repeat_n(c, n).collect()),
         ("[a-z.]{1,3}", 10_000usize..10_240).prop_map(|(s, n)| s.repeat(n / s.len().max(1))),
     ]
 }
