@@ -230,8 +230,8 @@ fn udp_rate_limits_a_flooding_source_and_still_answers_others() {
     for _ in 0..200 {
         flood.send(b"").unwrap();
     }
-    // The other source is answered while the first one is being limited.
-    let other = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // Another source address is answered while the first one is being limited.
+    let other = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
     other.connect(server.addr()).unwrap();
     other.set_read_timeout(Some(PATIENCE)).unwrap();
     other.send(b"").unwrap();
@@ -254,7 +254,14 @@ fn udp_rate_limits_a_flooding_source_and_still_answers_others() {
     );
     let (status, stderr) = server.terminate();
     assert!(status.success());
-    assert!(stderr.contains("datagrams 201"), "{stderr}");
+    // The kernel may drop some of the flood on a full socket buffer; what arrived and was
+    // not answered is counted as rate-limited.
+    let limited: u64 = stderr
+        .split("rate-limited ")
+        .nth(1)
+        .and_then(|rest| rest.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no rate-limited count in {stderr:?}"));
+    assert!(limited >= 100, "{stderr}");
 }
 
 #[test]
