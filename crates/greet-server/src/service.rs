@@ -74,7 +74,13 @@ impl Handler for GreetService {
     }
 
     fn on_close(&mut self, _ctl: &mut Control<'_>, closed: &Closed<'_>) {
-        if closed.reason == CloseReason::Done {
+        // Greeted: every byte went to the kernel before an orderly shutdown. A peer that then
+        // lingers past a deadline, or a server shutdown, does not undo that; a reset can.
+        let in_order = matches!(
+            closed.reason,
+            CloseReason::Done | CloseReason::Timeout | CloseReason::Shutdown
+        );
+        if in_order && closed.unsent == 0 {
             self.stats.greeted += 1;
         } else {
             self.stats.errors += 1;
