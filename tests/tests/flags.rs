@@ -171,3 +171,31 @@ fn a_reset_is_one_clear_line() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let server = Server::start(&["--host", "127.0.0.1", "--port", "0", "--quiet"]);
+    // A client that spoke first and never closes keeps the server draining after the
+    // first signal (until its linger deadline), so the second signal finds it running.
+    let mut lingering = TcpStream::connect(server.addr()).unwrap();
+    lingering.write_all(b"x").unwrap();
+    let mut greeting = [0u8; 24];
+    lingering.set_read_timeout(Some(PATIENCE)).unwrap();
+    lingering.read_exact(&mut greeting).unwrap();
+    server.signal(libc::SIGTERM);
+    // Two signals sent back to back may merge into one; wait until the first has been
+    // acted on (the listener is closed, so connecting is refused).
+    let deadline = Instant::now() + PATIENCE;
+    while TcpStream::connect(server.addr()).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the server never stopped accepting"
+        );
+        std::thread::yield_now();
+    }
+    server.signal(libc::SIGTERM);
+    let (status, stderr) = server.terminate_after_signal();
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{stderr}");
+    assert!(stderr.contains("second signal"), "{stderr}");
+    drop(lingering);
+}
