@@ -188,3 +188,37 @@ fn error_paths_give_one_clear_line_and_the_right_status() {
         "a plain file was touched"
     );
 }
+
+#[test]
+fn permission_denied_names_the_address() {
+    // Port 80 needs privileges. As root, drop them for the server with setpriv.
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let server = bin("greet-server");
+    let mut cmd = if root {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&server);
+        cmd
+    } else {
+        Command::new(&server)
+    };
+    let unprivileged_floor =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+            .ok()
+            .and_then(|s| s.trim().parse::<u16>().ok())
+            .unwrap_or(1024);
+    assert!(
+        unprivileged_floor > 80,
+        "this machine lets anyone bind port 80"
+    );
+    let out = cmd
+        .args(["--host", "127.0.0.1", "--port", "80"])
+        .output()
+        .expect("run greet-server (setpriv is in util-linux)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("127.0.0.1:80"), "{stderr}");
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+}
