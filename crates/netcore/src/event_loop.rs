@@ -537,10 +537,18 @@ impl EventLoop {
             _ => return, // a stale event for a slot that was closed and reused
         }
         if self.conns[index].connecting {
+            // The handshake's writable edge may come in the same event as the peer's first
+            // bytes (and its FIN): with edge-triggered readiness there is no second event for
+            // them, so read now too.
             self.finish_connect(index, handler);
-            return;
-        }
-        if event.is_writable() {
+            if !self
+                .conns
+                .get(index)
+                .is_some_and(|c| c.gen == gen && !c.connecting)
+            {
+                return;
+            }
+        } else if event.is_writable() {
             self.on_writable(index, handler);
         }
         if event.is_readable() || event.is_read_closed() || event.is_error() {

@@ -1,0 +1,153 @@
+//! Outgoing TCP connections: mio's non-blocking connect recipe (writable, `take_error`,
+//! `peer_addr`), success and refusal, from outside `run` and from a callback.
+
+mod util;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use netcore::{CloseReason, Closed, Conn, Control, EventLoop, Handler};
+use util::{Greeter, BOUND};
+
+/// (tag, bytes read, close reason) of one connection.
+type Done = (u64, Vec<u8>, CloseReason);
+
+/// A client: collects what each connection reads, and stops the loop once `expect`
+/// connections have closed.
+#[derive(Default)]
+struct Client {
+    expect: usize,
+    /// (tag, bytes read, close reason) per connection.
+    done: Arc<Mutex<Vec<Done>>>,
+    reads: std::collections::HashMap<u64, Vec<u8>>,
+    send_on_open: Option<Vec<u8>>,
+    /// Addresses to connect to from the first `on_open`, with their tags.
+    later: Vec<(SocketAddr, u64)>,
+}
+
+impl Handler for Client {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        self.reads.insert(conn.tag(), Vec::new());
+        for (addr, tag) in self.later.drain(..) {
+            conn.control().connect(addr, tag);
+        }
+        if let Some(data) = &self.send_on_open {
+            conn.send(data);
+            conn.shutdown_write();
+        }
+    }
+
+    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) {
+        self.reads
+            .get_mut(&conn.tag())
+            .expect("data after on_open")
+            .extend_from_slice(data);
+    }
+
+    fn on_close(&mut self, ctl: &mut Control<'_>, closed: &Closed<'_>) {
+        let read = self.reads.remove(&closed.tag).unwrap_or_default();
+        let mut done = self.done.lock().unwrap();
+        done.push((closed.tag, read, closed.reason));
+        if done.len() == self.expect {
+            ctl.stop();
+        }
+    }
+}
+
+/// A port with nothing listening on it.
+fn closed_port() -> SocketAddr {
+    let (listener, addr) = util::tcp_listener();
+    drop(listener);
+    addr
+}
+
+#[test]
+fn connect_reads_the_greeting_then_eof() {
+    let (server_loop, addr) = util::tcp_loop(util::config());
+    let server = util::spawn(server_loop, Greeter::new(b"Thank you for connecting"));
+
+    let mut client_loop = EventLoop::new(util::config()).unwrap();
+    client_loop.connect(addr, 7).unwrap();
+    let client = Client {
+        expect: 1,
+        ..Client::default()
+    };
+    let done = Arc::clone(&client.done);
+    let client = util::spawn(client_loop, client);
+    let counters = Arc::clone(&client.counters);
+    client.join_within(BOUND);
+
+    let done = done.lock().unwrap();
+    assert_eq!(
+        *done,
+        vec![(7, b"Thank you for connecting".to_vec(), CloseReason::Done)]
+    );
+    let snap = counters.snapshot();
+    assert_eq!((snap.connected, snap.closed, snap.completed), (1, 1, 1));
+    assert_eq!(snap.bytes_in, 24);
+    server.stop();
+}
+
+#[test]
+fn connect_to_a_closed_port_is_refused_and_not_fatal() {
+    let refused = closed_port();
+    let (server_loop, addr) = util::tcp_loop(util::config());
+    let server = util::spawn(server_loop, Greeter::new(b"hello"));
+
+    let mut client_loop = EventLoop::new(util::config()).unwrap();
+    client_loop.connect(refused, 1).unwrap();
+    client_loop.connect(addr, 2).unwrap();
+    client_loop.connect(refused, 3).unwrap();
+    let client = Client {
+        expect: 3,
+        ..Client::default()
+    };
+    let done = Arc::clone(&client.done);
+    let client = util::spawn(client_loop, client);
+    let counters = Arc::clone(&client.counters);
+    client.join_within(BOUND);
+
+    let mut done = done.lock().unwrap().clone();
+    done.sort_by_key(|d| d.0);
+    assert_eq!(
+        done,
+        vec![
+            (1, vec![], CloseReason::Refused),
+            (2, b"hello".to_vec(), CloseReason::Done),
+            (3, vec![], CloseReason::Refused),
+        ]
+    );
+    let snap = counters.snapshot();
+    assert_eq!((snap.refused, snap.connected, snap.closed), (2, 1, 3));
+    server.stop();
+}
+
+#[test]
+fn control_connect_from_a_callback() {
+    let (server_loop, addr) = util::tcp_loop(util::config());
+    let server = util::spawn(server_loop, util::Echo::default());
+
+    // The first connection's `on_open` starts the others from inside the loop.
+    let mut client_loop = EventLoop::new(util::config()).unwrap();
+    client_loop.connect(addr, 10).unwrap();
+    let client = Client {
+        expect: 3,
+        send_on_open: Some(b"ping".to_vec()),
+        later: vec![(closed_port(), 11), (addr, 12)],
+        ..Client::default()
+    };
+    let done = Arc::clone(&client.done);
+    util::spawn(client_loop, client).join_within(BOUND);
+
+    let mut done = done.lock().unwrap().clone();
+    done.sort_by_key(|d| d.0);
+    assert_eq!(
+        done,
+        vec![
+            (10, b"ping".to_vec(), CloseReason::Done),
+            (11, vec![], CloseReason::Refused),
+            (12, b"ping".to_vec(), CloseReason::Done),
+        ]
+    );
+    server.stop();
+}
