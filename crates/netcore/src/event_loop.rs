@@ -297,6 +297,17 @@ impl EventLoop {
             .map_err(|b| Error::new(ErrorKind::Poll, format!("register {addr}"), b.1))
     }
 
+    /// Calls [`Handler::on_timer`] at `at`, once `run` has started; see
+    /// [`Control::set_timer`]. A loop with nothing else to wake it (a client whose first
+    /// requests all vanished) can bound its own run this way.
+    pub fn set_timer(&mut self, at: Instant) -> TimerId {
+        Control {
+            state: &mut self.control,
+            now: self.now,
+        }
+        .set_timer(at)
+    }
+
     fn add_source(&mut self, mut source: Source, what: &str) -> Result<usize, Error> {
         let entry = self.sources.vacant_entry();
         let token = Token(SOURCE_BIT | entry.key());
