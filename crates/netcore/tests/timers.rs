@@ -1,0 +1,141 @@
+//! Deadlines: idle and write timeouts close connections that would otherwise live forever,
+//! and handler timers fire in order.
+
+mod util;
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use netcore::{CloseReason, Closed, Config, Conn, Control, Handler, TimerId};
+use socket2::{Domain, Socket, Type};
+use util::{Closes, BOUND};
+
+/// Keeps connections open and silent; sends `message` at open if there is one.
+#[derive(Default)]
+struct Silent {
+    message: Option<Arc<[u8]>>,
+    closes: Closes,
+}
+
+impl Handler for Silent {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        if let Some(message) = &self.message {
+            conn.send_shared(message);
+        }
+    }
+
+    fn on_close(&mut self, _: &mut Control<'_>, closed: &Closed<'_>) {
+        self.closes.record(closed);
+    }
+}
+
+#[test]
+fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let config = Config {
+        idle_timeout: Some(Duration::from_millis(200)),
+        ..util::config()
+    };
+    let (event_loop, addr) = util::tcp_loop(config);
+    let handler = Silent::default();
+    let closes = handler.closes.clone();
+    let server = util::spawn(event_loop, handler);
+
+    let started = Instant::now();
+    let mut client = util::connect(addr);
+    assert_eq!(util::read_all(&mut client), b"", "closed with EOF");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert_eq!(closes.get(), vec![(CloseReason::Timeout, 0)]);
+    assert_eq!(server.counters.snapshot().timeouts, 1);
+    server.stop();
+}
+
+/// A client whose receive buffer is small and which never reads.
+fn never_reads(addr: SocketAddr) -> TcpStream {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4 << 10).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    socket.into()
+}
+
+#[test]
+fn a_peer_that_never_reads_a_1_mib_message_is_closed_and_its_buffer_freed() {
+    let message: Arc<[u8]> = Arc::from(vec![b'x'; 1 << 20]);
+    let config = Config {
+        write_timeout: Some(Duration::from_millis(300)),
+        ..util::config()
+    };
+    // On loopback the kernel grows a socket's send buffer past 1 MiB by itself; a small one
+    // (inherited by accepted sockets) keeps most of the message in our write buffer.
+    let (listener, addr) = util::tcp_listener();
+    socket2::SockRef::from(&listener)
+        .set_send_buffer_size(16 << 10)
+        .unwrap();
+    let mut event_loop = netcore::EventLoop::new(config).unwrap();
+    event_loop.add_tcp_listener(listener).unwrap();
+    let handler = Silent {
+        message: Some(Arc::clone(&message)),
+        closes: Closes::default(),
+    };
+    let closes = handler.closes.clone();
+    let server = util::spawn(event_loop, handler);
+
+    let _client = never_reads(addr);
+    // Held here, by the handler, and by the connection's write buffer.
+    util::wait_for("the message to be queued", BOUND, || {
+        Arc::strong_count(&message) == 3 || closes.len() == 1
+    });
+    util::wait_for("the write timeout", BOUND, || closes.len() == 1);
+    let (reason, unsent) = closes.get()[0];
+    assert_eq!(reason, CloseReason::Timeout);
+    assert!(unsent > 0, "closed with output still queued");
+    assert_eq!(Arc::strong_count(&message), 2, "the write buffer was freed");
+    assert_eq!(server.counters.snapshot().timeouts, 1);
+    server.stop();
+}
+
+/// Sets timers out of order at the first connection, cancels one, and records firings.
+struct Timed {
+    fired: Arc<Mutex<Vec<u64>>>,
+    ids: Vec<(TimerId, u64)>,
+}
+
+impl Handler for Timed {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        let now = conn.control().now();
+        for ms in [60, 20, 40, 30] {
+            let id = conn.control().set_timer(now + Duration::from_millis(ms));
+            self.ids.push((id, ms));
+        }
+        let cancelled = self.ids[3].0;
+        conn.control().cancel_timer(cancelled);
+        conn.close();
+    }
+
+    fn on_timer(&mut self, ctl: &mut Control<'_>, timer: TimerId) {
+        let ms = self.ids.iter().find(|(id, _)| *id == timer).unwrap().1;
+        let mut fired = self.fired.lock().unwrap();
+        fired.push(ms);
+        if fired.len() == 3 {
+            ctl.stop();
+        }
+    }
+}
+
+#[test]
+fn timers_fire_in_deadline_order_and_cancelled_ones_never() {
+    let (event_loop, addr) = util::tcp_loop(util::config());
+    let fired = Arc::new(Mutex::new(Vec::new()));
+    let server = util::spawn(
+        event_loop,
+        Timed {
+            fired: Arc::clone(&fired),
+            ids: Vec::new(),
+        },
+    );
+    let started = Instant::now();
+    util::read_all(&mut util::connect(addr));
+    server.join_within(BOUND);
+    assert!(started.elapsed() >= Duration::from_millis(60));
+    assert_eq!(*fired.lock().unwrap(), vec![20, 40, 60]);
+}
