@@ -215,12 +215,13 @@ impl Connection {
         }
     }
 
-    /// Writes queued output until it is gone or the socket would block.
-    pub(crate) fn flush(&mut self, counters: &Counters) -> io::Result<()> {
+    /// Writes queued output until it is gone or the socket would block; returns how many
+    /// bytes went.
+    pub(crate) fn flush(&mut self, counters: &Counters) -> io::Result<usize> {
         let n = self.out.write_to(&mut self.stream)?;
         Counters::add(&counters.bytes_out, n as u64);
         self.write_blocked = !self.out.is_empty();
-        Ok(())
+        Ok(n)
     }
 
     /// Reads and drops input until `WouldBlock` or EOF.

@@ -38,8 +38,9 @@ pub struct Config {
     /// Close a registered connection after this long with nothing read or written, so no
     /// connection lives forever by doing nothing. Default 60 s.
     pub idle_timeout: Option<Duration>,
-    /// Close a connection whose queued output is not all written this long after it was
-    /// queued (a peer that never reads). Default 30 s.
+    /// Close a connection whose queued output has waited this long with none of it taken
+    /// by the peer (a peer that stopped reading). A slow peer that keeps reading is not cut
+    /// off. Default 30 s.
     pub write_timeout: Option<Duration>,
     /// When closing with input still arriving: how long to read and drop it while waiting
     /// for the peer's EOF. Default 2 s.
@@ -596,12 +597,21 @@ impl EventLoop {
         if c.out.is_empty() {
             return;
         }
-        if let Err(e) = c.flush(&self.counters) {
-            c.failed = Some(e);
-            self.settle(index, handler);
-            return;
+        match c.flush(&self.counters) {
+            Ok(0) => {}
+            Ok(_) => {
+                c.last_active = self.now;
+                // The peer is taking output: the write deadline is for one that stopped.
+                if c.write_deadline.is_some() {
+                    c.write_deadline = self.config.write_timeout.map(|d| self.now + d);
+                }
+            }
+            Err(e) => {
+                c.failed = Some(e);
+                self.settle(index, handler);
+                return;
+            }
         }
-        c.last_active = self.now;
         let resume = c.paused && c.out.len() <= self.config.max_pending_output / 2;
         if c.out.is_empty() && !c.draining {
             self.callback(index, handler, |h, conn| h.on_flushed(conn));

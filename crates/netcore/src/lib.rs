@@ -60,7 +60,8 @@
 //!   peer's input until EOF or [`Config::linger`], then closes: closing with unread input
 //!   would send a reset that can destroy a reply the peer has not read yet.
 //! - **Nothing lives forever.** Registered connections have an idle deadline, and queued
-//!   output a write deadline ([`Config`]).
+//!   output a write deadline that moves whenever the peer takes some of it ([`Config`]): a
+//!   peer that stops reading is closed and its buffer freed; a slow one is not.
 //! - **Ids are generational.** A [`ConnId`] is valid until [`Handler::on_close`] for it;
 //!   its slot is then reused under a new generation, and stale events for the old one are
 //!   dropped.

@@ -48,3 +48,62 @@ fn greeting_that_arrives_with_the_handshake_is_read() {
     assert_eq!(*read.lock().unwrap(), b"Thank you for connecting");
     assert_eq!(*reason.lock().unwrap(), Some(CloseReason::Done));
 }
+
+/// Sends one large message at accept, then closes.
+struct Download(Arc<[u8]>, util::Closes);
+
+impl Handler for Download {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        conn.send_shared(&self.0);
+        conn.close();
+    }
+
+    fn on_close(&mut self, _: &mut Control<'_>, closed: &Closed<'_>) {
+        self.1.record(closed);
+    }
+}
+
+/// The write deadline was set when output was first queued and never moved, so a peer
+/// that reads steadily but takes longer than `write_timeout` for the whole download was cut
+/// off mid-transfer. The deadline is for a peer that stops taking output, not a slow one.
+#[test]
+fn a_slow_reader_that_keeps_reading_is_not_cut_off() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+
+    let message: Arc<[u8]> = (0..2u32 << 20).map(|i| (i % 249) as u8).collect();
+    let config = netcore::Config {
+        write_timeout: Some(Duration::from_millis(500)),
+        ..util::config()
+    };
+    let (listener, addr) = util::tcp_listener();
+    socket2::SockRef::from(&listener)
+        .set_send_buffer_size(16 << 10)
+        .unwrap();
+    let mut event_loop = EventLoop::new(config).unwrap();
+    event_loop.add_tcp_listener(listener).unwrap();
+    let closes = util::Closes::default();
+    let server = util::spawn(event_loop, Download(Arc::clone(&message), closes.clone()));
+
+    let started = Instant::now();
+    let mut client = util::connect(addr);
+    let mut got = Vec::new();
+    let mut buf = vec![0; 32 << 10];
+    loop {
+        let n = client.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        std::thread::sleep(Duration::from_millis(15)); // a slow reader, not a wait
+    }
+    assert!(
+        started.elapsed() > Duration::from_millis(500),
+        "the download took longer than the write timeout"
+    );
+    assert_eq!(got.len(), message.len());
+    assert!(got[..] == message[..]);
+    util::wait_for("the close", BOUND, || closes.len() == 1);
+    assert_eq!(closes.get(), vec![(CloseReason::Done, 0)]);
+    server.stop();
+}
