@@ -37,10 +37,13 @@ fn a_unix_listener_greets_its_clients() {
     assert_eq!(greeter.closes.len(), 20);
 }
 
+/// A connection's peer, and the listener that accepted it.
+type Peer = (PeerAddr, Option<ListenerId>);
+
 /// Records each connection's peer address and close reason; echoes.
 #[derive(Default)]
 struct Peers {
-    peers: Arc<Mutex<Vec<(PeerAddr, Option<ListenerId>)>>>,
+    peers: Arc<Mutex<Vec<Peer>>>,
     closes: util::Closes,
 }
 
