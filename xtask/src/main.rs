@@ -3,6 +3,7 @@
 //! Run through the `xtask` alias in `.cargo/config.toml`; cargo itself is found through the
 //! `CARGO` environment variable that cargo sets for the programs it runs.
 
+mod bench;
 mod demo;
 mod process;
 
@@ -15,6 +16,8 @@ usage: cargo xtask <task>
 tasks:
   demo    build, start greet-server in the background, run the client over TCP, UDP and a
           Unix socket and the lookup, check every output, stop the server with SIGTERM
+  bench   release build, then SPEC section 5's scenarios against the tutorial's Python server
+          (and ../shared/peers where built): a table, and JSON under target/bench/
   test    what CI runs: cargo fmt --check, clippy -D warnings, cargo test --workspace,
           cargo doc (warnings denied), then the demo";
 
@@ -23,6 +26,7 @@ fn main() -> ExitCode {
     let result = match task.as_deref() {
         Some("demo") => demo::run(),
         Some("test") => test(),
+        Some("bench") => bench::run(),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             return if task.is_some() {

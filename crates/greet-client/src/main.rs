@@ -1,5 +1,6 @@
 //! `greet-client`: the socket tutorial's client, its lookup script, and a load generator.
 
+mod bench;
 mod client;
 mod lookup;
 
@@ -31,6 +32,9 @@ enum Command {
     /// The tutorial's lookup script: getaddrinfo(HOST, SERVICE) printed as Python's pprint
     /// shows it, then gethostname().
     Lookup(lookup::LookupArgs),
+    /// A load generator: N connections (or UDP requests) with C in flight, every reply
+    /// checked byte for byte; prints the rate, latency percentiles and errors by kind.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,5 +43,6 @@ fn main() -> ExitCode {
     match cli.command {
         None => client::run(&cli.client),
         Some(Command::Lookup(args)) => lookup::run(&args),
+        Some(Command::Bench(args)) => bench::run(&args),
     }
 }
