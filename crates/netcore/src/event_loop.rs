@@ -16,7 +16,7 @@ use crate::handler::{
     ListenerId, SocketId, TimerId,
 };
 use crate::timers::{TimerKey, Timers};
-use crate::udp::UdpSource;
+use crate::udp::{self, UdpSource};
 
 /// How a loop treats its connections. The defaults suit a public server.
 ///
@@ -789,6 +789,9 @@ impl EventLoop {
     }
 
     fn receive_datagrams<H: Handler>(&mut self, key: usize, handler: &mut H) {
+        // Each report clears itself; the bound only guards against a socket that errs forever.
+        const MAX_PEER_ERRORS: u32 = 64;
+        let mut peer_errors = 0;
         let mut scratch = std::mem::take(&mut self.scratch);
         while let Some(Source::Udp(udp)) = self.sources.get_mut(key) {
             match udp.socket.recv_from(&mut scratch) {
@@ -807,9 +810,17 @@ impl EventLoop {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // An ICMP port-unreachable for an earlier reply: about one peer, not us.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    Counters::add(&self.counters.refused, 1);
+                // An ICMP error about an earlier reply (port unreachable, host unreachable):
+                // about one peer, not us, and reported once. Datagrams may be waiting behind
+                // it, and edge-triggered readiness will not say so again: go on reading.
+                Err(e) if udp::is_peer_error(&e) && peer_errors < MAX_PEER_ERRORS => {
+                    peer_errors += 1;
+                    let field = if e.kind() == io::ErrorKind::ConnectionRefused {
+                        &self.counters.refused
+                    } else {
+                        &self.counters.other_errors
+                    };
+                    Counters::add(field, 1);
                 }
                 Err(e) => {
                     log::debug!("recvfrom: {e}");

@@ -320,7 +320,9 @@ impl<'a> Datagram<'a> {
 
     /// Sends `data` to `to`. A reply that meets a full socket buffer waits in a bounded
     /// queue until the socket is writable; when the queue is full it is dropped and counted
-    /// ([`CounterSnapshot::datagrams_dropped`](crate::CounterSnapshot)). Never blocks.
+    /// ([`CounterSnapshot::datagrams_dropped`](crate::CounterSnapshot)). An ICMP error the
+    /// socket reports late about an earlier datagram (`ECONNREFUSED`) is counted and does not
+    /// cost this one. Never blocks.
     pub fn send_to(&mut self, data: &[u8], to: SocketAddr) {
         self.socket.send_to(data, to, self.counters);
     }
