@@ -71,7 +71,8 @@
 //! - **I/O errors never end the loop.** Resets, refused datagrams, `ECONNABORTED` and
 //!   descriptor exhaustion are counted in [`Counters`], readable from any thread.
 //! - **No threads of its own.** For several cores, run one loop per thread, each with its
-//!   own listener built with [`ListenOptions::reuse_port`].
+//!   own listener built with [`ListenOptions::reuse_port`]
+//!   ([`tcp_listeners_reuse_port`] builds them).
 
 #![deny(missing_docs)]
 
@@ -92,4 +93,6 @@ pub use event_loop::{Config, EventLoop, ShutdownHandle};
 pub use handler::{
     CloseReason, Closed, Conn, ConnId, Control, Datagram, Handler, ListenerId, SocketId, TimerId,
 };
-pub use socket::{max_backlog, tcp_listener, udp_socket, unix_listener, ListenOptions};
+pub use socket::{
+    max_backlog, tcp_listener, tcp_listeners_reuse_port, udp_socket, unix_listener, ListenOptions,
+};

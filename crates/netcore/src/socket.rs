@@ -79,6 +79,58 @@ pub fn tcp_listener(addr: SocketAddr, opts: &ListenOptions) -> Result<net::TcpLi
     Ok(socket.into())
 }
 
+/// Creates `count` TCP listeners on one address, each with `SO_REUSEPORT`, for one event loop
+/// each: the kernel spreads incoming connections between them (by a hash of the peer's
+/// address and port), so `count` loops on `count` threads share the work with no lock
+/// between them. Port 0 picks one free port for all of them.
+///
+/// `opts.reuse_port` is set whatever it was. netcore starts no threads: running the loops is
+/// the caller's part.
+///
+/// # Errors
+///
+/// [`ErrorKind::Bind`] when the address is in use by a socket without `SO_REUSEPORT` (or by
+/// another user), as for [`tcp_listener`].
+///
+/// # Examples
+///
+/// ```
+/// use netcore::{EventLoop, ListenOptions};
+///
+/// let listeners =
+///     netcore::tcp_listeners_reuse_port("127.0.0.1:0".parse()?, 2, &ListenOptions::default())?;
+/// let port = listeners[0].local_addr()?.port();
+/// assert!(listeners.iter().all(|l| l.local_addr().unwrap().port() == port));
+/// for listener in listeners {
+///     let mut event_loop = EventLoop::new(netcore::Config::default())?;
+///     event_loop.add_tcp_listener(listener)?;
+///     // ... std::thread::spawn(move || event_loop.run(&mut handler));
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn tcp_listeners_reuse_port(
+    addr: SocketAddr,
+    count: usize,
+    opts: &ListenOptions,
+) -> Result<Vec<net::TcpListener>, Error> {
+    let opts = ListenOptions {
+        reuse_port: true,
+        ..*opts
+    };
+    let mut listeners = Vec::with_capacity(count);
+    let mut addr = addr;
+    for _ in 0..count {
+        let listener = tcp_listener(addr, &opts)?;
+        if addr.port() == 0 {
+            addr = listener
+                .local_addr()
+                .map_err(|e| Error::new(ErrorKind::Socket, format!("getsockname {addr}"), e))?;
+        }
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
 /// Creates a non-blocking UDP socket bound to `addr` (`SO_REUSEPORT` and `IPV6_V6ONLY` as in
 /// `opts`; the backlog is not used).
 ///
