@@ -54,7 +54,7 @@ pub struct Config {
     pub max_connections: usize,
     /// How long a listener pauses after `accept()` fails for lack of descriptors or memory
     /// (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) instead of retrying in a busy loop.
-    /// Default 100 ms.
+    /// Default 100 ms; at least 1 ms, whatever is set.
     pub accept_backoff: Duration,
     /// Replies a UDP socket queues when its send buffer is full; more are dropped and
     /// counted. Default 1024.
@@ -151,6 +151,8 @@ const WAKER: Token = Token(usize::MAX);
 /// slot in the low 31 bits and the slot's generation in the high 32.
 const SOURCE_BIT: usize = 1 << 31;
 const READ_CHUNK: usize = 64 * 1024;
+/// A zero back-off would be the busy loop it exists to prevent.
+const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(1);
 
 fn conn_token(index: usize, gen: u32) -> Token {
     Token(((gen as usize) << 32) | index)
@@ -446,20 +448,16 @@ impl EventLoop {
                     // fails the same way, so wait, then try again.
                     Counters::add(&self.counters.accept_errors, 1);
                     Counters::add(&self.counters.accept_pauses, 1);
-                    log::warn!(
-                        "accept: {e}; pausing this listener for {:?}",
-                        self.config.accept_backoff
-                    );
+                    let backoff = self.config.accept_backoff.max(MIN_ACCEPT_BACKOFF);
+                    log::warn!("accept: {e}; pausing this listener for {backoff:?}");
                     if let Some(
                         Source::TcpListener { paused, .. } | Source::UnixListener { paused, .. },
                     ) = self.sources.get_mut(key)
                     {
                         *paused = true;
                     }
-                    self.timers.insert(
-                        self.now + self.config.accept_backoff,
-                        TimerKey::Listener(key),
-                    );
+                    self.timers
+                        .insert(self.now + backoff, TimerKey::Listener(key));
                     return;
                 }
             }
