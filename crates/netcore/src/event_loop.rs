@@ -632,14 +632,16 @@ impl EventLoop {
             if c.read_closed || c.failed.is_some() || c.abort {
                 break;
             }
-            if !c.draining && c.out.len() > self.config.max_pending_output {
+            // Once the handler has closed, input is read and dropped: it cannot add output.
+            let closing = c.draining || c.close_after_flush;
+            if !closing && c.out.len() > self.config.max_pending_output {
                 c.paused = true;
                 break;
             }
             match c.stream.read(&mut scratch) {
                 Ok(0) => {
                     c.read_closed = true;
-                    if !c.draining {
+                    if !closing {
                         self.callback(index, handler, |h, conn| h.on_read_closed(conn));
                     }
                     break;
@@ -647,7 +649,7 @@ impl EventLoop {
                 Ok(n) => {
                     Counters::add(&self.counters.bytes_in, n as u64);
                     c.last_active = self.now;
-                    if !c.draining {
+                    if !closing {
                         let data = &scratch[..n];
                         self.callback(index, handler, |h, conn| h.on_data(conn, data));
                     }

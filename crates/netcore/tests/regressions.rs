@@ -107,3 +107,39 @@ fn a_slow_reader_that_keeps_reading_is_not_cut_off() {
     assert_eq!(closes.get(), vec![(CloseReason::Done, 0)]);
     server.stop();
 }
+
+/// Answers the first bytes and closes; counts every `on_data` call.
+#[derive(Default)]
+struct AnswerOnce {
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Handler for AnswerOnce {
+    fn on_data(&mut self, conn: &mut Conn<'_>, _: &[u8]) {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        conn.send(b"enough");
+        conn.close();
+    }
+}
+
+/// After `Conn::close`, what the peer still sends is read and dropped, as documented; the
+/// loop went on handing it to `on_data` until the end of that read burst.
+#[test]
+fn input_after_close_is_not_handed_to_the_handler() {
+    let (event_loop, addr) = util::tcp_loop(util::config());
+    let mut client = util::connect(addr);
+    // Several reads' worth, waiting before the loop runs.
+    client.write_all(&vec![b'x'; 256 << 10]).unwrap();
+    let handler = AnswerOnce::default();
+    let calls = Arc::clone(&handler.calls);
+    let server = util::spawn(event_loop, handler);
+    assert_eq!(util::read_all(&mut client), b"enough");
+    drop(client);
+    util::wait_for("the orderly close", BOUND, || {
+        server.counters.snapshot().completed == 1
+    });
+    assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(server.counters.snapshot().bytes_in, 256 << 10);
+    server.stop();
+}
