@@ -80,13 +80,14 @@ impl WriteBuffer {
             let result = if self.chunks.len() == 1 {
                 sink.write(self.chunks[0].remaining())
             } else {
-                let slices: Vec<IoSlice<'_>> = self
-                    .chunks
-                    .iter()
-                    .take(MAX_IOVECS)
-                    .map(|c| IoSlice::new(c.remaining()))
-                    .collect();
-                sink.write_vectored(&slices)
+                // On the stack: no allocation per write.
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let mut count = 0;
+                for (slot, chunk) in slices.iter_mut().zip(&self.chunks) {
+                    *slot = IoSlice::new(chunk.remaining());
+                    count += 1;
+                }
+                sink.write_vectored(&slices[..count])
             };
             match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

@@ -139,3 +139,28 @@ fn timers_fire_in_deadline_order_and_cancelled_ones_never() {
     assert!(started.elapsed() >= Duration::from_millis(60));
     assert_eq!(*fired.lock().unwrap(), vec![20, 40, 60]);
 }
+
+/// A closing connection drains the peer's input until EOF, but not forever: a peer that
+/// spoke, got its greeting and EOF, and then neither closes nor stops is dropped at the
+/// linger deadline.
+#[test]
+fn a_closing_connection_is_dropped_at_the_linger_deadline() {
+    use std::io::Write;
+
+    let config = Config {
+        linger: Duration::from_millis(200),
+        ..util::config()
+    };
+    let (event_loop, addr) = util::tcp_loop(config);
+    let mut client = util::connect(addr);
+    client.write_all(b"first words").unwrap(); // unread at accept: the close must linger
+    let greeter = util::Greeter::new(b"hello");
+    let closes = greeter.closes.clone();
+    let server = util::spawn(event_loop, greeter);
+    assert_eq!(util::read_all(&mut client), b"hello");
+    // The client keeps its side open; the server's linger runs out.
+    util::wait_for("the linger deadline", BOUND, || closes.len() == 1);
+    assert_eq!(closes.get(), vec![(CloseReason::Timeout, 0)]);
+    drop(client);
+    server.stop();
+}
