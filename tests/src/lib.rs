@@ -62,8 +62,40 @@ impl Server {
 
     /// Like [`Server::start`], but returns the output of a server that exited instead.
     pub fn try_start(args: &[&str]) -> Result<Server, Output> {
-        let mut child = Command::new(bin("greet-server"))
-            .args(args)
+        let mut cmd = Command::new(bin("greet-server"));
+        cmd.args(args);
+        Server::spawn(cmd)
+    }
+
+    /// Starts `greet-server ARGS` with at most `nofile` open descriptors (`RLIMIT_NOFILE`).
+    pub fn start_with_fd_limit(args: &[&str], nofile: u64) -> Server {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(bin("greet-server"));
+        cmd.args(args);
+        // SAFETY: the closure runs in the child between fork and exec and calls only
+        // setrlimit, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: nofile,
+                    rlim_max: nofile,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Server::spawn(cmd).unwrap_or_else(|out| {
+            panic!(
+                "greet-server {args:?} did not start: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
+    fn spawn(mut cmd: Command) -> Result<Server, Output> {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -107,6 +139,39 @@ impl Server {
     /// The next stdout line, or `None` after [`PATIENCE`].
     pub fn next_line(&self) -> Option<String> {
         self.lines.recv_timeout(PATIENCE).ok()
+    }
+
+    /// The server's on-CPU time so far, summed over its threads (`schedstat`).
+    pub fn cpu_time(&self) -> Duration {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
+            return Duration::ZERO;
+        };
+        let ns: u64 = tasks
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+            .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .sum();
+        Duration::from_nanos(ns)
+    }
+
+    /// How many descriptors the server has open.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map_or(0, |d| d.count())
+    }
+
+    /// A field of `/proc/PID/status` in kB (`VmRSS:`, `VmHWM:`).
+    pub fn status_kb(&self, field: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with(field))?
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
     }
 
     /// The server's process id.

@@ -377,7 +377,11 @@ impl Handler for TcpLoad {
     fn on_close(&mut self, ctl: &mut Control<'_>, closed: &Closed<'_>) {
         let tag = closed.tag;
         let slot = self.slots[tag as usize];
-        if !slot.finished {
+        if !slot.finished && slot.got > 0 {
+            // Some bytes, then a reset or a deadline: a truncated reply, whatever the cause.
+            self.tally.errors.wrong_payload += 1;
+            self.record_done(ctl.now());
+        } else if !slot.finished {
             let errors = &mut self.tally.errors;
             match closed.reason {
                 CloseReason::Refused => errors.refused += 1,
