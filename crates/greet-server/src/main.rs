@@ -1,5 +1,8 @@
 //! `greet-server`: the socket tutorial's greeting server, on netcore.
 
+mod activation;
+mod cli;
+mod proxy;
 mod ratelimit;
 mod service;
 
@@ -8,109 +11,50 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Parser;
 use netcore::{Config, EventLoop, ListenOptions, ShutdownHandle};
 use resolver::{Family, PyAddr, Transport};
 
+use activation::Activated;
+use cli::Args;
 use ratelimit::ReplyLimiter;
 use service::{GreetService, Stats};
 
-const EXAMPLES: &str = "\
-Examples:
-  greet-server                          the tutorial: this host's name, port 12345, TCP
-  greet-server --host 127.0.0.1 --port 0    an ephemeral port (printed on the first line)
-  greet-server --udp --port 5000        answer each datagram with the message
-  greet-server --unix /tmp/greet.sock   serve a Unix-domain socket
-  greet-server --backlog 5              the tutorial's listen(5) (see README: not the default)";
-
-/// The socket tutorial's greeting server: for every client, print
-/// `Got connection from (host, port)`, send the message, close.
-///
-/// At start it prints one line per listener on stdout, e.g.
-/// `Listening on ('127.0.0.1', 12345) tcp`, so scripts can wait for it. SIGINT or SIGTERM
-/// stops accepting, finishes every greeting already accepted, prints a summary on stderr and
-/// exits 0; a second signal exits at once.
-#[derive(Debug, Parser)]
-#[command(version, after_help = EXAMPLES)]
-struct Args {
-    /// Host to bind: a name, an IPv4 or IPv6 address, or "" for every address.
-    /// [default: this machine's hostname, as the tutorial's gethostname()]
-    #[arg(long)]
-    host: Option<String>,
-
-    /// Port to bind: a number (0 = any free port), or a service name such as "qotd".
-    #[arg(long, default_value = "12345")]
-    port: String,
-
-    /// Serve UDP instead of TCP: each datagram is answered with the message, sent to its
-    /// source.
-    #[arg(long)]
-    udp: bool,
-
-    /// Serve a Unix-domain stream socket at PATH instead of TCP. A stale socket file is
-    /// replaced; any other file at PATH is never touched.
-    #[arg(long, value_name = "PATH", conflicts_with = "udp")]
-    unix: Option<PathBuf>,
-
-    /// Use IPv4 only when resolving --host.
-    #[arg(short = '4', conflicts_with = "ipv6")]
-    ipv4: bool,
-
-    /// Use IPv6 only when resolving --host.
-    #[arg(short = '6')]
-    ipv6: bool,
-
-    /// listen() backlog. [default: the system's maximum, /proc/sys/net/core/somaxconn]
-    #[arg(long, value_name = "N")]
-    backlog: Option<u32>,
-
-    /// The greeting sent to every client.
-    #[arg(long, default_value = "Thank you for connecting", value_name = "TEXT")]
-    message: String,
-
-    /// Read the greeting from a file instead (any bytes, any size).
-    #[arg(long, value_name = "PATH", conflicts_with = "message")]
-    message_file: Option<PathBuf>,
-
-    /// Event loops, one per thread, each with its own SO_REUSEPORT listener.
-    /// [default: the number of cores]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
-    threads: Option<u16>,
-
-    /// Stop accepting while this many connections are open (per loop).
-    #[arg(long, value_name = "N")]
-    max_connections: Option<usize>,
-
-    /// Close a connection that has done nothing for this long.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
-    idle_timeout: Duration,
-
-    /// Close a connection whose greeting is not all written within this long (a client
-    /// that never reads).
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
-    write_timeout: Duration,
-
-    /// UDP: answer at most N datagrams per second from each source address, loopback
-    /// included (0: no limit). Without this flag a limit of 20 per second applies to
-    /// non-loopback sources only: a greeting service must not become a traffic amplifier
-    /// for spoofed sources.
-    #[arg(long, value_name = "N")]
-    udp_rate: Option<u32>,
-
-    /// Do not print a line per connection.
-    #[arg(short, long)]
-    quiet: bool,
-}
-
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let args = Args::parse();
-    match run(&args) {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(request) = cli::generate_request(&argv) {
+        return match request.and_then(|dir| cli::generate(&dir)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("greet-server: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let args = Args::parse_from(argv);
+    // Before any thread starts: taking the sockets also removes LISTEN_* from the
+    // environment.
+    let activated = match activation::take_listeners() {
+        Ok(activated) => activated,
+        Err(message) => {
+            eprintln!("greet-server: socket activation: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(&args, activated) {
         Ok(stats) => {
+            // The fields and their order are what scripts parse; the proxy count is added
+            // only where it means something, so the line without the flag is unchanged.
+            let proxy = if args.proxy_protocol {
+                format!(", proxy errors {}", stats.proxy_errors)
+            } else {
+                String::new()
+            };
             eprintln!(
-                "greet-server: accepted {}, greeted {}, errors {}, datagrams {}, rate-limited {}",
+                "greet-server: accepted {}, greeted {}, errors {}, datagrams {}, rate-limited {}{proxy}",
                 stats.accepted, stats.greeted, stats.errors, stats.datagrams, stats.limited
             );
             ExitCode::SUCCESS
@@ -129,7 +73,7 @@ enum Listener {
     Unix(std::os::unix::net::UnixListener, PathBuf),
 }
 
-fn run(args: &Args) -> Result<Stats, String> {
+fn run(args: &Args, activated: Option<Vec<Activated>>) -> Result<Stats, String> {
     let message: Arc<[u8]> = match &args.message_file {
         Some(path) => std::fs::read(path)
             .map_err(|e| format!("message file {}: {e}", path.display()))?
@@ -139,28 +83,41 @@ fn run(args: &Args) -> Result<Stats, String> {
     let threads = usize::from(args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, |n| u16::try_from(n.get()).unwrap_or(1))
     }));
-    let listeners = bind(args, threads)?;
-    announce(&listeners)?;
+    let listeners = match activated {
+        Some(sockets) => share(sockets, threads)?,
+        None => bind(args, threads)?,
+    };
+    announce(listeners.iter().flatten())?;
 
+    // netcore lets a handler close a connection only from that connection's callbacks, so
+    // the header deadline rides on the idle deadline: a silent connection is closed when
+    // it passes, and one that trickles bytes is closed by the check in `on_data`.
+    let idle_timeout = if args.proxy_protocol {
+        args.idle_timeout.min(args.proxy_timeout)
+    } else {
+        args.idle_timeout
+    };
     let config = Config {
-        idle_timeout: Some(args.idle_timeout),
+        idle_timeout: Some(idle_timeout),
         write_timeout: Some(args.write_timeout),
         max_connections: args.max_connections.unwrap_or(usize::MAX),
         ..Config::default()
     };
     let mut loops = Vec::with_capacity(listeners.len());
     let mut unix_path = None;
-    for listener in listeners {
+    for group in listeners {
         let mut event_loop = EventLoop::new(config.clone()).map_err(|e| e.to_string())?;
-        match listener {
-            Listener::Tcp(l) => event_loop.add_tcp_listener(l).map(drop),
-            Listener::Udp(s) => event_loop.add_udp_socket(s).map(drop),
-            Listener::Unix(l, path) => {
-                unix_path = Some(path);
-                event_loop.add_unix_listener(l).map(drop)
+        for listener in group {
+            match listener {
+                Listener::Tcp(l) => event_loop.add_tcp_listener(l).map(drop),
+                Listener::Udp(s) => event_loop.add_udp_socket(s).map(drop),
+                Listener::Unix(l, path) => {
+                    unix_path = Some(path);
+                    event_loop.add_unix_listener(l).map(drop)
+                }
             }
+            .map_err(|e| e.to_string())?;
         }
-        .map_err(|e| e.to_string())?;
         loops.push(event_loop);
     }
     let handles: Vec<ShutdownHandle> = loops.iter().map(EventLoop::shutdown_handle).collect();
@@ -180,6 +137,9 @@ fn run(args: &Args) -> Result<Stats, String> {
                 )),
             };
             let mut service = GreetService::new(Arc::clone(&message), args.quiet, limiter);
+            if args.proxy_protocol {
+                service = service.with_proxy_protocol(args.proxy_timeout);
+            }
             std::thread::Builder::new()
                 .name(format!("loop-{i}"))
                 .spawn(move || event_loop.run(&mut service).map(|()| service.stats))
@@ -208,9 +168,31 @@ fn run(args: &Args) -> Result<Stats, String> {
     }
 }
 
+/// The sockets systemd handed over, for every loop: each loop polls its own duplicate of
+/// each socket, and whichever loop is woken first accepts (or receives).
+fn share(sockets: Vec<Activated>, threads: usize) -> Result<Vec<Vec<Listener>>, String> {
+    let mut groups: Vec<Vec<Listener>> = (0..threads).map(|_| Vec::new()).collect();
+    for socket in sockets {
+        for group in groups.iter_mut().skip(1) {
+            let copy = match &socket {
+                Activated::Tcp(l) => l.try_clone().map(Listener::Tcp),
+                Activated::Udp(s) => s.try_clone().map(Listener::Udp),
+            };
+            group.push(copy.map_err(|e| format!("duplicate a socket-activation descriptor: {e}"))?);
+        }
+        if let Some(first) = groups.first_mut() {
+            first.push(match socket {
+                Activated::Tcp(l) => Listener::Tcp(l),
+                Activated::Udp(s) => Listener::Udp(s),
+            });
+        }
+    }
+    Ok(groups)
+}
+
 /// Binds one listener per loop (they share the port through SO_REUSEPORT), or the one
-/// Unix socket.
-fn bind(args: &Args, threads: usize) -> Result<Vec<Listener>, String> {
+/// Unix socket; each in its own group, one group per loop.
+fn bind(args: &Args, threads: usize) -> Result<Vec<Vec<Listener>>, String> {
     let backlog = args.backlog.unwrap_or_else(netcore::max_backlog);
     if let Some(path) = &args.unix {
         remove_stale_socket(path)?;
@@ -219,7 +201,7 @@ fn bind(args: &Args, threads: usize) -> Result<Vec<Listener>, String> {
             ..ListenOptions::default()
         };
         let listener = netcore::unix_listener(path, &opts).map_err(|e| e.to_string())?;
-        return Ok(vec![Listener::Unix(listener, path.clone())]);
+        return Ok(vec![vec![Listener::Unix(listener, path.clone())]]);
     }
     let host = match &args.host {
         Some(host) => host.clone(),
@@ -253,7 +235,7 @@ fn bind(args: &Args, threads: usize) -> Result<Vec<Listener>, String> {
             addr = listener.local_addr().map_err(|e| e.to_string())?;
             Listener::Tcp(listener)
         };
-        listeners.push(listener);
+        listeners.push(vec![listener]);
     }
     Ok(listeners)
 }
@@ -281,7 +263,7 @@ fn remove_stale_socket(path: &std::path::Path) -> Result<(), String> {
 }
 
 /// The readiness lines: one per distinct address, flushed at once.
-fn announce(listeners: &[Listener]) -> Result<(), String> {
+fn announce<'a>(listeners: impl Iterator<Item = &'a Listener>) -> Result<(), String> {
     let mut out = std::io::stdout().lock();
     let mut seen: Vec<SocketAddr> = Vec::new();
     for listener in listeners {

@@ -1,13 +1,16 @@
 //! The greeting service: what the tutorial's server does for each client, as a netcore
 //! handler.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use netcore::{CloseReason, Closed, Conn, Control, Datagram, Handler, PeerAddr};
+use netcore::{CloseReason, Closed, Conn, ConnId, Control, Datagram, Handler, PeerAddr};
 use resolver::PyAddr;
 
+use crate::proxy::{self, Parsed};
 use crate::ratelimit::ReplyLimiter;
 
 /// Per-loop totals, added up for the summary line at exit.
@@ -19,6 +22,9 @@ pub struct Stats {
     pub datagrams: u64,
     /// Datagrams not answered because their source passed its reply rate.
     pub limited: u64,
+    /// Connections closed because their PROXY header was malformed, too long, too slow or
+    /// missing (only with `--proxy-protocol`).
+    pub proxy_errors: u64,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -28,6 +34,7 @@ impl std::ops::AddAssign for Stats {
         self.errors += other.errors;
         self.datagrams += other.datagrams;
         self.limited += other.limited;
+        self.proxy_errors += other.proxy_errors;
     }
 }
 
@@ -37,8 +44,35 @@ pub struct GreetService {
     /// Output for stdout, written once per loop turn so that printing never bounds the rate.
     log: Option<Vec<u8>>,
     limiter: Option<ReplyLimiter>,
+    /// With `--proxy-protocol`: TCP connections must send a PROXY header before they are
+    /// greeted. `None` keeps the fast path: greet in `on_open`, never registered.
+    proxy: Option<ProxyHeaders>,
     pub stats: Stats,
 }
+
+/// The connections of one loop whose PROXY header has not been read yet.
+struct ProxyHeaders {
+    timeout: Duration,
+    pending: HashMap<ConnId, Pending>,
+}
+
+enum Pending {
+    /// Waiting for the header: what arrived so far (only when it came in several reads),
+    /// and when the connection stops being allowed to finish it.
+    Reading {
+        received: Vec<u8>,
+        deadline: Instant,
+    },
+    /// The header was refused; the connection is closing and counts as a proxy error.
+    Refused,
+}
+
+/// The most bytes a header can take before [`proxy::parse`] has decided.
+const HEADER_MAX: usize = if proxy::V2_MAX > proxy::V1_MAX {
+    proxy::V2_MAX
+} else {
+    proxy::V1_MAX
+};
 
 impl GreetService {
     pub fn new(message: Arc<[u8]>, quiet: bool, limiter: Option<ReplyLimiter>) -> GreetService {
@@ -46,8 +80,28 @@ impl GreetService {
             message,
             log: if quiet { None } else { Some(Vec::new()) },
             limiter,
+            proxy: None,
             stats: Stats::default(),
         }
+    }
+
+    /// Requires a PROXY protocol header (v1 or v2) first on every TCP connection, within
+    /// `timeout` of the accept.
+    pub fn with_proxy_protocol(mut self, timeout: Duration) -> GreetService {
+        self.proxy = Some(ProxyHeaders {
+            timeout,
+            pending: HashMap::new(),
+        });
+        self
+    }
+
+    fn greet(&mut self, conn: &mut Conn<'_>, client: Option<SocketAddr>) {
+        match client {
+            Some(addr) => self.print_peer("connection", &PeerAddr::Inet(addr)),
+            None => self.print_peer("connection", conn.peer()),
+        }
+        conn.send_shared(&self.message);
+        conn.close();
     }
 
     fn print_peer(&mut self, what: &str, peer: &PeerAddr) {
@@ -64,16 +118,74 @@ impl GreetService {
 impl Handler for GreetService {
     fn on_open(&mut self, conn: &mut Conn<'_>) {
         self.stats.accepted += 1;
+        if let Some(proxy) = &mut self.proxy {
+            let deadline = conn.control().now() + proxy.timeout;
+            let received = Vec::new();
+            proxy
+                .pending
+                .insert(conn.id(), Pending::Reading { received, deadline });
+            return;
+        }
         self.print_peer("connection", conn.peer());
         conn.send_shared(&self.message);
         conn.close();
     }
 
-    fn on_data(&mut self, _conn: &mut Conn<'_>, _data: &[u8]) {
-        // The protocol has the server speak first and only; what a client sends is ignored.
+    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) {
+        // The protocol has the server speak first and only; what a client sends is ignored,
+        // except for the PROXY header a load balancer sends before its client's bytes.
+        let Some(proxy) = &mut self.proxy else { return };
+        let id = conn.id();
+        let Some(Pending::Reading { received, deadline }) = proxy.pending.get_mut(&id) else {
+            return;
+        };
+        let outcome = if conn.control().now() >= *deadline {
+            Err(format!(
+                "no complete PROXY header within {}",
+                humantime::format_duration(proxy.timeout)
+            ))
+        } else {
+            // The common case, a header in one read, is parsed in place without a copy.
+            let result = if received.is_empty() {
+                proxy::parse(data)
+            } else {
+                let room = HEADER_MAX.saturating_sub(received.len());
+                received.extend_from_slice(&data[..data.len().min(room)]);
+                proxy::parse(received)
+            };
+            if result == Ok(Parsed::Incomplete) && received.is_empty() {
+                received.extend_from_slice(&data[..data.len().min(HEADER_MAX)]);
+            }
+            result.map_err(|e| e.to_string())
+        };
+        match outcome {
+            Ok(Parsed::Incomplete) => {}
+            Ok(Parsed::Header { header, .. }) => {
+                proxy.pending.remove(&id);
+                self.greet(conn, header.source);
+            }
+            Err(why) => {
+                log::info!("{}: {why}; closing", PeerText(conn.peer()));
+                proxy.pending.insert(id, Pending::Refused);
+                conn.close();
+            }
+        }
     }
 
     fn on_close(&mut self, _ctl: &mut Control<'_>, closed: &Closed<'_>) {
+        if let Some(proxy) = &mut self.proxy {
+            if let Some(pending) = proxy.pending.remove(&closed.id) {
+                if let Pending::Reading { .. } = pending {
+                    let why = match closed.reason {
+                        CloseReason::Timeout => "no complete PROXY header in time",
+                        _ => "closed before sending a complete PROXY header",
+                    };
+                    log::info!("{}: {why} ({:?})", PeerText(closed.peer), closed.reason);
+                }
+                self.stats.proxy_errors += 1;
+                return;
+            }
+        }
         // Greeted: every byte went to the kernel before an orderly shutdown. A peer that then
         // lingers past a deadline, or a server shutdown, does not undo that; a reset can.
         let in_order = matches!(
@@ -111,5 +223,18 @@ impl Handler for GreetService {
             return;
         }
         log.clear();
+    }
+}
+
+/// A peer as log lines name it.
+struct PeerText<'a>(&'a PeerAddr);
+
+impl std::fmt::Display for PeerText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            PeerAddr::Inet(addr) => write!(f, "{addr}"),
+            PeerAddr::Unix(Some(path)) => write!(f, "{}", path.display()),
+            PeerAddr::Unix(None) => write!(f, "unnamed Unix peer"),
+        }
     }
 }

@@ -1,0 +1,253 @@
+//! systemd socket activation (`sd_listen_fds(3)`): the sockets a service manager opened for
+//! this process and handed over as descriptors 3, 4, ...
+//!
+//! The protocol: `LISTEN_PID` is the process the sockets are meant for (a child that merely
+//! inherited the variables must not take them), `LISTEN_FDS` how many there are, and the
+//! optional `LISTEN_FDNAMES` their names, separated by colons. The variables are removed once
+//! read, so that nothing this process starts believes the sockets are its own.
+//!
+//! Each descriptor is checked before it is used: a TCP listener (`SOCK_STREAM`, listening,
+//! IPv4 or IPv6) or a UDP socket (`SOCK_DGRAM`, IPv4 or IPv6); anything else (a Unix socket,
+//! a connected stream, a pipe) is refused with an error naming the descriptor.
+
+use std::net::{TcpListener, UdpSocket};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use socket2::{Protocol, Socket, Type};
+
+/// The first descriptor passed (`SD_LISTEN_FDS_START`).
+pub const FIRST_FD: RawFd = 3;
+/// More descriptors than this is a broken environment rather than a configuration.
+const MAX_FDS: usize = 4096;
+
+/// A socket handed over by the service manager, checked and set non-blocking.
+#[derive(Debug)]
+pub enum Activated {
+    Tcp(TcpListener),
+    Udp(UdpSocket),
+}
+
+/// Takes the sockets passed to this process; `Ok(None)` when it was not socket-activated.
+///
+/// Call it before any thread starts: it removes the environment variables.
+///
+/// # Errors
+///
+/// A variable that does not parse, a descriptor that is not open, or one that is not a
+/// TCP listener or UDP socket: one line naming the variable or descriptor.
+pub fn take_listeners() -> Result<Option<Vec<Activated>>, String> {
+    let pid = std::env::var("LISTEN_PID").ok();
+    let fds = std::env::var("LISTEN_FDS").ok();
+    let names = std::env::var("LISTEN_FDNAMES").ok();
+    for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        // No other thread exists yet (see above), so nothing reads the environment meanwhile.
+        std::env::remove_var(var);
+    }
+    let Some(count) = handed_count(pid.as_deref(), fds.as_deref(), std::process::id())? else {
+        return Ok(None);
+    };
+    let names: Vec<&str> = names
+        .as_deref()
+        .map_or_else(Vec::new, |n| n.split(':').collect());
+    let mut sockets = Vec::with_capacity(count);
+    for i in 0..count {
+        let fd = FIRST_FD + RawFd::try_from(i).map_err(|_| "LISTEN_FDS: too many")?;
+        let label = match names.get(i) {
+            Some(name) if !name.is_empty() => format!("fd {fd} ({name})"),
+            _ => format!("fd {fd}"),
+        };
+        sockets.push(take_fd(fd, &label)?);
+    }
+    Ok(Some(sockets))
+}
+
+/// How many descriptors were passed to the process `our_pid`, given `LISTEN_PID` and
+/// `LISTEN_FDS`; `None` when none were meant for it.
+pub fn handed_count(
+    pid: Option<&str>,
+    fds: Option<&str>,
+    our_pid: u32,
+) -> Result<Option<usize>, String> {
+    let Some(fds) = fds else {
+        return Ok(None);
+    };
+    let Some(pid) = pid else {
+        log::debug!("LISTEN_FDS={fds} without LISTEN_PID: not for us");
+        return Ok(None);
+    };
+    let pid: u32 = pid
+        .trim()
+        .parse()
+        .map_err(|_| format!("LISTEN_PID={pid:?}: not a process id"))?;
+    if pid != our_pid {
+        log::debug!("LISTEN_PID={pid} is not this process ({our_pid}): not for us");
+        return Ok(None);
+    }
+    let count: usize = fds
+        .trim()
+        .parse()
+        .map_err(|_| format!("LISTEN_FDS={fds:?}: not a number of descriptors"))?;
+    if count > MAX_FDS {
+        return Err(format!(
+            "LISTEN_FDS={count}: more than {MAX_FDS} descriptors"
+        ));
+    }
+    Ok((count > 0).then_some(count))
+}
+
+/// Takes ownership of descriptor `fd` if it is open, then checks it.
+fn take_fd(fd: RawFd, label: &str) -> Result<Activated, String> {
+    // SAFETY: fcntl(F_GETFD) only reads the descriptor's flags; on a closed descriptor it
+    // fails with EBADF and touches nothing.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        let err = std::io::Error::last_os_error();
+        return Err(format!(
+            "LISTEN_FDS names {label}, which is not open: {err}"
+        ));
+    }
+    // SAFETY: the descriptor is open (checked just above) and, by the sd_listen_fds
+    // protocol, was handed to this process for its own use: nothing else in the process
+    // owns or closes it, and it is taken once because the variables were removed.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    classify(owned, label)
+}
+
+/// Checks that `fd` is a TCP listener or a UDP socket, sets it close-on-exec and
+/// non-blocking, and returns it as such.
+pub fn classify(fd: OwnedFd, label: &str) -> Result<Activated, String> {
+    let socket = Socket::from(fd);
+    let kind = socket
+        .r#type()
+        .map_err(|e| format!("{label}: not a socket ({e})"))?;
+    let local = socket
+        .local_addr()
+        .map_err(|e| format!("{label}: getsockname: {e}"))?;
+    let Some(addr) = local.as_socket() else {
+        return Err(format!(
+            "{label}: not an IPv4 or IPv6 socket ({:?}); only TCP listeners and UDP sockets \
+             are served",
+            local.domain()
+        ));
+    };
+    let protocol = socket
+        .protocol()
+        .map_err(|e| format!("{label}: getsockopt SO_PROTOCOL: {e}"))?;
+    // Service managers pass sockets open on exec; ours must not leak into children.
+    socket
+        .set_cloexec(true)
+        .map_err(|e| format!("{label}: set close-on-exec: {e}"))?;
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| format!("{label}: set non-blocking: {e}"))?;
+    if kind == Type::STREAM && matches!(protocol, None | Some(Protocol::TCP)) {
+        let listening = socket
+            .is_listener()
+            .map_err(|e| format!("{label}: getsockopt SO_ACCEPTCONN: {e}"))?;
+        if !listening {
+            return Err(format!(
+                "{label}: a TCP socket on {addr} that is not listening (use ListenStream=, \
+                 not Accept=yes)"
+            ));
+        }
+        return Ok(Activated::Tcp(socket.into()));
+    }
+    if kind == Type::DGRAM && matches!(protocol, None | Some(Protocol::UDP)) {
+        return Ok(Activated::Udp(socket.into()));
+    }
+    Err(format!(
+        "{label}: a socket on {addr} of type {kind:?}, protocol {protocol:?}; only TCP \
+         listeners and UDP sockets are served"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_variables_decide_whether_sockets_were_handed() {
+        let ours = 4242;
+        // LISTEN_PID, LISTEN_FDS, and the count (Err: a one-line error).
+        type Row = (
+            Option<&'static str>,
+            Option<&'static str>,
+            Result<Option<usize>, ()>,
+        );
+        let table: &[Row] = &[
+            (None, None, Ok(None)),
+            (Some("4242"), None, Ok(None)),
+            (None, Some("2"), Ok(None)),
+            (Some("1"), Some("2"), Ok(None)),
+            (Some("4242"), Some("2"), Ok(Some(2))),
+            (Some("4242"), Some("0"), Ok(None)),
+            (Some("4242"), Some("1"), Ok(Some(1))),
+            (Some("x"), Some("1"), Err(())),
+            (Some("4242"), Some("-1"), Err(())),
+            (Some("4242"), Some("many"), Err(())),
+            (Some("4242"), Some("100000"), Err(())),
+        ];
+        for (pid, fds, want) in table {
+            let got = handed_count(*pid, *fds, ours);
+            match (&got, want) {
+                (Ok(n), Ok(m)) => assert_eq!(n, m, "{pid:?} {fds:?}"),
+                (Err(e), Err(())) => {
+                    assert!(e.contains("LISTEN_"), "{e}");
+                }
+                _ => panic!("{pid:?} {fds:?}: {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_tcp_listener_is_served_non_blocking() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let Activated::Tcp(listener) = classify(listener.into(), "fd 3").unwrap() else {
+            panic!("not TCP");
+        };
+        assert_eq!(listener.local_addr().unwrap(), addr);
+        let err = listener.accept().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn a_udp_socket_is_served_non_blocking() {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let Activated::Udp(socket) = classify(socket.into(), "fd 4").unwrap() else {
+            panic!("not UDP");
+        };
+        let err = socket.recv_from(&mut [0; 8]).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn other_descriptors_are_refused_with_their_name() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let connected = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let err = classify(connected.into(), "fd 5 (web)").unwrap_err();
+        assert!(
+            err.starts_with("fd 5 (web): a TCP socket on 127.0.0.1:")
+                && err.contains("not listening"),
+            "{err}"
+        );
+
+        let dir = std::env::temp_dir().join(format!("activation-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let unix = std::os::unix::net::UnixListener::bind(dir.join("s")).unwrap();
+        let err = classify(unix.into(), "fd 6").unwrap_err();
+        assert!(err.starts_with("fd 6: not an IPv4 or IPv6 socket"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let err = classify(file.into(), "fd 7").unwrap_err();
+        assert!(err.starts_with("fd 7: not a socket"), "{err}");
+
+        let raw = Socket::new(socket2::Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4));
+        if let Ok(raw) = raw {
+            // Only where raw sockets are allowed (root); elsewhere there is nothing to test.
+            let err = classify(raw.into(), "fd 8").unwrap_err();
+            assert!(err.contains("only TCP listeners and UDP sockets"), "{err}");
+        }
+    }
+}
