@@ -1,0 +1,236 @@
+//! systemd socket activation end to end, with Debian's real `systemd-socket-activate`: it
+//! binds the socket, waits for the first client, then execs `greet-server` with the socket
+//! as descriptor 3 (`LISTEN_FDS=1`, `LISTEN_PID` = the same process).
+//!
+//! Without the tool these tests say so and pass, except under CI (`CI` set), where a missing
+//! tool is a failure: `.ci/run` installs it.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use e2e::{bin, temp_dir, PATIENCE};
+
+const GREETING: &[u8] = b"Thank you for connecting";
+
+/// The tool's path; `None` (after saying why) when it is missing outside CI.
+fn tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} is not installed, and CI must run this test (.ci/run installs package systemd)"
+        );
+        eprintln!("SKIPPED: {name} is not installed (Debian package systemd); not testing it");
+    }
+    found
+}
+
+/// A port free a moment ago; the caller retries if someone takes it first.
+fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().port()
+}
+
+/// `systemd-socket-activate` (later `greet-server`, the same process) in the background.
+struct Activator {
+    child: Child,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+}
+
+impl Activator {
+    /// Starts `systemd-socket-activate [extra] -l LISTEN greet-server ARGS` and waits for it
+    /// to say it listens. `None` when the address was taken meanwhile.
+    fn start(tool: &PathBuf, extra: &[&str], listen: &str, args: &[&str]) -> Option<Activator> {
+        let mut child = Command::new(tool)
+            .args(extra)
+            .args(["-l", listen])
+            .arg(bin("greet-server"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn systemd-socket-activate");
+        let stdout = lines(child.stdout.take().expect("piped stdout"));
+        let stderr = lines(child.stderr.take().expect("piped stderr"));
+        let mut activator = Activator {
+            child,
+            stdout,
+            stderr,
+        };
+        let deadline = Instant::now() + PATIENCE;
+        let mut said = String::new();
+        while let Ok(line) = activator
+            .stderr
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            if line.starts_with("Listening on ") {
+                return Some(activator);
+            }
+            said.push_str(&line);
+            said.push('\n');
+        }
+        let _ = activator.child.kill();
+        let _ = activator.child.wait();
+        if said.contains("Address already in use") {
+            return None;
+        }
+        panic!("systemd-socket-activate did not listen on {listen}: {said}");
+    }
+
+    /// Starts it on a free port of 127.0.0.1, retrying when another test took the port.
+    fn start_on_free_port(tool: &PathBuf, extra: &[&str], args: &[&str]) -> (Activator, u16) {
+        for _ in 0..10 {
+            let port = free_port();
+            if let Some(activator) =
+                Activator::start(tool, extra, &format!("127.0.0.1:{port}"), args)
+            {
+                return (activator, port);
+            }
+        }
+        panic!("no free port for systemd-socket-activate after 10 tries");
+    }
+
+    fn next_line(&self) -> Option<String> {
+        self.stdout.recv_timeout(PATIENCE).ok()
+    }
+
+    /// SIGTERM, then the exit status and the rest of stderr.
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child, not yet waited for, so the pid is not recycled.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let status = self.child.wait().unwrap();
+        let stderr: Vec<String> = self.stderr.iter().collect();
+        (status, stderr.join("\n"))
+    }
+}
+
+impl Drop for Activator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lines(stream: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn greeting_over_tcp(addr: SocketAddr) -> (Vec<u8>, u16) {
+    let mut stream = TcpStream::connect_timeout(&addr, PATIENCE).unwrap();
+    let local = stream.local_addr().unwrap().port();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got).unwrap();
+    (got, local)
+}
+
+#[test]
+fn a_handed_tcp_listener_is_served() {
+    let Some(tool) = tool("systemd-socket-activate") else {
+        return;
+    };
+    let (activator, port) = Activator::start_on_free_port(&tool, &[], &["--threads", "2"]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    // The first client is what makes the tool start greet-server.
+    let (first, first_port) = greeting_over_tcp(addr);
+    assert_eq!(first, GREETING);
+    assert_eq!(
+        activator.next_line().unwrap(),
+        format!("Listening on ('127.0.0.1', {port}) tcp")
+    );
+    let (second, second_port) = greeting_over_tcp(addr);
+    assert_eq!(second, GREETING);
+    let mut logged = [
+        activator.next_line().unwrap(),
+        activator.next_line().unwrap(),
+    ];
+    logged.sort();
+    let mut want =
+        [first_port, second_port].map(|p| format!("Got connection from ('127.0.0.1', {p})"));
+    want.sort();
+    assert_eq!(logged, want);
+    let (status, stderr) = activator.terminate();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains("greet-server: accepted 2, greeted 2, errors 0,"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_handed_udp_socket_is_served() {
+    let Some(tool) = tool("systemd-socket-activate") else {
+        return;
+    };
+    let (activator, port) = Activator::start_on_free_port(&tool, &["--datagram"], &[]);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let local = socket.local_addr().unwrap().port();
+    // Loopback does not lose datagrams in practice, but a resend keeps the test honest.
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let mut buf = [0u8; 1024];
+    let (n, from) = loop {
+        socket.send_to(b"hello", ("127.0.0.1", port)).unwrap();
+        match socket.recv_from(&mut buf) {
+            Ok(got) => break got,
+            Err(e) if Instant::now() < deadline => eprintln!("no reply yet ({e}); resending"),
+            Err(e) => panic!("no reply from the activated server: {e}"),
+        }
+    };
+    assert_eq!(&buf[..n], GREETING);
+    assert_eq!(from, SocketAddr::from(([127, 0, 0, 1], port)));
+    assert_eq!(
+        activator.next_line().unwrap(),
+        format!("Listening on ('127.0.0.1', {port}) udp")
+    );
+    assert_eq!(
+        activator.next_line().unwrap(),
+        format!("Got datagram from ('127.0.0.1', {local})")
+    );
+    let (status, stderr) = activator.terminate();
+    assert!(status.success(), "{status}: {stderr}");
+}
+
+#[test]
+fn a_handed_unix_socket_is_refused_naming_its_descriptor() {
+    let Some(tool) = tool("systemd-socket-activate") else {
+        return;
+    };
+    let dir = temp_dir("activation-unix");
+    let path = dir.join("greet.sock");
+    let mut activator = Activator::start(&tool, &[], path.to_str().unwrap(), &[])
+        .expect("a fresh Unix path is never in use");
+    // Connecting starts greet-server, which must refuse the socket and exit.
+    let _client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let status = activator.child.wait().unwrap();
+    let stderr: Vec<String> = activator.stderr.iter().collect();
+    let stderr = stderr.join("\n");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("greet-server: socket activation: fd 3: not an IPv4 or IPv6 socket"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
