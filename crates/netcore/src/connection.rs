@@ -210,7 +210,8 @@ impl Connection {
             }
         }
         match shared {
-            Some(arc) => self.out.push_shared(Arc::clone(arc), start),
+            Some(arc) if start < arc.len() => self.out.push_shared(Arc::clone(arc), start),
+            Some(_) => {}
             None => self.out.push_copy(&data[start..]),
         }
     }

@@ -494,10 +494,14 @@ impl EventLoop {
             &mut self.scratch,
             &self.counters,
         ) {
-            Step::Close(reason) => self.finish(ConnId { index, gen }, conn, reason, handler),
+            Step::Close(reason) => {
+                self.retire(index, gen);
+                self.finish(ConnId { index, gen }, conn, reason, handler);
+            }
             Step::Keep => {
                 if let Err(failed) = self.insert(conn) {
                     let (conn, err) = *failed;
+                    self.retire(index, gen);
                     self.finish(
                         ConnId { index, gen },
                         conn,
@@ -507,6 +511,15 @@ impl EventLoop {
                 }
             }
         }
+    }
+
+    /// A connection that was given the id `(index, gen)` but never entered the slab is
+    /// gone: the next one in that slot gets a new generation, as after [`Self::close`].
+    fn retire(&mut self, index: usize, gen: u32) {
+        if self.gens.len() <= index {
+            self.gens.resize(index + 1, 0);
+        }
+        self.gens[index] = gen.wrapping_add(1);
     }
 
     /// Puts a connection in the slab and registers it with the poller.
@@ -914,6 +927,7 @@ impl EventLoop {
                 };
                 Counters::add(&self.counters.closed, 1);
                 reason.count(&self.counters);
+                self.retire(index, gen);
                 let closed = Closed {
                     id,
                     tag,
@@ -935,6 +949,7 @@ impl EventLoop {
         conn.tag = tag;
         if let Err(failed) = self.insert(conn) {
             let (conn, err) = *failed;
+            self.retire(index, gen);
             self.finish(id, conn, CloseReason::ConnectFailed(err.kind()), handler);
         }
     }

@@ -143,3 +143,36 @@ fn input_after_close_is_not_handed_to_the_handler() {
     assert_eq!(server.counters.snapshot().bytes_in, 256 << 10);
     server.stop();
 }
+
+/// Records the id of every connection it opens, greets and closes.
+#[derive(Default)]
+struct Ids {
+    ids: Arc<Mutex<Vec<netcore::ConnId>>>,
+}
+
+impl Handler for Ids {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        self.ids.lock().unwrap().push(conn.id());
+        conn.send(b"hi");
+        conn.close();
+    }
+}
+
+/// A connection closed on the fast path (never registered) left its slot's generation
+/// unchanged, so the next connection got the same `ConnId`: "a stale id never reaches a
+/// new connection" did not hold for them.
+#[test]
+fn fast_path_connections_never_share_an_id() {
+    let (event_loop, addr) = util::tcp_loop(util::config());
+    let handler = Ids::default();
+    let ids = Arc::clone(&handler.ids);
+    let server = util::spawn(event_loop, handler);
+    for _ in 0..10 {
+        assert_eq!(util::read_all(&mut util::connect(addr)), b"hi");
+    }
+    server.stop();
+    let ids = ids.lock().unwrap();
+    assert_eq!(ids.len(), 10);
+    let distinct: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), 10, "an id was given to two connections");
+}
