@@ -5,6 +5,7 @@
 
 mod bench;
 mod demo;
+mod dist;
 mod process;
 
 use std::path::{Path, PathBuf};
@@ -19,7 +20,9 @@ tasks:
   bench   release build, then SPEC section 5's scenarios against the tutorial's Python server
           (and ../shared/peers where built): a table, and JSON under target/bench/
   test    what CI runs: cargo fmt --check, clippy -D warnings, cargo test --workspace,
-          cargo doc (warnings denied), then the demo";
+          cargo doc (warnings denied), then the demo
+  dist    release binaries, shell completions (bash, zsh, fish) and man pages under
+          target/dist/";
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
@@ -27,6 +30,7 @@ fn main() -> ExitCode {
         Some("demo") => demo::run(),
         Some("test") => test(),
         Some("bench") => bench::run(),
+        Some("dist") => dist::run(),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             return if task.is_some() {
