@@ -84,6 +84,25 @@ impl Default for Config {
 /// `shutdown()` makes the loop stop accepting, close its UDP sockets, let every open
 /// connection flush its output and close in order within
 /// [`Config::drain_timeout`], close what is left, and return from [`EventLoop::run`].
+///
+/// It wakes the loop through its one `mio::Waker`; it may be cloned and used from any
+/// number of threads (a signal-handling thread, say).
+///
+/// # Examples
+///
+/// ```
+/// use netcore::{EventLoop, Handler};
+///
+/// struct Nothing;
+/// impl Handler for Nothing {}
+///
+/// let mut event_loop = EventLoop::new(netcore::Config::default())?;
+/// let shutdown = event_loop.shutdown_handle();
+/// let server = std::thread::spawn(move || event_loop.run(&mut Nothing));
+/// shutdown.shutdown();
+/// server.join().expect("server thread")?;
+/// # Ok::<(), netcore::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle {
     requested: Arc<AtomicBool>,
@@ -103,6 +122,28 @@ impl ShutdownHandle {
 /// One `mio::Poll` loop serving listeners, UDP sockets and connections with one
 /// [`Handler`]. It never blocks except in `poll`, and never starts a thread: for several
 /// cores run one loop per thread, each with its own `SO_REUSEPORT` listener.
+///
+/// # Examples
+///
+/// One loop serving TCP, UDP and a Unix socket with one handler:
+///
+/// ```
+/// use netcore::{EventLoop, Handler, ListenOptions};
+///
+/// struct Service;
+/// impl Handler for Service {}
+///
+/// let opts = ListenOptions::default();
+/// let path = std::env::temp_dir().join(format!("netcore-doc-{}.sock", std::process::id()));
+/// let mut event_loop = EventLoop::new(netcore::Config::default())?;
+/// event_loop.add_tcp_listener(netcore::tcp_listener("127.0.0.1:0".parse()?, &opts)?)?;
+/// event_loop.add_udp_socket(netcore::udp_socket("127.0.0.1:0".parse()?, &opts)?)?;
+/// event_loop.add_unix_listener(netcore::unix_listener(&path, &opts)?)?;
+/// event_loop.shutdown_handle().shutdown();
+/// event_loop.run(&mut Service)?;
+/// std::fs::remove_file(&path)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct EventLoop {
     poll: Poll,
     events: Option<Events>,

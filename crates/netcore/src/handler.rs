@@ -24,6 +24,42 @@ use crate::udp::UdpSource;
 ///   whose connect failed.
 /// - A [`ConnId`] is never reused while its connection is open; after `on_close` its slot
 ///   may be reused under a new generation, so a stale id never reaches a new connection.
+///
+/// # Examples
+///
+/// An echo service: what a client sends comes back; its EOF closes the connection in order
+/// (the default [`on_read_closed`](Handler::on_read_closed)).
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use netcore::{Conn, EventLoop, Handler, ListenOptions};
+///
+/// struct Echo;
+///
+/// impl Handler for Echo {
+///     fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) {
+///         conn.send(data);
+///     }
+/// }
+///
+/// let listener = netcore::tcp_listener("127.0.0.1:0".parse()?, &ListenOptions::default())?;
+/// let addr = listener.local_addr()?;
+/// let mut event_loop = EventLoop::new(netcore::Config::default())?;
+/// event_loop.add_tcp_listener(listener)?;
+/// let shutdown = event_loop.shutdown_handle();
+/// let server = std::thread::spawn(move || event_loop.run(&mut Echo));
+///
+/// let mut client = std::net::TcpStream::connect(addr)?;
+/// client.write_all(b"ping")?;
+/// client.shutdown(std::net::Shutdown::Write)?;
+/// let mut reply = String::new();
+/// client.read_to_string(&mut reply)?;
+/// assert_eq!(reply, "ping");
+///
+/// shutdown.shutdown();
+/// server.join().expect("server thread")?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Handler {
     /// A connection was accepted, or an outgoing connect completed. The fast path: a handler
     /// that sends its whole reply here and calls [`Conn::close`] costs one `write` and one
@@ -91,6 +127,25 @@ pub struct ConnId {
 pub struct TimerId(pub(crate) u64);
 
 /// Why a connection closed.
+///
+/// # Examples
+///
+/// ```
+/// use netcore::{CloseReason, Closed, Control, Handler};
+///
+/// struct Log;
+///
+/// impl Handler for Log {
+///     fn on_close(&mut self, _: &mut Control<'_>, closed: &Closed<'_>) {
+///         match closed.reason {
+///             CloseReason::Done => {}
+///             CloseReason::Timeout => eprintln!("{:?}: too slow", closed.peer),
+///             other => eprintln!("{:?}: {other:?}, {} bytes unsent", closed.peer, closed.unsent),
+///         }
+///     }
+/// }
+/// # let _ = Log;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CloseReason {
@@ -172,6 +227,49 @@ pub(crate) struct ControlState {
 /// What any callback may ask of its loop: outgoing connections, timers, stopping.
 ///
 /// Requests take effect when the callback returns.
+///
+/// # Examples
+///
+/// A client that connects, reads the greeting, and stops its loop; a timer bounds the
+/// whole exchange.
+///
+/// ```
+/// use std::io::Write;
+/// use std::time::Duration;
+/// use netcore::{Closed, Conn, Control, EventLoop, Handler, TimerId};
+///
+/// #[derive(Default)]
+/// struct Client {
+///     greeting: Vec<u8>,
+/// }
+///
+/// impl Handler for Client {
+///     fn on_open(&mut self, conn: &mut Conn<'_>) {
+///         let at = conn.control().now() + Duration::from_secs(10);
+///         conn.control().set_timer(at);
+///     }
+///     fn on_data(&mut self, _: &mut Conn<'_>, data: &[u8]) {
+///         self.greeting.extend_from_slice(data);
+///     }
+///     fn on_close(&mut self, ctl: &mut Control<'_>, _: &Closed<'_>) {
+///         ctl.stop();
+///     }
+///     fn on_timer(&mut self, ctl: &mut Control<'_>, _: TimerId) {
+///         ctl.stop(); // the server never answered
+///     }
+/// }
+///
+/// let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let addr = server.local_addr()?;
+/// std::thread::spawn(move || server.accept()?.0.write_all(b"hello"));
+///
+/// let mut event_loop = EventLoop::new(netcore::Config::default())?;
+/// event_loop.connect(addr, 0)?;
+/// let mut client = Client::default();
+/// event_loop.run(&mut client)?;
+/// assert_eq!(client.greeting, b"hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Control<'a> {
     pub(crate) state: &'a mut ControlState,
     pub(crate) now: Instant,
@@ -193,6 +291,13 @@ impl Control<'_> {
     /// Starts a non-blocking TCP connect to `addr`. Success arrives as
     /// [`Handler::on_open`]; failure as [`Handler::on_close`] with
     /// [`CloseReason::Refused`] or [`CloseReason::ConnectFailed`]. `tag` comes back in both.
+    ///
+    /// The loop follows mio's recipe: `connect` returns at once (`EINPROGRESS`); the socket
+    /// is registered; on its first writable (or error) event `take_error` gives a failure,
+    /// and `peer_addr` tells a finished connect (`Ok`) from a spurious event
+    /// (`ENOTCONN`: wait for the next one). Bytes the peer sent with its handshake are read
+    /// in that same event. Until it completes the connection is under the idle deadline, so
+    /// a connect that hangs ends with [`CloseReason::Timeout`].
     pub fn connect(&mut self, addr: SocketAddr, tag: u64) {
         self.state.commands.push(Command::Connect { addr, tag });
     }
@@ -217,6 +322,28 @@ impl Control<'_> {
 }
 
 /// One connection, as a callback sees it.
+///
+/// # Examples
+///
+/// Half-close: answer, shut our sending side (the peer reads EOF), and go on reading what
+/// the peer still sends.
+///
+/// ```
+/// use netcore::{Conn, Handler};
+///
+/// struct Answer;
+///
+/// impl Handler for Answer {
+///     fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) {
+///         if conn.tag() == 0 {
+///             conn.send(&data.len().to_be_bytes());
+///             conn.shutdown_write();
+///             conn.set_tag(1);
+///         }
+///     }
+/// }
+/// # let _ = Answer;
+/// ```
 pub struct Conn<'a> {
     pub(crate) conn: &'a mut Connection,
     pub(crate) id: ConnId,
@@ -299,6 +426,41 @@ impl<'a> Conn<'a> {
 }
 
 /// One UDP socket, as [`Handler::on_datagram`] sees it.
+///
+/// # Examples
+///
+/// A UDP echo server.
+///
+/// ```
+/// use std::net::{SocketAddr, UdpSocket};
+/// use netcore::{Datagram, EventLoop, Handler, ListenOptions};
+///
+/// struct Echo;
+///
+/// impl Handler for Echo {
+///     fn on_datagram(&mut self, socket: &mut Datagram<'_>, data: &[u8], from: SocketAddr) {
+///         socket.send_to(data, from);
+///     }
+/// }
+///
+/// let socket = netcore::udp_socket("127.0.0.1:0".parse()?, &ListenOptions::default())?;
+/// let addr = socket.local_addr()?;
+/// let mut event_loop = EventLoop::new(netcore::Config::default())?;
+/// event_loop.add_udp_socket(socket)?;
+/// let shutdown = event_loop.shutdown_handle();
+/// let server = std::thread::spawn(move || event_loop.run(&mut Echo));
+///
+/// let client = UdpSocket::bind("127.0.0.1:0")?;
+/// client.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+/// client.send_to(b"ping", addr)?;
+/// let mut buf = [0; 16];
+/// let (n, from) = client.recv_from(&mut buf)?;
+/// assert_eq!((&buf[..n], from), (&b"ping"[..], addr));
+///
+/// shutdown.shutdown();
+/// server.join().expect("server thread")?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Datagram<'a> {
     pub(crate) socket: &'a mut UdpSource,
     pub(crate) id: SocketId,

@@ -45,6 +45,46 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Several cores
+//!
+//! netcore starts no threads. Give each thread its own loop and its own listener on the
+//! same port; the kernel spreads connections between them:
+//!
+//! ```
+//! use netcore::{Conn, EventLoop, Handler, ListenOptions};
+//!
+//! struct Greeter;
+//!
+//! impl Handler for Greeter {
+//!     fn on_open(&mut self, conn: &mut Conn<'_>) {
+//!         conn.send(b"hello");
+//!         conn.close();
+//!     }
+//! }
+//!
+//! let listeners =
+//!     netcore::tcp_listeners_reuse_port("127.0.0.1:0".parse()?, 2, &ListenOptions::default())?;
+//! let addr = listeners[0].local_addr()?;
+//! let mut handles = Vec::new();
+//! let mut threads = Vec::new();
+//! for listener in listeners {
+//!     let mut event_loop = EventLoop::new(netcore::Config::default())?;
+//!     event_loop.add_tcp_listener(listener)?;
+//!     handles.push(event_loop.shutdown_handle());
+//!     threads.push(std::thread::spawn(move || event_loop.run(&mut Greeter)));
+//! }
+//!
+//! let mut reply = String::new();
+//! std::io::Read::read_to_string(&mut std::net::TcpStream::connect(addr)?, &mut reply)?;
+//! assert_eq!(reply, "hello");
+//!
+//! handles.iter().for_each(netcore::ShutdownHandle::shutdown);
+//! for thread in threads {
+//!     thread.join().expect("loop thread")?;
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # The contract
 //!
 //! - **Callbacks never block.** They run on the loop's thread, one at a time. Output is
@@ -56,6 +96,10 @@
 //!   [`Handler::on_open`] and that has nothing unread is closed at once: `accept4`, `write`,
 //!   one `read` that finds nothing, `close`. Only a connection that must wait (a partial
 //!   write, input to drain) is registered with the poller.
+//! - **A peer sets the pace.** Output is written as the peer takes it; a connection whose
+//!   pending output passes [`Config::max_pending_output`] is not read until half of it is
+//!   written (back-pressure), so a peer that sends and never reads cannot make the server
+//!   buffer without bound.
 //! - **Closing is orderly.** [`Conn::close`] flushes, shuts our side, reads and drops the
 //!   peer's input until EOF or [`Config::linger`], then closes: closing with unread input
 //!   would send a reset that can destroy a reply the peer has not read yet.
@@ -68,6 +112,13 @@
 //! - **Shutdown is bounded.** [`ShutdownHandle::shutdown`] (from any thread) stops
 //!   accepting, lets every connection flush and close within [`Config::drain_timeout`],
 //!   and makes [`EventLoop::run`] return.
+//! - **Outgoing connects follow mio's recipe.** [`Control::connect`] and
+//!   [`EventLoop::connect`] return at once; the first writable event is checked with
+//!   `take_error` and `peer_addr` (a spurious one is waited out), and success or failure
+//!   arrives as [`Handler::on_open`] or [`Handler::on_close`].
+//! - **Datagrams never block the loop.** Receive is drained until `WouldBlock`; a reply that
+//!   meets a full send buffer waits in a bounded queue ([`Config::udp_queue`]) or is dropped
+//!   and counted.
 //! - **I/O errors never end the loop.** Resets, refused datagrams, `ECONNABORTED` and
 //!   descriptor exhaustion are counted in [`Counters`], readable from any thread.
 //! - **No threads of its own.** For several cores, run one loop per thread, each with its
