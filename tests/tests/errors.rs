@@ -164,8 +164,45 @@ fn error_paths_give_one_clear_line_and_the_right_status() {
             1,
             &["missing-message.txt"],
         ),
+        case(
+            "greet-server",
+            &["--host", "127.0.0.1", "--port", ""],
+            1,
+            &["port \"\""],
+        ),
+        case(
+            "greet-server",
+            &["--host", "a b", "--port", "0"],
+            1,
+            &["a b"],
+        ),
+        case(
+            "greet-client",
+            &["--host", "127.0.0.1", "--port", "12345x"],
+            1,
+            &["12345x"],
+        ),
+        case(
+            "greet-server",
+            &["--message-file", "/tmp"],
+            1,
+            &["/tmp", "directory"],
+        ),
+        case("greet-client", &["--unix", plain], 1, &["plain.txt"]),
+        case(
+            "greet-server",
+            &["--max-connections", "abc"],
+            2,
+            &["--max-connections"],
+        ),
+        case(
+            "greet-client",
+            &["--udp", "--unix", "/tmp/x"],
+            2,
+            &["--unix"],
+        ),
     ];
-    assert!(cases.len() >= 25);
+    assert!(cases.len() >= 30);
     for case in &cases {
         let out = Command::new(bin(case.program))
             .args(&case.args)

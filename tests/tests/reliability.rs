@@ -1,0 +1,266 @@
+//! The fault suite of SPEC section 6: the server under abuse keeps every promise, and the
+//! next normal client is greeted.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use e2e::{bin, temp_dir, Server, PATIENCE};
+
+const GREETING: &[u8] = b"Thank you for connecting";
+
+fn read_all(mut stream: TcpStream) -> std::io::Result<Vec<u8>> {
+    stream.set_read_timeout(Some(PATIENCE))?;
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got)?;
+    Ok(got)
+}
+
+fn assert_next_client_greeted(server: &Server) {
+    let stream = TcpStream::connect(server.addr()).expect("connect after the fault");
+    assert_eq!(read_all(stream).expect("read greeting"), GREETING);
+}
+
+/// Waits `d` without spinning and without a sleep call (a channel nobody sends on).
+fn wait(d: Duration) {
+    let (_tx, rx) = mpsc::channel::<()>();
+    let _ = rx.recv_timeout(d);
+}
+
+/// The first number after `label ` in a summary line.
+fn count(summary: &str, label: &str) -> u64 {
+    summary
+        .split(&format!("{label} "))
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {label:?} in {summary:?}"))
+}
+
+fn set_linger_zero(stream: &TcpStream) {
+    let fd = std::os::unix::io::AsRawFd::as_raw_fd(stream);
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a socket we own, with a correctly sized linger struct.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::addr_of!(linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+}
+
+#[test]
+fn sigterm_under_load_truncates_nothing_and_the_counts_add_up() {
+    let server = Server::start(&["--host", "127.0.0.1", "--port", "0", "--threads", "2"]);
+    let load = Command::new(bin("greet-client"))
+        .args(["bench", "--json", "--port", &server.port().to_string()])
+        .args([
+            "-n",
+            "30000",
+            "-c",
+            "1000",
+            "--timeout",
+            "10s",
+            "--duration",
+            "60s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start greet-client bench");
+    // Stop the server in the middle of the load, with ~1,000 connections in flight.
+    for _ in 0..3000 {
+        server.next_line().expect("a connection line");
+    }
+    let signalled = Instant::now();
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "drain took too long"
+    );
+    let accepted = count(&stderr, "accepted");
+    assert_eq!(
+        accepted,
+        count(&stderr, "greeted") + count(&stderr, "errors"),
+        "{stderr}"
+    );
+    let out = load.wait_with_output().expect("bench output");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bench JSON");
+    let errors = &report["errors"];
+    assert_eq!(errors["wrong_payload"], 0, "a truncated greeting: {report}");
+    assert_eq!(errors["other"], 0, "{report}");
+    let ok = report["ok"].as_u64().unwrap();
+    assert!(ok >= 3000, "{report}");
+    // Every connection was greeted whole, or refused or reset before its first byte.
+    let accounted = ok
+        + errors["refused"].as_u64().unwrap()
+        + errors["reset"].as_u64().unwrap()
+        + report["not_started"].as_u64().unwrap();
+    assert_eq!(accounted, 30000, "{report}");
+}
+
+#[test]
+fn descriptor_exhaustion_is_no_busy_loop_and_everyone_is_served() {
+    let server = Server::start_with_fd_limit(
+        &[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--threads",
+            "1",
+            "--quiet",
+        ],
+        64,
+    );
+    // Clients that speak first keep their connection open (the server drains them until
+    // EOF), so 500 of them exhaust 64 descriptors.
+    let mut clients = Vec::new();
+    for _ in 0..500 {
+        let mut c = TcpStream::connect(server.addr()).expect("connect (kernel backlog)");
+        c.write_all(b"x").unwrap();
+        clients.push(c);
+    }
+    let deadline = Instant::now() + PATIENCE;
+    while server.open_fds() < 60 {
+        assert!(
+            Instant::now() < deadline,
+            "never exhausted: {}",
+            server.open_fds()
+        );
+        std::thread::yield_now();
+    }
+    let (cpu0, t0) = (server.cpu_time(), Instant::now());
+    wait(Duration::from_millis(500));
+    let used = (server.cpu_time() - cpu0).as_secs_f64() / t0.elapsed().as_secs_f64();
+    assert!(
+        used < 0.2,
+        "busy while out of descriptors: {:.0}% of a core",
+        used * 100.0
+    );
+    // Each client reads its greeting and leaves; the freed descriptors serve the rest.
+    for c in clients {
+        assert_eq!(read_all(c).expect("greeting after exhaustion"), GREETING);
+    }
+    assert_next_client_greeted(&server);
+    let (status, stderr) = server.terminate();
+    assert!(status.success());
+    assert_eq!(count(&stderr, "greeted"), 501, "{stderr}");
+}
+
+#[test]
+fn connect_and_reset_at_once() {
+    let server = Server::start(&["--host", "127.0.0.1", "--port", "0", "--quiet"]);
+    for _ in 0..100 {
+        let c = TcpStream::connect(server.addr()).unwrap();
+        set_linger_zero(&c);
+        drop(c);
+    }
+    assert_next_client_greeted(&server);
+}
+
+#[test]
+fn clients_that_never_read_a_large_message_cost_no_copy_and_time_out() {
+    // The kernel takes up to ~4 MB of a reply into a loopback socket's buffers here (the
+    // send buffer autotunes), so a 1 MiB greeting never has to wait: 8 MiB does, every time.
+    let dir = temp_dir("big-message");
+    let path = dir.join("8mib.txt");
+    let body: Vec<u8> = (0..(8u32 << 20)).map(|i| b'a' + (i % 26) as u8).collect();
+    std::fs::write(&path, &body).unwrap();
+    let server = Server::start(&[
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--threads",
+        "1",
+        "--quiet",
+        "--message-file",
+        path.to_str().unwrap(),
+        "--write-timeout",
+        "1s",
+    ]);
+    let rss_before = server.status_kb("VmRSS:");
+    let sluggards: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(server.addr()).unwrap())
+        .collect();
+    let deadline = Instant::now() + PATIENCE;
+    while server.open_fds() < 100 {
+        assert!(
+            Instant::now() < deadline,
+            "not all accepted: {}",
+            server.open_fds()
+        );
+        std::thread::yield_now();
+    }
+    // 500 copies would be 500 MiB; shared, the message is held once.
+    let grown = server.status_kb("VmRSS:").saturating_sub(rss_before);
+    assert!(
+        grown < 64 * 1024,
+        "RSS grew by {grown} kB for 500 slow readers"
+    );
+    // The write timeout closes them and frees their buffers.
+    while server.open_fds() > 20 {
+        assert!(
+            Instant::now() < deadline,
+            "slow readers not closed: {}",
+            server.open_fds()
+        );
+        std::thread::yield_now();
+    }
+    drop(sluggards);
+    let stream = TcpStream::connect(server.addr()).unwrap();
+    assert_eq!(read_all(stream).unwrap(), body);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn half_close_and_garbage_still_get_the_whole_greeting() {
+    let server = Server::start(&["--host", "127.0.0.1", "--port", "0", "--quiet"]);
+    let c = TcpStream::connect(server.addr()).unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_all(c).unwrap(), GREETING);
+
+    let mut c = TcpStream::connect(server.addr()).unwrap();
+    let garbage: Vec<u8> = (0..100_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    c.write_all(&garbage).unwrap();
+    assert_eq!(read_all(c).unwrap(), GREETING);
+    assert_next_client_greeted(&server);
+}
+
+#[test]
+fn a_thousand_connects_at_once_are_all_greeted() {
+    let server = Server::start(&["--host", "127.0.0.1", "--port", "0", "--quiet"]);
+    let clients: Vec<TcpStream> = (0..1000)
+        .map(|_| TcpStream::connect(server.addr()).unwrap())
+        .collect();
+    for c in clients {
+        assert_eq!(read_all(c).unwrap(), GREETING);
+    }
+    assert_next_client_greeted(&server);
+}
+
+#[test]
+fn udp_zero_length_and_largest_datagrams_are_answered() {
+    let server = Server::start(&["--udp", "--host", "127.0.0.1", "--port", "0", "--quiet"]);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(server.addr()).unwrap();
+    socket.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut buf = [0u8; 128];
+    for size in [0usize, 65_507] {
+        socket.send(&vec![0x55; size]).unwrap();
+        let n = socket.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], GREETING, "reply to a {size}-byte datagram");
+    }
+}
