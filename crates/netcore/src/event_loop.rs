@@ -935,8 +935,8 @@ impl EventLoop {
 
     fn run_commands<H: Handler>(&mut self, handler: &mut H) {
         while !self.control.commands.is_empty() {
-            let commands = std::mem::take(&mut self.control.commands);
-            for command in commands {
+            let mut commands = std::mem::take(&mut self.control.commands);
+            for command in commands.drain(..) {
                 match command {
                     Command::Connect { addr, tag } => self.start_connect(addr, tag, handler),
                     Command::SetTimer { id, at } => {
@@ -950,6 +950,10 @@ impl EventLoop {
                     }
                     Command::Stop => self.requested.store(true, Ordering::Release),
                 }
+            }
+            // Keep the allocation for the next batch (a load generator connects all the time).
+            if self.control.commands.is_empty() {
+                self.control.commands = commands;
             }
         }
     }
