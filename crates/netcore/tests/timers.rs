@@ -164,3 +164,36 @@ fn a_closing_connection_is_dropped_at_the_linger_deadline() {
     drop(client);
     server.stop();
 }
+
+/// The idle deadline counts from the last read or write: a connection that keeps talking
+/// outlives its idle timeout many times over, and is closed once it falls silent.
+#[test]
+fn activity_moves_the_idle_deadline() {
+    use std::io::{Read, Write};
+
+    let idle = Duration::from_millis(400);
+    let config = Config {
+        idle_timeout: Some(idle),
+        ..util::config()
+    };
+    let (event_loop, addr) = util::tcp_loop(config);
+    let echo = util::Echo::default();
+    let closes = echo.closes.clone();
+    let server = util::spawn(event_loop, echo);
+
+    let mut client = util::connect(addr);
+    let started = Instant::now();
+    while started.elapsed() < idle * 3 {
+        client.write_all(b"!").unwrap();
+        let mut got = [0];
+        client
+            .read_exact(&mut got)
+            .expect("still open while talking");
+        std::thread::sleep(Duration::from_millis(40)); // the client's pace
+    }
+    assert!(closes.get().is_empty());
+    // Silence: the idle deadline closes it.
+    assert_eq!(util::read_all(&mut client), b"");
+    assert_eq!(closes.get(), vec![(CloseReason::Timeout, 0)]);
+    server.stop();
+}
