@@ -240,3 +240,32 @@ pub fn temp_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("create temp dir");
     dir
 }
+
+/// Reads a stream to EOF, within [`PATIENCE`].
+pub fn read_all(mut stream: std::net::TcpStream) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    stream.set_read_timeout(Some(PATIENCE))?;
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got)?;
+    Ok(got)
+}
+
+/// `SO_LINGER {on, 0}`: closing the stream then sends a reset instead of a FIN.
+pub fn set_linger_zero(stream: &std::net::TcpStream) {
+    let fd = std::os::unix::io::AsRawFd::as_raw_fd(stream);
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a socket we own, with a correctly sized linger struct.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::addr_of!(linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+}

@@ -4,16 +4,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use e2e::{client, Server, PATIENCE};
+use e2e::{client, read_all, set_linger_zero, Server, PATIENCE};
 
 const GREETING: &[u8] = b"Thank you for connecting";
-
-fn read_all(mut stream: TcpStream) -> Vec<u8> {
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut got = Vec::new();
-    stream.read_to_end(&mut got).unwrap();
-    got
-}
 
 #[test]
 fn bufsize_limits_what_the_client_reads() {
@@ -51,7 +44,7 @@ fn ipv4_and_ipv6_flags_choose_the_family() {
 fn backlog_flag_is_accepted_and_the_tutorial_value_still_serves() {
     let server = Server::start(&["--host", "127.0.0.1", "--port", "0", "--backlog", "5"]);
     assert_eq!(
-        read_all(TcpStream::connect(server.addr()).unwrap()),
+        read_all(TcpStream::connect(server.addr()).unwrap()).unwrap(),
         GREETING
     );
 }
@@ -72,7 +65,7 @@ fn a_client_that_speaks_first_still_gets_the_whole_greeting() {
     let mut stream = TcpStream::connect(server.addr()).unwrap();
     stream.write_all(b"hello?").unwrap();
     let started = Instant::now();
-    assert_eq!(read_all(stream), GREETING);
+    assert_eq!(read_all(stream).unwrap(), GREETING);
     assert!(started.elapsed() < PATIENCE);
     let (status, stderr) = server.terminate();
     assert!(status.success());
@@ -81,6 +74,7 @@ fn a_client_that_speaks_first_still_gets_the_whole_greeting() {
 
 #[test]
 fn max_connections_holds_the_rest_in_the_backlog_until_one_closes() {
+    let (dir, message) = big_message("max-connections");
     let server = Server::start(&[
         "--host",
         "127.0.0.1",
@@ -91,13 +85,14 @@ fn max_connections_holds_the_rest_in_the_backlog_until_one_closes() {
         "--max-connections",
         "1",
         "--quiet",
+        "--message-file",
+        &message,
     ]);
-    // The first client sends data, so its connection stays open (draining) until it closes.
+    // The first client does not read its large greeting, so its connection stays open.
     let mut first = TcpStream::connect(server.addr()).unwrap();
-    first.write_all(b"x").unwrap();
-    let mut greeting = [0u8; 24];
+    let mut start = [0u8; 24];
     first.set_read_timeout(Some(PATIENCE)).unwrap();
-    first.read_exact(&mut greeting).unwrap();
+    first.read_exact(&mut start).unwrap();
     // The second is accepted by the kernel but not by the server while the first is open.
     let mut second = TcpStream::connect(server.addr()).unwrap();
     second
@@ -109,10 +104,10 @@ fn max_connections_holds_the_rest_in_the_backlog_until_one_closes() {
         matches!(&waited, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
         "{waited:?}"
     );
-    // Closing the first frees the slot; the second is greeted.
-    first.shutdown(std::net::Shutdown::Write).unwrap();
+    // Closing the first frees the slot; the second is greeted in full.
     drop(first);
-    assert_eq!(read_all(second), GREETING);
+    assert_eq!(read_all(second).unwrap().len(), 8 << 20);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -130,7 +125,7 @@ fn threads_flag_serves_from_every_loop() {
         .map(|_| TcpStream::connect(server.addr()).unwrap())
         .collect();
     for stream in streams {
-        assert_eq!(read_all(stream), GREETING);
+        assert_eq!(read_all(stream).unwrap(), GREETING);
     }
     let (status, stderr) = server.terminate();
     assert!(status.success());
@@ -143,22 +138,7 @@ fn a_reset_is_one_clear_line() {
     let port = listener.local_addr().unwrap().port().to_string();
     let resetter = std::thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
-        let fd = std::os::unix::io::AsRawFd::as_raw_fd(&stream);
-        let linger = libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        };
-        // SAFETY: setsockopt on a socket we own, with a correctly sized linger struct.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                std::ptr::addr_of!(linger).cast(),
-                std::mem::size_of::<libc::linger>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0);
+        set_linger_zero(&stream);
         drop(stream); // SO_LINGER 0: close sends RST
     });
     let out = client(&["--host", "127.0.0.1", "--port", &port]);
@@ -174,14 +154,22 @@ fn a_reset_is_one_clear_line() {
 
 #[test]
 fn a_second_signal_exits_at_once() {
-    let server = Server::start(&["--host", "127.0.0.1", "--port", "0", "--quiet"]);
-    // A client that spoke first and never closes keeps the server draining after the
-    // first signal (until its linger deadline), so the second signal finds it running.
-    let mut lingering = TcpStream::connect(server.addr()).unwrap();
-    lingering.write_all(b"x").unwrap();
-    let mut greeting = [0u8; 24];
-    lingering.set_read_timeout(Some(PATIENCE)).unwrap();
-    lingering.read_exact(&mut greeting).unwrap();
+    let (dir, message) = big_message("second-signal");
+    let server = Server::start(&[
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--quiet",
+        "--message-file",
+        &message,
+    ]);
+    // A client that never reads its (large) greeting keeps the server draining after the
+    // first signal, so the second signal finds it running.
+    let mut slow = TcpStream::connect(server.addr()).unwrap();
+    let mut first = [0u8; 24];
+    slow.set_read_timeout(Some(PATIENCE)).unwrap();
+    slow.read_exact(&mut first).unwrap();
     server.signal(libc::SIGTERM);
     // Two signals sent back to back may merge into one; wait until the first has been
     // acted on (the listener is closed, so connecting is refused).
@@ -197,5 +185,16 @@ fn a_second_signal_exits_at_once() {
     let (status, stderr) = server.terminate_after_signal();
     assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{stderr}");
     assert!(stderr.contains("second signal"), "{stderr}");
-    drop(lingering);
+    drop(slow);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A greeting larger than a loopback socket's buffers take (~4 MB here), so a client that
+/// does not read it keeps its connection open on the server.
+fn big_message(name: &str) -> (std::path::PathBuf, String) {
+    let dir = e2e::temp_dir(name);
+    let path = dir.join("8mib.txt");
+    std::fs::write(&path, vec![b'g'; 8 << 20]).unwrap();
+    let shown = path.to_str().unwrap().to_string();
+    (dir, shown)
 }

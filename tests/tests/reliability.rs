@@ -1,22 +1,15 @@
 //! The fault suite of SPEC section 6: the server under abuse keeps every promise, and the
 //! next normal client is greeted.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Shutdown, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use e2e::{bin, temp_dir, Server, PATIENCE};
+use e2e::{bin, read_all, set_linger_zero, temp_dir, Server, PATIENCE};
 
 const GREETING: &[u8] = b"Thank you for connecting";
-
-fn read_all(mut stream: TcpStream) -> std::io::Result<Vec<u8>> {
-    stream.set_read_timeout(Some(PATIENCE))?;
-    let mut got = Vec::new();
-    stream.read_to_end(&mut got)?;
-    Ok(got)
-}
 
 fn assert_next_client_greeted(server: &Server) {
     let stream = TcpStream::connect(server.addr()).expect("connect after the fault");
@@ -37,25 +30,6 @@ fn count(summary: &str, label: &str) -> u64 {
         .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no {label:?} in {summary:?}"))
-}
-
-fn set_linger_zero(stream: &TcpStream) {
-    let fd = std::os::unix::io::AsRawFd::as_raw_fd(stream);
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt on a socket we own, with a correctly sized linger struct.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            std::ptr::addr_of!(linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0);
 }
 
 #[test]

@@ -1,19 +1,11 @@
 //! greet-server and greet-client end to end: the real binaries on ephemeral ports.
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::net::TcpStream;
 
-use e2e::{client, server_output, temp_dir, Server, PATIENCE};
+use e2e::{client, read_all, server_output, temp_dir, Server, PATIENCE};
 
 const GREETING: &[u8] = b"Thank you for connecting";
-
-fn read_all(mut stream: TcpStream) -> Vec<u8> {
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut got = Vec::new();
-    stream.read_to_end(&mut got).unwrap();
-    got
-}
 
 #[test]
 fn one_client_is_greeted_byte_for_byte() {
@@ -26,7 +18,7 @@ fn one_client_is_greeted_byte_for_byte() {
     assert!(server.ready.ends_with(") tcp"), "{}", server.ready);
     let stream = TcpStream::connect(server.addr()).unwrap();
     let local = stream.local_addr().unwrap();
-    assert_eq!(read_all(stream), GREETING);
+    assert_eq!(read_all(stream).unwrap(), GREETING);
     assert_eq!(
         server.next_line().unwrap(),
         format!("Got connection from ('127.0.0.1', {})", local.port())
@@ -49,7 +41,7 @@ fn two_hundred_clients_at_once_are_all_greeted_and_each_logged() {
         })
         .collect();
     for stream in streams {
-        assert_eq!(read_all(stream), GREETING);
+        assert_eq!(read_all(stream).unwrap(), GREETING);
     }
     let logged: BTreeSet<String> = (0..200).map(|_| server.next_line().unwrap()).collect();
     assert_eq!(logged, locals);
@@ -81,7 +73,7 @@ fn message_and_quiet_flags() {
         "--quiet",
     ]);
     let stream = TcpStream::connect(server.addr()).unwrap();
-    assert_eq!(read_all(stream), b"hi");
+    assert_eq!(read_all(stream).unwrap(), b"hi");
     let (status, stderr) = server.terminate();
     assert!(status.success());
     assert!(stderr.contains("accepted 1, greeted 1"), "{stderr}");
@@ -92,7 +84,7 @@ fn sigterm_and_sigint_stop_the_server_with_status_zero() {
     for signal in [libc::SIGTERM, libc::SIGINT] {
         let server = Server::start(&["--host", "127.0.0.1", "--port", "0"]);
         assert_eq!(
-            read_all(TcpStream::connect(server.addr()).unwrap()),
+            read_all(TcpStream::connect(server.addr()).unwrap()).unwrap(),
             GREETING
         );
         server.signal(signal);
@@ -281,7 +273,7 @@ fn ipv6_peers_print_as_python_four_tuples() {
     let addr: std::net::SocketAddr = format!("[::1]:{}", server.port()).parse().unwrap();
     let stream = TcpStream::connect(addr).unwrap();
     let local = stream.local_addr().unwrap().port();
-    assert_eq!(read_all(stream), GREETING);
+    assert_eq!(read_all(stream).unwrap(), GREETING);
     assert_eq!(
         server.next_line().unwrap(),
         format!("Got connection from ('::1', {local}, 0, 0)")
@@ -304,5 +296,5 @@ fn message_file_is_sent_whole() {
         path.to_str().unwrap(),
     ]);
     let stream = TcpStream::connect(server.addr()).unwrap();
-    assert_eq!(read_all(stream), body);
+    assert_eq!(read_all(stream).unwrap(), body);
 }

@@ -5,11 +5,10 @@
 //! family and type as numbers, then `socket.gethostname()`. `--json` prints one JSON document
 //! instead. A failed lookup exits with status 1 and one line on stderr.
 
-use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use resolver::{AddrInfo, Hints};
+use resolver::{py_str, AddrInfo, Hints};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -371,35 +370,6 @@ fn repr(v: &PyVal) -> String {
             items.iter().map(repr).collect::<Vec<_>>().join(", ")
         ),
     }
-}
-
-/// Python's `repr` of a `str`.
-fn py_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || (0x7f..0xa0).contains(&(c as u32)) => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 /// Python's `pprint.pformat(value)` with the default width of 80, for ints, strings without

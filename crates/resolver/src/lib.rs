@@ -100,5 +100,5 @@ pub use error::{Error, ErrorKind};
 pub use host::encode_host;
 pub use hostname::gethostname;
 pub use nameinfo::{getnameinfo, NI_DGRAM, NI_NAMEREQD, NI_NOFQDN, NI_NUMERICHOST, NI_NUMERICSERV};
-pub use pyrepr::{ipv6_text, PyAddr};
+pub use pyrepr::{ipv6_text, py_str, PyAddr};
 pub use sockaddr::{socket_addr, socket_addr_numeric, Family, Transport};

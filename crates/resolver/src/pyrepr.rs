@@ -55,7 +55,15 @@ pub fn ipv6_text(ip: &Ipv6Addr) -> String {
 
 /// Python's `repr` of a `str`: single quotes unless the text holds a single quote and no double
 /// quote, with Python's escapes.
-pub(crate) fn py_str(s: &str) -> String {
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(resolver::py_str("localhost"), "'localhost'");
+/// assert_eq!(resolver::py_str("it's"), "\"it's\"");
+/// assert_eq!(resolver::py_str("a\tb"), "'a\\tb'");
+/// ```
+pub fn py_str(s: &str) -> String {
     let quote = if s.contains('\'') && !s.contains('"') {
         '"'
     } else {
