@@ -197,3 +197,22 @@ fn activity_moves_the_idle_deadline() {
     assert_eq!(closes.get(), vec![(CloseReason::Timeout, 0)]);
     server.stop();
 }
+
+/// Stops its loop when a timer fires.
+struct StopOnTimer;
+
+impl Handler for StopOnTimer {
+    fn on_timer(&mut self, ctl: &mut Control<'_>, _: TimerId) {
+        ctl.stop();
+    }
+}
+
+/// `EventLoop::set_timer` before `run`: a loop with nothing else to wake it still ends.
+#[test]
+fn a_timer_set_before_run_bounds_it() {
+    let mut event_loop = netcore::EventLoop::new(util::config()).unwrap();
+    let started = Instant::now();
+    event_loop.set_timer(started + Duration::from_millis(50));
+    util::spawn(event_loop, StopOnTimer).join_within(BOUND);
+    assert!(started.elapsed() >= Duration::from_millis(50));
+}
