@@ -604,7 +604,15 @@ impl EventLoop {
             // The handshake's writable edge may come in the same event as the peer's first
             // bytes (and its FIN): with edge-triggered readiness there is no second event for
             // them, so read now too.
-            self.finish_connect(index, handler);
+            //
+            // On Linux a socket still in SYN_SENT reports neither readable nor writable, and a
+            // failed one reports an error or a hang-up: readiness without either means the
+            // handshake is done, so mio's `take_error` + `peer_addr` check (two system calls
+            // per connection) is needed only for the other cases.
+            let established = (event.is_writable() || event.is_readable())
+                && !event.is_error()
+                && !event.is_write_closed();
+            self.finish_connect(index, established, handler);
             if !self
                 .conns
                 .get(index)
@@ -620,9 +628,14 @@ impl EventLoop {
         }
     }
 
-    fn finish_connect<H: Handler>(&mut self, index: usize, handler: &mut H) {
+    fn finish_connect<H: Handler>(&mut self, index: usize, established: bool, handler: &mut H) {
         let c = &mut self.conns[index];
-        match c.stream.connect_result() {
+        let result = if established {
+            Ok(true)
+        } else {
+            c.stream.connect_result()
+        };
+        match result {
             Ok(false) => return,
             Ok(true) => {
                 c.connecting = false;
