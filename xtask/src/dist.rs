@@ -23,10 +23,6 @@ use crate::{cargo, root, run_step};
 /// The binaries shipped.
 const BINARIES: [&str; 2] = ["greet-server", "greet-client"];
 
-/// What `BINARY __generate DIR` answers when the binary has no such entry: clap's exit
-/// status for an unknown argument.
-const NOT_SUPPORTED: i32 = 2;
-
 pub fn run() -> Result<(), String> {
     let mut build = cargo();
     build.args(["build", "--release"]);
@@ -44,14 +40,11 @@ pub fn run() -> Result<(), String> {
     std::fs::create_dir_all(&bin).map_err(|e| format!("create {}: {e}", bin.display()))?;
 
     eprintln!("\n==> completions and man pages");
-    let mut missing = Vec::new();
     for name in BINARIES {
         let shipped = bin.join(name);
         std::fs::copy(release.join(name), &shipped)
             .map_err(|e| format!("copy {} to {}: {e}", name, shipped.display()))?;
-        if !generate(&shipped, &dist)? {
-            missing.push(name);
-        }
+        generate(&shipped, &dist)?;
     }
     let mut files = Vec::new();
     list(&dist, &mut files).map_err(|e| format!("list {}: {e}", dist.display()))?;
@@ -59,18 +52,11 @@ pub fn run() -> Result<(), String> {
     for file in files {
         println!("{}", file.display());
     }
-    for name in missing {
-        eprintln!(
-            "xtask dist: warning: {name} has no `__generate DIR` entry yet, so it ships \
-             without completions and a man page (see ARCHITECTURE.md, `xtask`)"
-        );
-    }
     Ok(())
 }
 
-/// Runs `binary __generate dir` and checks that it wrote its four files. `Ok(false)` when
-/// the binary does not know the entry.
-pub fn generate(binary: &Path, dir: &Path) -> Result<bool, String> {
+/// Runs `binary __generate dir` and checks that it wrote its four files.
+pub fn generate(binary: &Path, dir: &Path) -> Result<(), String> {
     let name = binary
         .file_name()
         .and_then(|n| n.to_str())
@@ -80,9 +66,6 @@ pub fn generate(binary: &Path, dir: &Path) -> Result<bool, String> {
         .arg(dir)
         .output()
         .map_err(|e| format!("run {}: {e}", binary.display()))?;
-    if out.status.code() == Some(NOT_SUPPORTED) {
-        return Ok(false);
-    }
     if !out.status.success() {
         return Err(format!(
             "{name} __generate {}: {} {}",
@@ -100,7 +83,7 @@ pub fn generate(binary: &Path, dir: &Path) -> Result<bool, String> {
             ));
         }
     }
-    Ok(true)
+    Ok(())
 }
 
 /// The files `NAME __generate` writes, relative to its folder.
@@ -152,7 +135,7 @@ mod tests {
     fn greet_server_generates_completions_and_a_man_page_naming_its_flags() {
         let dir = std::env::temp_dir().join(format!("xtask-dist-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(generate(&greet_server(), &dir), Ok(true));
+        assert_eq!(generate(&greet_server(), &dir), Ok(()));
         for file in outputs("greet-server") {
             let text = std::fs::read_to_string(dir.join(&file)).unwrap();
             // roff escapes the dashes of option names.

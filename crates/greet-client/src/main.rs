@@ -6,7 +6,7 @@ mod lookup;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -39,7 +39,19 @@ enum Command {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(request) = clap_dist::request(&argv, "greet-client") {
+        let written =
+            request.and_then(|dir| clap_dist::generate(Cli::command(), "greet-client", &dir));
+        return match written {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("greet-client: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let cli = Cli::parse_from(argv);
     match cli.command {
         None => client::run(&cli.client),
         Some(Command::Lookup(args)) => lookup::run(&args),

@@ -5,15 +5,10 @@
 //! `DIR/man/man1/greet-server.1` from these same definitions; `cargo xtask dist` runs it on
 //! the release binary, so what ships cannot drift from `--help`.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
-use clap_complete::Shell;
-
-/// The first argument that asks for completions and man pages instead of a server.
-pub const GENERATE: &str = "__generate";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -119,36 +114,9 @@ pub struct Args {
     pub quiet: bool,
 }
 
-/// `Some(DIR)` when the arguments are `__generate DIR`; an error when `DIR` is missing.
-pub fn generate_request(args: &[OsString]) -> Option<Result<PathBuf, String>> {
-    match args {
-        [_, first, rest @ ..] if first == GENERATE => Some(match rest {
-            [dir] => Ok(PathBuf::from(dir)),
-            _ => Err(format!("usage: greet-server {GENERATE} DIR")),
-        }),
-        _ => None,
-    }
-}
-
 /// Writes the shell completions (bash, zsh, fish) and the man page under `dir`.
 pub fn generate(dir: &Path) -> Result<(), String> {
-    let name = "greet-server";
-    let mut cmd = Args::command();
-    let completions = dir.join("completions");
-    let man = dir.join("man").join("man1");
-    for folder in [&completions, &man] {
-        std::fs::create_dir_all(folder).map_err(|e| format!("create {}: {e}", folder.display()))?;
-    }
-    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-        clap_complete::generate_to(shell, &mut cmd, name, &completions).map_err(|e| {
-            format!(
-                "write {shell} completions in {}: {e}",
-                completions.display()
-            )
-        })?;
-    }
-    clap_mangen::generate_to(cmd, &man)
-        .map_err(|e| format!("write man page in {}: {e}", man.display()))
+    clap_dist::generate(Args::command(), "greet-server", dir)
 }
 
 #[cfg(test)]
@@ -158,24 +126,6 @@ mod tests {
     #[test]
     fn the_definitions_are_consistent() {
         Args::command().debug_assert();
-    }
-
-    #[test]
-    fn generate_request_is_only_the_hidden_first_argument() {
-        let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
-        assert_eq!(generate_request(&args(&["greet-server"])), None);
-        assert_eq!(
-            generate_request(&args(&["greet-server", "--port", "0"])),
-            None
-        );
-        assert_eq!(
-            generate_request(&args(&["greet-server", "__generate", "out"])),
-            Some(Ok(PathBuf::from("out")))
-        );
-        assert!(matches!(
-            generate_request(&args(&["greet-server", "__generate"])),
-            Some(Err(_))
-        ));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use service::{GreetService, Stats};
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if let Some(request) = cli::generate_request(&argv) {
+    if let Some(request) = clap_dist::request(&argv, "greet-server") {
         return match request.and_then(|dir| cli::generate(&dir)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
@@ -89,16 +89,8 @@ fn run(args: &Args, activated: Option<Vec<Activated>>) -> Result<Stats, String> 
     };
     announce(listeners.iter().flatten())?;
 
-    // netcore lets a handler close a connection only from that connection's callbacks, so
-    // the header deadline rides on the idle deadline: a silent connection is closed when
-    // it passes, and one that trickles bytes is closed by the check in `on_data`.
-    let idle_timeout = if args.proxy_protocol {
-        args.idle_timeout.min(args.proxy_timeout)
-    } else {
-        args.idle_timeout
-    };
     let config = Config {
-        idle_timeout: Some(idle_timeout),
+        idle_timeout: Some(args.idle_timeout),
         write_timeout: Some(args.write_timeout),
         max_connections: args.max_connections.unwrap_or(usize::MAX),
         ..Config::default()

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use netcore::{CloseReason, Closed, Conn, ConnId, Control, Datagram, Handler, PeerAddr};
 use resolver::PyAddr;
@@ -57,12 +57,9 @@ struct ProxyHeaders {
 }
 
 enum Pending {
-    /// Waiting for the header: what arrived so far (only when it came in several reads),
-    /// and when the connection stops being allowed to finish it.
-    Reading {
-        received: Vec<u8>,
-        deadline: Instant,
-    },
+    /// Waiting for the header (the connection's deadline bounds the wait): what arrived so
+    /// far, kept only when it came in several reads.
+    Reading { received: Vec<u8> },
     /// The header was refused; the connection is closing and counts as a proxy error.
     Refused,
 }
@@ -120,10 +117,11 @@ impl Handler for GreetService {
         self.stats.accepted += 1;
         if let Some(proxy) = &mut self.proxy {
             let deadline = conn.control().now() + proxy.timeout;
+            conn.set_deadline(Some(deadline));
             let received = Vec::new();
             proxy
                 .pending
-                .insert(conn.id(), Pending::Reading { received, deadline });
+                .insert(conn.id(), Pending::Reading { received });
             return;
         }
         self.print_peer("connection", conn.peer());
@@ -136,32 +134,25 @@ impl Handler for GreetService {
         // except for the PROXY header a load balancer sends before its client's bytes.
         let Some(proxy) = &mut self.proxy else { return };
         let id = conn.id();
-        let Some(Pending::Reading { received, deadline }) = proxy.pending.get_mut(&id) else {
+        let Some(Pending::Reading { received }) = proxy.pending.get_mut(&id) else {
             return;
         };
-        let outcome = if conn.control().now() >= *deadline {
-            Err(format!(
-                "no complete PROXY header within {}",
-                humantime::format_duration(proxy.timeout)
-            ))
+        // The common case, a header in one read, is parsed in place without a copy.
+        let result = if received.is_empty() {
+            proxy::parse(data)
         } else {
-            // The common case, a header in one read, is parsed in place without a copy.
-            let result = if received.is_empty() {
-                proxy::parse(data)
-            } else {
-                let room = HEADER_MAX.saturating_sub(received.len());
-                received.extend_from_slice(&data[..data.len().min(room)]);
-                proxy::parse(received)
-            };
-            if result == Ok(Parsed::Incomplete) && received.is_empty() {
-                received.extend_from_slice(&data[..data.len().min(HEADER_MAX)]);
-            }
-            result.map_err(|e| e.to_string())
+            let room = HEADER_MAX.saturating_sub(received.len());
+            received.extend_from_slice(&data[..data.len().min(room)]);
+            proxy::parse(received)
         };
-        match outcome {
+        if result == Ok(Parsed::Incomplete) && received.is_empty() {
+            received.extend_from_slice(&data[..data.len().min(HEADER_MAX)]);
+        }
+        match result.map_err(|e| e.to_string()) {
             Ok(Parsed::Incomplete) => {}
             Ok(Parsed::Header { header, .. }) => {
                 proxy.pending.remove(&id);
+                conn.set_deadline(None);
                 self.greet(conn, header.source);
             }
             Err(why) => {

@@ -128,6 +128,8 @@ pub(crate) struct Connection {
     pub(crate) last_active: Instant,
     pub(crate) write_deadline: Option<Instant>,
     pub(crate) linger_deadline: Option<Instant>,
+    /// A deadline the handler set with `Conn::set_deadline`.
+    pub(crate) handler_deadline: Option<Instant>,
 }
 
 /// What [`advance`] decided.
@@ -171,6 +173,7 @@ impl Connection {
             last_active: now,
             write_deadline: None,
             linger_deadline: None,
+            handler_deadline: None,
         }
     }
 
@@ -254,10 +257,15 @@ impl Connection {
     /// The earliest of this connection's deadlines.
     pub(crate) fn next_deadline(&self, idle: Option<std::time::Duration>) -> Option<Instant> {
         let idle = idle.map(|d| self.last_active + d);
-        [idle, self.write_deadline, self.linger_deadline]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            idle,
+            self.write_deadline,
+            self.linger_deadline,
+            self.handler_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 

@@ -414,6 +414,36 @@ impl<'a> Conn<'a> {
         self.conn.shutdown_after_flush = true;
     }
 
+    /// Closes the connection with [`CloseReason::Timeout`] if it is still open at `at`
+    /// (`None` removes the deadline). For a protocol step that must finish in time, such as
+    /// a header the peer has to send first; the loop's idle, write and linger deadlines
+    /// still apply.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use netcore::{Conn, Handler};
+    ///
+    /// /// Expects the peer to say something within a second.
+    /// struct Impatient;
+    ///
+    /// impl Handler for Impatient {
+    ///     fn on_open(&mut self, conn: &mut Conn<'_>) {
+    ///         let at = conn.control().now() + Duration::from_secs(1);
+    ///         conn.set_deadline(Some(at));
+    ///     }
+    ///     fn on_data(&mut self, conn: &mut Conn<'_>, _data: &[u8]) {
+    ///         conn.set_deadline(None);
+    ///         conn.send(b"thanks");
+    ///         conn.close();
+    ///     }
+    /// }
+    /// ```
+    pub fn set_deadline(&mut self, at: Option<Instant>) {
+        self.conn.handler_deadline = at;
+    }
+
     /// Closes now, dropping queued output (the peer may see a reset).
     pub fn abort(&mut self) {
         self.conn.abort = true;

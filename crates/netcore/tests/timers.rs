@@ -216,3 +216,55 @@ fn a_timer_set_before_run_bounds_it() {
     util::spawn(event_loop, StopOnTimer).join_within(BOUND);
     assert!(started.elapsed() >= Duration::from_millis(50));
 }
+
+/// Gives each connection 150 ms to say something; greets and closes those that do.
+#[derive(Default)]
+struct Impatient {
+    closes: Closes,
+}
+
+impl Handler for Impatient {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        let at = conn.control().now() + Duration::from_millis(150);
+        conn.set_deadline(Some(at));
+    }
+
+    fn on_data(&mut self, conn: &mut Conn<'_>, _data: &[u8]) {
+        conn.set_deadline(None);
+        conn.send(b"ok");
+        conn.close();
+    }
+
+    fn on_close(&mut self, _: &mut Control<'_>, closed: &Closed<'_>) {
+        self.closes.record(closed);
+    }
+}
+
+#[test]
+fn a_handler_deadline_closes_a_silent_peer_and_can_be_lifted() {
+    let (event_loop, addr) = util::tcp_loop(util::config());
+    let handler = Impatient::default();
+    let closes = handler.closes.clone();
+    let server = util::spawn(event_loop, handler);
+
+    let started = Instant::now();
+    let mut silent = util::connect(addr);
+    assert_eq!(
+        util::read_all(&mut silent),
+        b"",
+        "closed by the handler's deadline"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert!(
+        started.elapsed() < BOUND,
+        "the idle timeout (not the deadline) closed it"
+    );
+    assert_eq!(closes.get(), vec![(CloseReason::Timeout, 0)]);
+
+    let mut talker = util::connect(addr);
+    std::io::Write::write_all(&mut talker, b"hi").unwrap();
+    assert_eq!(util::read_all(&mut talker), b"ok");
+    util::wait_for("the second close", BOUND, || closes.len() == 2);
+    assert_eq!(closes.get()[1], (CloseReason::Done, 0));
+    server.stop();
+}
