@@ -18,7 +18,12 @@ Examples:
 
 /// The socket tutorial's client: connect, print what the server sends, close.
 #[derive(Debug, Parser)]
-#[command(version, after_help = EXAMPLES, args_conflicts_with_subcommands = true)]
+#[command(
+    version,
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true
+)]
 struct Cli {
     #[command(flatten)]
     client: client::ClientArgs,
