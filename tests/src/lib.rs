@@ -269,3 +269,22 @@ pub fn set_linger_zero(stream: &std::net::TcpStream) {
     };
     assert_eq!(rc, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
 }
+
+/// An installed tool's path, or `None` (after saying why) when it is missing and the test
+/// may be skipped. Under CI (`CI` set) a missing tool is a failure: `.ci/run` installs
+/// `package`.
+pub fn tool(name: &str, package: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} is not installed, and CI must run this test (.ci/run installs package {package})"
+        );
+        eprintln!("SKIPPED: {name} is not installed (Debian package {package}); not testing it");
+    }
+    found
+}

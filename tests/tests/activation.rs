@@ -16,21 +16,8 @@ use e2e::{bin, temp_dir, PATIENCE};
 
 const GREETING: &[u8] = b"Thank you for connecting";
 
-/// The tool's path; `None` (after saying why) when it is missing outside CI.
 fn tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{name} is not installed, and CI must run this test (.ci/run installs package systemd)"
-        );
-        eprintln!("SKIPPED: {name} is not installed (Debian package systemd); not testing it");
-    }
-    found
+    e2e::tool(name, "systemd")
 }
 
 /// A port free a moment ago; the caller retries if someone takes it first.

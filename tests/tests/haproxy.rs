@@ -17,21 +17,8 @@ use e2e::{temp_dir, Server, PATIENCE};
 const GREETING: &[u8] = b"Thank you for connecting";
 const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
 
-/// The tool's path; `None` (after saying why) when it is missing outside CI.
 fn tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{name} is not installed, and CI must run this test (.ci/run installs package {name})"
-        );
-        eprintln!("SKIPPED: {name} is not installed (Debian package {name}); not testing it");
-    }
-    found
+    e2e::tool(name, "haproxy")
 }
 
 fn proxy_server(extra: &[&str]) -> Server {

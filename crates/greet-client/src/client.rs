@@ -78,11 +78,7 @@ fn exchange(args: &ClientArgs) -> Result<Vec<u8>, String> {
         Some(host) => host.clone(),
         None => resolver::gethostname().map_err(|e| e.to_string())?,
     };
-    let family = match (args.ipv4, args.ipv6) {
-        (true, _) => Family::V4,
-        (_, true) => Family::V6,
-        _ => Family::Any,
-    };
+    let family = Family::from_flags(args.ipv4, args.ipv6);
     let transport = if args.udp {
         Transport::Udp
     } else {

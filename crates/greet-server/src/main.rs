@@ -199,11 +199,7 @@ fn bind(args: &Args, threads: usize) -> Result<Vec<Vec<Listener>>, String> {
         Some(host) => host.clone(),
         None => resolver::gethostname().map_err(|e| e.to_string())?,
     };
-    let family = match (args.ipv4, args.ipv6) {
-        (true, _) => Family::V4,
-        (_, true) => Family::V6,
-        _ => Family::Any,
-    };
+    let family = Family::from_flags(args.ipv4, args.ipv6);
     let transport = if args.udp {
         Transport::Udp
     } else {

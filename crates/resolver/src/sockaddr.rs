@@ -38,6 +38,24 @@ pub enum Family {
 }
 
 impl Family {
+    /// The family that command-line flags `-4` and `-6` select (`-4` wins if both are set;
+    /// neither means [`Family::Any`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use resolver::Family;
+    /// assert_eq!(Family::from_flags(false, false), Family::Any);
+    /// assert_eq!(Family::from_flags(false, true), Family::V6);
+    /// ```
+    pub fn from_flags(ipv4: bool, ipv6: bool) -> Family {
+        match (ipv4, ipv6) {
+            (true, _) => Family::V4,
+            (_, true) => Family::V6,
+            _ => Family::Any,
+        }
+    }
+
     /// The `AF_*` number for `getaddrinfo`'s hints: `AF_UNSPEC`, `AF_INET` or `AF_INET6`.
     pub fn af(self) -> i32 {
         match self {
