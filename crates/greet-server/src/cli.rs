@@ -86,8 +86,8 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
 
-    /// Close a connection whose greeting is not all written within this long (a client
-    /// that never reads).
+    /// Close a connection that takes none of its pending greeting for this long (a client
+    /// that never reads); a slow client that keeps reading is not cut off.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     pub write_timeout: Duration,
 
