@@ -74,10 +74,6 @@ fn exchange(args: &ClientArgs) -> Result<Vec<u8>, String> {
             s.set_read_timeout(t)
         });
     }
-    let host = match &args.host {
-        Some(host) => host.clone(),
-        None => resolver::gethostname().map_err(|e| e.to_string())?,
-    };
     let family = Family::from_flags(args.ipv4, args.ipv6);
     let transport = if args.udp {
         Transport::Udp
@@ -85,10 +81,12 @@ fn exchange(args: &ClientArgs) -> Result<Vec<u8>, String> {
         Transport::Tcp
     };
     let addr =
-        resolver::socket_addr(&host, &args.port, family, transport).map_err(|e| e.to_string())?;
+        resolver::socket_addr_or_hostname(args.host.as_deref(), &args.port, family, transport)
+            .map_err(|e| e.to_string())?;
     let shown = PyAddr(&addr).to_string();
     if args.udp {
-        return udp_exchange(addr, host == "<broadcast>", deadline, limit, &shown);
+        let broadcast = args.host.as_deref() == Some("<broadcast>");
+        return udp_exchange(addr, broadcast, deadline, limit, &shown);
     }
     let stream = TcpStream::connect_timeout(&addr, remaining(deadline, &shown)?)
         .map_err(|e| describe(&e, "connect", &shown))?;

@@ -195,10 +195,6 @@ fn bind(args: &Args, threads: usize) -> Result<Vec<Vec<Listener>>, String> {
         let listener = netcore::unix_listener(path, &opts).map_err(|e| e.to_string())?;
         return Ok(vec![vec![Listener::Unix(listener, path.clone())]]);
     }
-    let host = match &args.host {
-        Some(host) => host.clone(),
-        None => resolver::gethostname().map_err(|e| e.to_string())?,
-    };
     let family = Family::from_flags(args.ipv4, args.ipv6);
     let transport = if args.udp {
         Transport::Udp
@@ -206,7 +202,8 @@ fn bind(args: &Args, threads: usize) -> Result<Vec<Vec<Listener>>, String> {
         Transport::Tcp
     };
     let mut addr =
-        resolver::socket_addr(&host, &args.port, family, transport).map_err(|e| e.to_string())?;
+        resolver::socket_addr_or_hostname(args.host.as_deref(), &args.port, family, transport)
+            .map_err(|e| e.to_string())?;
     let opts = ListenOptions {
         backlog,
         reuse_port: threads > 1,

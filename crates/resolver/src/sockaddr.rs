@@ -120,6 +120,29 @@ pub fn socket_addr(
     resolve(host, port, family, transport, false)
 }
 
+/// [`socket_addr`] with the tutorial's default host: `None` means this machine's own name,
+/// as `socket.gethostname()` in the tutorial's server and client.
+///
+/// # Examples
+///
+/// ```
+/// use resolver::{socket_addr_or_hostname, Family, Transport};
+/// let addr = socket_addr_or_hostname(Some("127.0.0.1"), "12345", Family::Any, Transport::Tcp)?;
+/// assert_eq!(addr.port(), 12345);
+/// # Ok::<(), resolver::Error>(())
+/// ```
+pub fn socket_addr_or_hostname(
+    host: Option<&str>,
+    port: &str,
+    family: Family,
+    transport: Transport,
+) -> Result<SocketAddr, Error> {
+    match host {
+        Some(host) => socket_addr(host, port, family, transport),
+        None => socket_addr(&crate::gethostname()?, port, family, transport),
+    }
+}
+
 /// [`socket_addr`] without name resolution: the same host and port forms, except that a host
 /// name is an `EAI_NONAME` error (as with `AI_NUMERICHOST`) instead of a query to `/etc/hosts`
 /// or DNS. Service names for the port are still read from the services database, which is local.
