@@ -288,3 +288,17 @@ pub fn tool(name: &str, package: &str) -> Option<PathBuf> {
     }
     found
 }
+
+/// Polls `cond` until it holds; panics naming `what` after [`PATIENCE`]. For conditions a
+/// server shows only from outside (descriptors, refused connects), not for its readiness,
+/// which its readiness line tells.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        std::thread::yield_now();
+    }
+}

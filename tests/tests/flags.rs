@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use e2e::{client, read_all, set_linger_zero, Server, PATIENCE};
+use e2e::{client, read_all, set_linger_zero, wait_until, Server, PATIENCE};
 
 const GREETING: &[u8] = b"Thank you for connecting";
 
@@ -89,10 +89,7 @@ fn max_connections_holds_the_rest_in_the_backlog_until_one_closes() {
         &message,
     ]);
     // The first client does not read its large greeting, so its connection stays open.
-    let mut first = TcpStream::connect(server.addr()).unwrap();
-    let mut start = [0u8; 24];
-    first.set_read_timeout(Some(PATIENCE)).unwrap();
-    first.read_exact(&mut start).unwrap();
+    let first = slow_reader(&server);
     // The second is accepted by the kernel but not by the server while the first is open.
     let mut second = TcpStream::connect(server.addr()).unwrap();
     second
@@ -166,27 +163,29 @@ fn a_second_signal_exits_at_once() {
     ]);
     // A client that never reads its (large) greeting keeps the server draining after the
     // first signal, so the second signal finds it running.
-    let mut slow = TcpStream::connect(server.addr()).unwrap();
-    let mut first = [0u8; 24];
-    slow.set_read_timeout(Some(PATIENCE)).unwrap();
-    slow.read_exact(&mut first).unwrap();
+    let slow = slow_reader(&server);
     server.signal(libc::SIGTERM);
     // Two signals sent back to back may merge into one; wait until the first has been
     // acted on (the listener is closed, so connecting is refused).
-    let deadline = Instant::now() + PATIENCE;
-    while TcpStream::connect(server.addr()).is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "the server never stopped accepting"
-        );
-        std::thread::yield_now();
-    }
+    wait_until("the server stops accepting", || {
+        TcpStream::connect(server.addr()).is_err()
+    });
     server.signal(libc::SIGTERM);
     let (status, stderr) = server.terminate_after_signal();
     assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{stderr}");
     assert!(stderr.contains("second signal"), "{stderr}");
     drop(slow);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A client connected to `server` that has read the start of its greeting (so the server
+/// has accepted it) and reads no more.
+fn slow_reader(server: &Server) -> TcpStream {
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    let mut start = [0u8; 24];
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.read_exact(&mut start).unwrap();
+    stream
 }
 
 /// A greeting larger than a loopback socket's buffers take (~4 MB here), so a client that
