@@ -151,27 +151,27 @@ pub fn run() -> Result<(), String> {
     // The CPU-per-operation measures: server pinned to one core, load on the other.
     for _ in 0..reps {
         let load = tcp("tcp c=64 pinned", 50_000, 64, 1, true);
-        for spec in [Some(ours(1)), peer("c", 1, false), peer("tokio", 1, false)]
-            .into_iter()
-            .flatten()
-        {
-            rows.push(measure(&tools, &spec, &load)?);
-        }
+        measure_each(
+            &tools,
+            [Some(ours(1)), peer("c", 1, false), peer("tokio", 1, false)],
+            &load,
+            &mut rows,
+        )?;
         let udp_load = Load {
             udp: true,
             scenario: "udp c=64 pinned",
             ..tcp("", 200_000, 64, 1, true)
         };
-        for spec in [
-            Some(with_udp(ours(1))),
-            peer("c", 1, true),
-            peer("tokio", 1, true),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            rows.push(measure(&tools, &spec, &udp_load)?);
-        }
+        measure_each(
+            &tools,
+            [
+                Some(with_udp(ours(1))),
+                peer("c", 1, true),
+                peer("tokio", 1, true),
+            ],
+            &udp_load,
+            &mut rows,
+        )?;
     }
     // The tutorial's server, once per load: it is the slow baseline.
     rows.push(measure(
@@ -200,17 +200,17 @@ pub fn run() -> Result<(), String> {
     }
     // Rate with a two-thread load generator, unpinned.
     let lg2 = tcp("tcp unpinned lg2", 50_000, 64, 2, false);
-    for spec in [
-        Some(ours(2)),
-        Some(ours(1)),
-        peer("c", 2, false),
-        peer("tokio", 2, false),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        rows.push(measure(&tools, &spec, &lg2)?);
-    }
+    measure_each(
+        &tools,
+        [
+            Some(ours(2)),
+            Some(ours(1)),
+            peer("c", 2, false),
+            peer("tokio", 2, false),
+        ],
+        &lg2,
+        &mut rows,
+    )?;
     // Scale: rate and RSS at 10k and 200k connections.
     rows.push(measure(
         &tools,
@@ -384,6 +384,19 @@ fn status_kb(pid: u32, field: &str) -> u64 {
                 .ok()
         })
         .unwrap_or(0)
+}
+
+/// Measures `load` against each server that exists (a peer that is not built is `None`).
+fn measure_each<const N: usize>(
+    tools: &Tools,
+    specs: [Option<ServerSpec>; N],
+    load: &Load,
+    rows: &mut Vec<Row>,
+) -> Result<(), String> {
+    for spec in specs.into_iter().flatten() {
+        rows.push(measure(tools, &spec, load)?);
+    }
+    Ok(())
 }
 
 fn measure(tools: &Tools, spec: &ServerSpec, load: &Load) -> Result<Row, String> {
