@@ -1,27 +1,37 @@
-//! One stream connection's state, and the I/O steps that move it along.
+//! One stream connection's life, as a state machine this module owns.
+//!
+//! A connection has a [`Phase`] and a state per direction ([`Reading`], [`Writing`]), plus
+//! what the handler asked to happen once queued output is written ([`AfterFlush`]). The
+//! fields are private: the loop and the handler's [`Conn`](crate::Conn) and
+//! [`Control`](crate::Control) change them only through the transitions below, and
+//! [`Connection::advance`] moves a connection as far as it can go without waiting.
+//!
+//! ```text
+//!  Connecting ──established──► Open ──close(), output flushed, input pending──► Draining
+//!      │                        │  \                                             │
+//!      │ failed                 │   └─ close(), output flushed, nothing unread ──┤
+//!      ▼                        ▼ abort() / I/O error                        EOF │ linger
+//!    Ended(reason) ◄────────────┴───────────────────────────────────────────────┘
+//! ```
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::event::Source;
 use mio::{Interest, Registry, Token};
 
 use crate::buffer::WriteBuffer;
 use crate::counters::Counters;
-use crate::handler::{CloseReason, ListenerId};
+use crate::id::{CloseReason, ListenerId, PeerAddr};
 
-/// Who is at the other end of a stream connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PeerAddr {
-    /// A TCP peer.
-    Inet(std::net::SocketAddr),
-    /// A Unix-domain peer: its path, where it bound one (clients usually do not).
-    Unix(Option<PathBuf>),
+/// What a connection's socket must do, so that tests can drive [`Connection`] with a fake.
+pub(crate) trait Socket: Read + Write {
+    fn shutdown_write(&self) -> io::Result<()>;
 }
 
+/// A connection's socket.
 pub(crate) enum Stream {
     Tcp(mio::net::TcpStream),
     Unix(mio::net::UnixStream),
@@ -37,16 +47,10 @@ impl std::fmt::Debug for Stream {
 }
 
 impl Stream {
-    fn shutdown_write(&self) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.shutdown(Shutdown::Write),
-            Stream::Unix(s) => s.shutdown(Shutdown::Write),
-        }
-    }
-
     pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         // Both interests at once and never changed: edge-triggered readiness makes later
-        // `epoll_ctl(MOD)` calls unnecessary.
+        // `epoll_ctl(MOD)` calls unnecessary, pausing a direction included (the loop just
+        // stops reading; the kernel's buffer and the peer's window do the rest).
         let interest = Interest::READABLE | Interest::WRITABLE;
         match self {
             Stream::Tcp(s) => s.register(registry, token, interest),
@@ -57,17 +61,49 @@ impl Stream {
     /// The outcome of a non-blocking connect, by mio's recipe: `Ok(false)` while it is still
     /// in progress (a spurious event), `Ok(true)` once connected.
     pub(crate) fn connect_result(&self) -> io::Result<bool> {
+        let stream_error = match self {
+            Stream::Tcp(s) => s.take_error()?,
+            Stream::Unix(s) => s.take_error()?,
+        };
+        if let Some(err) = stream_error {
+            return Err(err);
+        }
         let Stream::Tcp(s) = self else {
             return Ok(true);
         };
-        if let Some(err) = s.take_error()? {
-            return Err(err);
-        }
         match s.peer_addr() {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) fn local_addr(&self) -> io::Result<PeerAddr> {
+        match self {
+            Stream::Tcp(s) => s.local_addr().map(PeerAddr::Inet),
+            Stream::Unix(s) => s
+                .local_addr()
+                .map(|a| PeerAddr::Unix(a.as_pathname().map(std::path::Path::to_path_buf))),
+        }
+    }
+
+    pub(crate) fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_nodelay(on),
+            Stream::Unix(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "TCP_NODELAY on a Unix-domain connection",
+            )),
+        }
+    }
+}
+
+impl Socket for Stream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(Shutdown::Write),
+            Stream::Unix(s) => s.shutdown(Shutdown::Write),
         }
     }
 }
@@ -101,41 +137,120 @@ impl Write for Stream {
     }
 }
 
-#[derive(Debug)]
-pub(crate) struct Connection {
-    pub(crate) stream: Stream,
-    pub(crate) peer: PeerAddr,
-    pub(crate) listener: Option<ListenerId>,
-    pub(crate) out: WriteBuffer,
-    pub(crate) gen: u32,
-    pub(crate) tag: u64,
-    /// An outgoing connect not yet complete.
-    pub(crate) connecting: bool,
-    /// The last write met `WouldBlock`: wait for a writable event before writing again.
-    pub(crate) write_blocked: bool,
-    pub(crate) close_after_flush: bool,
-    pub(crate) shutdown_after_flush: bool,
-    pub(crate) write_shut: bool,
-    pub(crate) read_closed: bool,
-    /// Closing: our side is shut; input is read and dropped until EOF or the linger deadline.
-    pub(crate) draining: bool,
-    /// Reading stopped because too much output is pending (back-pressure).
-    pub(crate) paused: bool,
-    pub(crate) abort: bool,
-    pub(crate) failed: Option<io::Error>,
-    /// The deadline this connection has in the loop's timer set.
-    pub(crate) scheduled: Option<Instant>,
-    pub(crate) last_active: Instant,
-    pub(crate) write_deadline: Option<Instant>,
-    pub(crate) linger_deadline: Option<Instant>,
-    /// A deadline the handler set with `Conn::set_deadline`.
-    pub(crate) handler_deadline: Option<Instant>,
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// An outgoing connect in progress.
+    Connecting,
+    /// Reading and writing as the handler wants.
+    Open,
+    /// Closing: output is flushed and our side shut; the peer's input is read and dropped
+    /// until its EOF or the linger deadline, so that closing does not reset the connection.
+    Draining,
+    /// Finished: the loop closes it at its next step.
+    Ended(CloseReason),
 }
 
-/// What [`advance`] decided.
+/// Why reading is paused; either cause keeps it paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Pause {
+    /// The handler paused it ([`Connection::pause_reading`]).
+    pub(crate) by_handler: bool,
+    /// Too much output is pending on this connection (back-pressure).
+    pub(crate) by_backpressure: bool,
+}
+
+/// The receiving direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reading {
+    /// Input is read as it arrives.
+    Open,
+    /// Input waits in the kernel (and then the peer's window fills).
+    Paused(Pause),
+    /// The peer's EOF was read.
+    Closed,
+}
+
+/// The sending direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writing {
+    /// Output goes to the socket as it is queued.
+    Ready,
+    /// The socket said `WouldBlock`: queued output waits for a writable event.
+    Blocked,
+    /// Our side is shut (FIN sent): nothing more can be sent.
+    Shut,
+}
+
+/// What the handler asked to happen once queued output is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterFlush {
+    Nothing,
+    /// Half-close: shut our sending side, keep reading.
+    ShutWrite,
+    /// Orderly close.
+    Close,
+}
+
+/// What [`Connection::advance`] decided.
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Step {
     Keep,
     Close(CloseReason),
+}
+
+/// Settings [`Connection::advance`] needs from the loop's configuration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) linger: Duration,
+}
+
+#[derive(Debug)]
+pub(crate) struct Connection<S = Stream> {
+    stream: S,
+    peer: PeerAddr,
+    listener: Option<ListenerId>,
+    out: WriteBuffer,
+    tag: u64,
+    phase: Phase,
+    reading: Reading,
+    writing: Writing,
+    after_flush: AfterFlush,
+    /// Reading was resumed: input that arrived while paused raised no new edge, so the loop
+    /// must read once without waiting for an event.
+    read_owed: bool,
+    /// Registered with the poller (a connection closed on the fast path never is).
+    registered: bool,
+    /// The deadline this connection has in the loop's timer set.
+    scheduled: Option<Instant>,
+    last_active: Instant,
+    write_deadline: Option<Instant>,
+    linger_deadline: Option<Instant>,
+    /// A deadline the handler set.
+    handler_deadline: Option<Instant>,
+}
+
+impl Connection<Stream> {
+    /// Registers the socket with the poller (once: interest never changes).
+    pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        self.stream.register(registry, token)?;
+        self.registered = true;
+        Ok(())
+    }
+}
+
+/// What a read step did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Input {
+    /// `n` bytes are in the scratch buffer for the handler.
+    Data(usize),
+    /// `n` bytes were read and dropped (the connection is closing).
+    Dropped(usize),
+    /// The peer's EOF.
+    Eof,
+    /// Nothing more to read now (`WouldBlock`, paused, closed or ended).
+    Stop,
 }
 
 enum Unread {
@@ -144,31 +259,40 @@ enum Unread {
     Eof,
 }
 
-impl Connection {
-    pub(crate) fn new(
-        stream: Stream,
+impl<S: Socket> Connection<S> {
+    pub(crate) fn accepted(
+        stream: S,
+        peer: PeerAddr,
+        listener: ListenerId,
+        now: Instant,
+    ) -> Connection<S> {
+        Connection::new(stream, peer, Some(listener), Phase::Open, 0, now)
+    }
+
+    pub(crate) fn connecting(stream: S, peer: PeerAddr, tag: u64, now: Instant) -> Connection<S> {
+        Connection::new(stream, peer, None, Phase::Connecting, tag, now)
+    }
+
+    fn new(
+        stream: S,
         peer: PeerAddr,
         listener: Option<ListenerId>,
-        gen: u32,
+        phase: Phase,
+        tag: u64,
         now: Instant,
-    ) -> Connection {
+    ) -> Connection<S> {
         Connection {
             stream,
             peer,
             listener,
             out: WriteBuffer::default(),
-            gen,
-            tag: 0,
-            connecting: false,
-            write_blocked: false,
-            close_after_flush: false,
-            shutdown_after_flush: false,
-            write_shut: false,
-            read_closed: false,
-            draining: false,
-            paused: false,
-            abort: false,
-            failed: None,
+            tag,
+            phase,
+            reading: Reading::Open,
+            writing: Writing::Ready,
+            after_flush: AfterFlush::Nothing,
+            read_owed: false,
+            registered: false,
             scheduled: None,
             last_active: now,
             write_deadline: None,
@@ -177,54 +301,394 @@ impl Connection {
         }
     }
 
+    // ---- What the handler sees and sets.
+
+    pub(crate) fn peer(&self) -> &PeerAddr {
+        &self.peer
+    }
+
+    pub(crate) fn listener(&self) -> Option<ListenerId> {
+        self.listener
+    }
+
+    pub(crate) fn tag(&self) -> u64 {
+        self.tag
+    }
+
+    pub(crate) fn set_tag(&mut self, tag: u64) {
+        self.tag = tag;
+    }
+
+    pub(crate) fn stream(&self) -> &S {
+        &self.stream
+    }
+
+    pub(crate) fn pending(&self) -> usize {
+        self.out.len()
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    #[cfg(test)]
+    pub(crate) fn reading(&self) -> Reading {
+        self.reading
+    }
+
+    #[cfg(test)]
+    pub(crate) fn writing(&self) -> Writing {
+        self.writing
+    }
+
     /// Queues `data` (shared when `shared` holds the same bytes) and writes what the socket
-    /// takes now. Errors are kept for [`advance`] to act on.
-    pub(crate) fn send(&mut self, data: &[u8], shared: Option<&Arc<[u8]>>, counters: &Counters) {
-        if self.write_shut || self.abort || self.failed.is_some() {
+    /// takes now. A write error ends the connection at its next step. Returns whether the
+    /// bytes were taken (not after our side is shut or the connection ended).
+    pub(crate) fn send(
+        &mut self,
+        data: &[u8],
+        shared: Option<&Arc<[u8]>>,
+        counters: &Counters,
+    ) -> bool {
+        if matches!(self.phase, Phase::Ended(_) | Phase::Draining) || self.writing == Writing::Shut
+        {
             log::debug!(
-                "send of {} bytes after the connection was shut, dropped",
-                data.len()
+                "send of {} bytes to {:?} after it was shut, dropped",
+                data.len(),
+                self.peer
             );
-            return;
+            return false;
         }
         let mut start = 0;
-        if self.out.is_empty() && !self.write_blocked && !self.connecting {
+        if self.out.is_empty() && self.writing == Writing::Ready && self.phase == Phase::Open {
             // The fast path: straight to the socket, no copy into the buffer.
             while start < data.len() {
                 match self.stream.write(&data[start..]) {
                     Ok(0) => {
-                        self.failed = Some(io::ErrorKind::WriteZero.into());
-                        return;
+                        self.fail(&io::ErrorKind::WriteZero.into());
+                        return true;
                     }
                     Ok(n) => {
                         Counters::add(&counters.bytes_out, n as u64);
                         start += n;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.write_blocked = true;
+                        self.writing = Writing::Blocked;
                         break;
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
-                        self.failed = Some(e);
-                        return;
+                        self.fail(&e);
+                        return true;
                     }
                 }
             }
         }
+        let before = self.out.len();
         match shared {
             Some(arc) if start < arc.len() => self.out.push_shared(Arc::clone(arc), start),
             Some(_) => {}
             None => self.out.push_copy(&data[start..]),
         }
+        counters.buffer(self.out.len() - before);
+        true
+    }
+
+    /// Orderly close once the output is written.
+    pub(crate) fn close(&mut self) {
+        self.after_flush = AfterFlush::Close;
+    }
+
+    /// Half-close once the output is written.
+    pub(crate) fn shutdown_write(&mut self) {
+        if self.after_flush == AfterFlush::Nothing {
+            self.after_flush = AfterFlush::ShutWrite;
+        }
+    }
+
+    /// Ends the connection now, dropping queued output.
+    pub(crate) fn abort(&mut self) {
+        self.end(CloseReason::Aborted);
+    }
+
+    pub(crate) fn set_deadline(&mut self, at: Option<Instant>) {
+        self.handler_deadline = at;
+    }
+
+    /// Stops reading until [`resume_reading`](Self::resume_reading).
+    pub(crate) fn pause_reading(&mut self) {
+        match &mut self.reading {
+            Reading::Open => {
+                self.reading = Reading::Paused(Pause {
+                    by_handler: true,
+                    by_backpressure: false,
+                })
+            }
+            Reading::Paused(pause) => pause.by_handler = true,
+            Reading::Closed => {}
+        }
+    }
+
+    /// Lifts the handler's pause; reading starts again unless back-pressure still holds it.
+    pub(crate) fn resume_reading(&mut self) {
+        if let Reading::Paused(pause) = &mut self.reading {
+            pause.by_handler = false;
+            self.unpause_if_free();
+        }
+    }
+
+    // ---- What the loop does.
+
+    /// The handler asked to close (or the close is under way): input is dropped.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.phase == Phase::Draining || self.after_flush == AfterFlush::Close
+    }
+
+    pub(crate) fn is_registered(&self) -> bool {
+        self.registered
+    }
+
+    pub(crate) fn scheduled(&self) -> Option<Instant> {
+        self.scheduled
+    }
+
+    pub(crate) fn set_scheduled(&mut self, at: Option<Instant>) {
+        self.scheduled = at;
+    }
+
+    /// Records an I/O error: the connection ends at its next step.
+    pub(crate) fn fail(&mut self, err: &io::Error) {
+        let reason = if self.phase == Phase::Connecting {
+            CloseReason::from_connect(err)
+        } else {
+            CloseReason::from_io(err)
+        };
+        self.end(reason);
+    }
+
+    /// The first reason wins: an abort after a reset is still a reset.
+    pub(crate) fn end(&mut self, reason: CloseReason) {
+        if !matches!(self.phase, Phase::Ended(_)) {
+            self.phase = Phase::Ended(reason);
+        }
+    }
+
+    /// An outgoing connect completed.
+    pub(crate) fn established(&mut self, now: Instant) {
+        if self.phase == Phase::Connecting {
+            self.phase = Phase::Open;
+            self.last_active = now;
+        }
+    }
+
+    /// Reading was resumed since the last call: the loop owes it one read.
+    pub(crate) fn take_read_owed(&mut self) -> bool {
+        std::mem::take(&mut self.read_owed)
+    }
+
+    /// Handles a writable event: writes what is queued. Returns whether the pending output
+    /// just fell to or below `low_water` from above it (the handler's `on_flushed`).
+    pub(crate) fn on_writable(
+        &mut self,
+        now: Instant,
+        limits: &Limits,
+        low_water: usize,
+        max_pending: usize,
+        counters: &Counters,
+    ) -> bool {
+        if self.writing == Writing::Blocked {
+            self.writing = Writing::Ready;
+        }
+        if self.out.is_empty() || matches!(self.phase, Phase::Ended(_) | Phase::Connecting) {
+            return false;
+        }
+        let before = self.out.len();
+        match self.flush(counters) {
+            Ok(0) => return false,
+            Ok(_) => {
+                self.last_active = now;
+                // The peer is taking output: the write deadline is for one that stopped.
+                if self.write_deadline.is_some() {
+                    self.write_deadline = limits.write_timeout.map(|d| now + d);
+                }
+            }
+            Err(e) => {
+                self.fail(&e);
+                return false;
+            }
+        }
+        if let Reading::Paused(pause) = &mut self.reading {
+            if pause.by_backpressure && self.out.len() <= max_pending / 2 {
+                pause.by_backpressure = false;
+                self.unpause_if_free();
+            }
+        }
+        before > low_water && self.out.len() <= low_water && self.phase == Phase::Open
+    }
+
+    /// One read step: reads once into `scratch` unless reading is paused, closed or ended.
+    /// Input after the handler asked to close is read and dropped (it cannot add output).
+    pub(crate) fn read_step(
+        &mut self,
+        scratch: &mut [u8],
+        now: Instant,
+        max_pending: usize,
+        counters: &Counters,
+    ) -> Input {
+        let closing = self.is_closing();
+        match self.reading {
+            Reading::Closed => return Input::Stop,
+            Reading::Paused(_) if !closing => return Input::Stop,
+            _ => {}
+        }
+        if matches!(self.phase, Phase::Ended(_) | Phase::Connecting) {
+            return Input::Stop;
+        }
+        if !closing && self.out.len() > max_pending {
+            self.reading = Reading::Paused(Pause {
+                by_handler: false,
+                by_backpressure: true,
+            });
+            return Input::Stop;
+        }
+        loop {
+            match self.stream.read(scratch) {
+                Ok(0) => {
+                    self.reading = Reading::Closed;
+                    return Input::Eof;
+                }
+                Ok(n) => {
+                    Counters::add(&counters.bytes_in, n as u64);
+                    self.last_active = now;
+                    return if closing {
+                        Input::Dropped(n)
+                    } else {
+                        Input::Data(n)
+                    };
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Input::Stop,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.fail(&e);
+                    return Input::Stop;
+                }
+            }
+        }
+    }
+
+    /// The earliest of this connection's deadlines.
+    pub(crate) fn next_deadline(&self, idle: Option<Duration>) -> Option<Instant> {
+        let idle = idle.map(|d| self.last_active + d);
+        [
+            idle,
+            self.write_deadline,
+            self.linger_deadline,
+            self.handler_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Moves the connection as far as it can go without waiting: flushes output, carries
+    /// out a requested half-close or close, and says whether it lives on.
+    ///
+    /// Closing follows the orderly sequence: flush, `shutdown(Write)`, drain the peer until
+    /// EOF or the linger deadline, drop. Dropping a socket with unread input makes the kernel
+    /// send a reset, which can destroy the reply the peer has not read yet; when nothing is
+    /// unread (the common case for a greeting) the socket is dropped at once, without a
+    /// `shutdown`.
+    pub(crate) fn advance(
+        &mut self,
+        now: Instant,
+        limits: &Limits,
+        scratch: &mut [u8],
+        counters: &Counters,
+    ) -> Step {
+        match self.phase {
+            Phase::Ended(reason) => return Step::Close(reason),
+            Phase::Connecting => return Step::Keep,
+            Phase::Open | Phase::Draining => {}
+        }
+        if !self.out.is_empty() && self.writing == Writing::Ready {
+            if let Err(err) = self.flush(counters) {
+                return Step::Close(CloseReason::from_io(&err));
+            }
+        }
+        if !self.out.is_empty() {
+            if self.write_deadline.is_none() {
+                self.write_deadline = limits.write_timeout.map(|d| now + d);
+            }
+            return Step::Keep;
+        }
+        self.write_deadline = None;
+        match self.after_flush {
+            AfterFlush::Nothing => Step::Keep,
+            AfterFlush::ShutWrite => match self.shut_write() {
+                Ok(()) => Step::Keep,
+                Err(err) => Step::Close(CloseReason::from_io(&err)),
+            },
+            AfterFlush::Close => self.close_step(now, limits, scratch, counters),
+        }
+    }
+
+    fn close_step(
+        &mut self,
+        now: Instant,
+        limits: &Limits,
+        scratch: &mut [u8],
+        counters: &Counters,
+    ) -> Step {
+        if self.reading == Reading::Closed {
+            return Step::Close(CloseReason::Done);
+        }
+        if self.phase == Phase::Draining {
+            return Step::Keep;
+        }
+        match self.discard_input(scratch, counters) {
+            Ok(Unread::Nothing | Unread::Eof) => return Step::Close(CloseReason::Done),
+            Ok(Unread::Discarded) => {}
+            Err(err) => return Step::Close(CloseReason::from_io(&err)),
+        }
+        if let Err(err) = self.shut_write() {
+            return Step::Close(CloseReason::from_io(&err));
+        }
+        self.phase = Phase::Draining;
+        self.linger_deadline = Some(now + limits.linger);
+        Step::Keep
+    }
+
+    fn shut_write(&mut self) -> io::Result<()> {
+        if self.writing != Writing::Shut {
+            self.stream.shutdown_write()?;
+            self.writing = Writing::Shut;
+        }
+        Ok(())
+    }
+
+    fn unpause_if_free(&mut self) {
+        if self.reading
+            == Reading::Paused(Pause {
+                by_handler: false,
+                by_backpressure: false,
+            })
+        {
+            self.reading = Reading::Open;
+            self.read_owed = true;
+        }
     }
 
     /// Writes queued output until it is gone or the socket would block; returns how many
     /// bytes went.
-    pub(crate) fn flush(&mut self, counters: &Counters) -> io::Result<usize> {
+    fn flush(&mut self, counters: &Counters) -> io::Result<usize> {
         let n = self.out.write_to(&mut self.stream)?;
         Counters::add(&counters.bytes_out, n as u64);
-        self.write_blocked = !self.out.is_empty();
+        counters.unbuffer(n);
+        self.writing = if self.out.is_empty() {
+            Writing::Ready
+        } else {
+            Writing::Blocked
+        };
         Ok(n)
     }
 
@@ -234,7 +698,7 @@ impl Connection {
         loop {
             match self.stream.read(scratch) {
                 Ok(0) => {
-                    self.read_closed = true;
+                    self.reading = Reading::Closed;
                     return Ok(Unread::Eof);
                 }
                 Ok(n) => {
@@ -254,81 +718,328 @@ impl Connection {
         }
     }
 
-    /// The earliest of this connection's deadlines.
-    pub(crate) fn next_deadline(&self, idle: Option<std::time::Duration>) -> Option<Instant> {
-        let idle = idle.map(|d| self.last_active + d);
-        [
-            idle,
-            self.write_deadline,
-            self.linger_deadline,
-            self.handler_deadline,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+    /// Takes the connection apart at the end of its life: its peer, tag, listener and the
+    /// bytes that were never written. The queued output is freed here.
+    pub(crate) fn retire(mut self, counters: &Counters) -> Retired {
+        let unsent = self.out.len();
+        counters.unbuffer(unsent);
+        self.out.clear();
+        Retired {
+            peer: self.peer,
+            tag: self.tag,
+            listener: self.listener,
+            unsent,
+        }
     }
 }
 
-/// Settings [`advance`] needs from the loop's configuration.
-pub(crate) struct Limits {
-    pub(crate) write_timeout: Option<std::time::Duration>,
-    pub(crate) linger: std::time::Duration,
+/// What is left of a connection for [`Handler::on_close`](crate::Handler::on_close).
+#[derive(Debug)]
+pub(crate) struct Retired {
+    pub(crate) peer: PeerAddr,
+    pub(crate) tag: u64,
+    pub(crate) listener: Option<ListenerId>,
+    pub(crate) unsent: usize,
 }
 
-/// Moves a connection as far as it can go without waiting: flushes output, carries out a
-/// requested half-close or close, and says whether the connection lives on.
-///
-/// Closing follows the orderly sequence: flush, `shutdown(Write)`, drain the peer until EOF
-/// or the linger deadline, drop. Dropping a socket with unread input makes the kernel send a
-/// reset, which can destroy the reply the peer has not read yet; when nothing is unread (the
-/// common case for a greeting) the socket is dropped at once.
-pub(crate) fn advance(
-    c: &mut Connection,
-    now: Instant,
-    limits: &Limits,
-    scratch: &mut [u8],
-    counters: &Counters,
-) -> Step {
-    if c.abort {
-        return Step::Close(CloseReason::Aborted);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// A scripted socket: reads come from `input` (then `WouldBlock`, or EOF once `eof` is
+    /// set), writes take at most `window` bytes before `WouldBlock`.
+    #[derive(Debug, Default)]
+    struct Fake {
+        input: VecDeque<u8>,
+        eof: bool,
+        window: usize,
+        written: Vec<u8>,
+        shut: std::cell::Cell<bool>,
+        reads: usize,
     }
-    if let Some(err) = c.failed.take() {
-        return Step::Close(CloseReason::from_io(&err));
-    }
-    if c.connecting {
-        return Step::Keep;
-    }
-    if !c.out.is_empty() && !c.write_blocked {
-        if let Err(err) = c.flush(counters) {
-            return Step::Close(CloseReason::from_io(&err));
-        }
-    }
-    if !c.out.is_empty() {
-        if c.write_deadline.is_none() {
-            c.write_deadline = limits.write_timeout.map(|d| now + d);
-        }
-        return Step::Keep;
-    }
-    c.write_deadline = None;
-    if c.close_after_flush && c.read_closed {
-        return Step::Close(CloseReason::Done);
-    }
-    if (c.close_after_flush || c.shutdown_after_flush) && !c.write_shut {
-        if c.close_after_flush {
-            match c.discard_input(scratch, counters) {
-                Ok(Unread::Nothing | Unread::Eof) => return Step::Close(CloseReason::Done),
-                Ok(Unread::Discarded) => {}
-                Err(err) => return Step::Close(CloseReason::from_io(&err)),
+
+    impl Read for Fake {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.reads += 1;
+            if self.input.is_empty() {
+                return if self.eof {
+                    Ok(0)
+                } else {
+                    Err(io::ErrorKind::WouldBlock.into())
+                };
             }
+            let n = buf.len().min(self.input.len());
+            for (slot, byte) in buf.iter_mut().zip(self.input.drain(..n)) {
+                *slot = byte;
+            }
+            Ok(n)
         }
-        if let Err(err) = c.stream.shutdown_write() {
-            return Step::Close(CloseReason::from_io(&err));
+    }
+
+    impl Write for Fake {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.window == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.window);
+            self.window -= n;
+            self.written.extend_from_slice(&buf[..n]);
+            Ok(n)
         }
-        c.write_shut = true;
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
     }
-    if c.close_after_flush && !c.draining {
-        c.draining = true;
-        c.linger_deadline = Some(now + limits.linger);
+
+    impl Socket for Fake {
+        fn shutdown_write(&self) -> io::Result<()> {
+            self.shut.set(true);
+            Ok(())
+        }
     }
-    Step::Keep
+
+    const LIMITS: Limits = Limits {
+        write_timeout: Some(Duration::from_secs(30)),
+        linger: Duration::from_secs(2),
+    };
+
+    fn open(fake: Fake) -> (Connection<Fake>, Instant, Counters) {
+        let now = Instant::now();
+        let peer = PeerAddr::Unix(None);
+        (
+            Connection::accepted(fake, peer, ListenerId(0), now),
+            now,
+            Counters::default(),
+        )
+    }
+
+    fn step(c: &mut Connection<Fake>, now: Instant, counters: &Counters) -> Step {
+        c.advance(now, &LIMITS, &mut [0; 64], counters)
+    }
+
+    #[test]
+    fn the_fast_path_writes_at_once_and_closes_without_shutdown() {
+        let (mut c, now, counters) = open(Fake {
+            window: 1 << 20,
+            ..Fake::default()
+        });
+        assert!(c.send(b"hello", None, &counters));
+        c.close();
+        assert_eq!(step(&mut c, now, &counters), Step::Close(CloseReason::Done));
+        assert_eq!(c.stream.written, b"hello");
+        assert!(!c.stream.shut.get(), "nothing unread: no shutdown needed");
+        assert_eq!(c.stream.reads, 1, "one read to see nothing is unread");
+        assert_eq!(counters.snapshot().buffered, 0);
+    }
+
+    #[test]
+    fn a_partial_write_waits_with_a_write_deadline_then_resumes() {
+        let (mut c, now, counters) = open(Fake {
+            window: 3,
+            ..Fake::default()
+        });
+        c.send(b"hello", None, &counters);
+        c.close();
+        assert_eq!(step(&mut c, now, &counters), Step::Keep);
+        assert_eq!(c.writing(), Writing::Blocked);
+        assert_eq!(c.pending(), 2);
+        assert_eq!(counters.snapshot().buffered, 2);
+        assert_eq!(c.next_deadline(None), Some(now + Duration::from_secs(30)));
+        c.stream.window = 10;
+        let later = now + Duration::from_secs(1);
+        assert!(
+            c.on_writable(later, &LIMITS, 0, 1 << 20, &counters),
+            "drained: on_flushed"
+        );
+        assert_eq!(c.stream.written, b"hello");
+        assert_eq!(
+            step(&mut c, later, &counters),
+            Step::Close(CloseReason::Done)
+        );
+        assert_eq!(counters.snapshot().buffered, 0);
+    }
+
+    #[test]
+    fn on_flushed_fires_once_when_output_falls_to_the_low_water_mark() {
+        let (mut c, now, counters) = open(Fake::default());
+        c.send(&[7; 100], None, &counters);
+        assert_eq!(step(&mut c, now, &counters), Step::Keep);
+        c.stream.window = 50;
+        assert!(
+            !c.on_writable(now, &LIMITS, 40, 1 << 20, &counters),
+            "60 > 40"
+        );
+        c.stream.window = 30;
+        assert!(
+            c.on_writable(now, &LIMITS, 40, 1 << 20, &counters),
+            "20 <= 40"
+        );
+        c.stream.window = 30;
+        assert!(
+            !c.on_writable(now, &LIMITS, 40, 1 << 20, &counters),
+            "already below"
+        );
+    }
+
+    #[test]
+    fn unread_input_at_close_drains_until_eof_instead_of_resetting() {
+        let (mut c, now, counters) = open(Fake {
+            window: 100,
+            input: b"junk".iter().copied().collect(),
+            ..Fake::default()
+        });
+        c.send(b"bye", None, &counters);
+        c.close();
+        assert_eq!(step(&mut c, now, &counters), Step::Keep);
+        assert_eq!(c.phase(), Phase::Draining);
+        assert!(c.stream.shut.get(), "our side is shut so the peer sees EOF");
+        assert_eq!(
+            c.next_deadline(None),
+            Some(now + LIMITS.linger),
+            "draining is bounded by the linger deadline"
+        );
+        c.stream.eof = true;
+        assert_eq!(
+            c.read_step(&mut [0; 8], now, 1 << 20, &counters),
+            Input::Eof
+        );
+        assert_eq!(step(&mut c, now, &counters), Step::Close(CloseReason::Done));
+    }
+
+    #[test]
+    fn half_close_shuts_writing_and_keeps_reading() {
+        let (mut c, now, counters) = open(Fake {
+            window: 100,
+            input: b"more".iter().copied().collect(),
+            ..Fake::default()
+        });
+        c.send(b"answer", None, &counters);
+        c.shutdown_write();
+        assert_eq!(step(&mut c, now, &counters), Step::Keep);
+        assert_eq!(c.writing(), Writing::Shut);
+        assert!(!c.send(b"late", None, &counters), "nothing after the FIN");
+        assert_eq!(
+            c.read_step(&mut [0; 8], now, 1 << 20, &counters),
+            Input::Data(4)
+        );
+    }
+
+    #[test]
+    fn back_pressure_pauses_reading_until_half_the_output_is_written() {
+        let (mut c, now, counters) = open(Fake {
+            input: b"request".iter().copied().collect(),
+            ..Fake::default()
+        });
+        c.send(&[1; 100], None, &counters);
+        assert_eq!(c.read_step(&mut [0; 8], now, 64, &counters), Input::Stop);
+        assert_eq!(
+            c.reading(),
+            Reading::Paused(Pause {
+                by_handler: false,
+                by_backpressure: true
+            })
+        );
+        c.stream.window = 40;
+        c.on_writable(now, &LIMITS, 0, 64, &counters);
+        assert!(matches!(c.reading(), Reading::Paused(_)), "60 left > 32");
+        c.stream.window = 40;
+        c.on_writable(now, &LIMITS, 0, 64, &counters);
+        assert_eq!(c.reading(), Reading::Open);
+        assert!(c.take_read_owed(), "input that waited must be read now");
+        assert!(!c.take_read_owed());
+    }
+
+    #[test]
+    fn a_handler_pause_outlasts_back_pressure() {
+        let (mut c, now, counters) = open(Fake {
+            input: b"x".iter().copied().collect(),
+            ..Fake::default()
+        });
+        c.pause_reading();
+        assert_eq!(c.read_step(&mut [0; 8], now, 64, &counters), Input::Stop);
+        c.resume_reading();
+        assert_eq!(c.reading(), Reading::Open);
+        assert!(c.take_read_owed());
+        assert_eq!(c.read_step(&mut [0; 8], now, 64, &counters), Input::Data(1));
+    }
+
+    #[test]
+    fn input_after_close_is_dropped_not_handed_on() {
+        let (mut c, now, counters) = open(Fake {
+            input: b"ignored".iter().copied().collect(),
+            ..Fake::default()
+        });
+        c.pause_reading();
+        c.close();
+        assert_eq!(
+            c.read_step(&mut [0; 8], now, 64, &counters),
+            Input::Dropped(7),
+            "a paused connection that is closing still drains"
+        );
+    }
+
+    #[test]
+    fn abort_and_errors_end_the_connection_with_the_first_reason() {
+        let (mut c, now, counters) = open(Fake::default());
+        c.fail(&io::ErrorKind::ConnectionReset.into());
+        c.abort();
+        assert_eq!(
+            step(&mut c, now, &counters),
+            Step::Close(CloseReason::Reset)
+        );
+        assert!(!c.send(b"x", None, &counters));
+    }
+
+    #[test]
+    fn a_connect_in_progress_waits_and_queues_output() {
+        let now = Instant::now();
+        let counters = Counters::default();
+        let mut c = Connection::connecting(
+            Fake {
+                window: 100,
+                ..Fake::default()
+            },
+            PeerAddr::Unix(None),
+            9,
+            now,
+        );
+        assert!(c.send(b"early", None, &counters));
+        assert!(
+            c.stream.written.is_empty(),
+            "nothing written before the connect completes"
+        );
+        assert_eq!(step(&mut c, now, &counters), Step::Keep);
+        c.established(now);
+        assert_eq!(step(&mut c, now, &counters), Step::Keep);
+        assert_eq!(c.stream.written, b"early");
+        assert_eq!(c.tag(), 9);
+        let mut refused = Connection::connecting(Fake::default(), PeerAddr::Unix(None), 0, now);
+        refused.fail(&io::ErrorKind::ConnectionRefused.into());
+        assert_eq!(
+            step(&mut refused, now, &counters),
+            Step::Close(CloseReason::Refused)
+        );
+    }
+
+    #[test]
+    fn shared_output_is_held_not_copied() {
+        let (mut c, now, counters) = open(Fake {
+            window: 2,
+            ..Fake::default()
+        });
+        let message: Arc<[u8]> = Arc::from(&b"shared"[..]);
+        c.send(&message, Some(&message), &counters);
+        assert_eq!(
+            Arc::strong_count(&message),
+            2,
+            "the rest waits as a shared chunk"
+        );
+        let retired = c.retire(&counters);
+        assert_eq!(retired.unsent, 4);
+        assert_eq!(Arc::strong_count(&message), 1);
+        assert_eq!(counters.snapshot().buffered, 0);
+        let _ = now;
+    }
 }

@@ -32,6 +32,8 @@ pub struct Counters {
     pub(crate) timeouts: AtomicU64,
     pub(crate) connect_failures: AtomicU64,
     pub(crate) other_errors: AtomicU64,
+    pub(crate) buffered: AtomicU64,
+    pub(crate) buffered_peak: AtomicU64,
 }
 
 /// A copy of [`Counters`] at one moment.
@@ -72,6 +74,11 @@ pub struct CounterSnapshot {
     pub connect_failures: u64,
     /// Any other I/O error.
     pub other_errors: u64,
+    /// A gauge, not a count: bytes queued in connections' write buffers right now (output
+    /// the kernel has not taken yet). Back-pressure keeps it bounded.
+    pub buffered: u64,
+    /// The highest [`buffered`](Self::buffered) has been.
+    pub buffered_peak: u64,
 }
 
 macro_rules! snapshot_fields {
@@ -101,8 +108,28 @@ impl Counters {
             refused,
             timeouts,
             connect_failures,
-            other_errors
+            other_errors,
+            buffered,
+            buffered_peak
         )
+    }
+
+    /// `n` more bytes wait in a write buffer.
+    #[inline]
+    pub(crate) fn buffer(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let now = self.buffered.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        self.buffered_peak.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// `n` buffered bytes were written or dropped.
+    #[inline]
+    pub(crate) fn unbuffer(&self, n: usize) {
+        if n != 0 {
+            self.buffered.fetch_sub(n as u64, Ordering::Relaxed);
+        }
     }
 
     #[inline]

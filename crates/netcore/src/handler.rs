@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::connection::{Connection, PeerAddr};
-use crate::counters::Counters;
-use crate::udp::UdpSource;
+use crate::connection::Connection;
+use crate::control::Control;
+use crate::id::{CloseReason, ConnId, ListenerId, PeerAddr, SocketId, TimerId};
 
 /// A service's callbacks. Every method has a default, so a service implements only what it
 /// needs.
@@ -24,6 +24,11 @@ use crate::udp::UdpSource;
 ///   whose connect failed.
 /// - A [`ConnId`] is never reused while its connection is open; after `on_close` its slot
 ///   may be reused under a new generation, so a stale id never reaches a new connection.
+/// - Any callback may act on any live connection by its id through [`Control`] (send,
+///   close, pause reading...), not only on the one whose event fired.
+/// - `M` is the type of the messages other threads post to the loop through a
+///   [`Sender`](crate::Sender); a handler that takes none implements `Handler` (that is,
+///   `Handler<()>`) and never sees [`on_message`](Handler::on_message).
 ///
 /// # Examples
 ///
@@ -60,7 +65,7 @@ use crate::udp::UdpSource;
 /// server.join().expect("server thread")?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub trait Handler {
+pub trait Handler<M = ()> {
     /// A connection was accepted, or an outgoing connect completed. The fast path: a handler
     /// that sends its whole reply here and calls [`Conn::close`] costs one `write` and one
     /// `close`, and the connection is never registered with the poller.
@@ -79,7 +84,10 @@ pub trait Handler {
         conn.close();
     }
 
-    /// Output that had to wait for the peer is now all written.
+    /// Output that had to wait for the peer has drained: the connection's pending output
+    /// fell from above [`Config::low_water`](crate::Config::low_water) (default 0: all of
+    /// it written) to at or below it. The place to resume a producer paused for this
+    /// connection's sake, as a forwarder resumes reading the other side.
     fn on_flushed(&mut self, conn: &mut Conn<'_>) {
         let _ = conn;
     }
@@ -105,90 +113,11 @@ pub trait Handler {
     fn on_turn_end(&mut self, ctl: &mut Control<'_>) {
         let _ = ctl;
     }
-}
 
-/// Identifies a listener within its loop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ListenerId(pub(crate) usize);
-
-/// Identifies a UDP socket within its loop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SocketId(pub(crate) usize);
-
-/// Identifies a connection within its loop: a slot and that slot's generation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnId {
-    pub(crate) index: usize,
-    pub(crate) gen: u32,
-}
-
-/// Identifies a timer set with [`Control::set_timer`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TimerId(pub(crate) u64);
-
-/// Why a connection closed.
-///
-/// # Examples
-///
-/// ```
-/// use netcore::{CloseReason, Closed, Control, Handler};
-///
-/// struct Log;
-///
-/// impl Handler for Log {
-///     fn on_close(&mut self, _: &mut Control<'_>, closed: &Closed<'_>) {
-///         match closed.reason {
-///             CloseReason::Done => {}
-///             CloseReason::Timeout => eprintln!("{:?}: too slow", closed.peer),
-///             other => eprintln!("{:?}: {other:?}, {} bytes unsent", closed.peer, closed.unsent),
-///         }
-///     }
-/// }
-/// # let _ = Log;
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CloseReason {
-    /// Orderly: everything queued was written, then the connection was closed.
-    Done,
-    /// The handler called [`Conn::abort`].
-    Aborted,
-    /// The peer reset the connection or stopped reading for good (`ECONNRESET`, `EPIPE`).
-    Reset,
-    /// An idle, write or linger deadline passed.
-    Timeout,
-    /// The loop shut down before the connection finished.
-    Shutdown,
-    /// An outgoing connect was refused.
-    Refused,
-    /// An outgoing connect failed otherwise.
-    ConnectFailed(io::ErrorKind),
-    /// Another I/O error.
-    Error(io::ErrorKind),
-}
-
-impl CloseReason {
-    pub(crate) fn from_io(err: &io::Error) -> CloseReason {
-        match err.kind() {
-            io::ErrorKind::ConnectionReset
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::ConnectionAborted => CloseReason::Reset,
-            io::ErrorKind::ConnectionRefused => CloseReason::Refused,
-            kind => CloseReason::Error(kind),
-        }
-    }
-
-    pub(crate) fn count(self, counters: &Counters) {
-        let field = match self {
-            CloseReason::Done => &counters.completed,
-            CloseReason::Aborted | CloseReason::Shutdown => return,
-            CloseReason::Reset => &counters.resets,
-            CloseReason::Timeout => &counters.timeouts,
-            CloseReason::Refused => &counters.refused,
-            CloseReason::ConnectFailed(_) => &counters.connect_failures,
-            CloseReason::Error(_) => &counters.other_errors,
-        };
-        Counters::add(field, 1);
+    /// Another thread posted `message` through a [`Sender`](crate::Sender). Messages arrive
+    /// in the order each thread posted them.
+    fn on_message(&mut self, ctl: &mut Control<'_>, message: M) {
+        let _ = (ctl, message);
     }
 }
 
@@ -208,117 +137,6 @@ pub struct Closed<'a> {
     pub reason: CloseReason,
     /// Bytes queued but never written.
     pub unsent: usize,
-}
-
-pub(crate) enum Command {
-    Connect { addr: SocketAddr, tag: u64 },
-    SetTimer { id: TimerId, at: Instant },
-    CancelTimer(TimerId),
-    Stop,
-}
-
-/// Loop-wide state that callbacks may act on.
-#[derive(Default)]
-pub(crate) struct ControlState {
-    pub(crate) commands: Vec<Command>,
-    pub(crate) next_timer: u64,
-}
-
-/// What any callback may ask of its loop: outgoing connections, timers, stopping.
-///
-/// Requests take effect when the callback returns.
-///
-/// # Examples
-///
-/// A client that connects, reads the greeting, and stops its loop; a timer bounds the
-/// whole exchange.
-///
-/// ```
-/// use std::io::Write;
-/// use std::time::Duration;
-/// use netcore::{Closed, Conn, Control, EventLoop, Handler, TimerId};
-///
-/// #[derive(Default)]
-/// struct Client {
-///     greeting: Vec<u8>,
-/// }
-///
-/// impl Handler for Client {
-///     fn on_open(&mut self, conn: &mut Conn<'_>) {
-///         let at = conn.control().now() + Duration::from_secs(10);
-///         conn.control().set_timer(at);
-///     }
-///     fn on_data(&mut self, _: &mut Conn<'_>, data: &[u8]) {
-///         self.greeting.extend_from_slice(data);
-///     }
-///     fn on_close(&mut self, ctl: &mut Control<'_>, _: &Closed<'_>) {
-///         ctl.stop();
-///     }
-///     fn on_timer(&mut self, ctl: &mut Control<'_>, _: TimerId) {
-///         ctl.stop(); // the server never answered
-///     }
-/// }
-///
-/// let server = std::net::TcpListener::bind("127.0.0.1:0")?;
-/// let addr = server.local_addr()?;
-/// std::thread::spawn(move || server.accept()?.0.write_all(b"hello"));
-///
-/// let mut event_loop = EventLoop::new(netcore::Config::default())?;
-/// event_loop.connect(addr, 0)?;
-/// let mut client = Client::default();
-/// event_loop.run(&mut client)?;
-/// assert_eq!(client.greeting, b"hello");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub struct Control<'a> {
-    pub(crate) state: &'a mut ControlState,
-    pub(crate) now: Instant,
-}
-
-impl std::fmt::Debug for Control<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Control").field("now", &self.now).finish()
-    }
-}
-
-impl Control<'_> {
-    /// The time this batch of events was taken from the poller (cheaper than
-    /// `Instant::now()` per callback, and the same for every callback of the batch).
-    pub fn now(&self) -> Instant {
-        self.now
-    }
-
-    /// Starts a non-blocking TCP connect to `addr`. Success arrives as
-    /// [`Handler::on_open`]; failure as [`Handler::on_close`] with
-    /// [`CloseReason::Refused`] or [`CloseReason::ConnectFailed`]. `tag` comes back in both.
-    ///
-    /// The loop follows mio's recipe: `connect` returns at once (`EINPROGRESS`); the socket
-    /// is registered; on its first writable (or error) event `take_error` gives a failure,
-    /// and `peer_addr` tells a finished connect (`Ok`) from a spurious event
-    /// (`ENOTCONN`: wait for the next one). Bytes the peer sent with its handshake are read
-    /// in that same event. Until it completes the connection is under the idle deadline, so
-    /// a connect that hangs ends with [`CloseReason::Timeout`].
-    pub fn connect(&mut self, addr: SocketAddr, tag: u64) {
-        self.state.commands.push(Command::Connect { addr, tag });
-    }
-
-    /// Calls [`Handler::on_timer`] at `at` (at once if it has passed).
-    pub fn set_timer(&mut self, at: Instant) -> TimerId {
-        let id = TimerId(self.state.next_timer);
-        self.state.next_timer += 1;
-        self.state.commands.push(Command::SetTimer { id, at });
-        id
-    }
-
-    /// Cancels a timer; a timer that already fired or was cancelled is ignored.
-    pub fn cancel_timer(&mut self, id: TimerId) {
-        self.state.commands.push(Command::CancelTimer(id));
-    }
-
-    /// Stops the loop as [`ShutdownHandle::shutdown`](crate::ShutdownHandle::shutdown) does.
-    pub fn stop(&mut self) {
-        self.state.commands.push(Command::Stop);
-    }
 }
 
 /// One connection, as a callback sees it.
@@ -345,73 +163,109 @@ impl Control<'_> {
 /// # let _ = Answer;
 /// ```
 pub struct Conn<'a> {
-    pub(crate) conn: &'a mut Connection,
-    pub(crate) id: ConnId,
     pub(crate) ctl: Control<'a>,
-    pub(crate) counters: &'a Counters,
+    pub(crate) id: ConnId,
 }
 
 impl std::fmt::Debug for Conn<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Conn")
             .field("id", &self.id)
-            .field("peer", &self.conn.peer)
+            .field("peer", &self.this().map(Connection::peer))
             .finish()
     }
 }
 
+// The connection is live for the whole callback (the loop removes connections only between
+// callbacks), so the lookups below find it; a miss would be a bug in the loop, and is
+// handled as a stale id rather than a panic.
 impl<'a> Conn<'a> {
-    /// This connection's id.
+    /// This connection's id: keep it to act on the connection later, from any callback,
+    /// through [`Control`].
     pub fn id(&self) -> ConnId {
         self.id
     }
 
     /// The peer's address, as `accept()` (or `connect()`) gave it.
     pub fn peer(&self) -> &PeerAddr {
-        &self.conn.peer
+        static GONE: PeerAddr = PeerAddr::Unix(None);
+        self.this().map_or(&GONE, Connection::peer)
+    }
+
+    /// Our end's address (`getsockname`, asked when called).
+    ///
+    /// # Errors
+    ///
+    /// The system call's error.
+    pub fn local_addr(&self) -> io::Result<PeerAddr> {
+        self.ctl.local_addr(self.id)
+    }
+
+    /// Sets `TCP_NODELAY`; see [`Control::set_nodelay`].
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` on a Unix-domain connection; the system call's error otherwise.
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        self.ctl.set_nodelay(self.id, on)
     }
 
     /// The listener that accepted this connection; `None` for an outgoing one.
     pub fn listener(&self) -> Option<ListenerId> {
-        self.conn.listener
+        self.this().and_then(Connection::listener)
     }
 
     /// The handler's own number for this connection.
     pub fn tag(&self) -> u64 {
-        self.conn.tag
+        self.this().map_or(0, Connection::tag)
     }
 
     /// Sets the handler's own number for this connection.
     pub fn set_tag(&mut self, tag: u64) {
-        self.conn.tag = tag;
+        self.with(|c| c.set_tag(tag));
     }
 
     /// Queues a copy of `data` and writes what the socket takes at once.
     pub fn send(&mut self, data: &[u8]) {
-        self.conn.send(data, None, self.counters);
+        if let Some(c) = self.ctl.core.conns.get_mut(self.id) {
+            c.send(data, None, &self.ctl.core.counters);
+        }
     }
 
     /// Queues `data` without copying it: what the socket does not take at once stays
     /// shared, so one large message sent to many slow peers is held in memory once.
     pub fn send_shared(&mut self, data: &Arc<[u8]>) {
-        self.conn.send(data, Some(data), self.counters);
+        if let Some(c) = self.ctl.core.conns.get_mut(self.id) {
+            c.send(data, Some(data), &self.ctl.core.counters);
+        }
     }
 
     /// Bytes queued and not yet written.
     pub fn pending(&self) -> usize {
-        self.conn.out.len()
+        self.this().map_or(0, Connection::pending)
     }
 
     /// Closes in order once the queued output is written: flush, `shutdown(Write)`, read
     /// and drop what the peer still sends until EOF or the linger deadline, close.
     pub fn close(&mut self) {
-        self.conn.close_after_flush = true;
+        self.with(Connection::close);
     }
 
     /// Half-close: shuts our sending side once the queued output is written, and goes on
     /// reading.
     pub fn shutdown_write(&mut self) {
-        self.conn.shutdown_after_flush = true;
+        self.with(Connection::shutdown_write);
+    }
+
+    /// Stops reading this connection until [`resume_reading`](Self::resume_reading); see
+    /// [`Control::pause_reading`].
+    pub fn pause_reading(&mut self) {
+        self.with(Connection::pause_reading);
+    }
+
+    /// Reads this connection again; see [`Control::resume_reading`].
+    pub fn resume_reading(&mut self) {
+        self.with(Connection::resume_reading);
     }
 
     /// Closes the connection with [`CloseReason::Timeout`] if it is still open at `at`
@@ -441,17 +295,29 @@ impl<'a> Conn<'a> {
     /// }
     /// ```
     pub fn set_deadline(&mut self, at: Option<Instant>) {
-        self.conn.handler_deadline = at;
+        self.with(|c| c.set_deadline(at));
     }
 
-    /// Closes now, dropping queued output (the peer may see a reset).
+    /// Closes now, dropping queued output (the peer may see a reset). For a peer that broke
+    /// the protocol, or one too slow to keep (`examples/chat.rs` aborts a client whose
+    /// pending output passes its bound).
     pub fn abort(&mut self) {
-        self.conn.abort = true;
+        self.with(Connection::abort);
     }
 
-    /// The loop's controls.
+    /// The loop's controls: timers, connects, and every other connection by id.
     pub fn control(&mut self) -> &mut Control<'a> {
         &mut self.ctl
+    }
+
+    fn this(&self) -> Option<&Connection> {
+        self.ctl.core.conns.get(self.id)
+    }
+
+    fn with(&mut self, change: impl FnOnce(&mut Connection)) {
+        if let Some(c) = self.ctl.core.conns.get_mut(self.id) {
+            change(c);
+        }
     }
 }
 
@@ -492,10 +358,8 @@ impl<'a> Conn<'a> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Datagram<'a> {
-    pub(crate) socket: &'a mut UdpSource,
-    pub(crate) id: SocketId,
     pub(crate) ctl: Control<'a>,
-    pub(crate) counters: &'a Counters,
+    pub(crate) id: SocketId,
 }
 
 impl std::fmt::Debug for Datagram<'_> {
@@ -505,7 +369,7 @@ impl std::fmt::Debug for Datagram<'_> {
 }
 
 impl<'a> Datagram<'a> {
-    /// This socket's id.
+    /// This socket's id (for [`Control::send_datagram`] from other callbacks).
     pub fn id(&self) -> SocketId {
         self.id
     }
@@ -516,7 +380,7 @@ impl<'a> Datagram<'a> {
     /// socket reports late about an earlier datagram (`ECONNREFUSED`) is counted and does not
     /// cost this one. Never blocks.
     pub fn send_to(&mut self, data: &[u8], to: SocketAddr) {
-        self.socket.send_to(data, to, self.counters);
+        self.ctl.send_datagram(self.id, data, to);
     }
 
     /// The loop's controls.

@@ -129,21 +129,26 @@
 
 mod buffer;
 mod connection;
+mod control;
 mod counters;
 mod error;
 mod event_loop;
 mod handler;
+mod id;
+mod mailbox;
+mod slots;
 mod socket;
 mod timers;
+mod token;
 mod udp;
 
-pub use connection::PeerAddr;
+pub use control::Control;
 pub use counters::{CounterSnapshot, Counters};
 pub use error::{Error, ErrorKind};
-pub use event_loop::{Config, EventLoop, ShutdownHandle};
-pub use handler::{
-    CloseReason, Closed, Conn, ConnId, Control, Datagram, Handler, ListenerId, SocketId, TimerId,
-};
+pub use event_loop::{Config, EventLoop};
+pub use handler::{Closed, Conn, Datagram, Handler};
+pub use id::{CloseReason, ConnId, ListenerId, PeerAddr, SocketId, TimerId};
+pub use mailbox::{PostError, Sender, ShutdownHandle};
 pub use socket::{
     max_backlog, tcp_listener, tcp_listeners_reuse_port, udp_socket, unix_listener, ListenOptions,
 };

@@ -3,11 +3,13 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::id::ConnId;
+
 /// What a deadline belongs to. Connection keys carry their generation, so a deadline left
 /// behind by a closed connection can never fire on the connection that reuses its slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum TimerKey {
-    Conn { index: usize, gen: u32 },
+    Conn(ConnId),
     Listener(usize),
     User(u64),
     Shutdown,
@@ -102,7 +104,7 @@ mod tests {
     #[test]
     fn reschedule_moves_a_deadline() {
         let now = Instant::now();
-        let key = TimerKey::Conn { index: 4, gen: 9 };
+        let key = TimerKey::Conn(ConnId { index: 4, gen: 9 });
         let mut timers = Timers::default();
         timers.reschedule(key, None, Some(now));
         timers.reschedule(key, Some(now), Some(now + Duration::from_secs(5)));

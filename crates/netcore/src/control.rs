@@ -1,0 +1,358 @@
+//! [`Control`]: what any callback may ask of its loop, for any connection or socket by id.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use mio::Registry;
+use slab::Slab;
+
+use crate::connection::{Connection, Stream};
+use crate::counters::Counters;
+use crate::id::{CloseReason, ConnId, PeerAddr, SocketId, TimerId};
+use crate::slots::Slots;
+use crate::timers::{TimerKey, Timers};
+use crate::udp::UdpSource;
+
+/// A listener or UDP socket in the loop.
+#[derive(Debug)]
+pub(crate) enum Source {
+    TcpListener {
+        listener: mio::net::TcpListener,
+        paused: bool,
+    },
+    UnixListener {
+        listener: mio::net::UnixListener,
+        paused: bool,
+    },
+    Udp(UdpSource),
+}
+
+/// What the loop must do once a callback returns: things that call the handler again.
+#[derive(Debug)]
+pub(crate) enum Deferred {
+    /// A connect that failed at once: its `on_close`.
+    ConnectFailed {
+        id: ConnId,
+        peer: PeerAddr,
+        tag: u64,
+        reason: CloseReason,
+    },
+    Stop,
+}
+
+/// The loop's state that callbacks act on, through [`Control`].
+#[derive(Debug)]
+pub(crate) struct Core {
+    /// Every open connection, registered or not (a fast-path connection lives here only
+    /// during its `on_open`).
+    pub(crate) conns: Slots<Connection>,
+    /// Listeners and UDP sockets; emptied when the loop stops.
+    pub(crate) sources: Slab<Source>,
+    /// Every deadline: connections', paused listeners', the handler's timers, the drain's.
+    pub(crate) timers: Timers,
+    /// The handler's live timers and when each is due (a cancelled timer is absent).
+    pub(crate) user_timers: HashMap<u64, Instant>,
+    pub(crate) next_timer: u64,
+    /// Connections a callback changed through [`Control`]: the loop settles each (flush,
+    /// close, register, deadline, owed read) once the callback returns. May repeat an id.
+    pub(crate) touched: Vec<ConnId>,
+    pub(crate) deferred: Vec<Deferred>,
+    pub(crate) counters: Arc<Counters>,
+    /// When this batch of events was taken from the poller.
+    pub(crate) now: Instant,
+    pub(crate) registry: Registry,
+}
+
+/// What any callback may ask of its loop: act on any live connection by its [`ConnId`],
+/// send datagrams, start connections, set timers, stop.
+///
+/// Changes to connections take effect at once as far as the connection's state goes (a
+/// [`send`](Control::send) writes to the socket at once when it can); anything that needs
+/// the loop (closing a connection and its [`Handler::on_close`](crate::Handler::on_close),
+/// reading input that waited while reading was paused) happens as soon as the callback
+/// returns. So a connection never disappears during a callback: an id that was live when
+/// the callback began stays live until it returns.
+///
+/// Every method that takes a [`ConnId`] reports a stale one (its connection has closed)
+/// by returning `false`, `None` or an error, and never touches another connection.
+///
+/// # Examples
+///
+/// A client that connects, reads the greeting, and stops its loop; a timer bounds the
+/// whole exchange.
+///
+/// ```
+/// use std::io::Write;
+/// use std::time::Duration;
+/// use netcore::{Closed, Conn, Control, EventLoop, Handler, TimerId};
+///
+/// #[derive(Default)]
+/// struct Client {
+///     greeting: Vec<u8>,
+/// }
+///
+/// impl Handler for Client {
+///     fn on_open(&mut self, conn: &mut Conn<'_>) {
+///         let at = conn.control().now() + Duration::from_secs(10);
+///         conn.control().set_timer(at);
+///     }
+///     fn on_data(&mut self, _: &mut Conn<'_>, data: &[u8]) {
+///         self.greeting.extend_from_slice(data);
+///     }
+///     fn on_close(&mut self, ctl: &mut Control<'_>, _: &Closed<'_>) {
+///         ctl.stop();
+///     }
+///     fn on_timer(&mut self, ctl: &mut Control<'_>, _: TimerId) {
+///         ctl.stop(); // the server never answered
+///     }
+/// }
+///
+/// let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let addr = server.local_addr()?;
+/// std::thread::spawn(move || server.accept()?.0.write_all(b"hello"));
+///
+/// let mut event_loop = EventLoop::new(netcore::Config::default())?;
+/// event_loop.connect(addr, 0)?;
+/// let mut client = Client::default();
+/// event_loop.run(&mut client)?;
+/// assert_eq!(client.greeting, b"hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Control<'a> {
+    pub(crate) core: &'a mut Core,
+}
+
+impl std::fmt::Debug for Control<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("now", &self.core.now)
+            .field("connections", &self.core.conns.len())
+            .finish()
+    }
+}
+
+impl Control<'_> {
+    /// The time this batch of events was taken from the poller (cheaper than
+    /// `Instant::now()` per callback, and the same for every callback of the batch).
+    pub fn now(&self) -> Instant {
+        self.core.now
+    }
+
+    /// Whether `id` is a live connection.
+    pub fn is_open(&self, id: ConnId) -> bool {
+        self.core.conns.get(id).is_some()
+    }
+
+    /// Queues a copy of `data` on connection `id` and writes what its socket takes at once.
+    /// Returns `false`, sending nothing, when `id` is stale or its sending side is shut.
+    ///
+    /// Nothing stops a handler from queueing without bound: watch
+    /// [`pending`](Self::pending) (or [`Handler::on_flushed`](crate::Handler::on_flushed))
+    /// and pause the producer, as `examples/forward.rs` does.
+    pub fn send(&mut self, id: ConnId, data: &[u8]) -> bool {
+        self.send_inner(id, data, None)
+    }
+
+    /// Queues `data` on connection `id` without copying it; see [`send`](Self::send). One
+    /// message sent to many connections is held in memory once.
+    pub fn send_shared(&mut self, id: ConnId, data: &Arc<[u8]>) -> bool {
+        self.send_inner(id, data, Some(data))
+    }
+
+    /// Bytes queued on connection `id` and not yet taken by its socket; `None` when `id` is
+    /// stale.
+    pub fn pending(&self, id: ConnId) -> Option<usize> {
+        self.core.conns.get(id).map(Connection::pending)
+    }
+
+    /// Closes connection `id` in order once its output is written (see
+    /// [`Conn::close`](crate::Conn::close)). Returns `false` when `id` is stale.
+    pub fn close(&mut self, id: ConnId) -> bool {
+        self.touch(id, Connection::close)
+    }
+
+    /// Closes connection `id` now, dropping its queued output (the peer may see a reset).
+    /// Returns `false` when `id` is stale.
+    pub fn abort(&mut self, id: ConnId) -> bool {
+        self.touch(id, Connection::abort)
+    }
+
+    /// Half-close: shuts the sending side of connection `id` once its output is written,
+    /// and goes on reading it. Returns `false` when `id` is stale.
+    pub fn shutdown_write(&mut self, id: ConnId) -> bool {
+        self.touch(id, Connection::shutdown_write)
+    }
+
+    /// Stops reading connection `id`: its input waits in the kernel, and once that buffer
+    /// fills, TCP's window holds the peer back. Returns `false` when `id` is stale.
+    ///
+    /// A paused connection still gets its EOF and errors once reading resumes, and its idle
+    /// deadline still runs (a connection paused for good times out).
+    pub fn pause_reading(&mut self, id: ConnId) -> bool {
+        self.touch(id, Connection::pause_reading)
+    }
+
+    /// Reads connection `id` again after [`pause_reading`](Self::pause_reading); input that
+    /// waited is read as soon as the callback returns. Back-pressure on the connection's own
+    /// output may still hold it. Returns `false` when `id` is stale.
+    pub fn resume_reading(&mut self, id: ConnId) -> bool {
+        self.touch(id, Connection::resume_reading)
+    }
+
+    /// Closes connection `id` with [`CloseReason::Timeout`] if it is still open at `at`
+    /// (`None` removes the deadline); see [`Conn::set_deadline`](crate::Conn::set_deadline).
+    /// Returns `false` when `id` is stale.
+    pub fn set_deadline(&mut self, id: ConnId, at: Option<Instant>) -> bool {
+        self.touch(id, |c| c.set_deadline(at))
+    }
+
+    /// The handler's own number for connection `id`; `None` when `id` is stale.
+    pub fn tag(&self, id: ConnId) -> Option<u64> {
+        self.core.conns.get(id).map(Connection::tag)
+    }
+
+    /// Our end's address of connection `id` (`getsockname`, asked when called).
+    ///
+    /// # Errors
+    ///
+    /// `NotConnected` when `id` is stale; the system call's error otherwise.
+    pub fn local_addr(&self, id: ConnId) -> io::Result<PeerAddr> {
+        self.live(id)?.stream().local_addr()
+    }
+
+    /// Sets `TCP_NODELAY` on connection `id`: small writes go out at once instead of
+    /// waiting for the previous one's acknowledgement (Nagle's algorithm).
+    ///
+    /// # Errors
+    ///
+    /// `NotConnected` when `id` is stale, `Unsupported` on a Unix-domain connection.
+    pub fn set_nodelay(&self, id: ConnId, on: bool) -> io::Result<()> {
+        self.live(id)?.stream().set_nodelay(on)
+    }
+
+    /// Sends a datagram from UDP socket `socket` to `to`, from any callback (a timer, a
+    /// message, a stream's data). Like [`Datagram::send_to`](crate::Datagram::send_to), it
+    /// never blocks: a datagram that meets a full socket buffer waits in a bounded queue or
+    /// is dropped and counted. Returns `false` when the loop has no such socket (it has
+    /// stopped).
+    pub fn send_datagram(&mut self, socket: SocketId, data: &[u8], to: SocketAddr) -> bool {
+        match self.core.sources.get_mut(socket.0) {
+            Some(Source::Udp(udp)) => {
+                udp.send_to(data, to, &self.core.counters);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Starts a non-blocking TCP connect to `addr` and returns the new connection's id at
+    /// once. Success arrives as [`Handler::on_open`](crate::Handler::on_open); failure as
+    /// [`Handler::on_close`](crate::Handler::on_close) with [`CloseReason::Refused`] or
+    /// [`CloseReason::ConnectFailed`] (after this callback returns, even when the connect
+    /// fails at once). `tag` comes back in both. Output sent before the connect completes
+    /// is queued and written once it does.
+    ///
+    /// The loop follows mio's recipe: `connect` returns at once (`EINPROGRESS`); the socket
+    /// is registered; on its first event, readiness without an error means connected (other
+    /// events are checked with `take_error` and `peer_addr`). Bytes the peer sent with its
+    /// handshake are read in that same event. Until it completes the connection is under
+    /// the idle deadline, so a connect that hangs ends with [`CloseReason::Timeout`].
+    pub fn connect(&mut self, addr: SocketAddr, tag: u64) -> ConnId {
+        let result = mio::net::TcpStream::connect(addr).map(Stream::Tcp);
+        self.start_connect(result, PeerAddr::Inet(addr), tag)
+    }
+
+    /// Starts a connect to the Unix-domain stream socket at `path`; see
+    /// [`connect`](Self::connect). A listener whose queue is full refuses at once
+    /// (`EAGAIN`, [`CloseReason::ConnectFailed`]) instead of making the caller wait.
+    pub fn connect_unix(&mut self, path: impl AsRef<Path>, tag: u64) -> ConnId {
+        let path = path.as_ref();
+        let result = mio::net::UnixStream::connect(path).map(Stream::Unix);
+        self.start_connect(result, PeerAddr::Unix(Some(PathBuf::from(path))), tag)
+    }
+
+    /// Calls [`Handler::on_timer`](crate::Handler::on_timer) at `at` (at once if it has
+    /// passed).
+    pub fn set_timer(&mut self, at: Instant) -> TimerId {
+        let id = self.core.next_timer;
+        self.core.next_timer += 1;
+        self.core.user_timers.insert(id, at);
+        self.core.timers.insert(at, TimerKey::User(id));
+        TimerId(id)
+    }
+
+    /// Cancels a timer; a timer that already fired or was cancelled is ignored.
+    pub fn cancel_timer(&mut self, id: TimerId) {
+        if let Some(at) = self.core.user_timers.remove(&id.0) {
+            self.core.timers.remove(at, TimerKey::User(id.0));
+        }
+    }
+
+    /// Stops the loop as [`ShutdownHandle::shutdown`](crate::ShutdownHandle::shutdown) does.
+    pub fn stop(&mut self) {
+        self.core.deferred.push(Deferred::Stop);
+    }
+
+    // ---- Shared with `Conn`, which acts on its own connection without marking it (the loop
+    // settles the connection whose callback it ran anyway).
+
+    pub(crate) fn send_inner(
+        &mut self,
+        id: ConnId,
+        data: &[u8],
+        shared: Option<&Arc<[u8]>>,
+    ) -> bool {
+        let Some(c) = self.core.conns.get_mut(id) else {
+            return false;
+        };
+        let sent = c.send(data, shared, &self.core.counters);
+        self.core.touched.push(id);
+        sent
+    }
+
+    pub(crate) fn touch(&mut self, id: ConnId, change: impl FnOnce(&mut Connection)) -> bool {
+        let Some(c) = self.core.conns.get_mut(id) else {
+            return false;
+        };
+        change(c);
+        self.core.touched.push(id);
+        true
+    }
+
+    pub(crate) fn live(&self, id: ConnId) -> io::Result<&Connection> {
+        self.core.conns.get(id).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotConnected,
+                format!("connection {id:?} has closed"),
+            )
+        })
+    }
+
+    fn start_connect(&mut self, stream: io::Result<Stream>, peer: PeerAddr, tag: u64) -> ConnId {
+        match stream {
+            Ok(stream) => {
+                let conn = Connection::connecting(stream, peer, tag, self.core.now);
+                let id = self.core.conns.insert(conn);
+                // Settling registers it with the poller.
+                self.core.touched.push(id);
+                id
+            }
+            Err(err) => {
+                log::debug!("connect {peer:?}: {err}");
+                let id = self.core.conns.next_id();
+                self.core.conns.burn(id);
+                self.core.deferred.push(Deferred::ConnectFailed {
+                    id,
+                    peer,
+                    tag,
+                    reason: CloseReason::from_connect(&err),
+                });
+                id
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Deadlines and timers as they fall due, messages from other threads, and what callbacks
+//! left for the loop to do.
+
+use super::EventLoop;
+use crate::control::{Control, Deferred};
+use crate::handler::Handler;
+use crate::id::{CloseReason, ConnId, TimerId};
+use crate::timers::TimerKey;
+
+impl<M> EventLoop<M> {
+    pub(super) fn fire_timers<H: Handler<M>>(&mut self, handler: &mut H) {
+        while let Some(key) = self.core.timers.pop_due(self.core.now) {
+            match key {
+                TimerKey::Conn(id) => self.conn_deadline(id, handler),
+                TimerKey::Listener(key) => self.resume_listener(key, handler),
+                TimerKey::User(id) => {
+                    if self.core.user_timers.remove(&id).is_some() {
+                        handler.on_timer(
+                            &mut Control {
+                                core: &mut self.core,
+                            },
+                            TimerId(id),
+                        );
+                    }
+                }
+                TimerKey::Shutdown => self.drain_over(handler),
+            }
+            self.after_callback(handler);
+        }
+    }
+
+    fn conn_deadline<H: Handler<M>>(&mut self, id: ConnId, handler: &mut H) {
+        let Some(c) = self.core.conns.get_mut(id) else {
+            return;
+        };
+        c.set_scheduled(None);
+        match c.next_deadline(self.config.idle_timeout) {
+            Some(at) if at <= self.core.now => self.close(id, CloseReason::Timeout, handler),
+            _ => self.schedule(id),
+        }
+    }
+
+    /// The waker fired: a shutdown request (seen at the top of the turn) or messages.
+    pub(super) fn deliver_messages<H: Handler<M>>(&mut self, handler: &mut H) {
+        let mut inbox = std::mem::take(&mut self.inbox);
+        self.mailbox.take_all(&mut inbox);
+        for message in inbox.drain(..) {
+            handler.on_message(
+                &mut Control {
+                    core: &mut self.core,
+                },
+                message,
+            );
+            self.after_callback(handler);
+        }
+        self.inbox = inbox;
+    }
+
+    /// Carries out what callbacks left for the loop: reports connects that failed at once
+    /// and stop requests.
+    pub(super) fn run_deferred<H: Handler<M>>(&mut self, handler: &mut H) {
+        let deferred = std::mem::take(&mut self.core.deferred);
+        for item in deferred {
+            match item {
+                Deferred::ConnectFailed {
+                    id,
+                    peer,
+                    tag,
+                    reason,
+                } => self.report_close(id, &peer, tag, None, reason, 0, handler),
+                Deferred::Stop => self.mailbox.wake.request_shutdown(),
+            }
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! UDP sockets: receive until `WouldBlock`, hand each datagram to the handler, and send
+//! queued replies when the socket is writable again.
+
+use std::io;
+
+use super::EventLoop;
+use crate::control::{Control, Source};
+use crate::counters::Counters;
+use crate::handler::{Datagram, Handler};
+use crate::id::SocketId;
+use crate::udp;
+
+impl<M> EventLoop<M> {
+    pub(super) fn udp_event<H: Handler<M>>(
+        &mut self,
+        key: usize,
+        event: &mio::event::Event,
+        handler: &mut H,
+    ) {
+        if event.is_writable() {
+            if let Some(Source::Udp(udp)) = self.core.sources.get_mut(key) {
+                udp.flush(&self.core.counters);
+            }
+        }
+        if event.is_readable() || event.is_error() {
+            self.receive_datagrams(key, handler);
+        }
+    }
+
+    fn receive_datagrams<H: Handler<M>>(&mut self, key: usize, handler: &mut H) {
+        // Each report clears itself; the bound only guards against a socket that errs forever.
+        const MAX_PEER_ERRORS: u32 = 64;
+        let mut peer_errors = 0;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        while let Some(Source::Udp(udp)) = self.core.sources.get_mut(key) {
+            match udp.socket.recv_from(&mut scratch) {
+                Ok((n, from)) => {
+                    Counters::add(&self.core.counters.datagrams_in, 1);
+                    let mut dgram = Datagram {
+                        ctl: Control {
+                            core: &mut self.core,
+                        },
+                        id: SocketId(key),
+                    };
+                    handler.on_datagram(&mut dgram, &scratch[..n], from);
+                    self.after_callback(handler);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // An ICMP error about an earlier reply (port unreachable, host unreachable):
+                // about one peer, not us, and reported once. Datagrams may be waiting behind
+                // it, and edge-triggered readiness will not say so again: go on reading.
+                Err(e) if udp::is_peer_error(&e) && peer_errors < MAX_PEER_ERRORS => {
+                    peer_errors += 1;
+                    let field = if e.kind() == io::ErrorKind::ConnectionRefused {
+                        &self.core.counters.refused
+                    } else {
+                        &self.core.counters.other_errors
+                    };
+                    Counters::add(field, 1);
+                }
+                Err(e) => {
+                    log::debug!("recvfrom: {e}");
+                    Counters::add(&self.core.counters.other_errors, 1);
+                    break;
+                }
+            }
+        }
+        self.scratch = scratch;
+    }
+}

@@ -1,0 +1,473 @@
+//! The event loop: one `mio::Poll`, its sources, its connections, its timers.
+//!
+//! One struct, [`EventLoop`], with its impl blocks in files by concern:
+//!
+//! - this file: configuration, construction, adding sockets, and the turn (`run`);
+//! - `accept.rs`: listeners, accepting, the fast path;
+//! - `streams.rs`: connection events, callbacks, settling a connection after anything
+//!   happened to it, and the one end-of-life path (`close`);
+//! - `datagrams.rs`: UDP sockets;
+//! - `commands.rs`: deadlines, timers, messages, and requests callbacks leave behind;
+//! - `shutdown.rs`: stopping and draining.
+
+mod accept;
+mod commands;
+mod datagrams;
+mod shutdown;
+mod streams;
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Waker};
+use slab::Slab;
+
+use crate::connection::{Connection, Limits, Stream};
+use crate::control::{Control, Core, Source};
+use crate::counters::Counters;
+use crate::error::{Error, ErrorKind};
+use crate::handler::Handler;
+use crate::id::{ConnId, ListenerId, PeerAddr, SocketId, TimerId};
+use crate::mailbox::{Mailbox, Sender, ShutdownHandle, Wake};
+use crate::slots::Slots;
+use crate::timers::Timers;
+use crate::token::{self, Target};
+use crate::udp::UdpSource;
+
+/// How a loop treats its connections. The defaults suit a public server.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let config = netcore::Config {
+///     idle_timeout: Some(Duration::from_secs(5)),
+///     ..netcore::Config::default()
+/// };
+/// let event_loop = netcore::EventLoop::new(config)?;
+/// # drop(event_loop);
+/// # Ok::<(), netcore::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Close a registered connection after this long with nothing read or written, so no
+    /// connection lives forever by doing nothing. Default 60 s.
+    pub idle_timeout: Option<Duration>,
+    /// Close a connection whose queued output has waited this long with none of it taken
+    /// by the peer (a peer that stopped reading). A slow peer that keeps reading is not cut
+    /// off. Default 30 s.
+    pub write_timeout: Option<Duration>,
+    /// When closing with input still arriving: how long to read and drop it while waiting
+    /// for the peer's EOF. Default 2 s.
+    pub linger: Duration,
+    /// On shutdown: how long in-flight connections may take to finish. Default 5 s.
+    pub drain_timeout: Duration,
+    /// Stop reading a connection whose queued output passes this many bytes, until half of
+    /// it is written (back-pressure). Default 1 MiB.
+    pub max_pending_output: usize,
+    /// [`Handler::on_flushed`] is called when a connection's pending output falls from
+    /// above this many bytes to this many or fewer. Default 0: once all of it is written.
+    /// A forwarder that sets it higher resumes its producer before the pipe runs dry.
+    pub low_water: usize,
+    /// Stop accepting while this many connections are open. Default: no limit.
+    pub max_connections: usize,
+    /// How long a listener pauses after `accept()` fails for lack of descriptors or memory
+    /// (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) instead of retrying in a busy loop.
+    /// Default 100 ms; at least 1 ms, whatever is set.
+    pub accept_backoff: Duration,
+    /// Replies a UDP socket queues when its send buffer is full; more are dropped and
+    /// counted. Default 1024.
+    pub udp_queue: usize,
+    /// Messages a loop's [`Sender`]s may queue before [`Sender::post`] refuses with
+    /// [`PostError::Full`](crate::PostError::Full). Default 1024; at least 1.
+    pub message_capacity: usize,
+    /// Events taken from the poller per turn. Default 1024.
+    pub events_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            idle_timeout: Some(Duration::from_secs(60)),
+            write_timeout: Some(Duration::from_secs(30)),
+            linger: Duration::from_secs(2),
+            drain_timeout: Duration::from_secs(5),
+            max_pending_output: 1 << 20,
+            low_water: 0,
+            max_connections: usize::MAX,
+            accept_backoff: Duration::from_millis(100),
+            udp_queue: 1024,
+            message_capacity: 1024,
+            events_capacity: 1024,
+        }
+    }
+}
+
+/// One `mio::Poll` loop serving listeners, UDP sockets and connections with one
+/// [`Handler`]. It never blocks except in `poll`, and never starts a thread: for several
+/// cores run one loop per thread, each with its own `SO_REUSEPORT` listener.
+///
+/// `M` is the type of the messages other threads may post to it ([`Sender`]); a loop made
+/// with [`EventLoop::new`] takes none (`M = ()`), one made with
+/// [`EventLoop::with_messages`] takes `M`.
+///
+/// # Examples
+///
+/// One loop serving TCP, UDP and a Unix socket with one handler:
+///
+/// ```
+/// use netcore::{EventLoop, Handler, ListenOptions};
+///
+/// struct Service;
+/// impl Handler for Service {}
+///
+/// let opts = ListenOptions::default();
+/// let path = std::env::temp_dir().join(format!("netcore-doc-{}.sock", std::process::id()));
+/// let mut event_loop = EventLoop::new(netcore::Config::default())?;
+/// event_loop.add_tcp_listener(netcore::tcp_listener("127.0.0.1:0".parse()?, &opts)?)?;
+/// event_loop.add_udp_socket(netcore::udp_socket("127.0.0.1:0".parse()?, &opts)?)?;
+/// event_loop.add_unix_listener(netcore::unix_listener(&path, &opts)?)?;
+/// event_loop.shutdown_handle().shutdown();
+/// event_loop.run(&mut Service)?;
+/// std::fs::remove_file(&path)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct EventLoop<M = ()> {
+    /// The poller. Every socket in `core` is registered with it at most once, read and
+    /// write interest together, and never modified.
+    poll: Poll,
+    /// The poller's event buffer, kept between runs (taken out while `run` uses it).
+    events: Option<Events>,
+    /// Everything a callback may act on through `Control`: connections, sources, timers.
+    core: Core,
+    /// Messages from other threads; closed whenever `run` is not running it.
+    mailbox: Arc<Mailbox<M>>,
+    /// A batch of messages taken from the mailbox (kept for its allocation).
+    inbox: VecDeque<M>,
+    /// The read buffer every connection and UDP socket shares: a callback's `data` borrows
+    /// it, so it lives outside `core`.
+    scratch: Vec<u8>,
+    config: Config,
+    limits: Limits,
+    /// `begin_stop` has run: no listener or UDP socket is left, connections are draining,
+    /// and `run` returns once `core.conns` is empty.
+    stopping: bool,
+    /// Listeners were left unpolled because `max_connections` was reached; the next close
+    /// resumes them.
+    full: bool,
+    /// `drain_touched` is running: a nested call leaves the list to it (bounds recursion).
+    settling: bool,
+}
+
+impl<M> std::fmt::Debug for EventLoop<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLoop")
+            .field("sources", &self.core.sources.len())
+            .field("connections", &self.core.conns.len())
+            .field("stopping", &self.stopping)
+            .finish()
+    }
+}
+
+/// Bytes read per `read` call into the shared scratch buffer.
+const READ_CHUNK: usize = 64 * 1024;
+
+impl EventLoop {
+    /// Creates a loop with no sources, that takes no messages.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Poll`] when the poller or its waker cannot be created (out of
+    /// descriptors).
+    pub fn new(config: Config) -> Result<EventLoop, Error> {
+        EventLoop::with_messages(config)
+    }
+}
+
+impl<M> EventLoop<M> {
+    /// Creates a loop with no sources, to which other threads post messages of type `M`
+    /// through [`sender`](Self::sender).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Poll`] when the poller or its waker cannot be created (out of
+    /// descriptors).
+    pub fn with_messages(config: Config) -> Result<EventLoop<M>, Error> {
+        let poll = Poll::new().map_err(|e| Error::new(ErrorKind::Poll, "create poller", e))?;
+        let waker = Waker::new(poll.registry(), token::encode(Target::Waker))
+            .map_err(|e| Error::new(ErrorKind::Poll, "create waker", e))?;
+        let registry = poll
+            .registry()
+            .try_clone()
+            .map_err(|e| Error::new(ErrorKind::Poll, "clone poller registry", e))?;
+        let wake = Arc::new(Wake::new(waker));
+        let limits = Limits {
+            write_timeout: config.write_timeout,
+            linger: config.linger,
+        };
+        Ok(EventLoop {
+            poll,
+            events: Some(Events::with_capacity(config.events_capacity.max(1))),
+            core: Core {
+                conns: Slots::default(),
+                sources: Slab::new(),
+                timers: Timers::default(),
+                user_timers: HashMap::new(),
+                next_timer: 0,
+                touched: Vec::new(),
+                deferred: Vec::new(),
+                counters: Arc::new(Counters::default()),
+                now: Instant::now(),
+                registry,
+            },
+            mailbox: Arc::new(Mailbox::new(wake, config.message_capacity)),
+            inbox: VecDeque::new(),
+            scratch: vec![0; READ_CHUNK],
+            config,
+            limits,
+            stopping: false,
+            full: false,
+            settling: false,
+        })
+    }
+
+    /// Uses `counters` instead of the loop's own, so that several loops can add up into one.
+    pub fn with_counters(mut self, counters: Arc<Counters>) -> EventLoop<M> {
+        self.core.counters = counters;
+        self
+    }
+
+    /// The loop's counters, readable from any thread while it runs.
+    pub fn counters(&self) -> Arc<Counters> {
+        Arc::clone(&self.core.counters)
+    }
+
+    /// A handle that stops this loop from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle::new(Arc::clone(&self.mailbox.wake))
+    }
+
+    /// A handle through which any thread posts messages to this loop
+    /// ([`Handler::on_message`]).
+    pub fn sender(&self) -> Sender<M> {
+        Sender::new(Arc::clone(&self.mailbox))
+    }
+
+    /// Serves a TCP listener (see [`tcp_listener`](crate::tcp_listener) to build one with
+    /// a chosen backlog). It is set non-blocking here.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Poll`] when it cannot be registered.
+    pub fn add_tcp_listener(
+        &mut self,
+        listener: std::net::TcpListener,
+    ) -> Result<ListenerId, Error> {
+        let what = listener
+            .local_addr()
+            .map_or_else(|_| "TCP listener".to_string(), |a| a.to_string());
+        set_nonblocking(listener.set_nonblocking(true), &what)?;
+        let listener = mio::net::TcpListener::from_std(listener);
+        self.add_source(
+            Source::TcpListener {
+                listener,
+                paused: false,
+            },
+            &what,
+        )
+        .map(ListenerId)
+    }
+
+    /// Serves a Unix-domain stream listener (see [`unix_listener`](crate::unix_listener)).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Poll`] when it cannot be registered.
+    pub fn add_unix_listener(
+        &mut self,
+        listener: std::os::unix::net::UnixListener,
+    ) -> Result<ListenerId, Error> {
+        let what = "Unix listener";
+        set_nonblocking(listener.set_nonblocking(true), what)?;
+        let listener = mio::net::UnixListener::from_std(listener);
+        self.add_source(
+            Source::UnixListener {
+                listener,
+                paused: false,
+            },
+            what,
+        )
+        .map(ListenerId)
+    }
+
+    /// Serves a UDP socket: each datagram goes to [`Handler::on_datagram`], and any
+    /// callback may send from it ([`Control::send_datagram`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Poll`] when it cannot be registered.
+    pub fn add_udp_socket(&mut self, socket: std::net::UdpSocket) -> Result<SocketId, Error> {
+        let what = socket
+            .local_addr()
+            .map_or_else(|_| "UDP socket".to_string(), |a| a.to_string());
+        set_nonblocking(socket.set_nonblocking(true), &what)?;
+        let socket = mio::net::UdpSocket::from_std(socket);
+        self.add_source(
+            Source::Udp(UdpSource::new(socket, self.config.udp_queue)),
+            &what,
+        )
+        .map(SocketId)
+    }
+
+    /// Starts a non-blocking TCP connect before (or outside) `run`; see
+    /// [`Control::connect`].
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Connect`] when the connect fails at once (no route, no descriptors).
+    pub fn connect(&mut self, addr: SocketAddr, tag: u64) -> Result<ConnId, Error> {
+        let stream = mio::net::TcpStream::connect(addr)
+            .map_err(|e| Error::new(ErrorKind::Connect, format!("connect {addr}"), e))?;
+        Ok(self.add_connecting(Stream::Tcp(stream), PeerAddr::Inet(addr), tag))
+    }
+
+    /// Starts a connect to a Unix-domain stream socket before (or outside) `run`; see
+    /// [`Control::connect_unix`].
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Connect`] when the connect fails at once (no such socket, refused, a
+    /// full listen queue).
+    pub fn connect_unix(&mut self, path: impl AsRef<Path>, tag: u64) -> Result<ConnId, Error> {
+        let path = path.as_ref();
+        let stream = mio::net::UnixStream::connect(path).map_err(|e| {
+            Error::new(ErrorKind::Connect, format!("connect {}", path.display()), e)
+        })?;
+        let peer = PeerAddr::Unix(Some(path.to_path_buf()));
+        Ok(self.add_connecting(Stream::Unix(stream), peer, tag))
+    }
+
+    /// Calls [`Handler::on_timer`] at `at`, once `run` has started; see
+    /// [`Control::set_timer`]. A loop with nothing else to wake it (a client whose first
+    /// requests all vanished) can bound its own run this way.
+    pub fn set_timer(&mut self, at: Instant) -> TimerId {
+        Control {
+            core: &mut self.core,
+        }
+        .set_timer(at)
+    }
+
+    fn add_connecting(&mut self, stream: Stream, peer: PeerAddr, tag: u64) -> ConnId {
+        let id = self
+            .core
+            .conns
+            .insert(Connection::connecting(stream, peer, tag, Instant::now()));
+        // Registered when `run` settles it.
+        self.core.touched.push(id);
+        id
+    }
+
+    fn add_source(&mut self, mut source: Source, what: &str) -> Result<usize, Error> {
+        let entry = self.core.sources.vacant_entry();
+        let token = token::encode(Target::Source(entry.key()));
+        let registry = self.poll.registry();
+        let result = match &mut source {
+            Source::TcpListener { listener, .. } => {
+                registry.register(listener, token, Interest::READABLE)
+            }
+            Source::UnixListener { listener, .. } => {
+                registry.register(listener, token, Interest::READABLE)
+            }
+            Source::Udp(udp) => registry.register(
+                &mut udp.socket,
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            ),
+        };
+        result.map_err(|e| Error::new(ErrorKind::Poll, format!("register {what}"), e))?;
+        let key = entry.key();
+        entry.insert(source);
+        Ok(key)
+    }
+
+    /// Runs until [`ShutdownHandle::shutdown`] or [`Control::stop`] is called and the
+    /// drain is over. Messages posted while it runs are delivered; once it returns, posts
+    /// fail with [`PostError::Closed`](crate::PostError::Closed).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Poll`] when waiting on the poller fails (it never does in practice);
+    /// I/O errors on sockets are handled inside the loop, counted, and never end it.
+    pub fn run<H: Handler<M>>(&mut self, handler: &mut H) -> Result<(), Error> {
+        let mut events = self
+            .events
+            .take()
+            .unwrap_or_else(|| Events::with_capacity(self.config.events_capacity.max(1)));
+        self.mailbox.open();
+        let result = self.run_with(handler, &mut events);
+        self.mailbox.close();
+        self.events = Some(events);
+        result
+    }
+
+    fn run_with<H: Handler<M>>(
+        &mut self,
+        handler: &mut H,
+        events: &mut Events,
+    ) -> Result<(), Error> {
+        self.core.now = Instant::now();
+        self.after_callback(handler);
+        loop {
+            if self.mailbox.wake.shutdown_requested() && !self.stopping {
+                self.begin_stop(handler);
+            }
+            if self.stopping && self.core.conns.is_empty() {
+                return Ok(());
+            }
+            let timeout = self.core.timers.poll_timeout(Instant::now());
+            if let Err(err) = self.poll.poll(events, timeout) {
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(Error::new(ErrorKind::Poll, "poll", err));
+            }
+            self.core.now = Instant::now();
+            for event in events.iter() {
+                match token::decode(event.token()) {
+                    Target::Waker => self.deliver_messages(handler),
+                    Target::Source(key) => self.source_event(key, event, handler),
+                    Target::Conn(id) => self.conn_event(id, event, handler),
+                }
+            }
+            self.fire_timers(handler);
+            handler.on_turn_end(&mut Control {
+                core: &mut self.core,
+            });
+            self.after_callback(handler);
+        }
+    }
+
+    fn source_event<H: Handler<M>>(
+        &mut self,
+        key: usize,
+        event: &mio::event::Event,
+        handler: &mut H,
+    ) {
+        match self.core.sources.get(key) {
+            Some(Source::TcpListener { .. } | Source::UnixListener { .. }) => {
+                self.accept_from(key, handler);
+            }
+            Some(Source::Udp(_)) => self.udp_event(key, event, handler),
+            None => {}
+        }
+    }
+}
+
+fn set_nonblocking(result: io::Result<()>, what: &str) -> Result<(), Error> {
+    result.map_err(|e| Error::new(ErrorKind::Socket, format!("set {what} non-blocking"), e))
+}

@@ -1,0 +1,281 @@
+//! Stream connections: their events, the handler's callbacks, settling a connection after
+//! anything happened to it, and the one path by which every connection ends.
+
+use super::EventLoop;
+use crate::connection::{Input, Phase, Step};
+use crate::control::Control;
+use crate::counters::Counters;
+use crate::handler::{Closed, Conn, Handler};
+use crate::id::{CloseReason, ConnId, ListenerId, PeerAddr};
+use crate::timers::TimerKey;
+use crate::token::{self, Target, MAX_INDEX};
+
+impl<M> EventLoop<M> {
+    pub(super) fn conn_event<H: Handler<M>>(
+        &mut self,
+        id: ConnId,
+        event: &mio::event::Event,
+        handler: &mut H,
+    ) {
+        let Some(c) = self.core.conns.get(id) else {
+            return; // a stale event for a slot that was closed and reused
+        };
+        if c.phase() == Phase::Connecting {
+            // The handshake's writable edge may come in the same event as the peer's first
+            // bytes (and its FIN): with edge-triggered readiness there is no second event for
+            // them, so read now too.
+            //
+            // On Linux a socket still in SYN_SENT reports neither readable nor writable, and a
+            // failed one reports an error or a hang-up: readiness without either means the
+            // handshake is done, so mio's `take_error` + `peer_addr` check (two system calls
+            // per connection) is needed only for the other cases.
+            let established = (event.is_writable() || event.is_readable())
+                && !event.is_error()
+                && !event.is_write_closed();
+            self.finish_connect(id, established, handler);
+            if self
+                .core
+                .conns
+                .get(id)
+                .is_none_or(|c| c.phase() == Phase::Connecting)
+            {
+                return;
+            }
+        } else if event.is_writable() {
+            self.on_writable(id, handler);
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.on_readable(id, handler);
+        }
+    }
+
+    fn finish_connect<H: Handler<M>>(&mut self, id: ConnId, established: bool, handler: &mut H) {
+        let Some(c) = self.core.conns.get_mut(id) else {
+            return;
+        };
+        let result = if established {
+            Ok(true)
+        } else {
+            c.stream().connect_result()
+        };
+        match result {
+            Ok(false) => return,
+            Ok(true) => {
+                c.established(self.core.now);
+                Counters::add(&self.core.counters.connected, 1);
+                self.callback(id, handler, |h, conn| h.on_open(conn));
+            }
+            Err(e) => c.fail(&e),
+        }
+        self.settle(id, handler);
+        self.after_callback(handler);
+    }
+
+    fn on_writable<H: Handler<M>>(&mut self, id: ConnId, handler: &mut H) {
+        let Some(c) = self.core.conns.get_mut(id) else {
+            return;
+        };
+        let drained = c.on_writable(
+            self.core.now,
+            &self.limits,
+            self.config.low_water,
+            self.config.max_pending_output,
+            &self.core.counters,
+        );
+        if drained {
+            self.callback(id, handler, |h, conn| h.on_flushed(conn));
+        }
+        self.settle(id, handler);
+        self.after_callback(handler);
+    }
+
+    /// Reads until `WouldBlock`, EOF, a pause, or back-pressure, handing data to the handler
+    /// (or dropping it, when closing).
+    pub(super) fn on_readable<H: Handler<M>>(&mut self, id: ConnId, handler: &mut H) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        // Looked up again after every callback: the handler may have paused, closed or
+        // aborted this connection, through `Conn` or through `Control`.
+        while let Some(c) = self.core.conns.get_mut(id) {
+            let closing = c.is_closing();
+            match c.read_step(
+                &mut scratch,
+                self.core.now,
+                self.config.max_pending_output,
+                &self.core.counters,
+            ) {
+                Input::Data(n) => {
+                    let data = &scratch[..n];
+                    self.callback(id, handler, |h, conn| h.on_data(conn, data));
+                    self.after_callback(handler);
+                }
+                Input::Dropped(_) => {}
+                Input::Eof => {
+                    if !closing {
+                        self.callback(id, handler, |h, conn| h.on_read_closed(conn));
+                    }
+                    break;
+                }
+                Input::Stop => break,
+            }
+        }
+        self.scratch = scratch;
+        self.settle(id, handler);
+        self.after_callback(handler);
+    }
+
+    /// Calls `f` with connection `id`, live for the whole call.
+    pub(super) fn callback<H, F>(&mut self, id: ConnId, handler: &mut H, f: F)
+    where
+        H: Handler<M>,
+        F: FnOnce(&mut H, &mut Conn<'_>),
+    {
+        if self.core.conns.get(id).is_none() {
+            return;
+        }
+        let mut conn = Conn {
+            ctl: Control {
+                core: &mut self.core,
+            },
+            id,
+        };
+        f(handler, &mut conn);
+    }
+
+    /// After a callback: settles every connection it changed through `Control` (a send to
+    /// another connection, a close, a resumed read), and carries out what it left for the
+    /// loop (failed connects' `on_close`, a stop). Those may call the handler again, and so
+    /// change more connections; the list is worked until it is empty. A nested call (a
+    /// callback run while settling) leaves the list to the outer one, so the stack stays
+    /// flat however connections feed each other.
+    pub(super) fn after_callback<H: Handler<M>>(&mut self, handler: &mut H) {
+        if self.settling {
+            return;
+        }
+        self.settling = true;
+        loop {
+            if let Some(id) = self.core.touched.pop() {
+                self.settle(id, handler);
+            } else if !self.core.deferred.is_empty() {
+                self.run_deferred(handler);
+            } else {
+                break;
+            }
+        }
+        self.settling = false;
+    }
+
+    /// After anything happened to a connection: move it along, close it, or make sure it is
+    /// registered, has its deadline, and gets the read it is owed.
+    pub(super) fn settle<H: Handler<M>>(&mut self, id: ConnId, handler: &mut H) {
+        let Some(c) = self.core.conns.get_mut(id) else {
+            return;
+        };
+        match c.advance(
+            self.core.now,
+            &self.limits,
+            &mut self.scratch,
+            &self.core.counters,
+        ) {
+            Step::Close(reason) => self.close(id, reason, handler),
+            Step::Keep => {
+                if !c.is_registered() {
+                    let result = if id.index > MAX_INDEX {
+                        Err(std::io::Error::other("too many connections for one loop"))
+                    } else {
+                        c.register(&self.core.registry, token::encode(Target::Conn(id)))
+                    };
+                    if let Err(err) = result {
+                        log::warn!("register {:?}: {err}", c.peer());
+                        c.fail(&err);
+                        return self.settle(id, handler);
+                    }
+                }
+                let owed = c.take_read_owed();
+                self.schedule(id);
+                if owed {
+                    self.on_readable(id, handler);
+                }
+            }
+        }
+    }
+
+    /// Makes sure the connection's earliest deadline is in the timer set. A later deadline
+    /// is left for the earlier entry to find when it fires (idle deadlines move on every
+    /// read; moving the timer entry each time would cost more than the rare early wake-up).
+    pub(super) fn schedule(&mut self, id: ConnId) {
+        let Some(c) = self.core.conns.get_mut(id) else {
+            return;
+        };
+        let Some(want) = c.next_deadline(self.config.idle_timeout) else {
+            return;
+        };
+        if c.scheduled().is_some_and(|at| at <= want) {
+            return;
+        }
+        let key = TimerKey::Conn(id);
+        self.core.timers.reschedule(key, c.scheduled(), Some(want));
+        c.set_scheduled(Some(want));
+    }
+
+    /// The end of a connection's life, whatever ended it: out of the slot map (its id is
+    /// stale from now on), its deadline dropped, counted, [`Handler::on_close`] called once,
+    /// and its socket closed (which also removes it from the poller: no `epoll_ctl(DEL)`).
+    pub(super) fn close<H: Handler<M>>(
+        &mut self,
+        id: ConnId,
+        reason: CloseReason,
+        handler: &mut H,
+    ) {
+        let Some(conn) = self.core.conns.remove(id) else {
+            return;
+        };
+        if let Some(at) = conn.scheduled() {
+            self.core.timers.remove(at, TimerKey::Conn(id));
+        }
+        let retired = conn.retire(&self.core.counters);
+        self.report_close(
+            id,
+            &retired.peer,
+            retired.tag,
+            retired.listener,
+            reason,
+            retired.unsent,
+            handler,
+        );
+        self.resume_full_listeners(handler);
+    }
+
+    /// Counts a closed connection and tells the handler. Called by [`close`](Self::close),
+    /// and for a connect that failed before its connection existed.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn report_close<H: Handler<M>>(
+        &mut self,
+        id: ConnId,
+        peer: &PeerAddr,
+        tag: u64,
+        listener: Option<ListenerId>,
+        reason: CloseReason,
+        unsent: usize,
+        handler: &mut H,
+    ) {
+        Counters::add(&self.core.counters.closed, 1);
+        reason.count(&self.core.counters);
+        if reason != CloseReason::Done {
+            log::debug!("connection {peer:?} closed: {reason:?}");
+        }
+        let closed = Closed {
+            id,
+            tag,
+            peer,
+            listener,
+            reason,
+            unsent,
+        };
+        handler.on_close(
+            &mut Control {
+                core: &mut self.core,
+            },
+            &closed,
+        );
+    }
+}
