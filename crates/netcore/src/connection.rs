@@ -204,6 +204,11 @@ pub(crate) enum Step {
 pub(crate) struct Limits {
     pub(crate) write_timeout: Option<Duration>,
     pub(crate) linger: Duration,
+    /// Stop reading a connection whose own pending output passes this (back-pressure),
+    /// until half of it is written.
+    pub(crate) max_pending: usize,
+    /// Pending output falling from above this to at or below it is reported (`on_flushed`).
+    pub(crate) low_water: usize,
 }
 
 #[derive(Debug)]
@@ -220,6 +225,8 @@ pub(crate) struct Connection<S = Stream> {
     /// Reading was resumed: input that arrived while paused raised no new edge, so the loop
     /// must read once without waiting for an event.
     read_owed: bool,
+    /// Pending output fell to the low-water mark: the loop owes the handler `on_flushed`.
+    flushed_owed: bool,
     /// Registered with the poller (a connection closed on the fast path never is).
     registered: bool,
     /// The deadline this connection has in the loop's timer set.
@@ -292,6 +299,7 @@ impl<S: Socket> Connection<S> {
             writing: Writing::Ready,
             after_flush: AfterFlush::Nothing,
             read_owed: false,
+            flushed_owed: false,
             registered: false,
             scheduled: None,
             last_active: now,
@@ -486,25 +494,17 @@ impl<S: Socket> Connection<S> {
         std::mem::take(&mut self.read_owed)
     }
 
-    /// Handles a writable event: writes what is queued. Returns whether the pending output
-    /// just fell to or below `low_water` from above it (the handler's `on_flushed`).
-    pub(crate) fn on_writable(
-        &mut self,
-        now: Instant,
-        limits: &Limits,
-        low_water: usize,
-        max_pending: usize,
-        counters: &Counters,
-    ) -> bool {
+    /// Handles a writable event: writes what is queued (the low-water and back-pressure
+    /// bookkeeping is in [`flush`](Self::flush), shared with [`advance`](Self::advance)).
+    pub(crate) fn on_writable(&mut self, now: Instant, limits: &Limits, counters: &Counters) {
         if self.writing == Writing::Blocked {
             self.writing = Writing::Ready;
         }
         if self.out.is_empty() || matches!(self.phase, Phase::Ended(_) | Phase::Connecting) {
-            return false;
+            return;
         }
-        let before = self.out.len();
-        match self.flush(counters) {
-            Ok(0) => return false,
+        match self.flush(limits, counters) {
+            Ok(0) => {}
             Ok(_) => {
                 self.last_active = now;
                 // The peer is taking output: the write deadline is for one that stopped.
@@ -512,18 +512,13 @@ impl<S: Socket> Connection<S> {
                     self.write_deadline = limits.write_timeout.map(|d| now + d);
                 }
             }
-            Err(e) => {
-                self.fail(&e);
-                return false;
-            }
+            Err(e) => self.fail(&e),
         }
-        if let Reading::Paused(pause) = &mut self.reading {
-            if pause.by_backpressure && self.out.len() <= max_pending / 2 {
-                pause.by_backpressure = false;
-                self.unpause_if_free();
-            }
-        }
-        before > low_water && self.out.len() <= low_water && self.phase == Phase::Open
+    }
+
+    /// The loop owes the handler `on_flushed` (and forgets it).
+    pub(crate) fn take_flushed_owed(&mut self) -> bool {
+        std::mem::take(&mut self.flushed_owed)
     }
 
     /// One read step: reads once into `scratch` unless reading is paused, closed or ended.
@@ -532,7 +527,7 @@ impl<S: Socket> Connection<S> {
         &mut self,
         scratch: &mut [u8],
         now: Instant,
-        max_pending: usize,
+        limits: &Limits,
         counters: &Counters,
     ) -> Input {
         let closing = self.is_closing();
@@ -544,7 +539,7 @@ impl<S: Socket> Connection<S> {
         if matches!(self.phase, Phase::Ended(_) | Phase::Connecting) {
             return Input::Stop;
         }
-        if !closing && self.out.len() > max_pending {
+        if !closing && self.out.len() > limits.max_pending {
             self.reading = Reading::Paused(Pause {
                 by_handler: false,
                 by_backpressure: true,
@@ -611,7 +606,7 @@ impl<S: Socket> Connection<S> {
             Phase::Open | Phase::Draining => {}
         }
         if !self.out.is_empty() && self.writing == Writing::Ready {
-            if let Err(err) = self.flush(counters) {
+            if let Err(err) = self.flush(limits, counters) {
                 return Step::Close(CloseReason::from_io(&err));
             }
         }
@@ -680,15 +675,29 @@ impl<S: Socket> Connection<S> {
 
     /// Writes queued output until it is gone or the socket would block; returns how many
     /// bytes went.
-    fn flush(&mut self, counters: &Counters) -> io::Result<usize> {
+    ///
+    /// Output that falls to the low-water mark owes the handler `on_flushed`; output that
+    /// falls to half the back-pressure bound lifts that pause.
+    fn flush(&mut self, limits: &Limits, counters: &Counters) -> io::Result<usize> {
+        let before = self.out.len();
         let n = self.out.write_to(&mut self.stream)?;
         Counters::add(&counters.bytes_out, n as u64);
         counters.unbuffer(n);
-        self.writing = if self.out.is_empty() {
+        let after = self.out.len();
+        self.writing = if after == 0 {
             Writing::Ready
         } else {
             Writing::Blocked
         };
+        if before > limits.low_water && after <= limits.low_water && self.phase == Phase::Open {
+            self.flushed_owed = true;
+        }
+        if let Reading::Paused(pause) = &mut self.reading {
+            if pause.by_backpressure && after <= limits.max_pending / 2 {
+                pause.by_backpressure = false;
+                self.unpause_if_free();
+            }
+        }
         Ok(n)
     }
 
@@ -803,6 +812,13 @@ mod tests {
     const LIMITS: Limits = Limits {
         write_timeout: Some(Duration::from_secs(30)),
         linger: Duration::from_secs(2),
+        max_pending: 64,
+        low_water: 0,
+    };
+
+    const BIG: Limits = Limits {
+        max_pending: 1 << 20,
+        ..LIMITS
     };
 
     fn open(fake: Fake) -> (Connection<Fake>, Instant, Counters) {
@@ -849,10 +865,8 @@ mod tests {
         assert_eq!(c.next_deadline(None), Some(now + Duration::from_secs(30)));
         c.stream.window = 10;
         let later = now + Duration::from_secs(1);
-        assert!(
-            c.on_writable(later, &LIMITS, 0, 1 << 20, &counters),
-            "drained: on_flushed"
-        );
+        c.on_writable(later, &LIMITS, &counters);
+        assert!(c.take_flushed_owed(), "drained: on_flushed");
         assert_eq!(c.stream.written, b"hello");
         assert_eq!(
             step(&mut c, later, &counters),
@@ -864,23 +878,23 @@ mod tests {
     #[test]
     fn on_flushed_fires_once_when_output_falls_to_the_low_water_mark() {
         let (mut c, now, counters) = open(Fake::default());
+        let limits = Limits {
+            low_water: 40,
+            max_pending: 1 << 20,
+            ..LIMITS
+        };
         c.send(&[7; 100], None, &counters);
         assert_eq!(step(&mut c, now, &counters), Step::Keep);
         c.stream.window = 50;
-        assert!(
-            !c.on_writable(now, &LIMITS, 40, 1 << 20, &counters),
-            "60 > 40"
-        );
+        c.on_writable(now, &limits, &counters);
+        assert!(!c.take_flushed_owed(), "60 > 40");
         c.stream.window = 30;
-        assert!(
-            c.on_writable(now, &LIMITS, 40, 1 << 20, &counters),
-            "20 <= 40"
-        );
+        c.on_writable(now, &limits, &counters);
+        assert!(c.take_flushed_owed(), "20 <= 40");
+        assert!(!c.take_flushed_owed(), "owed once");
         c.stream.window = 30;
-        assert!(
-            !c.on_writable(now, &LIMITS, 40, 1 << 20, &counters),
-            "already below"
-        );
+        c.on_writable(now, &limits, &counters);
+        assert!(!c.take_flushed_owed(), "already below");
     }
 
     #[test]
@@ -901,10 +915,7 @@ mod tests {
             "draining is bounded by the linger deadline"
         );
         c.stream.eof = true;
-        assert_eq!(
-            c.read_step(&mut [0; 8], now, 1 << 20, &counters),
-            Input::Eof
-        );
+        assert_eq!(c.read_step(&mut [0; 8], now, &BIG, &counters), Input::Eof);
         assert_eq!(step(&mut c, now, &counters), Step::Close(CloseReason::Done));
     }
 
@@ -921,7 +932,7 @@ mod tests {
         assert_eq!(c.writing(), Writing::Shut);
         assert!(!c.send(b"late", None, &counters), "nothing after the FIN");
         assert_eq!(
-            c.read_step(&mut [0; 8], now, 1 << 20, &counters),
+            c.read_step(&mut [0; 8], now, &BIG, &counters),
             Input::Data(4)
         );
     }
@@ -933,7 +944,10 @@ mod tests {
             ..Fake::default()
         });
         c.send(&[1; 100], None, &counters);
-        assert_eq!(c.read_step(&mut [0; 8], now, 64, &counters), Input::Stop);
+        assert_eq!(
+            c.read_step(&mut [0; 8], now, &LIMITS, &counters),
+            Input::Stop
+        );
         assert_eq!(
             c.reading(),
             Reading::Paused(Pause {
@@ -942,10 +956,10 @@ mod tests {
             })
         );
         c.stream.window = 40;
-        c.on_writable(now, &LIMITS, 0, 64, &counters);
+        c.on_writable(now, &LIMITS, &counters);
         assert!(matches!(c.reading(), Reading::Paused(_)), "60 left > 32");
         c.stream.window = 40;
-        c.on_writable(now, &LIMITS, 0, 64, &counters);
+        c.on_writable(now, &LIMITS, &counters);
         assert_eq!(c.reading(), Reading::Open);
         assert!(c.take_read_owed(), "input that waited must be read now");
         assert!(!c.take_read_owed());
@@ -958,11 +972,17 @@ mod tests {
             ..Fake::default()
         });
         c.pause_reading();
-        assert_eq!(c.read_step(&mut [0; 8], now, 64, &counters), Input::Stop);
+        assert_eq!(
+            c.read_step(&mut [0; 8], now, &LIMITS, &counters),
+            Input::Stop
+        );
         c.resume_reading();
         assert_eq!(c.reading(), Reading::Open);
         assert!(c.take_read_owed());
-        assert_eq!(c.read_step(&mut [0; 8], now, 64, &counters), Input::Data(1));
+        assert_eq!(
+            c.read_step(&mut [0; 8], now, &LIMITS, &counters),
+            Input::Data(1)
+        );
     }
 
     #[test]
@@ -974,7 +994,7 @@ mod tests {
         c.pause_reading();
         c.close();
         assert_eq!(
-            c.read_step(&mut [0; 8], now, 64, &counters),
+            c.read_step(&mut [0; 8], now, &LIMITS, &counters),
             Input::Dropped(7),
             "a paused connection that is closing still drains"
         );

@@ -209,6 +209,8 @@ impl<M> EventLoop<M> {
         let limits = Limits {
             write_timeout: config.write_timeout,
             linger: config.linger,
+            max_pending: config.max_pending_output,
+            low_water: config.low_water,
         };
         Ok(EventLoop {
             poll,

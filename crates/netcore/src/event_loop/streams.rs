@@ -72,18 +72,8 @@ impl<M> EventLoop<M> {
     }
 
     fn on_writable<H: Handler<M>>(&mut self, id: ConnId, handler: &mut H) {
-        let Some(c) = self.core.conns.get_mut(id) else {
-            return;
-        };
-        let drained = c.on_writable(
-            self.core.now,
-            &self.limits,
-            self.config.low_water,
-            self.config.max_pending_output,
-            &self.core.counters,
-        );
-        if drained {
-            self.callback(id, handler, |h, conn| h.on_flushed(conn));
+        if let Some(c) = self.core.conns.get_mut(id) {
+            c.on_writable(self.core.now, &self.limits, &self.core.counters);
         }
         self.settle(id, handler);
         self.after_callback(handler);
@@ -100,7 +90,7 @@ impl<M> EventLoop<M> {
             match c.read_step(
                 &mut scratch,
                 self.core.now,
-                self.config.max_pending_output,
+                &self.limits,
                 &self.core.counters,
             ) {
                 Input::Data(n) => {
@@ -190,9 +180,15 @@ impl<M> EventLoop<M> {
                         return self.settle(id, handler);
                     }
                 }
-                let owed = c.take_read_owed();
+                let flushed = c.take_flushed_owed();
+                let read_owed = c.take_read_owed();
                 self.schedule(id);
-                if owed {
+                if flushed {
+                    self.callback(id, handler, |h, conn| h.on_flushed(conn));
+                    // What the handler did there (a close, a send) needs this step again.
+                    self.core.touched.push(id);
+                }
+                if read_owed {
                     self.on_readable(id, handler);
                 }
             }
