@@ -41,6 +41,9 @@ impl Chat {
 
 impl Handler for Chat {
     fn on_open(&mut self, conn: &mut Conn<'_>) {
+        // Lines are small and interactive: without this, Nagle's algorithm holds a line's
+        // last segment until the client's delayed ACK (40 ms) comes back.
+        let _ = conn.set_nodelay(true);
         self.clients.insert(conn.id(), Vec::new());
     }
 

@@ -1,0 +1,301 @@
+//! The examples, run as the programs they are and driven by real clients: `chat` (one
+//! client's line reaches every other at once; a client that never reads is dropped and
+//! slows nobody) and `forward` (bytes intact both ways, to TCP and Unix targets, half-close
+//! passed on at once, a client that never reads holds the sender back in bounded memory).
+//!
+//! `cargo test` builds the examples beside the test binaries (`target/debug/examples/`);
+//! a run that filters test targets (`--test examples`) must build them first
+//! (`cargo build -p netcore --examples`), and the failure says so.
+
+mod util;
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use util::{wait_for, TempDir, BOUND};
+
+/// An example program, running, killed when dropped.
+struct Example {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Example {
+    fn start(name: &str, args: &[&str]) -> Example {
+        let path = example_path(name);
+        let mut child = Command::new(&path)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", path.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the readiness line");
+        let addr = line
+            .trim()
+            .strip_prefix("Listening on ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: no readiness line, got {line:?}"));
+        Example { child, addr }
+    }
+
+    /// Resident memory now (`VmRSS`), in bytes.
+    fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc status");
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc status");
+        kb * 1024
+    }
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn example_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/debug/deps/examples-HASH -> target/debug/examples/NAME
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("examples").join(name))
+        .expect("target dir");
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build -p netcore --examples` (plain `cargo test` builds it)",
+        path.display()
+    );
+    path
+}
+
+fn client(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(BOUND)).expect("read timeout");
+    stream
+}
+
+fn read_line(reader: &mut BufReader<TcpStream>) -> String {
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("read a line in time");
+    line
+}
+
+/// Joins a chat and waits until the server surely has it: a line it sends reaches `witness`.
+fn join_chat(addr: SocketAddr, witness: &mut BufReader<TcpStream>, name: &str) -> TcpStream {
+    let mut stream = client(addr);
+    let hello = format!("{name} joined\n");
+    stream.write_all(hello.as_bytes()).expect("say hello");
+    assert_eq!(read_line(witness), hello);
+    stream
+}
+
+#[test]
+fn chat_delivers_a_line_to_every_other_client_at_once() {
+    let chat = Example::start("chat", &[]);
+    let mut first = BufReader::new(client(chat.addr));
+    let second = join_chat(chat.addr, &mut first, "second");
+    let mut second = BufReader::new(second);
+    let third = join_chat(chat.addr, &mut first, "third");
+    let _ = read_line(&mut second); // "third joined"
+    let mut third = BufReader::new(third);
+
+    // The first client has never spoken; the others have stopped speaking: all of them get
+    // the line now, not after they next say something.
+    first
+        .get_mut()
+        .write_all(b"hello from first\n")
+        .expect("send");
+    assert_eq!(read_line(&mut second), "hello from first\n");
+    assert_eq!(read_line(&mut third), "hello from first\n");
+    third.get_mut().write_all(b"a line in ").expect("send");
+    third.get_mut().write_all(b"two parts\n").expect("send");
+    assert_eq!(read_line(&mut first), "a line in two parts\n");
+    assert_eq!(read_line(&mut second), "a line in two parts\n");
+}
+
+#[test]
+fn chat_drops_a_client_that_never_reads_and_slows_nobody() {
+    let chat = Example::start("chat", &[]);
+    let mut reader = BufReader::new(client(chat.addr));
+    let mut writer = join_chat(chat.addr, &mut reader, "writer");
+    let mut stuck = join_chat(chat.addr, &mut reader, "stuck");
+
+    // 48 MiB in 1 KiB lines, sent in rounds that the reader keeps up with: the stuck client
+    // is sent the same, and never reads it.
+    let line = [b'x'; 1023];
+    let mut round = Vec::new();
+    for _ in 0..64 {
+        round.extend_from_slice(&line);
+        round.push(b'\n');
+    }
+    let rounds = 48 * 1024 * 1024 / round.len();
+    let mut got = vec![0; round.len()];
+    let started = Instant::now();
+    for _ in 0..rounds {
+        writer.write_all(&round).expect("write a round");
+        reader
+            .read_exact(&mut got)
+            .expect("the reader gets every line in time");
+        assert_eq!(got, round);
+        assert!(started.elapsed() < BOUND * 3, "the chat slowed down");
+    }
+
+    // The stuck client was cut off: it gets what the kernel held for it, then the end.
+    stuck.set_nonblocking(false).expect("blocking");
+    let mut received = 0usize;
+    let mut buf = vec![0; 1 << 16];
+    loop {
+        match stuck.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => received += n,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the stuck client was never disconnected: {e}"),
+        }
+    }
+    let sent = rounds * round.len();
+    assert!(
+        received < sent / 2,
+        "the stuck client got {received} of {sent} bytes: it was not dropped"
+    );
+}
+
+/// A Unix-domain echo server on a thread: one connection, echoes until EOF, then closes.
+fn unix_echo(dir: &TempDir) -> PathBuf {
+    let path = dir.0.join("echo.sock");
+    let listener = UnixListener::bind(&path).expect("bind a Unix socket");
+    std::thread::spawn(move || {
+        if let Ok((mut conn, _)) = listener.accept() {
+            let mut buf = [0; 4096];
+            while let Ok(n) = conn.read(&mut buf) {
+                if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    path
+}
+
+#[test]
+fn forward_to_an_echo_server_answers_each_line_at_once() {
+    let echo = Example::start("echo", &[]);
+    let forward = Example::start("forward", &["127.0.0.1:0", &echo.addr.to_string()]);
+    let mut conn = BufReader::new(client(forward.addr));
+    for n in 0..20 {
+        let line = format!("line {n}\n");
+        conn.get_mut().write_all(line.as_bytes()).expect("send");
+        // Not one message behind: each line's echo arrives before the next is sent.
+        assert_eq!(read_line(&mut conn), line);
+    }
+}
+
+#[test]
+fn forward_to_a_greeter_passes_the_greeting_and_its_close() {
+    let greeter = Example::start("greeter", &[]);
+    let forward = Example::start("forward", &["127.0.0.1:0", &greeter.addr.to_string()]);
+    let mut conn = client(forward.addr);
+    let mut reply = Vec::new();
+    conn.read_to_end(&mut reply)
+        .expect("the greeting, then EOF in time");
+    assert_eq!(reply, b"Thank you for connecting\n");
+}
+
+#[test]
+fn forward_to_a_unix_socket_keeps_bytes_intact_both_ways() {
+    let dir = TempDir::new("forward-unix");
+    let target = unix_echo(&dir);
+    let forward = Example::start("forward", &["127.0.0.1:0", &target.to_string_lossy()]);
+    let mut conn = client(forward.addr);
+    let data: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let writer = {
+        let mut conn = conn.try_clone().expect("clone");
+        let data = data.clone();
+        std::thread::spawn(move || {
+            conn.write_all(&data).expect("send 4 MiB");
+            conn.shutdown(Shutdown::Write).expect("half-close");
+        })
+    };
+    let mut echoed = Vec::new();
+    conn.read_to_end(&mut echoed).expect("the echo, then EOF");
+    writer.join().expect("writer");
+    assert_eq!(echoed.len(), data.len());
+    assert!(echoed == data, "the echo differs from what was sent");
+}
+
+#[test]
+fn forward_passes_a_half_close_through_at_once() {
+    let echo = Example::start("echo", &[]);
+    let forward = Example::start("forward", &["127.0.0.1:0", &echo.addr.to_string()]);
+    let mut conn = client(forward.addr);
+    conn.write_all(b"last words").expect("send");
+    conn.shutdown(Shutdown::Write).expect("half-close");
+    let started = Instant::now();
+    let mut reply = Vec::new();
+    conn.read_to_end(&mut reply).expect("echo and EOF");
+    assert_eq!(reply, b"last words");
+    // The echo server sees our EOF only if the forwarder passed it on; without that, both
+    // sides would wait for an idle timeout (60 s).
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "EOF took {:?}: the half-close was not passed on",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn forward_holds_a_fast_sender_back_when_its_client_never_reads() {
+    let echo = Example::start("echo", &[]);
+    let forward = Example::start("forward", &["127.0.0.1:0", &echo.addr.to_string()]);
+    let conn = client(forward.addr);
+    conn.set_nonblocking(true).expect("non-blocking");
+    let mut conn = conn;
+
+    // Send up to 64 MiB and never read the echo: the echo server stops reading once its
+    // replies back up, the forwarder stops reading once those back up, and the sender
+    // stalls. It stalls when no byte has gone for a while.
+    let chunk = vec![0x5a; 64 * 1024];
+    let limit = 64 * 1024 * 1024;
+    let mut sent = 0usize;
+    let mut last_progress = Instant::now();
+    let started = Instant::now();
+    while sent < limit && last_progress.elapsed() < Duration::from_secs(2) {
+        assert!(started.elapsed() < BOUND, "the send loop ran out of time");
+        match conn.write(&chunk) {
+            Ok(n) => {
+                sent += n;
+                last_progress = Instant::now();
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5)); // pacing a poll, not a wait for a server
+            }
+            Err(e) => panic!("send: {e}"),
+        }
+    }
+    assert!(
+        sent < limit,
+        "the sender pushed all {sent} bytes: nothing held it back"
+    );
+    let rss = forward.rss();
+    assert!(
+        rss < 8 * 1024 * 1024,
+        "the forwarder holds {rss} bytes resident after {sent} bytes were sent"
+    );
+    eprintln!("sender held back after {sent} bytes; forwarder resident {rss} bytes");
+    wait_for("the forwarder to stay up", BOUND, || {
+        TcpStream::connect(forward.addr).is_ok()
+    });
+}
