@@ -10,6 +10,15 @@ use crate::id::{CloseReason, ConnId, ListenerId, PeerAddr};
 use crate::timers::TimerKey;
 use crate::token::{self, Target, MAX_INDEX};
 
+/// How far [`EventLoop::on_readable`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Drain {
+    /// Until `WouldBlock` or EOF.
+    Fully,
+    /// Also stop after a read that did not fill the buffer.
+    UntilShortRead,
+}
+
 impl<M> EventLoop<M> {
     pub(super) fn conn_event<H: Handler<M>>(
         &mut self,
@@ -44,8 +53,12 @@ impl<M> EventLoop<M> {
         } else if event.is_writable() {
             self.on_writable(id, handler);
         }
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
-            self.on_readable(id, handler);
+        if event.is_read_closed() || event.is_error() {
+            // The peer's FIN (or an error) is queued behind any data: no later edge will
+            // announce it, so read until it is seen.
+            self.on_readable(id, Drain::Fully, handler);
+        } else if event.is_readable() {
+            self.on_readable(id, Drain::UntilShortRead, handler);
         }
     }
 
@@ -79,9 +92,9 @@ impl<M> EventLoop<M> {
         self.after_callback(handler);
     }
 
-    /// Reads until `WouldBlock`, EOF, a pause, or back-pressure, handing data to the handler
-    /// (or dropping it, when closing).
-    pub(super) fn on_readable<H: Handler<M>>(&mut self, id: ConnId, handler: &mut H) {
+    /// Reads until `WouldBlock` (or, as `drain` allows, a short read), EOF, a pause, or
+    /// back-pressure, handing data to the handler (or dropping it, when closing).
+    pub(super) fn on_readable<H: Handler<M>>(&mut self, id: ConnId, drain: Drain, handler: &mut H) {
         let mut scratch = std::mem::take(&mut self.scratch);
         // Looked up again after every callback: the handler may have paused, closed or
         // aborted this connection, through `Conn` or through `Control`.
@@ -97,6 +110,12 @@ impl<M> EventLoop<M> {
                     let data = &scratch[..n];
                     self.callback(id, handler, |h, conn| h.on_data(conn, data));
                     self.after_callback(handler);
+                    // A short read emptied the socket's receive queue: data arriving later
+                    // raises a new edge, so the read that would only say `WouldBlock` is
+                    // skipped (one system call per request; tokio does the same).
+                    if drain == Drain::UntilShortRead && n < scratch.len() {
+                        break;
+                    }
                 }
                 Input::Dropped(_) => {}
                 Input::Eof => {
@@ -189,7 +208,8 @@ impl<M> EventLoop<M> {
                     self.core.touched.push(id);
                 }
                 if read_owed {
-                    self.on_readable(id, handler);
+                    // Input that waited raised its edge long ago: read all of it.
+                    self.on_readable(id, Drain::Fully, handler);
                 }
             }
         }
