@@ -247,18 +247,15 @@ fn remove_stale_socket(path: &std::path::Path) -> Result<(), String> {
     std::fs::remove_file(path).map_err(|e| format!("remove stale socket {}: {e}", path.display()))
 }
 
-/// The readiness lines: one per distinct address, flushed at once.
+/// The readiness lines: one per distinct address and transport (TCP and UDP on one port
+/// are two lines), flushed at once.
 fn announce<'a>(listeners: impl Iterator<Item = &'a Listener>) -> Result<(), String> {
     let mut out = std::io::stdout().lock();
-    let mut seen: Vec<SocketAddr> = Vec::new();
+    let mut seen: Vec<(SocketAddr, &str)> = Vec::new();
     for listener in listeners {
         let line = match listener {
-            Listener::Tcp(l) => {
-                local(l.local_addr(), &mut seen)?.map(|a| format!("{} tcp", PyAddr(&a)))
-            }
-            Listener::Udp(s) => {
-                local(s.local_addr(), &mut seen)?.map(|a| format!("{} udp", PyAddr(&a)))
-            }
+            Listener::Tcp(l) => local(l.local_addr(), "tcp", &mut seen)?,
+            Listener::Udp(s) => local(s.local_addr(), "udp", &mut seen)?,
             Listener::Unix(_, path) => Some(format!("'{}' unix", path.display())),
         };
         if let Some(line) = line {
@@ -268,16 +265,19 @@ fn announce<'a>(listeners: impl Iterator<Item = &'a Listener>) -> Result<(), Str
     out.flush().map_err(|e| format!("stdout: {e}"))
 }
 
-fn local(
+/// `(ADDRESS) TRANSPORT`, or `None` for a listener already announced (the duplicates each
+/// loop polls, or the SO_REUSEPORT siblings).
+fn local<'t>(
     addr: std::io::Result<SocketAddr>,
-    seen: &mut Vec<SocketAddr>,
-) -> Result<Option<SocketAddr>, String> {
+    transport: &'t str,
+    seen: &mut Vec<(SocketAddr, &'t str)>,
+) -> Result<Option<String>, String> {
     let addr = addr.map_err(|e| format!("getsockname: {e}"))?;
-    if seen.contains(&addr) {
+    if seen.contains(&(addr, transport)) {
         return Ok(None);
     }
-    seen.push(addr);
-    Ok(Some(addr))
+    seen.push((addr, transport));
+    Ok(Some(format!("{} {transport}", PyAddr(&addr))))
 }
 
 /// First SIGINT/SIGTERM: graceful stop of every loop. Second: exit at once.
