@@ -53,6 +53,12 @@ pub struct Args {
     #[arg(long, value_name = "PATH", conflicts_with = "udp")]
     pub unix: Option<PathBuf>,
 
+    /// With --unix: the socket file's permission bits, in octal (660: owner and group may
+    /// connect; connecting needs write permission). Set as the file is created, never
+    /// looser for a moment. [default: 777 minus the umask]
+    #[arg(long, value_name = "MODE", requires = "unix", value_parser = parse_mode)]
+    pub unix_mode: Option<u32>,
+
     /// Use IPv4 only when resolving --host.
     #[arg(short = '4', conflicts_with = "ipv6")]
     pub ipv4: bool,
@@ -112,6 +118,15 @@ pub struct Args {
     /// Do not print a line per connection.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// An octal file mode, `0` to `777` (a leading `0` or `0o` is allowed).
+fn parse_mode(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= 0o777 && !digits.starts_with('+') => Ok(mode),
+        _ => Err("an octal mode from 0 to 777 is expected, e.g. 660".into()),
+    }
 }
 
 /// Writes the shell completions (bash, zsh, fish) and the man page under `dir`.

@@ -192,7 +192,8 @@ fn bind(args: &Args, threads: usize) -> Result<Vec<Vec<Listener>>, String> {
             backlog,
             ..ListenOptions::default()
         };
-        let listener = netcore::unix_listener(path, &opts).map_err(|e| e.to_string())?;
+        let listener = with_umask(args.unix_mode, || netcore::unix_listener(path, &opts))
+            .map_err(|e| e.to_string())?;
         return Ok(vec![vec![Listener::Unix(listener, path.clone())]]);
     }
     let family = Family::from_flags(args.ipv4, args.ipv6);
@@ -223,6 +224,23 @@ fn bind(args: &Args, threads: usize) -> Result<Vec<Vec<Listener>>, String> {
         listeners.push(vec![listener]);
     }
     Ok(listeners)
+}
+
+/// Runs `create` with the umask that makes a new socket file's mode exactly `mode` (bind(2)
+/// creates it as 0777 minus the umask), then restores the umask: no moment with a looser
+/// mode, as a chmod after bind would leave.
+fn with_umask<T>(mode: Option<u32>, create: impl FnOnce() -> T) -> T {
+    let Some(mode) = mode else {
+        return create();
+    };
+    // SAFETY: umask(2) cannot fail. It is process-wide: this runs before any other thread of
+    // ours starts (the loops and the signal thread start later), so nothing else creates a
+    // file meanwhile.
+    let old = unsafe { libc::umask(!mode & 0o777) };
+    let created = create();
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    created
 }
 
 /// A socket file left by a server that died may be replaced; anything else may not.
