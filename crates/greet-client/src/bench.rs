@@ -24,7 +24,7 @@ pub struct BenchArgs {
     host: String,
 
     /// Server port: a number or a service name.
-    #[arg(long, default_value = "12345")]
+    #[arg(long, default_value = "12345", value_parser = crate::client::port_arg)]
     port: String,
 
     /// Load UDP instead of TCP: requests with --concurrency outstanding.

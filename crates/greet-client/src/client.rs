@@ -16,7 +16,7 @@ pub struct ClientArgs {
     host: Option<String>,
 
     /// Server port: a number or a service name.
-    #[arg(long, default_value = "12345")]
+    #[arg(long, default_value = "12345", value_parser = port_arg)]
     port: String,
 
     /// Use UDP: send a datagram, print the reply; resend on loss until --timeout.
@@ -43,6 +43,14 @@ pub struct ClientArgs {
     /// Give up when the whole exchange takes longer than this.
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     timeout: Duration,
+}
+
+/// A port number 0-65535 or a service name (looked up later): a bad number is a bad
+/// argument (exit 2), as the README says.
+pub fn port_arg(text: &str) -> Result<String, String> {
+    resolver::check_port(text)
+        .map(|()| text.to_owned())
+        .map_err(|e| e.reason().to_owned())
 }
 
 pub fn run(args: &ClientArgs) -> ExitCode {

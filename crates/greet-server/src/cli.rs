@@ -34,13 +34,15 @@ Examples:
 #[derive(Debug, Parser)]
 #[command(version, after_help = EXAMPLES)]
 pub struct Args {
-    /// Host to bind: a name, an IPv4 or IPv6 address, or "" for every address.
+    /// Host to bind: a name, an IPv4 or IPv6 address, or "" for every address (IPv6 and
+    /// IPv4 both: "::" dual-stack, where IPv4 clients show as ('::ffff:127.0.0.1', ...);
+    /// with -4 only 0.0.0.0, with -6 only "::").
     /// [default: this machine's hostname, as the tutorial's gethostname()]
     #[arg(long)]
     pub host: Option<String>,
 
     /// Port to bind: a number (0 = any free port), or a service name such as "qotd".
-    #[arg(long, default_value = "12345")]
+    #[arg(long, default_value = "12345", value_parser = port_arg)]
     pub port: String,
 
     /// Serve UDP instead of TCP: each datagram is answered with the message, sent to its
@@ -84,8 +86,9 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
 
-    /// Stop accepting while this many connections are open (per loop).
-    #[arg(long, value_name = "N")]
+    /// Stop accepting while this many connections are open (per loop); at least 1
+    /// [default: no limit].
+    #[arg(long, value_name = "N", value_parser = parse_max_connections)]
     pub max_connections: Option<usize>,
 
     /// Close a connection that has done nothing for this long.
@@ -118,6 +121,23 @@ pub struct Args {
     /// Do not print a line per connection.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// A port number 0-65535 or a service name (looked up later): a bad number is a bad
+/// argument (exit 2), as the README says.
+fn port_arg(text: &str) -> Result<String, String> {
+    resolver::check_port(text)
+        .map(|()| text.to_owned())
+        .map_err(|e| e.reason().to_owned())
+}
+
+/// `--max-connections`: 0 would never accept anyone, so it is refused rather than obeyed.
+fn parse_max_connections(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("0 would never accept a connection; omit the flag for no limit".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// An octal file mode, `0` to `777` (a leading `0` or `0o` is allowed).

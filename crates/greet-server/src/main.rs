@@ -205,10 +205,18 @@ fn bind(args: &Args, threads: usize) -> Result<Vec<Vec<Listener>>, String> {
     let mut addr =
         resolver::socket_addr_or_hostname(args.host.as_deref(), &args.port, family, transport)
             .map_err(|e| e.to_string())?;
+    // `--host ""` is every address. With neither -4 nor -6 that is IPv6's `::` with
+    // IPV6_V6ONLY off, which takes IPv4 clients too (as Python's
+    // `socket.create_server(("", port), family=AF_INET6, dualstack_ipv6=True)`), or
+    // `0.0.0.0` on a machine without IPv6.
+    let dual_stack = args.host.as_deref() == Some("") && family == Family::Any && has_ipv6();
+    if dual_stack {
+        addr = SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), addr.port());
+    }
     let opts = ListenOptions {
         backlog,
         reuse_port: threads > 1,
-        ..ListenOptions::default()
+        v6_only: !dual_stack,
     };
     let mut listeners = Vec::with_capacity(threads);
     for _ in 0..threads {
@@ -241,6 +249,11 @@ fn with_umask<T>(mode: Option<u32>, create: impl FnOnce() -> T) -> T {
     // SAFETY: as above.
     unsafe { libc::umask(old) };
     created
+}
+
+/// Whether this machine can make IPv6 sockets at all.
+fn has_ipv6() -> bool {
+    socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).is_ok()
 }
 
 /// A socket file left by a server that died may be replaced; anything else may not.
