@@ -135,3 +135,192 @@ fn empty_host_binds_every_address_ipv4_and_ipv6() {
         server.ready
     );
 }
+
+/// A name that resolves to `::1` first, then `127.0.0.1`, as `localhost` does on many
+/// machines (not on every one, and not always in that order). A private mount namespace
+/// (`unshare -rm`, no privileges needed where user namespaces are allowed) binds a hosts
+/// file over /etc/hosts for the client alone; python3's getaddrinfo, run the same way,
+/// confirms the order first. `None` (after saying why) where namespaces are not allowed.
+struct TwoAddressName {
+    hosts: std::path::PathBuf,
+}
+
+const TWO_ADDRESS_NAME: &str = "greet-fallback-test";
+
+impl TwoAddressName {
+    fn new() -> Option<TwoAddressName> {
+        let dir = temp_dir("two-address-name");
+        let hosts = dir.join("hosts");
+        std::fs::write(
+            &hosts,
+            format!("::1 {TWO_ADDRESS_NAME}\n127.0.0.1 {TWO_ADDRESS_NAME}\n"),
+        )
+        .unwrap();
+        let name = TwoAddressName { hosts };
+        let script = format!(
+            "import socket\n\
+             print([a[4][0] for a in socket.getaddrinfo('{TWO_ADDRESS_NAME}', 1, 0, socket.SOCK_STREAM)])"
+        );
+        let out = name.command("python3").args(["-c", &script]).output();
+        match out {
+            Ok(out) if out.status.success() && out.stdout == b"['::1', '127.0.0.1']\n" => {
+                Some(name)
+            }
+            other => {
+                eprintln!(
+                    "SKIPPED: cannot give a name ::1 then 127.0.0.1 in a private mount \
+                     namespace here (unshare -rm + mount --bind): {other:?}"
+                );
+                None
+            }
+        }
+    }
+
+    /// `program` run with the private hosts file.
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "-rm",
+            "sh",
+            "-c",
+            "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
+        ])
+        .arg(&self.hosts)
+        .arg(program);
+        cmd
+    }
+}
+
+#[test]
+fn the_client_falls_back_to_the_next_address_over_tcp_and_udp() {
+    let Some(name) = TwoAddressName::new() else {
+        return;
+    };
+    for transport in [&[][..], &["--udp"]] {
+        let server = Server::start(
+            &[
+                &["--host", "127.0.0.1", "--port", "0", "--threads", "1"],
+                transport,
+            ]
+            .concat(),
+        );
+        let port = server.port().to_string();
+        let out = name
+            .command(bin("greet-client"))
+            .args(
+                [
+                    &[
+                        "--host",
+                        TWO_ADDRESS_NAME,
+                        "--port",
+                        &port,
+                        "--timeout",
+                        "20s",
+                    ],
+                    transport,
+                ]
+                .concat(),
+            )
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{transport:?}: {out:?}");
+        assert_eq!(out.stdout, b"Thank you for connecting\n", "{transport:?}");
+        // ::1 was tried first, and refused.
+        assert!(
+            stderr.contains(&format!("('::1', {port}, 0, 0)")) && stderr.contains("refused"),
+            "{transport:?}: {stderr}"
+        );
+        // -6 leaves only ::1: refused, one line naming it.
+        let out = name
+            .command(bin("greet-client"))
+            .args(
+                [
+                    &[
+                        "-6",
+                        "--host",
+                        TWO_ADDRESS_NAME,
+                        "--port",
+                        &port,
+                        "--timeout",
+                        "20s",
+                    ],
+                    transport,
+                ]
+                .concat(),
+            )
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("refused"), "{stderr}");
+    }
+}
+
+/// A server that sends `parts` (a pause between them) and then keeps the connection open
+/// until the client closes it, as an SMTP or FTP server does after its banner.
+fn banner_server(
+    parts: &'static [&'static [u8]],
+    pause: Duration,
+) -> (SocketAddr, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let thread = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                std::thread::sleep(pause);
+            }
+            stream.write_all(part).unwrap();
+        }
+        // Hold the connection open until the client closes it (bounded by PATIENCE).
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let _ = stream.read(&mut [0; 64]);
+    });
+    (addr, thread)
+}
+
+#[test]
+fn a_banner_on_a_connection_kept_open_is_printed_not_timed_out() {
+    let (addr, server) = banner_server(&[b"220 greet ESMTP ready\r\n"], Duration::ZERO);
+    let port = addr.port().to_string();
+    let started = Instant::now();
+    let out = client(&["--host", "127.0.0.1", "--port", &port, "--timeout", "20s"]);
+    let took = started.elapsed();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"220 greet ESMTP ready\r\n\n");
+    assert!(
+        took < Duration::from_secs(15),
+        "took {took:?}: it waited for the timeout"
+    );
+    server.join().unwrap();
+
+    // A reply in two parts within --read-idle is read whole (then, the connection still
+    // open, the client waits --read-idle once more before printing).
+    let (addr, server) = banner_server(
+        &[b"220 greet ", b"ESMTP ready\r\n"],
+        Duration::from_millis(100),
+    );
+    let port = addr.port().to_string();
+    let out = client(&[
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--read-idle",
+        "2s",
+        "--timeout",
+        "20s",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"220 greet ESMTP ready\r\n\n");
+    server.join().unwrap();
+
+    // A server that says nothing still times out, as before.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port().to_string();
+    let out = client(&["--host", "127.0.0.1", "--port", &port, "--timeout", "300ms"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}

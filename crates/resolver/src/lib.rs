@@ -101,4 +101,7 @@ pub use host::{check_port, encode_host};
 pub use hostname::gethostname;
 pub use nameinfo::{getnameinfo, NI_DGRAM, NI_NAMEREQD, NI_NOFQDN, NI_NUMERICHOST, NI_NUMERICSERV};
 pub use pyrepr::{ipv6_text, py_str, PyAddr};
-pub use sockaddr::{socket_addr, socket_addr_numeric, socket_addr_or_hostname, Family, Transport};
+pub use sockaddr::{
+    socket_addr, socket_addr_numeric, socket_addr_or_hostname, socket_addrs,
+    socket_addrs_or_hostname, Family, Transport,
+};
