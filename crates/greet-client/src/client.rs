@@ -12,11 +12,11 @@ use resolver::{Family, PyAddr, Transport};
 pub struct ClientArgs {
     /// Server host: a name, an IPv4 or IPv6 address, or "<broadcast>" (UDP).
     /// [default: this machine's hostname, as the tutorial's gethostname()]
-    #[arg(long)]
+    #[arg(value_hint = clap::ValueHint::Hostname, long)]
     host: Option<String>,
 
     /// Server port: a number or a service name.
-    #[arg(long, default_value = "12345", value_parser = port_arg)]
+    #[arg(value_hint = clap::ValueHint::Other, long, default_value = "12345", value_parser = port_arg)]
     port: String,
 
     /// Use UDP: send a datagram, print the reply; resend on loss until --timeout.
@@ -24,7 +24,7 @@ pub struct ClientArgs {
     udp: bool,
 
     /// Connect to a Unix-domain stream socket at PATH instead.
-    #[arg(long, value_name = "PATH", conflicts_with = "udp")]
+    #[arg(value_hint = clap::ValueHint::FilePath, long, value_name = "PATH", conflicts_with = "udp")]
     unix: Option<PathBuf>,
 
     /// Use IPv4 only when resolving --host.
@@ -39,18 +39,18 @@ pub struct ClientArgs {
     /// of: the server closes, BYTES have arrived, or, once something has arrived, nothing
     /// more arrives for --read-idle (a server that sends a banner and keeps the connection
     /// open); what arrived is printed.
-    #[arg(long, default_value_t = 1024, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(value_hint = clap::ValueHint::Other, long, default_value_t = 1024, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..))]
     bufsize: u32,
 
     /// Once some of the reply has arrived, stop reading (and print it) when nothing more
     /// arrives for this long.
-    #[arg(long, default_value = "300ms", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(value_hint = clap::ValueHint::Other, long, default_value = "300ms", value_name = "DURATION", value_parser = humantime::parse_duration)]
     read_idle: Duration,
 
     /// Give up when the whole exchange takes longer than this. A host with several
     /// addresses (localhost: ::1, then 127.0.0.1) has each tried in turn, in getaddrinfo's
     /// order, within this one timeout.
-    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(value_hint = clap::ValueHint::Other, long, default_value = "10s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     timeout: Duration,
 }
 

@@ -28,12 +28,12 @@ Examples:
 pub struct LookupArgs {
     /// Host name or numeric address to resolve (with --reverse: the numeric address to look up;
     /// with --no-host: the SERVICE).
-    #[arg(value_name = "HOST", required_unless_present = "no_host")]
+    #[arg(value_hint = clap::ValueHint::Hostname, value_name = "HOST", required_unless_present = "no_host")]
     pub host: Option<String>,
 
     /// Service name or port number [default: none, port 0] (with --reverse: the port number
     /// [default: 0]).
-    #[arg(value_name = "SERVICE", conflicts_with = "no_host")]
+    #[arg(value_hint = clap::ValueHint::Other, value_name = "SERVICE", conflicts_with = "no_host")]
     pub service: Option<String>,
 
     /// A null host, Python's None: the one argument is then the SERVICE, and the result is
@@ -53,11 +53,11 @@ pub struct LookupArgs {
 
     /// Socket type: stream, dgram, raw, seqpacket, or a number [default: any type, 0]. With
     /// --reverse, dgram looks the port up among UDP services (NI_DGRAM).
-    #[arg(long = "type", value_name = "TYPE", value_parser = parse_socktype)]
+    #[arg(value_hint = clap::ValueHint::Other, long = "type", value_name = "TYPE", value_parser = parse_socktype)]
     pub socktype: Option<i32>,
 
     /// Protocol number (6 TCP, 17 UDP, 132 SCTP) or name (tcp, udp, sctp); 0 means any.
-    #[arg(long, value_name = "N", value_parser = parse_proto, default_value = "0")]
+    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "N", value_parser = parse_proto, default_value = "0")]
     pub proto: i32,
 
     /// AI_PASSIVE: with no usable host, return the wildcard address (for bind).
