@@ -221,3 +221,64 @@ fn a_handed_unix_socket_is_refused_naming_its_descriptor() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A port free for both TCP and UDP on 127.0.0.1 a moment ago.
+fn free_port_for_both() -> u16 {
+    for _ in 0..100 {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for TCP and UDP after 100 tries");
+}
+
+/// greet.socket's case: `ListenStream=` and `ListenDatagram=` on one port. The tool binds one
+/// type per run, but passes on the descriptors it was handed ("file descriptors from
+/// sd_listen_fds() will be passed through"), so two of them nested hand over a TCP
+/// listener (fd 3) and a UDP socket (fd 4) on the same address, as systemd does.
+#[test]
+fn tcp_and_udp_on_one_port_each_get_their_listening_line() {
+    let Some(tool) = tool("systemd-socket-activate") else {
+        return;
+    };
+    let port = free_port_for_both();
+    let listen = format!("127.0.0.1:{port}");
+    let inner = tool.to_str().expect("UTF-8 tool path");
+    let activator = Activator::start(&tool, &["-l", &listen, inner, "--datagram"], &listen, &[])
+        .expect("the port was free a moment ago");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (greeting, _) = greeting_over_tcp(addr);
+    assert_eq!(greeting, GREETING);
+    let announced = [
+        activator.next_line().unwrap(),
+        activator.next_line().unwrap(),
+    ];
+    assert_eq!(
+        announced,
+        [
+            format!("Listening on ('127.0.0.1', {port}) tcp"),
+            format!("Listening on ('127.0.0.1', {port}) udp"),
+        ]
+    );
+    // And both are served.
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let mut buf = [0u8; 1024];
+    let n = loop {
+        socket.send_to(b"", addr).unwrap();
+        match socket.recv_from(&mut buf) {
+            Ok((n, _)) => break n,
+            Err(e) if Instant::now() < deadline => eprintln!("no reply yet ({e}); resending"),
+            Err(e) => panic!("no UDP reply from the activated server: {e}"),
+        }
+    };
+    assert_eq!(&buf[..n], GREETING);
+    let (status, stderr) = activator.terminate();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("accepted 1, greeted 1,"), "{stderr}");
+}

@@ -61,7 +61,8 @@ fn error_paths_give_one_clear_line_and_the_right_status() {
         case("greet-client", &["--bogus"], 2, &["--bogus"]),
         case("greet-client", &["--bufsize", "0"], 2, &["--bufsize"]),
         case("greet-client", &["--timeout", "x"], 2, &["--timeout"]),
-        // bad hosts, ports, services: status 1, the input named
+        // out-of-range port numbers are bad arguments: status 2 (clap's value parser)
+        // bad hosts, services, addresses: status 1, the input named
         case(
             "greet-server",
             &["--host", "nosuch.invalid", "--port", "0"],
@@ -77,7 +78,7 @@ fn error_paths_give_one_clear_line_and_the_right_status() {
         case(
             "greet-server",
             &["--host", "127.0.0.1", "--port", "65536"],
-            1,
+            2,
             &["65536"],
         ),
         case(
@@ -89,7 +90,7 @@ fn error_paths_give_one_clear_line_and_the_right_status() {
         case(
             "greet-server",
             &["--host", "127.0.0.1", "--port=-5"],
-            1,
+            2,
             &["-5"],
         ),
         case(
@@ -101,7 +102,7 @@ fn error_paths_give_one_clear_line_and_the_right_status() {
         case(
             "greet-client",
             &["--host", "127.0.0.1", "--port", "70000"],
-            1,
+            2,
             &["70000"],
         ),
         case(
@@ -167,8 +168,8 @@ fn error_paths_give_one_clear_line_and_the_right_status() {
         case(
             "greet-server",
             &["--host", "127.0.0.1", "--port", ""],
-            1,
-            &["port \"\""],
+            2,
+            &["--port", "required"],
         ),
         case(
             "greet-server",
@@ -194,6 +195,18 @@ fn error_paths_give_one_clear_line_and_the_right_status() {
             &["--max-connections", "abc"],
             2,
             &["--max-connections"],
+        ),
+        case(
+            "greet-server",
+            &["--max-connections", "0"],
+            2,
+            &["--max-connections", "never accept"],
+        ),
+        case(
+            "greet-client",
+            &["bench", "--port", "99999"],
+            2,
+            &["--port", "99999", "0-65535"],
         ),
         case(
             "greet-client",

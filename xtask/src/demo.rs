@@ -13,6 +13,27 @@ use crate::{cargo, root, run_step};
 
 const GREETING: &str = "Thank you for connecting";
 
+/// How a failed write to stdout starts its error: `cargo xtask demo | head -5` closes the
+/// pipe early, and the demo then stops (each server guard is dropped, killing its server)
+/// instead of panicking in `println!` or running on unseen.
+const STDOUT_CLOSED: &str = "stdout closed";
+
+/// `println!` that returns a closed stdout as an error (`?`) instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        write_out(&format!("{}\n", format_args!($($arg)*)))?
+    };
+}
+
+/// Writes `text` to stdout and flushes it; a failure is a [`STDOUT_CLOSED`] error.
+fn write_out(text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("{STDOUT_CLOSED}: {e}"))
+}
+
 pub fn run() -> Result<(), String> {
     run_step(
         "cargo build (greet-server, greet-client)",
@@ -25,39 +46,46 @@ pub fn run() -> Result<(), String> {
     let client = bin.join("greet-client");
 
     let mut failures = Vec::new();
-    check("TCP", tcp(&server, &client), &mut failures);
-    check("UDP", udp(&server, &client), &mut failures);
-    check("Unix socket", unix(&server, &client), &mut failures);
-    check("lookup", lookup(&client), &mut failures);
+    check("TCP", tcp(&server, &client), &mut failures)?;
+    check("UDP", udp(&server, &client), &mut failures)?;
+    check("Unix socket", unix(&server, &client), &mut failures)?;
+    check("lookup", lookup(&client), &mut failures)?;
     if failures.is_empty() {
-        println!("\ndemo: every step printed what it should");
+        say!("\ndemo: every step printed what it should");
         Ok(())
     } else {
         Err(format!("demo failed: {}", failures.join("; ")))
     }
 }
 
-fn check(step: &str, result: Result<(), String>, failures: &mut Vec<String>) {
-    if let Err(e) = result {
-        println!("!! {step}: {e}");
-        failures.push(format!("{step}: {e}"));
+/// Records a failed step and goes on, except when stdout is closed: then nothing more can
+/// be shown, and the demo stops.
+fn check(step: &str, result: Result<(), String>, failures: &mut Vec<String>) -> Result<(), String> {
+    match result {
+        Err(e) if e.starts_with(STDOUT_CLOSED) => Err(e),
+        Err(e) => {
+            say!("!! {step}: {e}");
+            failures.push(format!("{step}: {e}"));
+            Ok(())
+        }
+        Ok(()) => Ok(()),
     }
 }
 
 /// The tutorial's own demo: the server on this host's name (port 0 instead of 12345, so the
 /// demo never collides with a server already running), the client against it.
 fn tcp(server: &Path, client: &Path) -> Result<(), String> {
-    println!("\n## TCP: the tutorial's server.py and client.py");
+    say!("\n## TCP: the tutorial's server.py and client.py");
     let mut cmd = Command::new(server);
     cmd.args(["--port", "0", "--threads", "1"]);
     let (srv, ready) = Server::start("greet-server", cmd)?;
-    println!("$ greet-server --port 0 &\n{ready}");
+    say!("$ greet-server --port 0 &\n{ready}");
     let port = port_of(&ready).ok_or_else(|| format!("no port in {ready:?}"))?;
     run_client(client, &["--port", &port.to_string()])?;
     let line = srv
         .next_line(Duration::from_secs(10))
         .ok_or("the server printed no 'Got connection from' line")?;
-    println!("[server] {line}");
+    say!("[server] {line}");
     let result = if line.starts_with("Got connection from ('") {
         Ok(())
     } else {
@@ -68,7 +96,7 @@ fn tcp(server: &Path, client: &Path) -> Result<(), String> {
 }
 
 fn udp(server: &Path, client: &Path) -> Result<(), String> {
-    println!("\n## UDP: recvfrom / sendto");
+    say!("\n## UDP: recvfrom / sendto");
     let mut cmd = Command::new(server);
     cmd.args([
         "--udp",
@@ -80,20 +108,20 @@ fn udp(server: &Path, client: &Path) -> Result<(), String> {
         "1",
     ]);
     let (srv, ready) = Server::start("greet-server --udp", cmd)?;
-    println!("$ greet-server --udp --host 127.0.0.1 --port 0 &\n{ready}");
+    say!("$ greet-server --udp --host 127.0.0.1 --port 0 &\n{ready}");
     let port = port_of(&ready).ok_or_else(|| format!("no port in {ready:?}"))?;
     run_client(
         client,
         &["--udp", "--host", "127.0.0.1", "--port", &port.to_string()],
     )?;
     if let Some(line) = srv.next_line(Duration::from_secs(10)) {
-        println!("[server] {line}");
+        say!("[server] {line}");
     }
     stop(srv)
 }
 
 fn unix(server: &Path, client: &Path) -> Result<(), String> {
-    println!("\n## Unix-domain socket");
+    say!("\n## Unix-domain socket");
     let dir = std::env::temp_dir().join(format!("greet-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     let path = dir.join("greet.sock");
@@ -101,10 +129,10 @@ fn unix(server: &Path, client: &Path) -> Result<(), String> {
     let mut cmd = Command::new(server);
     cmd.args(["--unix", &shown]);
     let result = Server::start("greet-server --unix", cmd).and_then(|(srv, ready)| {
-        println!("$ greet-server --unix {shown} &\n{ready}");
+        say!("$ greet-server --unix {shown} &\n{ready}");
         let client_result = run_client(client, &["--unix", &shown]);
         if let Some(line) = srv.next_line(Duration::from_secs(10)) {
-            println!("[server] {line}");
+            say!("[server] {line}");
         }
         let stop_result = stop(srv);
         client_result.and(stop_result)
@@ -121,29 +149,29 @@ fn unix(server: &Path, client: &Path) -> Result<(), String> {
 /// The tutorial's lookup script. Its own host needs the network, which a sandbox may not
 /// have: its failure is reported, not fatal. Then a lookup that resolves offline.
 fn lookup(client: &Path) -> Result<(), String> {
-    println!("\n## The lookup script: getaddrinfo and gethostname");
-    println!("$ greet-client lookup tutorialspoint.com www");
+    say!("\n## The lookup script: getaddrinfo and gethostname");
+    say!("$ greet-client lookup tutorialspoint.com www");
     let output = Command::new(client)
         .args(["lookup", "tutorialspoint.com", "www"])
         .output()
         .map_err(|e| format!("start greet-client: {e}"))?;
-    print!("{}", String::from_utf8_lossy(&output.stdout));
+    write_out(&String::from_utf8_lossy(&output.stdout))?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     if output.status.success() {
-        println!("(resolved: this machine has a network)");
+        say!("(resolved: this machine has a network)");
     } else if stderr.starts_with("lookup tutorialspoint.com www: [Errno ") {
-        println!("{}(no network here: reported, not fatal)", stderr);
+        say!("{}(no network here: reported, not fatal)", stderr);
     } else {
         return Err(format!("unexpected lookup failure: {stderr}"));
     }
 
-    println!("$ greet-client lookup localhost www");
+    say!("$ greet-client lookup localhost www");
     let output = Command::new(client)
         .args(["lookup", "localhost", "www"])
         .output()
         .map_err(|e| format!("start greet-client: {e}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    print!("{stdout}");
+    write_out(&stdout)?;
     if !output.status.success() {
         return Err(format!(
             "lookup localhost www failed: {}",
@@ -164,13 +192,13 @@ fn lookup(client: &Path) -> Result<(), String> {
 }
 
 fn run_client(client: &Path, args: &[&str]) -> Result<(), String> {
-    println!("$ greet-client {}", args.join(" "));
+    say!("$ greet-client {}", args.join(" "));
     let output = Command::new(client)
         .args(args)
         .output()
         .map_err(|e| format!("start greet-client: {e}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    print!("{stdout}");
+    write_out(&stdout)?;
     eprint!("{}", String::from_utf8_lossy(&output.stderr));
     if !output.status.success() {
         return Err(format!("greet-client exited with {}", output.status));
@@ -185,7 +213,7 @@ fn run_client(client: &Path, args: &[&str]) -> Result<(), String> {
 fn stop(srv: Server) -> Result<(), String> {
     let name = srv.name.clone();
     let (status, stderr) = srv.stop()?;
-    println!("$ kill -TERM %1\n{}", stderr.trim_end());
+    say!("$ kill -TERM %1\n{}", stderr.trim_end());
     if !status.success() {
         return Err(format!("{name} exited with {status} after SIGTERM"));
     }

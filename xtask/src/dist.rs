@@ -7,6 +7,11 @@
 //! `clap_mangen`. So xtask needs neither clap nor a copy of any flag, and what ships
 //! matches the binary it ships with.
 //!
+//! The binaries are built with the `release-dist` profile (the root `Cargo.toml`): release,
+//! without debug info and with symbols stripped by rustc (`strip = true`), so no external
+//! `strip` is needed; 9.6 MB became 1.6 MB. Each shipped binary is checked (its ELF section
+//! table: no `.symtab`, no DWARF) and its size printed.
+//!
 //! ```text
 //! target/dist/bin/greet-server
 //! target/dist/completions/greet-server.bash   (bash)
@@ -23,15 +28,19 @@ use crate::{cargo, root, run_step};
 /// The binaries shipped.
 const BINARIES: [&str; 2] = ["greet-server", "greet-client"];
 
+/// The Cargo profile they are built with (not `dist`: its output folder would be
+/// `target/dist`, the folder this task fills).
+const PROFILE: &str = "release-dist";
+
 pub fn run() -> Result<(), String> {
     let mut build = cargo();
-    build.args(["build", "--release"]);
+    build.args(["build", "--profile", PROFILE]);
     for name in BINARIES {
         build.args(["-p", name]);
     }
-    run_step("cargo build --release", &mut build)?;
+    run_step(&format!("cargo build --profile {PROFILE}"), &mut build)?;
 
-    let release = target_dir().join("release");
+    let release = target_dir().join(PROFILE);
     let dist = target_dir().join("dist");
     if dist.exists() {
         std::fs::remove_dir_all(&dist).map_err(|e| format!("remove {}: {e}", dist.display()))?;
@@ -44,6 +53,16 @@ pub fn run() -> Result<(), String> {
         let shipped = bin.join(name);
         std::fs::copy(release.join(name), &shipped)
             .map_err(|e| format!("copy {} to {}: {e}", name, shipped.display()))?;
+        if !is_stripped(&shipped)? {
+            return Err(format!(
+                "{} has symbols or debug info: profile {PROFILE} must set strip = true",
+                shipped.display()
+            ));
+        }
+        let size = std::fs::metadata(&shipped)
+            .map_err(|e| format!("{}: {e}", shipped.display()))?
+            .len();
+        eprintln!("{name}: {:.1} MB, stripped", size as f64 / 1e6);
         generate(&shipped, &dist)?;
     }
     let mut files = Vec::new();
@@ -84,6 +103,54 @@ pub fn generate(binary: &Path, dir: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether an ELF binary has neither a symbol table (`.symtab`) nor DWARF debug info
+/// (`.debug_info`, `.debug_line`): what `strip` removes. Reads the section header table of a 64-bit
+/// little-endian ELF file (x86-64, aarch64); anything else is an error.
+pub fn is_stripped(path: &Path) -> Result<bool, String> {
+    let names = section_names(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // Not every `.debug_*`: `.debug_gdb_scripts` is loaded with the program, and stays.
+    Ok(!names
+        .iter()
+        .any(|n| matches!(n.as_str(), ".symtab" | ".debug_info" | ".debug_line")))
+}
+
+fn section_names(path: &Path) -> Result<Vec<String>, String> {
+    let data = std::fs::read(path).map_err(|e| e.to_string())?;
+    let bytes = |at: usize, n: usize| {
+        data.get(at..at + n)
+            .ok_or_else(|| format!("truncated ELF file (offset {at})"))
+    };
+    let u16_at = |at: usize| bytes(at, 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
+    let u32_at =
+        |at: usize| bytes(at, 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    let u64_at = |at: usize| {
+        bytes(at, 8).and_then(|b| {
+            let mut raw = [0; 8];
+            raw.copy_from_slice(b);
+            usize::try_from(u64::from_le_bytes(raw)).map_err(|e| e.to_string())
+        })
+    };
+    // e_ident: magic, EI_CLASS = 2 (64-bit), EI_DATA = 1 (little-endian).
+    if data.get(..6) != Some(b"\x7fELF\x02\x01") {
+        return Err("not a 64-bit little-endian ELF file".into());
+    }
+    let (shoff, shentsize, shnum, shstrndx) =
+        (u64_at(0x28)?, u16_at(0x3a)?, u16_at(0x3c)?, u16_at(0x3e)?);
+    let header = |i: usize| shoff + i * shentsize;
+    // sh_offset and sh_size of the section-name string table.
+    let strtab = u64_at(header(shstrndx) + 0x18)?;
+    let strtab_size = u64_at(header(shstrndx) + 0x20)?;
+    let table = bytes(strtab, strtab_size)?;
+    let mut names = Vec::with_capacity(shnum);
+    for i in 0..shnum {
+        let start = u32_at(header(i))?;
+        let name = table.get(start..).unwrap_or_default();
+        let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+        names.push(String::from_utf8_lossy(&name[..end]).into_owned());
+    }
+    Ok(names)
 }
 
 /// The files `NAME __generate` writes, relative to its folder.
@@ -150,6 +217,36 @@ mod tests {
             }
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn stripped_binaries_are_told_from_unstripped_ones() {
+        // The debug build has its symbols and DWARF; a system binary is shipped stripped.
+        let names = section_names(&greet_server()).unwrap();
+        assert!(names.iter().any(|n| n == ".text"), "{names:?}");
+        assert_eq!(is_stripped(&greet_server()), Ok(false));
+        assert_eq!(is_stripped(Path::new("/bin/true")), Ok(true));
+        if Command::new("strip").arg("--version").output().is_ok() {
+            let copy = std::env::temp_dir().join(format!("xtask-strip-{}", std::process::id()));
+            std::fs::copy(greet_server(), &copy).unwrap();
+            assert!(Command::new("strip").arg(&copy).status().unwrap().success());
+            assert_eq!(is_stripped(&copy), Ok(true));
+            let _ = std::fs::remove_file(&copy);
+        }
+        let err = is_stripped(&root().join("Cargo.toml")).unwrap_err();
+        assert!(err.contains("not a 64-bit little-endian ELF"), "{err}");
+    }
+
+    #[test]
+    fn the_dist_profile_strips() {
+        let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+        let profile = manifest
+            .split(&format!("[profile.{PROFILE}]"))
+            .nth(1)
+            .expect("the root Cargo.toml defines the dist profile");
+        let profile = profile.split("\n[").next().unwrap_or_default();
+        assert!(profile.contains("inherits = \"release\""), "{profile}");
+        assert!(profile.contains("strip = true"), "{profile}");
     }
 
     #[test]

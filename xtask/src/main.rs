@@ -11,35 +11,80 @@ mod process;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-const USAGE: &str = "\
-usage: cargo xtask <task>
+/// Every task and what it does, for `--help`.
+const TASKS: [(&str, &str); 4] = [
+    (
+        "demo",
+        "build, start greet-server in the background, run the client over TCP, UDP and a\n\
+         Unix socket and the lookup, check every output, stop the server with SIGTERM",
+    ),
+    (
+        "bench",
+        "release build, then SPEC section 5's scenarios against the tutorial's Python server\n\
+         (and ../shared/peers where built): a table, and JSON under target/bench/",
+    ),
+    (
+        "test",
+        "what CI runs: cargo fmt --check, clippy -D warnings, cargo test --workspace,\n\
+         cargo doc (warnings denied), then the demo",
+    ),
+    (
+        "dist",
+        "release binaries (stripped), shell completions (bash, zsh, fish) and man pages\n\
+         under target/dist/",
+    ),
+];
 
-tasks:
-  demo    build, start greet-server in the background, run the client over TCP, UDP and a
-          Unix socket and the lookup, check every output, stop the server with SIGTERM
-  bench   release build, then SPEC section 5's scenarios against the tutorial's Python server
-          (and ../shared/peers where built): a table, and JSON under target/bench/
-  test    what CI runs: cargo fmt --check, clippy -D warnings, cargo test --workspace,
-          cargo doc (warnings denied), then the demo
-  dist    release binaries, shell completions (bash, zsh, fish) and man pages under
-          target/dist/";
+/// `usage: ...` for every task, or for one.
+fn usage(only: Option<&str>) -> String {
+    let mut text = format!(
+        "usage: cargo xtask {}\n\ntasks:\n",
+        only.unwrap_or("<task>")
+    );
+    for (name, what) in TASKS {
+        if only.is_none_or(|t| t == name) {
+            let what = what.replace('\n', "\n          ");
+            text.push_str(&format!("  {name:<8}{what}\n"));
+        }
+    }
+    text
+}
 
 fn main() -> ExitCode {
-    let task = std::env::args().nth(1);
-    let result = match task.as_deref() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let task = args.first().map(String::as_str);
+    let rest = args.get(1..).unwrap_or_default();
+    let known = task.is_some_and(|t| TASKS.iter().any(|(name, _)| *name == t));
+    // `cargo xtask demo --help` prints the task's help; it must never run the task.
+    if known && rest.iter().any(|a| a == "-h" || a == "--help") {
+        print!("{}", usage(task));
+        return ExitCode::SUCCESS;
+    }
+    if known && !rest.is_empty() {
+        eprintln!(
+            "xtask: {} takes no arguments, got {rest:?}\n\n{}",
+            task.unwrap_or_default(),
+            usage(task)
+        );
+        return ExitCode::from(2);
+    }
+    let result = match task {
         Some("demo") => demo::run(),
         Some("test") => test(),
         Some("bench") => bench::run(),
         Some("dist") => dist::run(),
-        Some("-h" | "--help") | None => {
-            println!("{USAGE}");
-            return if task.is_some() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            };
+        Some("-h" | "--help") => {
+            print!("{}", usage(None));
+            return ExitCode::SUCCESS;
         }
-        Some(other) => Err(format!("unknown task {other:?}\n\n{USAGE}")),
+        None => {
+            eprint!("{}", usage(None));
+            return ExitCode::from(2);
+        }
+        Some(other) => {
+            eprintln!("xtask: unknown task {other:?}\n\n{}", usage(None));
+            return ExitCode::from(2);
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

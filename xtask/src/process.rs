@@ -9,9 +9,14 @@ use std::time::Duration;
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A server running in the background, its stdout read line by line on a thread.
+///
+/// A guard: however the caller leaves (an error, `?`, a panic such as a failed print to a
+/// closed stdout), dropping it kills the server and waits for it, so no server outlives
+/// the task. [`Server::stop`] is the orderly way (SIGTERM, then its summary).
 #[derive(Debug)]
 pub struct Server {
-    child: Child,
+    /// `None` once stopped or reaped.
+    child: Option<Child>,
     lines: Receiver<String>,
     pub name: String,
 }
@@ -38,7 +43,7 @@ impl Server {
             }
         });
         let server = Server {
-            child,
+            child: Some(child),
             lines,
             name: name.to_string(),
         };
@@ -57,8 +62,12 @@ impl Server {
     }
 
     /// SIGTERM, then waits; returns the exit status and stderr.
-    pub fn stop(self) -> Result<(std::process::ExitStatus, String), String> {
-        let pid = libc::pid_t::try_from(self.child.id())
+    pub fn stop(mut self) -> Result<(std::process::ExitStatus, String), String> {
+        let child = self
+            .child
+            .take()
+            .ok_or_else(|| format!("{}: already stopped", self.name))?;
+        let pid = libc::pid_t::try_from(child.id())
             .map_err(|_| format!("{}: pid out of range", self.name))?;
         // SAFETY: kill(2) with a pid we spawned and still own (not yet waited for), so it
         // cannot name a recycled process.
@@ -69,14 +78,23 @@ impl Server {
                 std::io::Error::last_os_error()
             ));
         }
-        let output = self
-            .child
+        let output = child
             .wait_with_output()
             .map_err(|e| format!("wait for {}: {e}", self.name))?;
         Ok((
             output.status,
             String::from_utf8_lossy(&output.stderr).into_owned(),
         ))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Not stopped in order: kill (SIGKILL, it cannot be ignored) and reap.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

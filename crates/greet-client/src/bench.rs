@@ -20,11 +20,11 @@ use resolver::{Family, Transport};
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// Server host.
-    #[arg(long, default_value = "127.0.0.1")]
+    #[arg(value_hint = clap::ValueHint::Hostname, long, default_value = "127.0.0.1")]
     host: String,
 
     /// Server port: a number or a service name.
-    #[arg(long, default_value = "12345")]
+    #[arg(value_hint = clap::ValueHint::Other, long, default_value = "12345", value_parser = crate::client::port_arg)]
     port: String,
 
     /// Load UDP instead of TCP: requests with --concurrency outstanding.
@@ -32,33 +32,33 @@ pub struct BenchArgs {
     udp: bool,
 
     /// Connections (TCP) or requests (UDP) in all.
-    #[arg(short = 'n', long, default_value_t = 50_000, value_name = "N")]
+    #[arg(value_hint = clap::ValueHint::Other, short = 'n', long, default_value_t = 50_000, value_name = "N")]
     connections: u64,
 
     /// Connections or requests in flight at once.
-    #[arg(short = 'c', long, default_value_t = 64, value_name = "C",
+    #[arg(value_hint = clap::ValueHint::Other, short = 'c', long, default_value_t = 64, value_name = "C",
           value_parser = clap::value_parser!(u32).range(1..=60_000))]
     concurrency: u32,
 
     /// Stop after this long whatever is left: what is in flight then counts as timed out,
     /// what never started as not started.
-    #[arg(long, default_value = "120s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(value_hint = clap::ValueHint::Other, long, default_value = "120s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     duration: Duration,
 
     /// Deadline of one connection or request.
-    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(value_hint = clap::ValueHint::Other, long, default_value = "5s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     timeout: Duration,
 
     /// Event loops, one per thread, sharing N and C.
-    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(value_hint = clap::ValueHint::Other, long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     threads: u16,
 
     /// The reply every operation must receive, byte for byte.
-    #[arg(long, default_value = "Thank you for connecting", value_name = "TEXT")]
+    #[arg(value_hint = clap::ValueHint::Other, long, default_value = "Thank you for connecting", value_name = "TEXT")]
     expect: String,
 
     /// Read the expected reply from a file instead.
-    #[arg(long, value_name = "PATH", conflicts_with = "expect")]
+    #[arg(value_hint = clap::ValueHint::FilePath, long, value_name = "PATH", conflicts_with = "expect")]
     expect_file: Option<PathBuf>,
 
     /// Print one JSON document instead of the table.

@@ -12,11 +12,11 @@ use resolver::{Family, PyAddr, Transport};
 pub struct ClientArgs {
     /// Server host: a name, an IPv4 or IPv6 address, or "<broadcast>" (UDP).
     /// [default: this machine's hostname, as the tutorial's gethostname()]
-    #[arg(long)]
+    #[arg(value_hint = clap::ValueHint::Hostname, long)]
     host: Option<String>,
 
     /// Server port: a number or a service name.
-    #[arg(long, default_value = "12345")]
+    #[arg(value_hint = clap::ValueHint::Other, long, default_value = "12345", value_parser = port_arg)]
     port: String,
 
     /// Use UDP: send a datagram, print the reply; resend on loss until --timeout.
@@ -24,7 +24,7 @@ pub struct ClientArgs {
     udp: bool,
 
     /// Connect to a Unix-domain stream socket at PATH instead.
-    #[arg(long, value_name = "PATH", conflicts_with = "udp")]
+    #[arg(value_hint = clap::ValueHint::FilePath, long, value_name = "PATH", conflicts_with = "udp")]
     unix: Option<PathBuf>,
 
     /// Use IPv4 only when resolving --host.
@@ -35,14 +35,31 @@ pub struct ClientArgs {
     #[arg(short = '6')]
     ipv6: bool,
 
-    /// Read at most this many bytes (the tutorial's recv(1024)); reading also stops when
-    /// the server closes.
-    #[arg(long, default_value_t = 1024, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..))]
+    /// Read at most this many bytes (the tutorial's recv(1024)). Reading stops at the first
+    /// of: the server closes, BYTES have arrived, or, once something has arrived, nothing
+    /// more arrives for --read-idle (a server that sends a banner and keeps the connection
+    /// open); what arrived is printed.
+    #[arg(value_hint = clap::ValueHint::Other, long, default_value_t = 1024, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..))]
     bufsize: u32,
 
-    /// Give up when the whole exchange takes longer than this.
-    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    /// Once some of the reply has arrived, stop reading (and print it) when nothing more
+    /// arrives for this long.
+    #[arg(value_hint = clap::ValueHint::Other, long, default_value = "300ms", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    read_idle: Duration,
+
+    /// Give up when the whole exchange takes longer than this. A host with several
+    /// addresses (localhost: ::1, then 127.0.0.1) has each tried in turn, in getaddrinfo's
+    /// order, within this one timeout.
+    #[arg(value_hint = clap::ValueHint::Other, long, default_value = "10s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     timeout: Duration,
+}
+
+/// A port number 0-65535 or a service name (looked up later): a bad number is a bad
+/// argument (exit 2), as the README says.
+pub fn port_arg(text: &str) -> Result<String, String> {
+    resolver::check_port(text)
+        .map(|()| text.to_owned())
+        .map_err(|e| e.reason().to_owned())
 }
 
 pub fn run(args: &ClientArgs) -> ExitCode {
@@ -63,14 +80,27 @@ pub fn run(args: &ClientArgs) -> ExitCode {
     }
 }
 
+/// When to stop reading a stream reply.
+#[derive(Debug, Clone, Copy)]
+struct ReadRule {
+    deadline: Instant,
+    limit: usize,
+    idle: Duration,
+}
+
 fn exchange(args: &ClientArgs) -> Result<Vec<u8>, String> {
     let deadline = Instant::now() + args.timeout;
     let limit = args.bufsize as usize;
+    let rule = ReadRule {
+        deadline,
+        limit,
+        idle: args.read_idle,
+    };
     if let Some(path) = &args.unix {
         let shown = path.display();
         let stream = std::os::unix::net::UnixStream::connect(path)
             .map_err(|e| format!("connect {shown}: {e}"))?;
-        return read_reply(stream, deadline, limit, &format!("{shown}"), |s, t| {
+        return read_reply(stream, rule, &format!("{shown}"), |s, t| {
             s.set_read_timeout(t)
         });
     }
@@ -80,38 +110,94 @@ fn exchange(args: &ClientArgs) -> Result<Vec<u8>, String> {
     } else {
         Transport::Tcp
     };
-    let addr =
-        resolver::socket_addr_or_hostname(args.host.as_deref(), &args.port, family, transport)
+    let addrs =
+        resolver::socket_addrs_or_hostname(args.host.as_deref(), &args.port, family, transport)
             .map_err(|e| e.to_string())?;
-    let shown = PyAddr(&addr).to_string();
-    if args.udp {
-        let broadcast = args.host.as_deref() == Some("<broadcast>");
-        return udp_exchange(addr, broadcast, deadline, limit, &shown);
+    let broadcast = args.host.as_deref() == Some("<broadcast>");
+    // Each address in turn, as nc and Python's socket.create_connection do; the first that
+    // connects (TCP) or answers (UDP) is the one read from. Every failure is reported.
+    let mut failures = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        let shown = PyAddr(addr).to_string();
+        let attempt = attempt_deadline(deadline, addrs.len() - i);
+        let outcome = if args.udp {
+            udp_exchange(*addr, broadcast, attempt, limit, &shown)
+        } else {
+            match connect(*addr, attempt, &shown) {
+                // Connected: the reply may take the whole timeout.
+                Ok(stream) => {
+                    return read_reply(stream, rule, &shown, |s, t| s.set_read_timeout(t))
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match outcome {
+            Ok(reply) => return Ok(reply),
+            Err(e) => {
+                log::info!("{e}; trying the next address");
+                failures.push(e);
+            }
+        }
     }
-    let stream = TcpStream::connect_timeout(&addr, remaining(deadline, &shown)?)
-        .map_err(|e| describe(&e, "connect", &shown))?;
-    read_reply(stream, deadline, limit, &shown, |s, t| {
-        s.set_read_timeout(t)
-    })
+    Err(failures.join("; "))
 }
 
-/// Reads until EOF or `limit` bytes, within the deadline.
+fn connect(addr: SocketAddr, deadline: Instant, shown: &str) -> Result<TcpStream, String> {
+    TcpStream::connect_timeout(&addr, remaining(deadline, shown)?)
+        .map_err(|e| describe(&e, "connect", shown))
+}
+
+/// The deadline of one attempt when `left` addresses (this one included) remain to be
+/// tried: an equal share of the time left, but at least 2 s (or all of it, if less), so
+/// a first address that never answers cannot starve the rest, and a slow but working one
+/// is not cut short. Go's net.Dialer shares its timeout the same way.
+fn attempt_deadline(deadline: Instant, left: usize) -> Instant {
+    const SANE_MINIMUM: Duration = Duration::from_secs(2);
+    let now = Instant::now();
+    let remaining = deadline.saturating_duration_since(now);
+    let share = remaining / u32::try_from(left.max(1)).unwrap_or(u32::MAX);
+    let share = share.max(SANE_MINIMUM.min(remaining));
+    now + share
+}
+
+/// Reads until EOF, `limit` bytes, or (once something has arrived) `idle` without more;
+/// within the deadline. What arrived before the deadline is the reply; nothing at all is a
+/// timeout.
 fn read_reply<S: Read>(
     mut stream: S,
-    deadline: Instant,
-    limit: usize,
+    rule: ReadRule,
     shown: &str,
     set_timeout: impl Fn(&S, Option<Duration>) -> io::Result<()>,
 ) -> Result<Vec<u8>, String> {
-    let mut reply = vec![0; limit];
+    let mut reply = vec![0; rule.limit];
     let mut got = 0;
-    while got < limit {
-        set_timeout(&stream, Some(remaining(deadline, shown)?))
+    while got < rule.limit {
+        let left = rule.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() && got > 0 {
+            break;
+        }
+        let left = remaining(rule.deadline, shown)?;
+        let wait = if got > 0 { rule.idle.min(left) } else { left };
+        // A zero read timeout would mean "none" (and std refuses it).
+        set_timeout(&stream, Some(wait.max(Duration::from_millis(1))))
             .map_err(|e| format!("set timeout on {shown}: {e}"))?;
         match stream.read(&mut reply[got..]) {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if got > 0
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+            {
+                log::debug!(
+                    "nothing more from {shown} for {:?}: printing what arrived",
+                    rule.idle
+                );
+                break;
+            }
             Err(e) => return Err(describe(&e, "recv from", shown)),
         }
     }

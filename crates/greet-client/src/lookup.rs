@@ -26,14 +26,22 @@ Examples:
 #[derive(clap::Args, Debug)]
 #[command(after_help = EXAMPLES)]
 pub struct LookupArgs {
-    /// Host name or numeric address to resolve (with --reverse: the numeric address to look up).
-    #[arg(value_name = "HOST")]
-    pub host: String,
+    /// Host name or numeric address to resolve (with --reverse: the numeric address to look up;
+    /// with --no-host: the SERVICE).
+    #[arg(value_hint = clap::ValueHint::Hostname, value_name = "HOST", required_unless_present = "no_host")]
+    pub host: Option<String>,
 
     /// Service name or port number [default: none, port 0] (with --reverse: the port number
     /// [default: 0]).
-    #[arg(value_name = "SERVICE")]
+    #[arg(value_hint = clap::ValueHint::Other, value_name = "SERVICE", conflicts_with = "no_host")]
     pub service: Option<String>,
+
+    /// A null host, Python's None: the one argument is then the SERVICE, and the result is
+    /// the loopback address, or with --passive the wildcard address (for bind).
+    /// `lookup --no-host --passive 80` is Python's `getaddrinfo(None, 80, 0, 0, 0,
+    /// AI_PASSIVE)`. (`""` is not None: getaddrinfo refuses an empty name, as in Python.)
+    #[arg(long)]
+    pub no_host: bool,
 
     /// IPv4 addresses only (family AF_INET) [default: any family].
     #[arg(short = '4', conflicts_with = "ipv6")]
@@ -45,11 +53,11 @@ pub struct LookupArgs {
 
     /// Socket type: stream, dgram, raw, seqpacket, or a number [default: any type, 0]. With
     /// --reverse, dgram looks the port up among UDP services (NI_DGRAM).
-    #[arg(long = "type", value_name = "TYPE", value_parser = parse_socktype)]
+    #[arg(value_hint = clap::ValueHint::Other, long = "type", value_name = "TYPE", value_parser = parse_socktype)]
     pub socktype: Option<i32>,
 
     /// Protocol number (6 TCP, 17 UDP, 132 SCTP) or name (tcp, udp, sctp); 0 means any.
-    #[arg(long, value_name = "N", value_parser = parse_proto, default_value = "0")]
+    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "N", value_parser = parse_proto, default_value = "0")]
     pub proto: i32,
 
     /// AI_PASSIVE: with no usable host, return the wildcard address (for bind).
@@ -84,7 +92,7 @@ pub struct LookupArgs {
 
     /// Reverse lookup with getnameinfo: HOST is a numeric address, SERVICE a port number;
     /// prints (host, service) as Python's socket.getnameinfo does.
-    #[arg(long, conflicts_with_all = ["ipv4", "ipv6", "proto", "passive", "canonname", "addrconfig", "v4mapped", "all"])]
+    #[arg(long, conflicts_with_all = ["ipv4", "ipv6", "proto", "passive", "canonname", "addrconfig", "v4mapped", "all", "no_host"])]
     pub reverse: bool,
 
     /// With --reverse: NI_NAMEREQD, fail if the address has no name.
@@ -131,12 +139,18 @@ struct Failure {
 
 fn forward(args: &LookupArgs) -> Result<String, Failure> {
     let hints = hints(args);
-    let label = match &args.service {
-        Some(service) => format!("lookup {} {}", args.host, service),
-        None => format!("lookup {}", args.host),
+    // With --no-host, the one positional argument is the service.
+    let (host, service) = if args.no_host {
+        (None, args.host.as_deref())
+    } else {
+        (args.host.as_deref(), args.service.as_deref())
     };
-    let found = resolver::getaddrinfo(Some(&args.host), args.service.as_deref(), &hints)
-        .map_err(|e| failure(&label, &e))?;
+    let label = ["lookup", host.unwrap_or("--no-host")]
+        .into_iter()
+        .chain(service)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let found = resolver::getaddrinfo(host, service, &hints).map_err(|e| failure(&label, &e))?;
     let hostname = resolver::gethostname().map_err(|e| failure(&label, &e))?;
     Ok(if args.json {
         let entries: Vec<String> = found.iter().map(entry_json).collect();
@@ -153,7 +167,9 @@ fn forward(args: &LookupArgs) -> Result<String, Failure> {
 
 fn reverse(args: &LookupArgs) -> Result<String, Failure> {
     let port = args.service.as_deref().unwrap_or("0");
-    let label = format!("lookup --reverse {} {}", args.host, port);
+    // clap makes HOST required with --reverse (which conflicts with --no-host).
+    let host = args.host.as_deref().unwrap_or_default();
+    let label = format!("lookup --reverse {host} {port}");
     // As Python's getnameinfo: the address must be numeric, the port a number 0-65535.
     let port_ok = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
     if !port_ok || port.parse::<u16>().is_err() {
@@ -167,8 +183,8 @@ fn reverse(args: &LookupArgs) -> Result<String, Failure> {
         flags: resolver::AI_NUMERICHOST,
         ..Hints::default()
     };
-    let found = resolver::getaddrinfo(Some(&args.host), Some(port), &numeric)
-        .map_err(|e| failure(&label, &e))?;
+    let found =
+        resolver::getaddrinfo(Some(host), Some(port), &numeric).map_err(|e| failure(&label, &e))?;
     let Some(first) = found.first() else {
         return Err(Failure {
             line: format!("{label}: no address"),

@@ -34,13 +34,15 @@ Examples:
 #[derive(Debug, Parser)]
 #[command(version, after_help = EXAMPLES)]
 pub struct Args {
-    /// Host to bind: a name, an IPv4 or IPv6 address, or "" for every address.
+    /// Host to bind: a name, an IPv4 or IPv6 address, or "" for every address (IPv6 and
+    /// IPv4 both: "::" dual-stack, where IPv4 clients show as ('::ffff:127.0.0.1', ...);
+    /// with -4 only 0.0.0.0, with -6 only "::").
     /// [default: this machine's hostname, as the tutorial's gethostname()]
-    #[arg(long)]
+    #[arg(value_hint = clap::ValueHint::Hostname, long)]
     pub host: Option<String>,
 
     /// Port to bind: a number (0 = any free port), or a service name such as "qotd".
-    #[arg(long, default_value = "12345")]
+    #[arg(value_hint = clap::ValueHint::Other, long, default_value = "12345", value_parser = port_arg)]
     pub port: String,
 
     /// Serve UDP instead of TCP: each datagram is answered with the message, sent to its
@@ -50,8 +52,14 @@ pub struct Args {
 
     /// Serve a Unix-domain stream socket at PATH instead of TCP. A stale socket file is
     /// replaced; any other file at PATH is never touched.
-    #[arg(long, value_name = "PATH", conflicts_with = "udp")]
+    #[arg(value_hint = clap::ValueHint::FilePath, long, value_name = "PATH", conflicts_with = "udp")]
     pub unix: Option<PathBuf>,
+
+    /// With --unix: the socket file's permission bits, in octal (660: owner and group may
+    /// connect; connecting needs write permission). Set as the file is created, never
+    /// looser for a moment. [default: 777 minus the umask]
+    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "MODE", requires = "unix", value_parser = parse_mode)]
+    pub unix_mode: Option<u32>,
 
     /// Use IPv4 only when resolving --host.
     #[arg(short = '4', conflicts_with = "ipv6")]
@@ -62,40 +70,41 @@ pub struct Args {
     pub ipv6: bool,
 
     /// listen() backlog. [default: the system's maximum, /proc/sys/net/core/somaxconn]
-    #[arg(long, value_name = "N")]
+    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "N")]
     pub backlog: Option<u32>,
 
     /// The greeting sent to every client.
-    #[arg(long, default_value = "Thank you for connecting", value_name = "TEXT")]
+    #[arg(value_hint = clap::ValueHint::Other, long, default_value = "Thank you for connecting", value_name = "TEXT")]
     pub message: String,
 
     /// Read the greeting from a file instead (any bytes, any size).
-    #[arg(long, value_name = "PATH", conflicts_with = "message")]
+    #[arg(value_hint = clap::ValueHint::FilePath, long, value_name = "PATH", conflicts_with = "message")]
     pub message_file: Option<PathBuf>,
 
     /// Event loops, one per thread, each with its own SO_REUSEPORT listener.
     /// [default: the number of cores]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
 
-    /// Stop accepting while this many connections are open (per loop).
-    #[arg(long, value_name = "N")]
+    /// Stop accepting while this many connections are open (per loop); at least 1
+    /// [default: no limit].
+    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "N", value_parser = parse_max_connections)]
     pub max_connections: Option<usize>,
 
     /// Close a connection that has done nothing for this long.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
 
     /// Close a connection that takes none of its pending greeting for this long (a client
     /// that never reads); a slow client that keeps reading is not cut off.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     pub write_timeout: Duration,
 
     /// UDP: answer at most N datagrams per second from each source address, loopback
     /// included (0: no limit). Without this flag a limit of 20 per second applies to
     /// non-loopback sources only: a greeting service must not become a traffic amplifier
     /// for spoofed sources.
-    #[arg(long, value_name = "N")]
+    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "N")]
     pub udp_rate: Option<u32>,
 
     /// TCP: every connection must first send a PROXY protocol header (v1 or v2, as HAProxy's
@@ -106,12 +115,38 @@ pub struct Args {
 
     /// With --proxy-protocol: close a connection whose header is not complete within this
     /// long.
-    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = humantime::parse_duration)]
+    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "DURATION", default_value = "3s", value_parser = humantime::parse_duration)]
     pub proxy_timeout: Duration,
 
     /// Do not print a line per connection.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// A port number 0-65535 or a service name (looked up later): a bad number is a bad
+/// argument (exit 2), as the README says.
+fn port_arg(text: &str) -> Result<String, String> {
+    resolver::check_port(text)
+        .map(|()| text.to_owned())
+        .map_err(|e| e.reason().to_owned())
+}
+
+/// `--max-connections`: 0 would never accept anyone, so it is refused rather than obeyed.
+fn parse_max_connections(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("0 would never accept a connection; omit the flag for no limit".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// An octal file mode, `0` to `777` (a leading `0` or `0o` is allowed).
+fn parse_mode(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= 0o777 && !digits.starts_with('+') => Ok(mode),
+        _ => Err("an octal mode from 0 to 777 is expected, e.g. 660".into()),
+    }
 }
 
 /// Writes the shell completions (bash, zsh, fish) and the man page under `dir`.

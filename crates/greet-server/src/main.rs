@@ -192,7 +192,8 @@ fn bind(args: &Args, threads: usize) -> Result<Vec<Vec<Listener>>, String> {
             backlog,
             ..ListenOptions::default()
         };
-        let listener = netcore::unix_listener(path, &opts).map_err(|e| e.to_string())?;
+        let listener = with_umask(args.unix_mode, || netcore::unix_listener(path, &opts))
+            .map_err(|e| e.to_string())?;
         return Ok(vec![vec![Listener::Unix(listener, path.clone())]]);
     }
     let family = Family::from_flags(args.ipv4, args.ipv6);
@@ -204,10 +205,18 @@ fn bind(args: &Args, threads: usize) -> Result<Vec<Vec<Listener>>, String> {
     let mut addr =
         resolver::socket_addr_or_hostname(args.host.as_deref(), &args.port, family, transport)
             .map_err(|e| e.to_string())?;
+    // `--host ""` is every address. With neither -4 nor -6 that is IPv6's `::` with
+    // IPV6_V6ONLY off, which takes IPv4 clients too (as Python's
+    // `socket.create_server(("", port), family=AF_INET6, dualstack_ipv6=True)`), or
+    // `0.0.0.0` on a machine without IPv6.
+    let dual_stack = args.host.as_deref() == Some("") && family == Family::Any && has_ipv6();
+    if dual_stack {
+        addr = SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), addr.port());
+    }
     let opts = ListenOptions {
         backlog,
         reuse_port: threads > 1,
-        ..ListenOptions::default()
+        v6_only: !dual_stack,
     };
     let mut listeners = Vec::with_capacity(threads);
     for _ in 0..threads {
@@ -223,6 +232,28 @@ fn bind(args: &Args, threads: usize) -> Result<Vec<Vec<Listener>>, String> {
         listeners.push(vec![listener]);
     }
     Ok(listeners)
+}
+
+/// Runs `create` with the umask that makes a new socket file's mode exactly `mode` (bind(2)
+/// creates it as 0777 minus the umask), then restores the umask: no moment with a looser
+/// mode, as a chmod after bind would leave.
+fn with_umask<T>(mode: Option<u32>, create: impl FnOnce() -> T) -> T {
+    let Some(mode) = mode else {
+        return create();
+    };
+    // SAFETY: umask(2) cannot fail. It is process-wide: this runs before any other thread of
+    // ours starts (the loops and the signal thread start later), so nothing else creates a
+    // file meanwhile.
+    let old = unsafe { libc::umask(!mode & 0o777) };
+    let created = create();
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    created
+}
+
+/// Whether this machine can make IPv6 sockets at all.
+fn has_ipv6() -> bool {
+    socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).is_ok()
 }
 
 /// A socket file left by a server that died may be replaced; anything else may not.
@@ -247,18 +278,15 @@ fn remove_stale_socket(path: &std::path::Path) -> Result<(), String> {
     std::fs::remove_file(path).map_err(|e| format!("remove stale socket {}: {e}", path.display()))
 }
 
-/// The readiness lines: one per distinct address, flushed at once.
+/// The readiness lines: one per distinct address and transport (TCP and UDP on one port
+/// are two lines), flushed at once.
 fn announce<'a>(listeners: impl Iterator<Item = &'a Listener>) -> Result<(), String> {
     let mut out = std::io::stdout().lock();
-    let mut seen: Vec<SocketAddr> = Vec::new();
+    let mut seen: Vec<(SocketAddr, &str)> = Vec::new();
     for listener in listeners {
         let line = match listener {
-            Listener::Tcp(l) => {
-                local(l.local_addr(), &mut seen)?.map(|a| format!("{} tcp", PyAddr(&a)))
-            }
-            Listener::Udp(s) => {
-                local(s.local_addr(), &mut seen)?.map(|a| format!("{} udp", PyAddr(&a)))
-            }
+            Listener::Tcp(l) => local(l.local_addr(), "tcp", &mut seen)?,
+            Listener::Udp(s) => local(s.local_addr(), "udp", &mut seen)?,
             Listener::Unix(_, path) => Some(format!("'{}' unix", path.display())),
         };
         if let Some(line) = line {
@@ -268,16 +296,19 @@ fn announce<'a>(listeners: impl Iterator<Item = &'a Listener>) -> Result<(), Str
     out.flush().map_err(|e| format!("stdout: {e}"))
 }
 
-fn local(
+/// `(ADDRESS) TRANSPORT`, or `None` for a listener already announced (the duplicates each
+/// loop polls, or the SO_REUSEPORT siblings).
+fn local<'t>(
     addr: std::io::Result<SocketAddr>,
-    seen: &mut Vec<SocketAddr>,
-) -> Result<Option<SocketAddr>, String> {
+    transport: &'t str,
+    seen: &mut Vec<(SocketAddr, &'t str)>,
+) -> Result<Option<String>, String> {
     let addr = addr.map_err(|e| format!("getsockname: {e}"))?;
-    if seen.contains(&addr) {
+    if seen.contains(&(addr, transport)) {
         return Ok(None);
     }
-    seen.push(addr);
-    Ok(Some(addr))
+    seen.push((addr, transport));
+    Ok(Some(format!("{} {transport}", PyAddr(&addr))))
 }
 
 /// First SIGINT/SIGTERM: graceful stop of every loop. Second: exit at once.

@@ -113,6 +113,46 @@ pub(crate) fn service_cstring(service: &str) -> Result<CString, Error> {
         .map_err(|_| Error::new(ErrorKind::NulByte, subject(), "service contains a NUL byte"))
 }
 
+/// Checks a port argument without looking anything up, for command-line parsers that must
+/// refuse a bad port before doing anything: a number (as glibc reads one: optional sign, then
+/// decimal digits) must be 0-65535, and the empty string is refused. Anything else is a
+/// service name, which only a lookup can check.
+///
+/// # Errors
+///
+/// [`ErrorKind::InvalidPort`] naming the port.
+///
+/// # Examples
+///
+/// ```
+/// assert!(resolver::check_port("12345").is_ok());
+/// assert!(resolver::check_port("www").is_ok()); // a service name: looked up later
+/// assert_eq!(
+///     resolver::check_port("70000").unwrap_err().to_string(),
+///     r#"port "70000": port number must be 0-65535"#
+/// );
+/// assert!(resolver::check_port("-5").is_err());
+/// assert!(resolver::check_port("").is_err());
+/// ```
+pub fn check_port(port: &str) -> Result<(), Error> {
+    let subject = || format!("port {}", quote(port));
+    if port.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidPort,
+            subject(),
+            "a port number or service name is required",
+        ));
+    }
+    match strtoul_port(port) {
+        Some(value) if !(0..=i128::from(u16::MAX)).contains(&value) => Err(Error::new(
+            ErrorKind::InvalidPort,
+            subject(),
+            "port number must be 0-65535",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The value glibc's `strtoul(s, &end, 10)` would read when it consumes the whole string, with
 /// the sign applied, or `None` when glibc would treat the string as a service name.
 /// Saturates far beyond the port range, which is all the caller needs.

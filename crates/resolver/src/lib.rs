@@ -97,8 +97,11 @@ pub use addrinfo::{
     AI_NUMERICSERV, AI_PASSIVE, AI_V4MAPPED,
 };
 pub use error::{Error, ErrorKind};
-pub use host::encode_host;
+pub use host::{check_port, encode_host};
 pub use hostname::gethostname;
 pub use nameinfo::{getnameinfo, NI_DGRAM, NI_NAMEREQD, NI_NOFQDN, NI_NUMERICHOST, NI_NUMERICSERV};
 pub use pyrepr::{ipv6_text, py_str, PyAddr};
-pub use sockaddr::{socket_addr, socket_addr_numeric, socket_addr_or_hostname, Family, Transport};
+pub use sockaddr::{
+    socket_addr, socket_addr_numeric, socket_addr_or_hostname, socket_addrs,
+    socket_addrs_or_hostname, Family, Transport,
+};

@@ -143,6 +143,61 @@ pub fn socket_addr_or_hostname(
     }
 }
 
+/// Every address a host and port resolve to, in `getaddrinfo`'s order (duplicates removed):
+/// what a client tries in turn until one answers, as Python's `socket.create_connection`
+/// and `nc` do. The host and port forms are [`socket_addr`]'s; a numeric or special host
+/// gives one address, a name as many as it has (`localhost` may be `::1` then
+/// `127.0.0.1`). [`socket_addr`] is the first of them.
+///
+/// # Errors
+///
+/// As [`socket_addr`]; never an empty list.
+///
+/// # Examples
+///
+/// ```
+/// use resolver::{socket_addrs, Family, Transport};
+/// let all = socket_addrs("127.0.0.1", "www", Family::Any, Transport::Tcp)?;
+/// assert_eq!(all, ["127.0.0.1:80".parse()?]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn socket_addrs(
+    host: &str,
+    port: &str,
+    family: Family,
+    transport: Transport,
+) -> Result<Vec<SocketAddr>, Error> {
+    let port = resolve_port(port, transport)?;
+    let mut addrs = resolve_hosts(host, family, transport, false)?;
+    for addr in &mut addrs {
+        addr.set_port(port);
+    }
+    log::debug!("socket_addrs({host:?}, {family:?}, {transport:?}) -> {addrs:?}");
+    Ok(addrs)
+}
+
+/// [`socket_addrs`] with the tutorial's default host: `None` means this machine's own name.
+///
+/// # Examples
+///
+/// ```
+/// use resolver::{socket_addrs_or_hostname, Family, Transport};
+/// let all = socket_addrs_or_hostname(None, "12345", Family::Any, Transport::Udp)?;
+/// assert!(!all.is_empty() && all.iter().all(|a| a.port() == 12345));
+/// # Ok::<(), resolver::Error>(())
+/// ```
+pub fn socket_addrs_or_hostname(
+    host: Option<&str>,
+    port: &str,
+    family: Family,
+    transport: Transport,
+) -> Result<Vec<SocketAddr>, Error> {
+    match host {
+        Some(host) => socket_addrs(host, port, family, transport),
+        None => socket_addrs(&crate::gethostname()?, port, family, transport),
+    }
+}
+
 /// [`socket_addr`] without name resolution: the same host and port forms, except that a host
 /// name is an `EAI_NONAME` error (as with `AI_NUMERICHOST`) instead of a query to `/etc/hosts`
 /// or DNS. Service names for the port are still read from the services database, which is local.
@@ -186,6 +241,18 @@ fn resolve_host(
     transport: Transport,
     numeric: bool,
 ) -> Result<SocketAddr, Error> {
+    let all = resolve_hosts(host, family, transport, numeric)?;
+    first(all, host)
+}
+
+/// Every address for `host`, never an empty list.
+fn resolve_hosts(
+    host: &str,
+    family: Family,
+    transport: Transport,
+    numeric: bool,
+) -> Result<Vec<SocketAddr>, Error> {
+    let one = |addr: SocketAddr| Ok(vec![addr]);
     let subject = || format!("host {}", quote(host));
     if host.contains('\0') {
         return Err(Error::new(
@@ -195,7 +262,7 @@ fn resolve_host(
         ));
     }
     if host.is_empty() {
-        return Ok(match family {
+        return one(match family {
             Family::V6 => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
             _ => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
         });
@@ -208,11 +275,11 @@ fn resolve_host(
                 "the broadcast address is IPv4 only",
             ));
         }
-        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::BROADCAST), 0));
+        return one(SocketAddr::new(IpAddr::V4(Ipv4Addr::BROADCAST), 0));
     }
     if family.allows_v4() {
         match inet_aton(host) {
-            Aton::Address(ip) => return Ok(SocketAddr::V4(SocketAddrV4::new(ip, 0))),
+            Aton::Address(ip) => return one(SocketAddr::V4(SocketAddrV4::new(ip, 0))),
             Aton::IntegerOutOfRange => {
                 return Err(Error::new(
                     ErrorKind::InvalidHost,
@@ -225,7 +292,7 @@ fn resolve_host(
     }
     if family.allows_v6() && host.contains(':') {
         if let Ok(ip) = host.parse::<Ipv6Addr>() {
-            return Ok(SocketAddr::V6(SocketAddrV6::new(ip, 0, 0, 0)));
+            return one(SocketAddr::V6(SocketAddrV6::new(ip, 0, 0, 0)));
         }
         // A scoped or unusual IPv6 literal: glibc parses it (and resolves an interface name to
         // its index) without asking DNS.
@@ -235,7 +302,9 @@ fn resolve_host(
             flags: AI_NUMERICHOST,
             ..Hints::default()
         };
-        return first(getaddrinfo(Some(host), None, &hints)?, host);
+        let found = getaddrinfo(Some(host), None, &hints)?;
+        let addrs = found.into_iter().map(|ai| ai.address).collect();
+        return first(addrs, host).map(|a| vec![a]);
     }
     let hints = Hints {
         family: family.af(),
@@ -243,14 +312,22 @@ fn resolve_host(
         flags: if numeric { AI_NUMERICHOST } else { 0 },
         ..Hints::default()
     };
-    first(getaddrinfo(Some(host), None, &hints)?, host)
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for ai in getaddrinfo(Some(host), None, &hints)? {
+        if !addrs.contains(&ai.address) {
+            addrs.push(ai.address);
+        }
+    }
+    if addrs.is_empty() {
+        return Err(Error::from_eai(libc::EAI_NONAME, subject()));
+    }
+    Ok(addrs)
 }
 
-fn first(found: Vec<crate::AddrInfo>, host: &str) -> Result<SocketAddr, Error> {
+fn first(found: Vec<SocketAddr>, host: &str) -> Result<SocketAddr, Error> {
     found
         .into_iter()
         .next()
-        .map(|ai| ai.address)
         .ok_or_else(|| Error::from_eai(libc::EAI_NONAME, format!("host {}", quote(host))))
 }
 
