@@ -18,7 +18,8 @@ tasks:
   demo    build, start greet-server in the background, run the client over TCP, UDP and a
           Unix socket and the lookup, check every output, stop the server with SIGTERM
   bench   release build, then SPEC section 5's scenarios against the tutorial's Python server
-          (and ../shared/peers where built): a table, and JSON under target/bench/
+          (and ../shared/peers where built): a table, and JSON under target/bench/;
+          `bench echo`: only the echo section (netcore's echo example vs raw mio and tokio)
   test    what CI runs: cargo fmt --check, clippy -D warnings, cargo test --workspace,
           cargo doc (warnings denied), then the demo
   dist    release binaries, shell completions (bash, zsh, fish) and man pages under
@@ -29,7 +30,7 @@ fn main() -> ExitCode {
     let result = match task.as_deref() {
         Some("demo") => demo::run(),
         Some("test") => test(),
-        Some("bench") => bench::run(),
+        Some("bench") => bench::run(std::env::args().nth(2).as_deref()),
         Some("dist") => dist::run(),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
