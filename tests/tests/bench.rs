@@ -1,9 +1,13 @@
 //! `greet-client bench`: counts what it should, checks every byte, never hangs.
 
-use std::process::Output;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use e2e::{client, Server};
+use e2e::{client, Server, PATIENCE};
 use serde_json::Value;
 
 fn bench(args: &[&str]) -> (Output, Value) {
@@ -125,4 +129,210 @@ fn the_table_is_for_humans() {
     for word in ["rate", "latency", "p99", "errors", "10 ok of 10"] {
         assert!(text.contains(word), "{text}");
     }
+}
+
+// ---- Echo ---------------------------------------------------------------------------
+
+/// netcore's `examples/echo.rs`, built once per test process (only that example: the
+/// library is already built for the tests, so this compiles one small file).
+fn echo_example() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "-p", "netcore", "--example", "echo"])
+                .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "cargo build --example echo failed");
+            // target/debug/deps/bench-<hash> -> target/debug/examples/echo
+            let exe = std::env::current_exe().expect("current_exe");
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("test binary lives in target/<profile>/deps")
+                .join("examples")
+                .join("echo")
+        })
+        .clone()
+}
+
+/// The echo example, running until dropped.
+struct EchoServer {
+    child: Child,
+    port: u16,
+}
+
+impl EchoServer {
+    fn start() -> EchoServer {
+        let mut child = Command::new(echo_example())
+            .arg("127.0.0.1:0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the echo example");
+        // Its first line, `Listening on 127.0.0.1:PORT`, is printed once it listens.
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("read the readiness line");
+        let port = line
+            .trim()
+            .strip_prefix("Listening on 127.0.0.1:")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("readiness line {line:?}"));
+        EchoServer { child, port }
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn echo_requests_against_netcore_are_all_checked_and_counted() {
+    let server = EchoServer::start();
+    let port = server.port.to_string();
+    for size in ["64", "4096"] {
+        let (out, r) = bench(&[
+            "--echo",
+            "--port",
+            &port,
+            "-n",
+            "40",
+            "-c",
+            "20",
+            "--requests",
+            "25",
+            "--size",
+            size,
+            "--threads",
+            "2",
+        ]);
+        assert!(out.status.success(), "{r}");
+        assert_eq!(r["mode"], "echo", "{r}");
+        assert_eq!(r["echo"]["size"].to_string(), size, "{r}");
+        assert_eq!(r["planned"], 1000, "{r}");
+        assert_eq!(r["ok"], 1000, "{r}");
+        assert_eq!(r["errors"]["total"], 0, "{r}");
+        assert_eq!(r["echo"]["wrong_bytes"], 0, "{r}");
+        assert_eq!(r["not_started"], 0, "{r}");
+        let lat = &r["latency_us"];
+        assert!(lat["p50"].as_u64() <= lat["p99"].as_u64(), "{r}");
+        assert!(lat["p99"].as_u64() <= lat["max"].as_u64(), "{r}");
+    }
+}
+
+#[test]
+fn echo_until_the_deadline_ends_on_time_and_counts_no_failure() {
+    let server = EchoServer::start();
+    let started = Instant::now();
+    let (out, r) = bench(&[
+        "--echo",
+        "--port",
+        &server.port.to_string(),
+        "-c",
+        "8",
+        "--requests",
+        "0",
+        "--duration",
+        "500ms",
+    ]);
+    assert!(started.elapsed() < PATIENCE, "bench ran past its bound");
+    assert!(out.status.success(), "{r}");
+    assert!(r["ok"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["errors"]["total"], 0, "{r}");
+    // What was in flight at the deadline is cut short, at most one per connection.
+    assert!(
+        r["echo"]["unfinished_at_deadline"].as_u64().unwrap() <= 8,
+        "{r}"
+    );
+}
+
+/// An echo server on std threads that flips the bits of byte `corrupt_at` of every
+/// connection's stream; serves `connections` connections, then stops accepting.
+fn corrupting_echo(connections: usize, corrupt_at: usize) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("local_addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(connections) {
+            let Ok(stream) = stream else { continue };
+            std::thread::spawn(move || corrupt_echo(stream, corrupt_at));
+        }
+    });
+    port
+}
+
+fn corrupt_echo(mut stream: TcpStream, corrupt_at: usize) {
+    let _ = stream.set_read_timeout(Some(PATIENCE));
+    let mut buf = [0u8; 4096];
+    let mut seen = 0;
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if (seen..seen + n).contains(&corrupt_at) {
+            buf[corrupt_at - seen] ^= 0xff;
+        }
+        seen += n;
+        if stream.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_corrupted_echo_byte_is_caught() {
+    // Byte 100 is in each connection's second 64-byte message.
+    let port = corrupting_echo(3, 100);
+    let (out, r) = bench(&[
+        "--echo",
+        "--port",
+        &port.to_string(),
+        "-n",
+        "3",
+        "-c",
+        "3",
+        "--requests",
+        "5",
+        "--size",
+        "64",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{r}");
+    assert_eq!(r["errors"]["wrong_payload"], 3, "{r}");
+    assert_eq!(r["echo"]["wrong_bytes"], 3, "{r}");
+    assert_eq!(r["ok"], 12, "{r}");
+    assert_eq!(r["errors"]["total"], 3, "{r}");
+}
+
+#[test]
+fn an_echo_server_that_never_answers_times_out_within_the_bounds() {
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port().to_string();
+    let started = Instant::now();
+    let (out, r) = bench(&[
+        "--echo",
+        "--port",
+        &port,
+        "-n",
+        "6",
+        "-c",
+        "3",
+        "--requests",
+        "10",
+        "--timeout",
+        "200ms",
+        "--duration",
+        "5s",
+    ]);
+    assert!(started.elapsed() < PATIENCE, "bench ran past its bound");
+    assert_eq!(out.status.code(), Some(1), "{r}");
+    assert_eq!(r["ok"], 0, "{r}");
+    // Each connection's first request times out; the other nine were never sent.
+    assert_eq!(r["errors"]["timeout"], 6, "{r}");
+    assert_eq!(r["not_started"], 54, "{r}");
+    drop(silent);
 }

@@ -6,6 +6,10 @@
 //! server's on-CPU time from `/proc/PID/task/*/schedstat` before and after the load (so start-up
 //! is not counted) and its peak RSS (`VmHWM`). Where `../shared/peers` is built, its C and tokio
 //! servers run as extra rows and its independent load generator checks ours.
+//!
+//! The echo section (also alone: `cargo xtask bench echo`) measures the engine's own overhead:
+//! netcore's `examples/echo.rs` against `bench/mio-echo` (raw mio) and `bench/tokio-echo`, each
+//! pinned to one core, loaded by `greet-client bench --echo` on the other.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -28,6 +32,9 @@ struct ServerSpec {
 struct Load {
     scenario: &'static str,
     udp: bool,
+    /// Echo: the message size; the connections (`c` of them) repeat requests until the
+    /// load's duration ends.
+    echo: Option<u32>,
     n: u64,
     c: u32,
     threads: u16,
@@ -48,12 +55,21 @@ struct Tools {
     server: PathBuf,
     client: PathBuf,
     echo: Option<PathBuf>,
+    /// The echo peers, `bench/mio-echo` and `bench/tokio-echo`.
+    mio_echo: PathBuf,
+    tokio_echo: PathBuf,
     python: PathBuf,
     peers: Option<PathBuf>,
     taskset: bool,
 }
 
-pub fn run() -> Result<(), String> {
+/// `section`: `None` for everything, `Some("echo")` for the echo section alone.
+pub fn run(section: Option<&str>) -> Result<(), String> {
+    let echo_only = match section {
+        None => false,
+        Some("echo") => true,
+        Some(other) => return Err(format!("unknown bench section {other:?} (known: echo)")),
+    };
     run_step(
         "cargo build --release",
         cargo().args([
@@ -65,6 +81,10 @@ pub fn run() -> Result<(), String> {
             "greet-client",
             "-p",
             "netcore",
+            "-p",
+            "mio-echo",
+            "-p",
+            "tokio-echo",
             "--examples",
             "--bins",
         ]),
@@ -76,6 +96,8 @@ pub fn run() -> Result<(), String> {
         server: release.join("greet-server"),
         client: release.join("greet-client"),
         echo: Some(release.join("examples").join("echo")).filter(|p| p.exists()),
+        mio_echo: release.join("mio-echo"),
+        tokio_echo: release.join("tokio-echo"),
         python: root().join("bench").join("seed_server.py"),
         peers: Some(peers).filter(|p| p.join("c-greet").join("c-greet").exists()),
         taskset: Command::new("taskset")
@@ -84,6 +106,20 @@ pub fn run() -> Result<(), String> {
             .is_ok_and(|o| o.status.success()),
     };
     let started = Instant::now();
+    if echo_only {
+        let mut rows = Vec::new();
+        let echo = echo_section(&tools, &mut rows)?;
+        print_echo_table(&echo);
+        let doc = json!({
+            "date": unix_time(),
+            "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
+            "seconds": started.elapsed().as_secs_f64(),
+            "rows": rows.iter().map(row_json).collect::<Vec<_>>(),
+            "echo": echo,
+        });
+        write_json(&doc, "echo")?;
+        return echo_verdict(&rows);
+    }
     let mut rows = Vec::new();
     let ours = |threads: u16| ServerSpec {
         name: format!("greet-server/{threads}"),
@@ -140,6 +176,7 @@ pub fn run() -> Result<(), String> {
     let tcp = |scenario, n, c, threads, pinned| Load {
         scenario,
         udp: false,
+        echo: None,
         n,
         c,
         threads,
@@ -231,34 +268,28 @@ pub fn run() -> Result<(), String> {
         Some(dir) => Some(loadgen_check(&tools, dir)?),
         None => None,
     };
+    let echo = echo_section(&tools, &mut rows)?;
 
-    let summary = summarize(&rows, idle.as_ref(), loadgen.as_ref());
+    let mut summary = summarize(&rows, idle.as_ref(), loadgen.as_ref());
+    summary["echo_cpu_per_req_vs_mio_max"] = echo["cpu_per_req_vs_mio_max"].clone();
+    summary["echo_cpu_per_req_vs_tokio_max"] = echo["cpu_per_req_vs_tokio_max"].clone();
+    summary["echo_wrong_bytes"] = echo["wrong_bytes"].clone();
     print_table(&rows);
+    print_echo_table(&echo);
     println!("\n{summary}");
     let doc = json!({
         "date": unix_time(),
         "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
         "seconds": started.elapsed().as_secs_f64(),
-        "rows": rows.iter().map(|r| json!({
-            "scenario": r.scenario, "server": r.server, "load": r.load,
-            "server_cpu_us_per_op": r.cpu_us_per_op, "server_peak_rss_kb": r.rss_kb,
-        })).collect::<Vec<_>>(),
+        "rows": rows.iter().map(row_json).collect::<Vec<_>>(),
         "idle_connections": idle,
         "loadgen_check": loadgen,
+        "echo": echo,
         "summary": summary,
     });
-    let dir = target_dir().join("bench");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
-    for name in [
-        format!("bench-{}.json", unix_time()),
-        "latest.json".to_string(),
-    ] {
-        let path = dir.join(name);
-        std::fs::write(&path, &text).map_err(|e| format!("write {}: {e}", path.display()))?;
-    }
-    println!("wrote {}", dir.join("latest.json").display());
+    write_json(&doc, "bench")?;
+    echo_verdict(&rows)?;
     let ours_failed: u64 = rows
         .iter()
         .filter(|r| r.server.starts_with("greet-server"))
@@ -269,6 +300,31 @@ pub fn run() -> Result<(), String> {
             "greet-server lost or truncated {ours_failed} operations"
         ));
     }
+    Ok(())
+}
+
+fn row_json(r: &Row) -> Value {
+    json!({
+        "scenario": r.scenario, "server": r.server, "load": r.load,
+        "server_cpu_us_per_op": r.cpu_us_per_op, "server_peak_rss_kb": r.rss_kb,
+    })
+}
+
+/// Writes `doc` as `target/bench/PREFIX-TIME.json` and `PREFIX`'s latest (`latest.json` for
+/// the whole bench, `echo-latest.json` for the echo section alone).
+fn write_json(doc: &Value, prefix: &str) -> Result<(), String> {
+    let dir = target_dir().join("bench");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let text = serde_json::to_string_pretty(doc).map_err(|e| e.to_string())?;
+    let latest = match prefix {
+        "bench" => "latest.json".to_string(),
+        other => format!("{other}-latest.json"),
+    };
+    for name in [format!("{prefix}-{}.json", unix_time()), latest.clone()] {
+        let path = dir.join(name);
+        std::fs::write(&path, &text).map_err(|e| format!("write {}: {e}", path.display()))?;
+    }
+    println!("wrote {}", dir.join(latest).display());
     Ok(())
 }
 
@@ -448,6 +504,9 @@ fn run_load(tools: &Tools, port: u16, load: &Load) -> Result<Value, String> {
     if load.udp {
         cmd.arg("--udp");
     }
+    if let Some(size) = load.echo {
+        cmd.args(["--echo", "--size", &size.to_string(), "--requests", "0"]);
+    }
     let out = cmd
         .stderr(Stdio::inherit())
         .output()
@@ -464,12 +523,173 @@ fn failures(load: &Value) -> u64 {
     load["errors"]["total"].as_u64().unwrap_or(0) + load["not_started"].as_u64().unwrap_or(0)
 }
 
+/// The echo loads: connections at once, message size.
+const ECHO_LOADS: [(&str, u32, u32); 4] = [
+    ("echo c=50 64 B", 50, 64),
+    ("echo c=50 4 KiB", 50, 4096),
+    ("echo c=500 64 B", 500, 64),
+    ("echo c=500 4 KiB", 500, 4096),
+];
+const ECHO_REPS: usize = 3;
+/// How long each echo measurement runs: 4 loads x 3 servers x 3 repetitions of this, plus
+/// start-up, keep the section under a minute.
+const ECHO_DURATION: &str = "1s";
+const ECHO_SERVERS: [&str; 3] = ["netcore-echo", "mio-echo", "tokio-echo"];
+
+/// The echo section: each server started fresh per measurement, pinned to core 0, the load
+/// on core 1, every load repeated [`ECHO_REPS`] times (servers interleaved, so a disturbance
+/// of the shared machine spreads over all three). Returns the per-load comparison.
+fn echo_section(tools: &Tools, rows: &mut Vec<Row>) -> Result<Value, String> {
+    let Some(netcore_echo) = &tools.echo else {
+        return Err("netcore's echo example was not built".into());
+    };
+    let spec = |name: &str, bin: &Path| ServerSpec {
+        name: name.to_string(),
+        argv: vec![bin.display().to_string(), "127.0.0.1:0".into()],
+    };
+    let servers = [
+        spec(ECHO_SERVERS[0], netcore_echo),
+        spec(ECHO_SERVERS[1], &tools.mio_echo),
+        spec(ECHO_SERVERS[2], &tools.tokio_echo),
+    ];
+    let first = rows.len();
+    for _ in 0..ECHO_REPS {
+        for (scenario, c, size) in ECHO_LOADS {
+            let load = Load {
+                scenario,
+                udp: false,
+                echo: Some(size),
+                n: u64::from(c),
+                c,
+                threads: 1,
+                pinned: true,
+                timeout: "5s",
+                duration: ECHO_DURATION,
+            };
+            for server in &servers {
+                rows.push(measure(tools, server, &load)?);
+            }
+        }
+    }
+    Ok(echo_summary(&rows[first..]))
+}
+
+fn wrong_bytes(load: &Value) -> u64 {
+    load["echo"]["wrong_bytes"].as_u64().unwrap_or(0)
+}
+
+/// Medians per load and server, and netcore's ratios to the peers (SPEC 5's targets: CPU per
+/// request at most 1.0x mio's and 0.85x tokio's).
+fn echo_summary(rows: &[Row]) -> Value {
+    let mut loads = Vec::new();
+    let (mut worst_mio, mut worst_tokio) = (None::<f64>, None::<f64>);
+    for (scenario, c, size) in ECHO_LOADS {
+        let cpu = |srv| median_of(rows, scenario, srv, |r| r.cpu_us_per_op);
+        let rate = |srv| {
+            median_of(rows, scenario, srv, |r| {
+                r.load["rate"].as_f64().unwrap_or(0.0)
+            })
+        };
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        };
+        let [ours, mio, tokio] = ECHO_SERVERS;
+        let vs_mio = ratio(cpu(ours), cpu(mio));
+        let vs_tokio = ratio(cpu(ours), cpu(tokio));
+        worst_mio = max_of(worst_mio, vs_mio);
+        worst_tokio = max_of(worst_tokio, vs_tokio);
+        let of_load = rows.iter().filter(|r| r.scenario == scenario);
+        let wrong: u64 = of_load.clone().map(|r| wrong_bytes(&r.load)).sum();
+        let failed: u64 = of_load.map(|r| failures(&r.load)).sum();
+        loads.push(json!({
+            "scenario": scenario, "connections": c, "size": size,
+            "rate": per_server(rate),
+            "server_cpu_us_per_req": per_server(cpu),
+            "cpu_per_req_vs_mio": vs_mio,
+            "cpu_per_req_vs_tokio": vs_tokio,
+            "wrong_bytes": wrong,
+            "failures": failed,
+        }));
+    }
+    let wrong: u64 = rows.iter().map(|r| wrong_bytes(&r.load)).sum();
+    json!({
+        "repetitions": ECHO_REPS,
+        "duration": ECHO_DURATION,
+        "loads": loads,
+        "cpu_per_req_vs_mio_max": worst_mio,
+        "cpu_per_req_vs_tokio_max": worst_tokio,
+        "wrong_bytes": wrong,
+    })
+}
+
+fn max_of(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// `{"netcore-echo": f(..), "mio-echo": f(..), "tokio-echo": f(..)}`.
+fn per_server(f: impl Fn(&'static str) -> Option<f64>) -> Value {
+    ECHO_SERVERS
+        .iter()
+        .map(|&name| (name.to_string(), json!(f(name))))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+fn print_echo_table(echo: &Value) {
+    println!(
+        "\n| echo load | req/s netcore | req/s mio | req/s tokio | CPU us/req netcore | mio | tokio | netcore/mio (<= 1.0x) | netcore/tokio (<= 0.85x) | wrong bytes |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let num = |v: &Value, digits: usize| {
+        v.as_f64()
+            .map_or_else(|| "-".to_string(), |x| format!("{x:.digits$}"))
+    };
+    for l in echo["loads"].as_array().into_iter().flatten() {
+        let [ours, mio, tokio] = ECHO_SERVERS;
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {}x | {}x | {} |",
+            l["scenario"].as_str().unwrap_or(""),
+            num(&l["rate"][ours], 0),
+            num(&l["rate"][mio], 0),
+            num(&l["rate"][tokio], 0),
+            num(&l["server_cpu_us_per_req"][ours], 2),
+            num(&l["server_cpu_us_per_req"][mio], 2),
+            num(&l["server_cpu_us_per_req"][tokio], 2),
+            num(&l["cpu_per_req_vs_mio"], 2),
+            num(&l["cpu_per_req_vs_tokio"], 2),
+            l["wrong_bytes"],
+        );
+    }
+}
+
+/// netcore's echo must lose and corrupt nothing (the peers' faults are only reported).
+fn echo_verdict(rows: &[Row]) -> Result<(), String> {
+    let (failed, wrong) = rows
+        .iter()
+        .filter(|r| r.server == ECHO_SERVERS[0])
+        .fold((0, 0), |(f, w), r| {
+            (f + failures(&r.load), w + wrong_bytes(&r.load))
+        });
+    if failed > 0 || wrong > 0 {
+        return Err(format!(
+            "netcore's echo example failed {failed} requests, {wrong} wrong bytes"
+        ));
+    }
+    Ok(())
+}
+
 /// RSS per idle connection: the echo example holding `count` connections that do nothing.
 fn idle_connections(echo: &Path, count: usize) -> Result<Value, String> {
     let tools_less = Tools {
         server: PathBuf::new(),
         client: PathBuf::new(),
         echo: None,
+        mio_echo: PathBuf::new(),
+        tokio_echo: PathBuf::new(),
         python: PathBuf::new(),
         peers: None,
         taskset: false,
@@ -562,6 +782,7 @@ fn loadgen_check(tools: &Tools, peers: &Path) -> Result<Value, String> {
             &Load {
                 scenario: "",
                 udp: false,
+                echo: None,
                 n: 50_000,
                 c: 64,
                 threads: 1,

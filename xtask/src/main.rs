@@ -21,7 +21,8 @@ const TASKS: [(&str, &str); 4] = [
     (
         "bench",
         "release build, then SPEC section 5's scenarios against the tutorial's Python server\n\
-         (and ../shared/peers where built): a table, and JSON under target/bench/",
+         (and ../shared/peers where built): a table, and JSON under target/bench/;\n\
+         `bench echo`: only the echo section (netcore's echo example vs raw mio and tokio)",
     ),
     (
         "test",
@@ -60,7 +61,8 @@ fn main() -> ExitCode {
         print!("{}", usage(task));
         return ExitCode::SUCCESS;
     }
-    if known && !rest.is_empty() {
+    let bench_echo = task == Some("bench") && rest == ["echo"];
+    if known && !rest.is_empty() && !bench_echo {
         eprintln!(
             "xtask: {} takes no arguments, got {rest:?}\n\n{}",
             task.unwrap_or_default(),
@@ -71,7 +73,7 @@ fn main() -> ExitCode {
     let result = match task {
         Some("demo") => demo::run(),
         Some("test") => test(),
-        Some("bench") => bench::run(),
+        Some("bench") => bench::run(std::env::args().nth(2).as_deref()),
         Some("dist") => dist::run(),
         Some("-h" | "--help") => {
             print!("{}", usage(None));

@@ -2,8 +2,12 @@
 //!
 //! TCP: N connections, C in flight; each is read to EOF and compared with the expected
 //! greeting, then the next one starts in its slot. UDP: C connected sockets with one request
-//! outstanding each (C source ports, as real clients would be). Every operation has a
+//! outstanding each (C source ports, as real clients would be). Echo (`--echo`, in
+//! [`echo`]): kept-alive connections to an echo server, each sending `--requests` messages of
+//! `--size` bytes one after another and checking every echoed byte. Every operation has a
 //! deadline and the whole run a time bound, so it never hangs.
+
+mod echo;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -31,7 +35,22 @@ pub struct BenchArgs {
     #[arg(long)]
     udp: bool,
 
-    /// Connections (TCP) or requests (UDP) in all.
+    /// Load an echo server: each connection sends --requests messages of --size bytes, one
+    /// at a time, and checks every echoed byte.
+    #[arg(long, conflicts_with_all = ["udp", "expect", "expect_file"])]
+    echo: bool,
+
+    /// Echo: bytes per message (a pseudo-random pattern that shifts with every request).
+    #[arg(value_hint = clap::ValueHint::Other, long, default_value_t = 64, value_name = "BYTES", requires = "echo",
+          value_parser = clap::value_parser!(u32).range(1..=16 << 20))]
+    size: u32,
+
+    /// Echo: requests per connection; 0 repeats until --duration ends (what is in flight
+    /// then is not counted).
+    #[arg(value_hint = clap::ValueHint::Other, long, default_value_t = 100, value_name = "R", requires = "echo")]
+    requests: u64,
+
+    /// Connections (TCP, echo) or requests (UDP) in all.
     #[arg(value_hint = clap::ValueHint::Other, short = 'n', long, default_value_t = 50_000, value_name = "N")]
     connections: u64,
 
@@ -126,6 +145,10 @@ struct Tally {
     errors: Errors,
     not_started: u64,
     stray: u64,
+    /// Echo: bytes that differed from what was sent, or came unasked.
+    wrong_bytes: u64,
+    /// Echo until the deadline: requests it cut short (not failures).
+    unfinished: u64,
     latencies_us: Vec<u32>,
     last_done: Option<Instant>,
 }
@@ -151,6 +174,13 @@ fn bench(args: &BenchArgs) -> Result<Report, String> {
     let addr = resolver::socket_addr(&args.host, &args.port, Family::Any, transport)
         .map_err(|e| e.to_string())?;
     let threads = u64::from(args.threads);
+    let echo_plan = args
+        .echo
+        .then(|| echo::EchoPlan::new(args.size as usize, args.requests));
+    let grand_total = match &echo_plan {
+        Some(e) => args.connections.saturating_mul(e.requests),
+        None => args.connections,
+    };
     let progress = Arc::new(Progress::default());
     let started = Instant::now();
     let deadline = started + args.duration;
@@ -168,14 +198,19 @@ fn bench(args: &BenchArgs) -> Result<Report, String> {
             deadline,
             progress: Arc::clone(&progress),
             report_progress: t == 0,
-            grand_total: args.connections,
+            grand_total,
             started,
         };
         let udp = args.udp;
+        let echo = echo_plan.clone();
         workers.push(
             std::thread::Builder::new()
                 .name(format!("bench-{t}"))
-                .spawn(move || if udp { run_udp(plan) } else { run_tcp(plan) })
+                .spawn(move || match echo {
+                    Some(echo) => echo::run(plan, echo),
+                    None if udp => run_udp(plan),
+                    None => run_tcp(plan),
+                })
                 .map_err(|e| format!("start thread: {e}"))?,
         );
     }
@@ -188,6 +223,8 @@ fn bench(args: &BenchArgs) -> Result<Report, String> {
         tally.errors.add(&t.errors);
         tally.not_started += t.not_started;
         tally.stray += t.stray;
+        tally.wrong_bytes += t.wrong_bytes;
+        tally.unfinished += t.unfinished;
         tally.latencies_us.extend_from_slice(&t.latencies_us);
         tally.last_done = tally.last_done.max(t.last_done);
     }
@@ -230,12 +267,14 @@ const PROGRESS_AFTER: Duration = Duration::from_secs(3);
 fn print_progress(plan: &Plan, now: Instant) {
     let done = plan.progress.done.load(Ordering::Relaxed);
     let secs = now.duration_since(plan.started).as_secs_f64();
-    if secs > 0.0 {
+    if secs > 0.0 && plan.grand_total > 0 {
         eprintln!(
             "bench: {done}/{} done, {:.0}/s",
             plan.grand_total,
             done as f64 / secs
         );
+    } else if secs > 0.0 {
+        eprintln!("bench: {done} done, {:.0}/s", done as f64 / secs);
     }
 }
 
@@ -581,6 +620,10 @@ impl Handler for UdpLoad {
 
 struct Report {
     mode: &'static str,
+    /// Echo: message size, requests per connection, connections planned.
+    echo: Option<(u32, u64, u64)>,
+    wrong_bytes: u64,
+    unfinished: u64,
     planned: u64,
     concurrency: u32,
     threads: u16,
@@ -607,9 +650,24 @@ impl Report {
             let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
             v[rank.clamp(1, v.len()) - 1]
         };
+        let echo = args
+            .echo
+            .then_some((args.size, args.requests, args.connections));
         Report {
-            mode: if args.udp { "udp" } else { "tcp" },
-            planned: args.connections,
+            mode: if args.echo {
+                "echo"
+            } else if args.udp {
+                "udp"
+            } else {
+                "tcp"
+            },
+            echo,
+            wrong_bytes: tally.wrong_bytes,
+            unfinished: tally.unfinished,
+            planned: match echo {
+                Some((_, requests, _)) => args.connections.saturating_mul(requests),
+                None => args.connections,
+            },
             concurrency: args.concurrency,
             threads: args.threads,
             ok: tally.ok,
@@ -638,8 +696,18 @@ impl Report {
 
     fn json(&self) -> serde_json::Value {
         let e = &self.errors;
+        let echo = self.echo.map(|(size, requests, connections)| {
+            serde_json::json!({
+                "size": size,
+                "requests_per_connection": requests,
+                "connections": connections,
+                "wrong_bytes": self.wrong_bytes,
+                "unfinished_at_deadline": self.unfinished,
+            })
+        });
         serde_json::json!({
             "mode": self.mode,
+            "echo": echo,
             "planned": self.planned,
             "concurrency": self.concurrency,
             "threads": self.threads,
@@ -668,14 +736,31 @@ impl Report {
         } else {
             "requests"
         };
+        let (mode, echo) = match self.echo {
+            Some((size, requests, connections)) => {
+                let per_conn = if requests == 0 {
+                    "until the deadline".to_string()
+                } else {
+                    requests.to_string()
+                };
+                (
+                    format!("echo of {size}-byte messages"),
+                    format!(
+                        "echo         {connections} connections, {per_conn} requests each; \
+                         {} wrong bytes, {} cut short at the deadline\n",
+                        self.wrong_bytes, self.unfinished
+                    ),
+                )
+            }
+            None => (self.mode.to_string(), String::new()),
+        };
         format!(
             "mode         {mode} ({threads} thread(s), concurrency {c})\n\
              {unit:<12} {ok} ok of {planned} ({not_started} not started)\n\
              rate         {rate:.0}/s over {secs:.3} s\n\
              latency      p50 {p50} us, p90 {p90} us, p99 {p99} us, max {max} us\n\
              errors       {total} (refused {refused}, reset {reset}, timeout {timeout}, \
-             addr not available {ana}, wrong payload {wrong}, other {other})\n",
-            mode = self.mode,
+             addr not available {ana}, wrong payload {wrong}, other {other})\n{echo}",
             threads = self.threads,
             c = self.concurrency,
             ok = self.ok,

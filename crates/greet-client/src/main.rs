@@ -37,8 +37,9 @@ enum Command {
     /// The tutorial's lookup script: getaddrinfo(HOST, SERVICE) printed as Python's pprint
     /// shows it, then gethostname().
     Lookup(lookup::LookupArgs),
-    /// A load generator: N connections (or UDP requests) with C in flight, every reply
-    /// checked byte for byte; prints the rate, latency percentiles and errors by kind.
+    /// A load generator: N connections (or UDP requests) with C in flight, or with --echo
+    /// requests to an echo server over kept-alive connections; every reply checked byte for
+    /// byte; prints the rate, latency percentiles and errors by kind.
     Bench(bench::BenchArgs),
 }
 
