@@ -89,9 +89,20 @@
 //!
 //! - **Callbacks never block.** They run on the loop's thread, one at a time. Output is
 //!   queued with [`Conn::send`] and written as the peer takes it.
-//! - **Readiness is edge-triggered underneath.** The loop drains reads and writes until
-//!   `WouldBlock`, so a handler never sees a half-handled event; spurious wake-ups are
-//!   harmless.
+//! - **Readiness is edge-triggered underneath.** The loop reads until `WouldBlock` (or a
+//!   read that did not fill its buffer, which empties the socket just as surely: later
+//!   data raises a new edge) and writes until the output is gone or `WouldBlock`, so a
+//!   handler never sees a half-handled event; spurious wake-ups are harmless.
+//! - **Any callback may act on any connection.** [`Control`] (every callback has one)
+//!   sends to, closes, aborts, half-closes, pauses and resumes reading, and sets deadlines
+//!   on any live connection by its [`ConnId`], and sends datagrams from any UDP socket by
+//!   its [`SocketId`]. A stale id (its connection closed) is reported by the return value
+//!   and touches nothing. Changes that need the loop (a close, reading input that waited)
+//!   happen as soon as the callback returns, so no connection disappears during a callback.
+//! - **Other threads post messages.** [`EventLoop::sender`] hands out a cloneable `Send`
+//!   [`Sender`]; each message reaches [`Handler::on_message`] with a [`Control`]. The queue
+//!   is bounded ([`Config::message_capacity`]): a post to a full queue, or after `run`
+//!   returned, fails at once and hands the message back.
 //! - **The fast path registers nothing.** A connection whose whole reply is written in
 //!   [`Handler::on_open`] and that has nothing unread is closed at once: `accept4`, `write`,
 //!   one `read` that finds nothing, `close`. Only a connection that must wait (a partial
@@ -99,7 +110,10 @@
 //! - **A peer sets the pace.** Output is written as the peer takes it; a connection whose
 //!   pending output passes [`Config::max_pending_output`] is not read until half of it is
 //!   written (back-pressure), so a peer that sends and never reads cannot make the server
-//!   buffer without bound.
+//!   buffer without bound. Between two connections the handler keeps the bound:
+//!   [`Control::pending`] tells how much waits on the other side, [`Conn::pause_reading`]
+//!   stops the producer, and [`Handler::on_flushed`] (at [`Config::low_water`]) says when to
+//!   resume it; [`CounterSnapshot::buffered`] shows what the loop holds.
 //! - **Closing is orderly.** [`Conn::close`] flushes, shuts our side, reads and drops the
 //!   peer's input until EOF or [`Config::linger`], then closes: closing with unread input
 //!   would send a reset that can destroy a reply the peer has not read yet.
@@ -112,9 +126,9 @@
 //! - **Shutdown is bounded.** [`ShutdownHandle::shutdown`] (from any thread) stops
 //!   accepting, lets every connection flush and close within [`Config::drain_timeout`],
 //!   and makes [`EventLoop::run`] return.
-//! - **Outgoing connects follow mio's recipe.** [`Control::connect`] and
-//!   [`EventLoop::connect`] return at once; the first writable event is checked with
-//!   `take_error` and `peer_addr` (a spurious one is waited out), and success or failure
+//! - **Outgoing connects follow mio's recipe.** [`Control::connect`],
+//!   [`Control::connect_unix`] and their [`EventLoop`] twins return the new connection's id
+//!   at once; output sent before the connect completes is queued; success or failure
 //!   arrives as [`Handler::on_open`] or [`Handler::on_close`].
 //! - **Datagrams never block the loop.** Receive is drained until `WouldBlock`; a reply that
 //!   meets a full send buffer waits in a bounded queue ([`Config::udp_queue`]) or is dropped
@@ -124,6 +138,14 @@
 //! - **No threads of its own.** For several cores, run one loop per thread, each with its
 //!   own listener built with [`ListenOptions::reuse_port`]
 //!   ([`tcp_listeners_reuse_port`] builds them).
+//!
+//! # Examples to read
+//!
+//! `examples/greeter.rs` (the fast path), `examples/echo.rs` (back-pressure),
+//! `examples/chat.rs` (acting on other connections; dropping a client that does not read)
+//! and `examples/forward.rs` (piping one socket into another with bounded memory, TCP or
+//! Unix targets, half-close passed on). Each takes its listen address as its first argument
+//! and prints `Listening on ADDR` first.
 
 #![deny(missing_docs)]
 
