@@ -57,7 +57,12 @@ fn error_paths_give_one_clear_line_and_the_right_status() {
             2,
             &["--proxy-protocol", "--tcp"],
         ),
-        case("greet-server", &["--stats-interval", "0s"], 2, &["--stats-interval"]),
+        case(
+            "greet-server",
+            &["--stats-interval", "0s"],
+            2,
+            &["--stats-interval"],
+        ),
         case("greet-server", &["-4", "-6"], 2, &["-6"]),
         case("greet-client", &["--bogus"], 2, &["--bogus"]),
         case("greet-client", &["--bufsize", "0"], 2, &["--bufsize"]),

@@ -119,6 +119,10 @@ fn run(
             (groups, handover, args.unix.clone())
         }
     };
+    // Before the readiness lines: a signal sent once they are out is handled (it waits in
+    // the handler's pipe until the signal thread starts), never the default action.
+    let signals = signal_hook::iterator::Signals::new(SIGNALS)
+        .map_err(|e| format!("install signal handlers: {e}"))?;
     announce(listeners.iter().flatten())?;
     let (writer, sink) = if args.quiet {
         (None, None)
@@ -169,7 +173,7 @@ fn run(
         args.restart_timeout,
         handles.clone(),
     ));
-    watch_signals(handles, Arc::clone(&restarter), report)?;
+    watch_signals(signals, handles, Arc::clone(&restarter), report)?;
 
     let workers: Vec<_> = loops
         .into_iter()
@@ -405,16 +409,19 @@ fn announce<'a>(listeners: impl Iterator<Item = &'a Listener>) -> Result<(), Str
     out.flush().map_err(|e| format!("stdout: {e}"))
 }
 
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+
+/// The signals the server handles.
+const SIGNALS: [i32; 4] = [SIGINT, SIGTERM, SIGHUP, SIGUSR1];
+
 /// First SIGINT/SIGTERM: graceful stop of every loop. Second: exit at once. SIGHUP:
 /// restart (see `restart.rs`). SIGUSR1: the summary line now (printed by the stats thread).
 fn watch_signals(
+    mut signals: signal_hook::iterator::Signals,
     handles: Vec<ShutdownHandle>,
     restarter: Arc<Restarter>,
     report: mpsc::Sender<()>,
 ) -> Result<(), String> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1])
-        .map_err(|e| format!("install signal handlers: {e}"))?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
