@@ -495,11 +495,16 @@ fn sigusr1_prints_the_counts_and_the_server_goes_on() {
     }
     signal(server.first.id(), libc::SIGUSR1);
     let line = server.stderr_line("a summary on SIGUSR1", is_summary);
-    assert_eq!(
-        line,
-        "greet-server: accepted 3, greeted 3, errors 0, datagrams 0, rate-limited 0, \
-         logged 3, log lines dropped 0"
+    // Greeted is published before the lines go to the log writer, so it is exact once the
+    // lines were read; the writer counts a line as logged only after write(2) returned,
+    // which may be just after the test read it.
+    assert!(
+        line.starts_with(
+            "greet-server: accepted 3, greeted 3, errors 0, datagrams 0, rate-limited 0, logged "
+        ) && line.ends_with(", log lines dropped 0"),
+        "{line}"
     );
+    assert!(count(&line, "logged") <= 3, "{line}");
     // Still serving.
     assert_eq!(
         read_all(TcpStream::connect(addr).unwrap()).unwrap(),
