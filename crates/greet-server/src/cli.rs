@@ -40,8 +40,9 @@ Examples:
 /// enough, lines are dropped and counted (`log lines dropped N` in the summary).
 ///
 /// Started by systemd (socket activation: LISTEN_PID and LISTEN_FDS name this process), it
-/// serves the TCP and UDP sockets it was handed instead of binding; --host, --port, --udp and
-/// --unix are then not used.
+/// serves the TCP, UDP and Unix sockets it was handed instead of binding; --tcp, --host,
+/// --port, --udp and --unix are then not used. Under systemd (NOTIFY_SOCKET), it says
+/// READY=1 once serving, and a restart names the new main process (MAINPID=).
 #[derive(Debug, Parser)]
 #[command(version, after_help = EXAMPLES)]
 pub struct Args {
