@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, Parser};
@@ -26,7 +26,7 @@ use cli::Args;
 use ratelimit::ReplyLimiter;
 use restart::Restarter;
 use service::{GreetService, Stats};
-use stats::{Live, Published, Summary};
+use stats::{Live, Published, Reporter, Summary};
 
 /// After the loops have drained: how long the log writer may take to write what is queued
 /// before the server exits anyway, counting the rest as dropped.
@@ -165,15 +165,14 @@ fn run(
     };
     let counters: Vec<_> = live.loops.iter().map(|(c, _)| Arc::clone(c)).collect();
     let published: Vec<_> = live.loops.iter().map(|(_, p)| Arc::clone(p)).collect();
-    let (report, reports) = mpsc::channel();
-    stats::start_reporter(live, reports, args.stats_interval)?;
+    let reporter = Reporter::new(live, args.stats_interval)?;
     let restarter = Arc::new(Restarter::new(
         handover,
         args.upgrade_binary.clone(),
         args.restart_timeout,
         handles.clone(),
     ));
-    watch_signals(signals, handles, Arc::clone(&restarter), report)?;
+    watch_signals(signals, handles, Arc::clone(&restarter), reporter)?;
 
     let workers: Vec<_> = loops
         .into_iter()
@@ -420,7 +419,7 @@ fn watch_signals(
     mut signals: signal_hook::iterator::Signals,
     handles: Vec<ShutdownHandle>,
     restarter: Arc<Restarter>,
-    report: mpsc::Sender<()>,
+    mut reporter: Reporter,
 ) -> Result<(), String> {
     std::thread::Builder::new()
         .name("signals".into())
@@ -429,9 +428,7 @@ fn watch_signals(
             for signal in signals.forever() {
                 match signal {
                     SIGHUP => restarter.request(),
-                    SIGUSR1 => {
-                        let _ = report.send(());
-                    }
+                    SIGUSR1 => reporter.report(),
                     _ => {
                         seen += 1;
                         if seen > 1 {

@@ -6,7 +6,7 @@
 //! (plain stores, nothing per connection), and returns exactly at exit.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -123,9 +123,53 @@ impl Live {
     }
 }
 
-/// Prints the summary on stderr when asked (a message on `requests`, sent on SIGUSR1) and
-/// every `interval`; on its own thread, so that a slow stderr delays only these lines.
-pub fn start_reporter(
+/// Prints the summary on stderr on request (SIGUSR1) and every `--stats-interval`, from a
+/// thread of its own, started only when first needed.
+#[derive(Debug)]
+pub struct Reporter {
+    live: Live,
+    interval: Option<Duration>,
+    requests: Option<Sender<()>>,
+}
+
+impl Reporter {
+    /// With an interval, the thread starts now.
+    pub fn new(live: Live, interval: Option<Duration>) -> Result<Reporter, String> {
+        let mut reporter = Reporter {
+            live,
+            interval,
+            requests: None,
+        };
+        if interval.is_some() {
+            reporter.start()?;
+        }
+        Ok(reporter)
+    }
+
+    /// Asks for the summary line now (never blocks: the thread prints it).
+    pub fn report(&mut self) {
+        if self.requests.is_none() {
+            if let Err(e) = self.start() {
+                eprintln!("greet-server: {e}");
+                return;
+            }
+        }
+        if let Some(requests) = &self.requests {
+            let _ = requests.send(());
+        }
+    }
+
+    fn start(&mut self) -> Result<(), String> {
+        let (tx, rx) = mpsc::channel();
+        start_reporter(self.live.clone(), rx, self.interval)?;
+        self.requests = Some(tx);
+        Ok(())
+    }
+}
+
+/// Prints the summary on stderr when asked (a message on `requests`) and every `interval`;
+/// on its own thread, so that a slow stderr delays only these lines.
+fn start_reporter(
     live: Live,
     requests: Receiver<()>,
     interval: Option<Duration>,
