@@ -86,7 +86,14 @@ impl Restarter {
     /// stopping.
     pub fn request(self: &Arc<Self>) {
         if self.busy.swap(true, Ordering::AcqRel) {
-            eprintln!("greet-server: SIGHUP: a restart is already under way; ignored");
+            if self.handed_over() {
+                eprintln!(
+                    "greet-server: SIGHUP: this server has handed over to a new one and is \
+                     draining; ignored"
+                );
+            } else {
+                eprintln!("greet-server: SIGHUP: a restart is already under way; ignored");
+            }
             return;
         }
         let this = Arc::clone(self);
