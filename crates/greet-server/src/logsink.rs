@@ -24,8 +24,9 @@ use std::time::Instant;
 
 /// Bytes waiting for the writer beyond which batches are dropped (about 6,000 lines).
 pub const MAX_QUEUED_BYTES: usize = 256 * 1024;
-/// Batches the queue holds at most (each is one loop's turn).
-const MAX_QUEUED_BATCHES: usize = 1024;
+/// Batches the queue holds at most (each is one loop's turn); the byte bound is the one
+/// that matters, this keeps the channel's own allocation small.
+const MAX_QUEUED_BATCHES: usize = 256;
 /// A write to a pipe of at most this many bytes is atomic (POSIX `PIPE_BUF` on Linux).
 const PIPE_BUF: usize = 4096;
 /// Emptied buffers kept for reuse, so that a loop does not allocate one per turn.
@@ -277,7 +278,9 @@ mod tests {
             sink.submit(&mut buf, 50);
             assert!(buf.is_empty());
             // Slow enough that the queue never fills.
+            let deadline = Instant::now() + Duration::from_secs(30);
             while sink.shared.queued_bytes.load(Ordering::Relaxed) > MAX_QUEUED_BYTES / 2 {
+                assert!(Instant::now() < deadline, "the writer stopped writing");
                 std::thread::yield_now();
             }
         }
