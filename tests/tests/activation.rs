@@ -201,22 +201,62 @@ fn a_handed_udp_socket_is_served() {
 }
 
 #[test]
-fn a_handed_unix_socket_is_refused_naming_its_descriptor() {
+fn a_handed_unix_listener_is_served_and_its_file_left_to_its_owner() {
     let Some(tool) = tool("systemd-socket-activate") else {
         return;
     };
     let dir = temp_dir("activation-unix");
     let path = dir.join("greet.sock");
-    let mut activator = Activator::start(&tool, &[], path.to_str().unwrap(), &[])
+    let shown = path.to_str().unwrap();
+    let activator =
+        Activator::start(&tool, &[], shown, &[]).expect("a fresh Unix path is never in use");
+    // Connecting starts greet-server, which serves the socket it is handed.
+    let mut client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).unwrap();
+    assert_eq!(got, GREETING);
+    assert_eq!(
+        activator.next_line().unwrap(),
+        format!("Listening on '{shown}' unix")
+    );
+    let (status, stderr) = activator.terminate();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains("greet-server: accepted 1, greeted 1,"),
+        "{stderr}"
+    );
+    // The socket file belongs to whoever bound it (systemd, here): never removed.
+    assert!(path.exists(), "the handed socket's file was removed");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_handed_unix_datagram_socket_is_refused_naming_its_descriptor() {
+    let Some(tool) = tool("systemd-socket-activate") else {
+        return;
+    };
+    let dir = temp_dir("activation-unix-dgram");
+    let path = dir.join("greet.sock");
+    let mut activator = Activator::start(&tool, &["--datagram"], path.to_str().unwrap(), &[])
         .expect("a fresh Unix path is never in use");
-    // Connecting starts greet-server, which must refuse the socket and exit.
-    let _client = std::os::unix::net::UnixStream::connect(&path).unwrap();
-    let status = activator.child.wait().unwrap();
+    // A datagram starts greet-server, which must refuse the socket and exit.
+    let client = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    client.send_to(b"hello", &path).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = activator.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "greet-server did not exit");
+        std::thread::yield_now();
+    };
     let stderr: Vec<String> = activator.stderr.iter().collect();
     let stderr = stderr.join("\n");
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("greet-server: socket activation: fd 3: not an IPv4 or IPv6 socket"),
+        stderr.contains("greet-server: socket activation: fd 3: a Unix socket at ")
+            && stderr.contains("only stream listeners are served"),
         "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&dir);

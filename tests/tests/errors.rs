@@ -53,9 +53,15 @@ fn error_paths_give_one_clear_line_and_the_right_status() {
         ),
         case(
             "greet-server",
-            &["--udp", "--unix", "/tmp/x"],
+            &["--udp", "--proxy-protocol"],
             2,
-            &["--unix"],
+            &["--proxy-protocol", "--tcp"],
+        ),
+        case(
+            "greet-server",
+            &["--stats-interval", "0s"],
+            2,
+            &["--stats-interval"],
         ),
         case("greet-server", &["-4", "-6"], 2, &["-6"]),
         case("greet-client", &["--bogus"], 2, &["--bogus"]),

@@ -1,8 +1,9 @@
 //! `cargo xtask demo`: the tutorial's demo, end to end, with every output checked.
 //!
 //! "Run server.py in the background, then run client.py": the server starts on an
-//! ephemeral port (its readiness line says which), the client runs over TCP, UDP and a Unix
-//! socket, the lookup script runs, and the server is stopped with SIGTERM.
+//! ephemeral port (its readiness line says which), the client runs over TCP; then one server
+//! answers TCP, UDP and a Unix socket at once; the lookup script runs, and each server is
+//! stopped with SIGTERM.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,8 +48,11 @@ pub fn run() -> Result<(), String> {
 
     let mut failures = Vec::new();
     check("TCP", tcp(&server, &client), &mut failures)?;
-    check("UDP", udp(&server, &client), &mut failures)?;
-    check("Unix socket", unix(&server, &client), &mut failures)?;
+    check(
+        "TCP, UDP and Unix in one server",
+        all_transports(&server, &client),
+        &mut failures,
+    )?;
     check("lookup", lookup(&client), &mut failures)?;
     if failures.is_empty() {
         say!("\ndemo: every step printed what it should");
@@ -95,11 +99,16 @@ fn tcp(server: &Path, client: &Path) -> Result<(), String> {
     result
 }
 
-fn udp(server: &Path, client: &Path) -> Result<(), String> {
-    say!("\n## UDP: recvfrom / sendto");
+/// One server answering TCP, UDP and a Unix socket at once (TCP and UDP on one port
+/// number, as inetd's built-in services do), each with the tutorial's client.
+fn all_transports(server: &Path, client: &Path) -> Result<(), String> {
+    say!("\n## One server, three transports: TCP and UDP on one port, and a Unix socket");
+    let dir = std::env::temp_dir().join(format!("greet-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let path = dir.join("greet.sock");
+    let shown = path.display().to_string();
     let mut cmd = Command::new(server);
-    cmd.args([
-        "--udp",
+    cmd.args(["--tcp", "--udp", "--unix", &shown]).args([
         "--host",
         "127.0.0.1",
         "--port",
@@ -107,41 +116,52 @@ fn udp(server: &Path, client: &Path) -> Result<(), String> {
         "--threads",
         "1",
     ]);
-    let (srv, ready) = Server::start("greet-server --udp", cmd)?;
-    say!("$ greet-server --udp --host 127.0.0.1 --port 0 &\n{ready}");
-    let port = port_of(&ready).ok_or_else(|| format!("no port in {ready:?}"))?;
-    run_client(
-        client,
-        &["--udp", "--host", "127.0.0.1", "--port", &port.to_string()],
-    )?;
-    if let Some(line) = srv.next_line(Duration::from_secs(10)) {
-        say!("[server] {line}");
-    }
-    stop(srv)
-}
-
-fn unix(server: &Path, client: &Path) -> Result<(), String> {
-    say!("\n## Unix-domain socket");
-    let dir = std::env::temp_dir().join(format!("greet-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    let path = dir.join("greet.sock");
-    let shown = path.display().to_string();
-    let mut cmd = Command::new(server);
-    cmd.args(["--unix", &shown]);
-    let result = Server::start("greet-server --unix", cmd).and_then(|(srv, ready)| {
-        say!("$ greet-server --unix {shown} &\n{ready}");
-        let client_result = run_client(client, &["--unix", &shown]);
-        if let Some(line) = srv.next_line(Duration::from_secs(10)) {
-            say!("[server] {line}");
-        }
-        let stop_result = stop(srv);
-        client_result.and(stop_result)
+    let result = Server::start("greet-server --tcp --udp --unix", cmd).and_then(|(srv, ready)| {
+        say!("$ greet-server --tcp --udp --unix {shown} --host 127.0.0.1 --port 0 &");
+        let served = serve_all(&srv, ready, client, &shown);
+        let stopped = stop(srv);
+        served.and(stopped)
     });
     let leftover = path.exists();
     let _ = std::fs::remove_dir_all(&dir);
     result?;
     if leftover {
         return Err(format!("the server left its socket file {shown} behind"));
+    }
+    Ok(())
+}
+
+fn serve_all(srv: &Server, tcp: String, client: &Path, unix: &str) -> Result<(), String> {
+    let wait = Duration::from_secs(10);
+    let udp = srv.next_line(wait).ok_or("no UDP readiness line")?;
+    let unix_ready = srv.next_line(wait).ok_or("no Unix readiness line")?;
+    say!("{tcp}\n{udp}\n{unix_ready}");
+    let port = port_of(&tcp).ok_or_else(|| format!("no port in {tcp:?}"))?;
+    if port_of(&udp) != Some(port) || !udp.ends_with(" udp") {
+        return Err(format!("UDP is not on TCP's port {port}: {udp:?}"));
+    }
+    if unix_ready != format!("Listening on '{unix}' unix") {
+        return Err(format!("unexpected Unix readiness line {unix_ready:?}"));
+    }
+    let port = port.to_string();
+    let steps: [(&[&str], &str); 3] = [
+        (
+            &["--host", "127.0.0.1", "--port", &port],
+            "Got connection from ('127.0.0.1', ",
+        ),
+        (
+            &["--udp", "--host", "127.0.0.1", "--port", &port],
+            "Got datagram from ('127.0.0.1', ",
+        ),
+        (&["--unix", unix], "Got connection from "),
+    ];
+    for (args, logged) in steps {
+        run_client(client, args)?;
+        let line = srv.next_line(wait).ok_or("the server printed no line")?;
+        say!("[server] {line}");
+        if !line.starts_with(logged) {
+            return Err(format!("unexpected server line {line:?}"));
+        }
     }
     Ok(())
 }

@@ -7,11 +7,19 @@
 //! read, so that nothing this process starts believes the sockets are its own.
 //!
 //! Each descriptor is checked before it is used: a TCP listener (`SOCK_STREAM`, listening,
-//! IPv4 or IPv6) or a UDP socket (`SOCK_DGRAM`, IPv4 or IPv6); anything else (a Unix socket,
-//! a connected stream, a pipe) is refused with an error naming the descriptor.
+//! IPv4 or IPv6), a UDP socket (`SOCK_DGRAM`, IPv4 or IPv6) or a Unix-domain stream listener
+//! bound to a path; anything else (a connected stream, a Unix datagram socket, a pipe) is
+//! refused with an error naming the descriptor.
+//!
+//! A restart (SIGHUP, see `restart.rs`) hands the sockets on the same way, naming each by
+//! its role: `tcp`, `udp`, `unix` (a socket file the new server owns and removes at exit)
+//! or `unix-keep` (one it must leave, such as systemd's). A socket named by a role must be
+//! of that kind.
 
 use std::net::{TcpListener, UdpSocket};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
 
 use socket2::{Protocol, Socket, Type};
 
@@ -25,17 +33,34 @@ const MAX_FDS: usize = 4096;
 pub enum Activated {
     Tcp(TcpListener),
     Udp(UdpSocket),
+    /// A Unix stream listener and the path it is bound to.
+    Unix(UnixListener, PathBuf),
 }
 
-/// Takes the sockets passed to this process; `Ok(None)` when it was not socket-activated.
+impl Activated {
+    /// The role name a restart passes on (`LISTEN_FDNAMES`); `owned`: whether the Unix
+    /// socket file is this server's to remove.
+    pub fn role(&self, owned: bool) -> &'static str {
+        match self {
+            Activated::Tcp(_) => "tcp",
+            Activated::Udp(_) => "udp",
+            Activated::Unix(..) if owned => "unix",
+            Activated::Unix(..) => "unix-keep",
+        }
+    }
+}
+
+/// Takes the sockets passed to this process, each with its name (empty when none was
+/// given); `Ok(None)` when it was not socket-activated.
 ///
 /// Call it before any thread starts: it removes the environment variables.
 ///
 /// # Errors
 ///
 /// A variable that does not parse, a descriptor that is not open, or one that is not a
-/// TCP listener or UDP socket: one line naming the variable or descriptor.
-pub fn take_listeners() -> Result<Option<Vec<Activated>>, String> {
+/// TCP listener, UDP socket or Unix listener (or not of the role its name says): one line
+/// naming the variable or descriptor.
+pub fn take_listeners() -> Result<Option<Vec<(Activated, String)>>, String> {
     let pid = std::env::var("LISTEN_PID").ok();
     let fds = std::env::var("LISTEN_FDS").ok();
     let names = std::env::var("LISTEN_FDNAMES").ok();
@@ -52,11 +77,15 @@ pub fn take_listeners() -> Result<Option<Vec<Activated>>, String> {
     let mut sockets = Vec::with_capacity(count);
     for i in 0..count {
         let fd = FIRST_FD + RawFd::try_from(i).map_err(|_| "LISTEN_FDS: too many")?;
-        let label = match names.get(i) {
-            Some(name) if !name.is_empty() => format!("fd {fd} ({name})"),
-            _ => format!("fd {fd}"),
+        let name = names.get(i).copied().unwrap_or_default();
+        let label = if name.is_empty() {
+            format!("fd {fd}")
+        } else {
+            format!("fd {fd} ({name})")
         };
-        sockets.push(take_fd(fd, &label)?);
+        let socket = take_fd(fd, &label)?;
+        check_role(&socket, name, &label)?;
+        sockets.push((socket, name.to_string()));
     }
     Ok(Some(sockets))
 }
@@ -95,6 +124,21 @@ pub fn handed_count(
     Ok((count > 0).then_some(count))
 }
 
+/// A socket named by a role must be of that kind; other names are the service manager's.
+fn check_role(socket: &Activated, name: &str, label: &str) -> Result<(), String> {
+    let fits = match name {
+        "tcp" => matches!(socket, Activated::Tcp(_)),
+        "udp" => matches!(socket, Activated::Udp(_)),
+        "unix" | "unix-keep" => matches!(socket, Activated::Unix(..)),
+        _ => true,
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(format!("{label}: named {name:?} but it is {socket:?}"))
+    }
+}
+
 /// Takes ownership of descriptor `fd` if it is open, then checks it.
 fn take_fd(fd: RawFd, label: &str) -> Result<Activated, String> {
     // SAFETY: fcntl(F_GETFD) only reads the descriptor's flags; on a closed descriptor it
@@ -122,6 +166,9 @@ pub fn classify(fd: OwnedFd, label: &str) -> Result<Activated, String> {
     let local = socket
         .local_addr()
         .map_err(|e| format!("{label}: getsockname: {e}"))?;
+    if local.is_unix() {
+        return classify_unix(socket, &local, kind, label);
+    }
     let Some(addr) = local.as_socket() else {
         return Err(format!(
             "{label}: not an IPv4 or IPv6 socket ({:?}); only TCP listeners and UDP sockets \
@@ -157,6 +204,44 @@ pub fn classify(fd: OwnedFd, label: &str) -> Result<Activated, String> {
     Err(format!(
         "{label}: a socket on {addr} of type {kind:?}, protocol {protocol:?}; only TCP \
          listeners and UDP sockets are served"
+    ))
+}
+
+/// A Unix-domain stream listener bound to a path (what `--unix PATH` serves).
+fn classify_unix(
+    socket: Socket,
+    local: &socket2::SockAddr,
+    kind: Type,
+    label: &str,
+) -> Result<Activated, String> {
+    let Some(path) = local.as_pathname().map(std::path::Path::to_path_buf) else {
+        return Err(format!(
+            "{label}: a Unix socket with no path; only TCP listeners, UDP sockets and \
+             Unix stream listeners bound to a path are served"
+        ));
+    };
+    let shown = path.display();
+    if kind != Type::STREAM {
+        return Err(format!(
+            "{label}: a Unix socket at {shown} of type {kind:?}; only stream listeners are \
+             served"
+        ));
+    }
+    let listening = socket
+        .is_listener()
+        .map_err(|e| format!("{label}: getsockopt SO_ACCEPTCONN: {e}"))?;
+    if !listening {
+        return Err(format!(
+            "{label}: a Unix socket at {shown} that is not listening"
+        ));
+    }
+    socket
+        .set_cloexec(true)
+        .and_then(|()| socket.set_nonblocking(true))
+        .map_err(|e| format!("{label}: set close-on-exec and non-blocking: {e}"))?;
+    Ok(Activated::Unix(
+        UnixListener::from(OwnedFd::from(socket)),
+        path,
     ))
 }
 
@@ -221,6 +306,29 @@ mod tests {
     }
 
     #[test]
+    fn a_unix_listener_is_served_with_its_path_and_checked_against_its_name() {
+        let dir = std::env::temp_dir().join(format!("activation-unix-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s");
+        let unix = UnixListener::bind(&path).unwrap();
+        let socket = classify(unix.into(), "fd 3").unwrap();
+        let Activated::Unix(listener, got) = &socket else {
+            panic!("not Unix: {socket:?}");
+        };
+        assert_eq!(got, &path);
+        assert_eq!(
+            listener.accept().unwrap_err().kind(),
+            std::io::ErrorKind::WouldBlock
+        );
+        assert!(check_role(&socket, "unix", "fd 3").is_ok());
+        assert!(check_role(&socket, "greet", "fd 3").is_ok());
+        let err = check_role(&socket, "tcp", "fd 3 (tcp)").unwrap_err();
+        assert!(err.starts_with("fd 3 (tcp): named \"tcp\""), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn other_descriptors_are_refused_with_their_name() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let connected = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
@@ -234,9 +342,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("activation-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let unix = std::os::unix::net::UnixListener::bind(dir.join("s")).unwrap();
+        let unix = std::os::unix::net::UnixDatagram::bind(dir.join("d")).unwrap();
         let err = classify(unix.into(), "fd 6").unwrap_err();
-        assert!(err.starts_with("fd 6: not an IPv4 or IPv6 socket"), "{err}");
+        assert!(err.starts_with("fd 6: a Unix socket at "), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
 
         let file = std::fs::File::open("/dev/null").unwrap();

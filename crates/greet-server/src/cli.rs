@@ -16,6 +16,10 @@ Examples:
   greet-server --host 127.0.0.1 --port 0    an ephemeral port (printed on the first line)
   greet-server --udp --port 5000        answer each datagram with the message
   greet-server --unix /tmp/greet.sock   serve a Unix-domain socket
+  greet-server --tcp --udp --unix /tmp/greet.sock --port 0    all three in one process
+  kill -HUP PID                         restart without losing a client (new binary, new
+                                        --message-file contents); kill -USR1 PID: the counts
+  greet-server --stats-interval 1m      print the counts on stderr every minute
   greet-server --backlog 5              the tutorial's listen(5) (see README: not the default)
   greet-server --proxy-protocol --port 7000    behind HAProxy (send-proxy or send-proxy-v2)
   systemd-socket-activate -l 12345 greet-server    serve a socket handed over by systemd";
@@ -26,11 +30,19 @@ Examples:
 /// At start it prints one line per listener on stdout, e.g.
 /// `Listening on ('127.0.0.1', 12345) tcp`, so scripts can wait for it. SIGINT or SIGTERM
 /// stops accepting, finishes every greeting already accepted, prints a summary on stderr and
-/// exits 0; a second signal exits at once.
+/// exits 0; a second signal exits at once. SIGUSR1 prints the summary without stopping.
+///
+/// SIGHUP restarts without losing a client: a new copy of the server (this binary, or
+/// --upgrade-binary) is started with the listening sockets, and once it is ready this one
+/// stops accepting and finishes its greetings. If the new one fails, this one keeps serving.
+///
+/// The `Got connection from` lines never hold up a client: when stdout is not read fast
+/// enough, lines are dropped and counted (`log lines dropped N` in the summary).
 ///
 /// Started by systemd (socket activation: LISTEN_PID and LISTEN_FDS name this process), it
-/// serves the TCP and UDP sockets it was handed instead of binding; --host, --port, --udp and
-/// --unix are then not used.
+/// serves the TCP, UDP and Unix sockets it was handed instead of binding; --tcp, --host,
+/// --port, --udp and --unix are then not used. Under systemd (NOTIFY_SOCKET), it says
+/// READY=1 once serving, and a restart names the new main process (MAINPID=).
 #[derive(Debug, Parser)]
 #[command(version, after_help = EXAMPLES)]
 pub struct Args {
@@ -45,14 +57,19 @@ pub struct Args {
     #[arg(value_hint = clap::ValueHint::Other, long, default_value = "12345", value_parser = port_arg)]
     pub port: String,
 
-    /// Serve UDP instead of TCP: each datagram is answered with the message, sent to its
-    /// source.
+    /// Serve TCP: the default when no transport is named; with --udp or --unix, name it
+    /// to serve TCP too.
+    #[arg(long)]
+    pub tcp: bool,
+
+    /// Serve UDP: each datagram is answered with the message, sent to its source. With
+    /// --tcp, on the same port number (with --port 0, the port TCP got), as inetd does.
     #[arg(long)]
     pub udp: bool,
 
-    /// Serve a Unix-domain stream socket at PATH instead of TCP. A stale socket file is
-    /// replaced; any other file at PATH is never touched.
-    #[arg(value_hint = clap::ValueHint::FilePath, long, value_name = "PATH", conflicts_with = "udp")]
+    /// Serve a Unix-domain stream socket at PATH (alone, or with --tcp and --udp). A stale
+    /// socket file is replaced; any other file at PATH is never touched.
+    #[arg(value_hint = clap::ValueHint::FilePath, long, value_name = "PATH")]
     pub unix: Option<PathBuf>,
 
     /// With --unix: the socket file's permission bits, in octal (660: owner and group may
@@ -110,7 +127,7 @@ pub struct Args {
     /// TCP: every connection must first send a PROXY protocol header (v1 or v2, as HAProxy's
     /// send-proxy and send-proxy-v2 do); the client it names is the one logged. A
     /// connection whose header is malformed, too long or too slow is closed and counted.
-    #[arg(long, conflicts_with_all = ["udp", "unix"])]
+    #[arg(long, conflicts_with = "unix")]
     pub proxy_protocol: bool,
 
     /// With --proxy-protocol: close a connection whose header is not complete within this
@@ -121,6 +138,39 @@ pub struct Args {
     /// Do not print a line per connection.
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Print the summary line on stderr every DURATION while running (SIGUSR1 prints it
+    /// at once).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub stats_interval: Option<Duration>,
+
+    /// On SIGHUP, start PATH as the new server (with these same arguments) instead of this
+    /// binary's own path: a binary upgrade.
+    #[arg(long, value_name = "PATH")]
+    pub upgrade_binary: Option<PathBuf>,
+
+    /// On SIGHUP: how long the new server may take to become ready before it is stopped
+    /// and this one keeps serving.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub restart_timeout: Duration,
+}
+
+impl Args {
+    /// Whether to serve TCP: named, or no transport named at all.
+    pub fn serves_tcp(&self) -> bool {
+        self.tcp || (!self.udp && self.unix.is_none())
+    }
+
+    /// Checks what clap cannot express; a message for a usage error (exit status 2).
+    pub fn check(&self) -> Result<(), String> {
+        if self.proxy_protocol && !self.serves_tcp() {
+            return Err("--proxy-protocol applies to TCP: add --tcp".into());
+        }
+        if self.stats_interval.is_some_and(|d| d.is_zero()) {
+            return Err("--stats-interval must be more than 0".into());
+        }
+        Ok(())
+    }
 }
 
 /// A port number 0-65535 or a service name (looked up later): a bad number is a bad

@@ -2,25 +2,35 @@
 
 mod activation;
 mod cli;
+mod logsink;
 mod proxy;
 mod ratelimit;
+mod restart;
 mod service;
+mod stats;
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use netcore::{Config, EventLoop, ListenOptions, ShutdownHandle};
 use resolver::{Family, PyAddr, Transport};
 
 use activation::Activated;
 use cli::Args;
 use ratelimit::ReplyLimiter;
+use restart::Restarter;
 use service::{GreetService, Stats};
+use stats::{Live, Published, Reporter, Summary};
+
+/// After the loops have drained: how long the log writer may take to write what is queued
+/// before the server exits anyway, counting the rest as dropped.
+const LOG_FLUSH_GRACE: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
@@ -35,8 +45,14 @@ fn main() -> ExitCode {
         };
     }
     let args = Args::parse_from(argv);
-    // Before any thread starts: taking the sockets also removes LISTEN_* from the
-    // environment.
+    if let Err(message) = args.check() {
+        Args::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, message)
+            .exit();
+    }
+    // Before any thread starts: taking the sockets (and the readiness pipe of a restart)
+    // also removes LISTEN_* (and GREET_READY_FD) from the environment.
+    let ready = restart::take_ready_fd();
     let activated = match activation::take_listeners() {
         Ok(activated) => activated,
         Err(message) => {
@@ -44,19 +60,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match run(&args, activated) {
-        Ok(stats) => {
-            // The fields and their order are what scripts parse; the proxy count is added
-            // only where it means something, so the line without the flag is unchanged.
-            let proxy = if args.proxy_protocol {
-                format!(", proxy errors {}", stats.proxy_errors)
-            } else {
-                String::new()
-            };
-            eprintln!(
-                "greet-server: accepted {}, greeted {}, errors {}, datagrams {}, rate-limited {}{proxy}",
-                stats.accepted, stats.greeted, stats.errors, stats.datagrams, stats.limited
-            );
+    match run(&args, activated, ready) {
+        Ok(summary) => {
+            eprintln!("{summary}");
             ExitCode::SUCCESS
         }
         Err(message) => {
@@ -73,7 +79,11 @@ enum Listener {
     Unix(std::os::unix::net::UnixListener, PathBuf),
 }
 
-fn run(args: &Args, activated: Option<Vec<Activated>>) -> Result<Stats, String> {
+fn run(
+    args: &Args,
+    activated: Option<Vec<(Activated, String)>>,
+    ready: Option<OwnedFd>,
+) -> Result<Summary, String> {
     let message: Arc<[u8]> = match &args.message_file {
         Some(path) => std::fs::read(path)
             .map_err(|e| format!("message file {}: {e}", path.display()))?
@@ -83,11 +93,47 @@ fn run(args: &Args, activated: Option<Vec<Activated>>) -> Result<Stats, String> 
     let threads = usize::from(args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, |n| u16::try_from(n.get()).unwrap_or(1))
     }));
-    let listeners = match activated {
-        Some(sockets) => share(sockets, threads)?,
-        None => bind(args, threads)?,
+    let (listeners, handover, unix_path) = match activated {
+        Some(sockets) => {
+            // A Unix socket file handed on by a restart is this server's to remove; one
+            // from systemd (or named otherwise) is not.
+            let restarted = ready.is_some();
+            let owned = sockets.iter().find_map(|(socket, name)| match socket {
+                Activated::Unix(_, path) if restarted && name == "unix" => Some(path.clone()),
+                _ => None,
+            });
+            let handover = sockets
+                .iter()
+                .map(|(socket, _)| duplicate(socket, owned.is_some()))
+                .collect::<Result<_, _>>()?;
+            let sockets = sockets.into_iter().map(|(socket, _)| socket).collect();
+            (share(sockets, threads)?, handover, owned)
+        }
+        None => {
+            let groups = bind(args, threads)?;
+            let handover = groups
+                .iter()
+                .flatten()
+                .map(|listener| duplicate_listener(listener))
+                .collect::<Result<_, _>>()?;
+            (groups, handover, args.unix.clone())
+        }
     };
+    // Before the readiness lines: a signal sent once they are out is handled (it waits in
+    // the handler's pipe until the signal thread starts), never the default action.
+    let signals = signal_hook::iterator::Signals::new(SIGNALS)
+        .map_err(|e| format!("install signal handlers: {e}"))?;
     announce(listeners.iter().flatten())?;
+    let (writer, sink) = if args.quiet {
+        (None, None)
+    } else {
+        let out = std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| format!("duplicate stdout: {e}"))?;
+        let (writer, sink) = logsink::start(out)?;
+        (Some(writer), Some(sink))
+    };
 
     let config = Config {
         idle_timeout: Some(args.idle_timeout),
@@ -96,29 +142,43 @@ fn run(args: &Args, activated: Option<Vec<Activated>>) -> Result<Stats, String> 
         ..Config::default()
     };
     let mut loops = Vec::with_capacity(listeners.len());
-    let mut unix_path = None;
     for group in listeners {
         let mut event_loop = EventLoop::new(config.clone()).map_err(|e| e.to_string())?;
         for listener in group {
             match listener {
                 Listener::Tcp(l) => event_loop.add_tcp_listener(l).map(drop),
                 Listener::Udp(s) => event_loop.add_udp_socket(s).map(drop),
-                Listener::Unix(l, path) => {
-                    unix_path = Some(path);
-                    event_loop.add_unix_listener(l).map(drop)
-                }
+                Listener::Unix(l, _) => event_loop.add_unix_listener(l).map(drop),
             }
             .map_err(|e| e.to_string())?;
         }
         loops.push(event_loop);
     }
     let handles: Vec<ShutdownHandle> = loops.iter().map(EventLoop::shutdown_handle).collect();
-    watch_signals(handles)?;
+    let live = Live {
+        loops: loops
+            .iter()
+            .map(|l| (l.counters(), Arc::new(Published::default())))
+            .collect(),
+        log: sink.as_ref().map(logsink::LogSink::counter),
+        proxy: args.proxy_protocol,
+    };
+    let counters: Vec<_> = live.loops.iter().map(|(c, _)| Arc::clone(c)).collect();
+    let published: Vec<_> = live.loops.iter().map(|(_, p)| Arc::clone(p)).collect();
+    let reporter = Reporter::new(live, args.stats_interval)?;
+    let restarter = Arc::new(Restarter::new(
+        handover,
+        args.upgrade_binary.clone(),
+        args.restart_timeout,
+        handles.clone(),
+    ));
+    watch_signals(signals, handles, Arc::clone(&restarter), reporter)?;
 
     let workers: Vec<_> = loops
         .into_iter()
+        .zip(published)
         .enumerate()
-        .map(|(i, mut event_loop)| {
+        .map(|(i, (mut event_loop, published))| {
             let limiter = match args.udp_rate {
                 Some(0) => None,
                 Some(rate) => Some(ReplyLimiter::new(rate, true, Instant::now())),
@@ -128,7 +188,8 @@ fn run(args: &Args, activated: Option<Vec<Activated>>) -> Result<Stats, String> 
                     Instant::now(),
                 )),
             };
-            let mut service = GreetService::new(Arc::clone(&message), args.quiet, limiter);
+            let mut service =
+                GreetService::new(Arc::clone(&message), sink.clone(), limiter, published);
             if args.proxy_protocol {
                 service = service.with_proxy_protocol(args.proxy_timeout);
             }
@@ -137,6 +198,9 @@ fn run(args: &Args, activated: Option<Vec<Activated>>) -> Result<Stats, String> 
                 .spawn(move || event_loop.run(&mut service).map(|()| service.stats))
         })
         .collect();
+    // Only the loops hold the log sink now: when they end, the writer sees the end.
+    drop(sink);
+    restart::notify_ready(ready);
     let mut total = Stats::default();
     let mut failure = None;
     for worker in workers {
@@ -149,15 +213,43 @@ fn run(args: &Args, activated: Option<Vec<Activated>>) -> Result<Stats, String> 
             Err(e) => failure = Some(e.to_string()),
         }
     }
-    if let Some(path) = unix_path {
+    let log = writer.map(|w| w.finish(Instant::now() + LOG_FLUSH_GRACE));
+    // The socket file stays when a new server took it over.
+    if let Some(path) = unix_path.filter(|_| !restarter.handed_over()) {
         if let Err(e) = std::fs::remove_file(&path) {
             log::warn!("remove {}: {e}", path.display());
         }
     }
     match failure {
         Some(message) => Err(message),
-        None => Ok(total),
+        None => {
+            let mut summary = Summary::new(&counters, total, args.proxy_protocol);
+            summary.log = log;
+            Ok(summary)
+        }
     }
+}
+
+/// A duplicate of a listening socket to hand on at a restart, with its role.
+fn duplicate(socket: &Activated, owned: bool) -> Result<(OwnedFd, &'static str), String> {
+    let fd = match socket {
+        Activated::Tcp(l) => l.as_fd().try_clone_to_owned(),
+        Activated::Udp(s) => s.as_fd().try_clone_to_owned(),
+        Activated::Unix(l, _) => l.as_fd().try_clone_to_owned(),
+    };
+    fd.map(|fd| (fd, socket.role(owned)))
+        .map_err(|e| format!("duplicate a listening socket: {e}"))
+}
+
+/// The same for a socket this server bound (a Unix socket file it created is its own).
+fn duplicate_listener(listener: &Listener) -> Result<(OwnedFd, &'static str), String> {
+    let (fd, role) = match listener {
+        Listener::Tcp(l) => (l.as_fd().try_clone_to_owned(), "tcp"),
+        Listener::Udp(s) => (s.as_fd().try_clone_to_owned(), "udp"),
+        Listener::Unix(l, _) => (l.as_fd().try_clone_to_owned(), "unix"),
+    };
+    fd.map(|fd| (fd, role))
+        .map_err(|e| format!("duplicate a listening socket: {e}"))
 }
 
 /// The sockets systemd handed over, for every loop: each loop polls its own duplicate of
@@ -169,6 +261,7 @@ fn share(sockets: Vec<Activated>, threads: usize) -> Result<Vec<Vec<Listener>>, 
             let copy = match &socket {
                 Activated::Tcp(l) => l.try_clone().map(Listener::Tcp),
                 Activated::Udp(s) => s.try_clone().map(Listener::Udp),
+                Activated::Unix(l, path) => l.try_clone().map(|l| Listener::Unix(l, path.clone())),
             };
             group.push(copy.map_err(|e| format!("duplicate a socket-activation descriptor: {e}"))?);
         }
@@ -176,16 +269,41 @@ fn share(sockets: Vec<Activated>, threads: usize) -> Result<Vec<Vec<Listener>>, 
             first.push(match socket {
                 Activated::Tcp(l) => Listener::Tcp(l),
                 Activated::Udp(s) => Listener::Udp(s),
+                Activated::Unix(l, path) => Listener::Unix(l, path),
             });
         }
     }
     Ok(groups)
 }
 
-/// Binds one listener per loop (they share the port through SO_REUSEPORT), or the one
-/// Unix socket; each in its own group, one group per loop.
+/// Binds what the flags name, in groups, one group per loop: TCP and UDP one listener per
+/// loop each (each transport's listeners share the port through SO_REUSEPORT, and UDP takes
+/// the port number TCP got), the one Unix socket in the first group.
 fn bind(args: &Args, threads: usize) -> Result<Vec<Vec<Listener>>, String> {
     let backlog = args.backlog.unwrap_or_else(netcore::max_backlog);
+    let (tcp, udp) = (args.serves_tcp(), args.udp);
+    let mut groups = Vec::new();
+    if tcp || udp {
+        let family = Family::from_flags(args.ipv4, args.ipv6);
+        let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+        let mut addr =
+            resolver::socket_addr_or_hostname(args.host.as_deref(), &args.port, family, transport)
+                .map_err(|e| e.to_string())?;
+        // `--host ""` is every address. With neither -4 nor -6 that is IPv6's `::` with
+        // IPV6_V6ONLY off, which takes IPv4 clients too (as Python's
+        // `socket.create_server(("", port), family=AF_INET6, dualstack_ipv6=True)`), or
+        // `0.0.0.0` on a machine without IPv6.
+        let dual_stack = args.host.as_deref() == Some("") && family == Family::Any && has_ipv6();
+        if dual_stack {
+            addr = SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), addr.port());
+        }
+        let opts = ListenOptions {
+            backlog,
+            reuse_port: threads > 1,
+            v6_only: !dual_stack,
+        };
+        groups = bind_inet(addr, tcp, udp, threads, &opts)?;
+    }
     if let Some(path) = &args.unix {
         remove_stale_socket(path)?;
         let opts = ListenOptions {
@@ -194,44 +312,64 @@ fn bind(args: &Args, threads: usize) -> Result<Vec<Vec<Listener>>, String> {
         };
         let listener = with_umask(args.unix_mode, || netcore::unix_listener(path, &opts))
             .map_err(|e| e.to_string())?;
-        return Ok(vec![vec![Listener::Unix(listener, path.clone())]]);
+        let unix = Listener::Unix(listener, path.clone());
+        match groups.first_mut() {
+            Some(first) => first.push(unix),
+            None => groups.push(vec![unix]),
+        }
     }
-    let family = Family::from_flags(args.ipv4, args.ipv6);
-    let transport = if args.udp {
-        Transport::Udp
-    } else {
-        Transport::Tcp
-    };
-    let mut addr =
-        resolver::socket_addr_or_hostname(args.host.as_deref(), &args.port, family, transport)
-            .map_err(|e| e.to_string())?;
-    // `--host ""` is every address. With neither -4 nor -6 that is IPv6's `::` with
-    // IPV6_V6ONLY off, which takes IPv4 clients too (as Python's
-    // `socket.create_server(("", port), family=AF_INET6, dualstack_ipv6=True)`), or
-    // `0.0.0.0` on a machine without IPv6.
-    let dual_stack = args.host.as_deref() == Some("") && family == Family::Any && has_ipv6();
-    if dual_stack {
-        addr = SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), addr.port());
+    Ok(groups)
+}
+
+/// With `--port 0` and both TCP and UDP: how many ephemeral TCP ports to try before giving
+/// up when the same UDP port is taken.
+const SAME_PORT_ATTEMPTS: usize = 8;
+
+/// TCP and UDP listeners on `addr`, one of each per loop, UDP on the port TCP got.
+fn bind_inet(
+    addr: SocketAddr,
+    tcp: bool,
+    udp: bool,
+    threads: usize,
+    opts: &ListenOptions,
+) -> Result<Vec<Vec<Listener>>, String> {
+    let mut attempt = 1;
+    loop {
+        let mut groups: Vec<Vec<Listener>> = (0..threads).map(|_| Vec::new()).collect();
+        let mut at = addr;
+        if tcp {
+            for group in &mut groups {
+                let listener = netcore::tcp_listener(at, opts).map_err(|e| e.to_string())?;
+                at = listener.local_addr().map_err(|e| e.to_string())?;
+                group.push(Listener::Tcp(listener));
+            }
+        }
+        if udp {
+            let mut taken = None;
+            for group in &mut groups {
+                match netcore::udp_socket(at, opts) {
+                    Ok(socket) => {
+                        at = socket.local_addr().map_err(|e| e.to_string())?;
+                        group.push(Listener::Udp(socket));
+                    }
+                    Err(e) => {
+                        taken = Some(e);
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = taken {
+                let in_use = e.io_error().kind() == std::io::ErrorKind::AddrInUse;
+                if tcp && addr.port() == 0 && in_use && attempt < SAME_PORT_ATTEMPTS {
+                    log::debug!("UDP port {} is taken; another TCP port", at.port());
+                    attempt += 1;
+                    continue;
+                }
+                return Err(e.to_string());
+            }
+        }
+        return Ok(groups);
     }
-    let opts = ListenOptions {
-        backlog,
-        reuse_port: threads > 1,
-        v6_only: !dual_stack,
-    };
-    let mut listeners = Vec::with_capacity(threads);
-    for _ in 0..threads {
-        let listener = if args.udp {
-            let socket = netcore::udp_socket(addr, &opts).map_err(|e| e.to_string())?;
-            addr = socket.local_addr().map_err(|e| e.to_string())?;
-            Listener::Udp(socket)
-        } else {
-            let listener = netcore::tcp_listener(addr, &opts).map_err(|e| e.to_string())?;
-            addr = listener.local_addr().map_err(|e| e.to_string())?;
-            Listener::Tcp(listener)
-        };
-        listeners.push(vec![listener]);
-    }
-    Ok(listeners)
 }
 
 /// Runs `create` with the umask that makes a new socket file's mode exactly `mode` (bind(2)
@@ -278,57 +416,62 @@ fn remove_stale_socket(path: &std::path::Path) -> Result<(), String> {
     std::fs::remove_file(path).map_err(|e| format!("remove stale socket {}: {e}", path.display()))
 }
 
-/// The readiness lines: one per distinct address and transport (TCP and UDP on one port
-/// are two lines), flushed at once.
+/// The readiness lines: one per distinct address and transport, flushed at once.
 fn announce<'a>(listeners: impl Iterator<Item = &'a Listener>) -> Result<(), String> {
     let mut out = std::io::stdout().lock();
-    let mut seen: Vec<(SocketAddr, &str)> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
     for listener in listeners {
-        let line = match listener {
-            Listener::Tcp(l) => local(l.local_addr(), "tcp", &mut seen)?,
-            Listener::Udp(s) => local(s.local_addr(), "udp", &mut seen)?,
-            Listener::Unix(_, path) => Some(format!("'{}' unix", path.display())),
+        let name = |addr: std::io::Result<SocketAddr>, kind: &str| {
+            addr.map(|a| format!("{} {kind}", PyAddr(&a)))
+                .map_err(|e| format!("getsockname: {e}"))
         };
-        if let Some(line) = line {
-            writeln!(out, "Listening on {line}").map_err(|e| format!("stdout: {e}"))?;
+        let line = match listener {
+            Listener::Tcp(l) => name(l.local_addr(), "tcp")?,
+            Listener::Udp(s) => name(s.local_addr(), "udp")?,
+            Listener::Unix(_, path) => format!("'{}' unix", path.display()),
+        };
+        if seen.contains(&line) {
+            continue;
         }
+        writeln!(out, "Listening on {line}").map_err(|e| format!("stdout: {e}"))?;
+        seen.push(line);
     }
     out.flush().map_err(|e| format!("stdout: {e}"))
 }
 
-/// `(ADDRESS) TRANSPORT`, or `None` for a listener already announced (the duplicates each
-/// loop polls, or the SO_REUSEPORT siblings).
-fn local<'t>(
-    addr: std::io::Result<SocketAddr>,
-    transport: &'t str,
-    seen: &mut Vec<(SocketAddr, &'t str)>,
-) -> Result<Option<String>, String> {
-    let addr = addr.map_err(|e| format!("getsockname: {e}"))?;
-    if seen.contains(&(addr, transport)) {
-        return Ok(None);
-    }
-    seen.push((addr, transport));
-    Ok(Some(format!("{} {transport}", PyAddr(&addr))))
-}
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 
-/// First SIGINT/SIGTERM: graceful stop of every loop. Second: exit at once.
-fn watch_signals(handles: Vec<ShutdownHandle>) -> Result<(), String> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
-        .map_err(|e| format!("install signal handlers: {e}"))?;
+/// The signals the server handles.
+const SIGNALS: [i32; 4] = [SIGINT, SIGTERM, SIGHUP, SIGUSR1];
+
+/// First SIGINT/SIGTERM: graceful stop of every loop. Second: exit at once. SIGHUP:
+/// restart (see `restart.rs`). SIGUSR1: the summary line now (printed by the stats thread).
+fn watch_signals(
+    mut signals: signal_hook::iterator::Signals,
+    handles: Vec<ShutdownHandle>,
+    restarter: Arc<Restarter>,
+    mut reporter: Reporter,
+) -> Result<(), String> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             let mut seen = 0;
             for signal in signals.forever() {
-                seen += 1;
-                if seen > 1 {
-                    eprintln!("greet-server: second signal, exiting at once");
-                    std::process::exit(128 + signal);
-                }
-                log::info!("signal {signal}: stopping");
-                for handle in &handles {
-                    handle.shutdown();
+                match signal {
+                    SIGHUP => restarter.request(),
+                    SIGUSR1 => reporter.report(),
+                    _ => {
+                        seen += 1;
+                        if seen > 1 {
+                            eprintln!("greet-server: second signal, exiting at once");
+                            std::process::exit(128 + signal);
+                        }
+                        log::info!("signal {signal}: stopping");
+                        restarter.stop();
+                        for handle in &handles {
+                            handle.shutdown();
+                        }
+                    }
                 }
             }
         })

@@ -10,16 +10,17 @@ use std::time::Duration;
 use netcore::{CloseReason, Closed, Conn, ConnId, Control, Datagram, Handler, PeerAddr};
 use resolver::PyAddr;
 
+use crate::logsink::LogSink;
 use crate::proxy::{self, Parsed};
 use crate::ratelimit::ReplyLimiter;
+use crate::stats::Published;
 
-/// Per-loop totals, added up for the summary line at exit.
+/// Per-loop totals of what only the service knows, added up for the summary line (accepted
+/// connections and datagrams are netcore's counters).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Stats {
-    pub accepted: u64,
     pub greeted: u64,
     pub errors: u64,
-    pub datagrams: u64,
     /// Datagrams not answered because their source passed its reply rate.
     pub limited: u64,
     /// Connections closed because their PROXY header was malformed, too long, too slow or
@@ -29,10 +30,8 @@ pub struct Stats {
 
 impl std::ops::AddAssign for Stats {
     fn add_assign(&mut self, other: Stats) {
-        self.accepted += other.accepted;
         self.greeted += other.greeted;
         self.errors += other.errors;
-        self.datagrams += other.datagrams;
         self.limited += other.limited;
         self.proxy_errors += other.proxy_errors;
     }
@@ -41,8 +40,14 @@ impl std::ops::AddAssign for Stats {
 /// Greets every connection and answers every datagram with one shared message.
 pub struct GreetService {
     message: Arc<[u8]>,
-    /// Output for stdout, written once per loop turn so that printing never bounds the rate.
+    /// Output for stdout, handed to the log writer once per loop turn so that printing never
+    /// bounds the rate nor blocks the loop.
     log: Option<Vec<u8>>,
+    /// Lines in `log`.
+    log_lines: u64,
+    sink: Option<LogSink>,
+    /// Where `stats` is published at the end of each turn, for reports while running.
+    published: Arc<Published>,
     limiter: Option<ReplyLimiter>,
     /// With `--proxy-protocol`: TCP connections must send a PROXY header before they are
     /// greeted. `None` keeps the fast path: greet in `on_open`, never registered.
@@ -72,10 +77,19 @@ const HEADER_MAX: usize = if proxy::V2_MAX > proxy::V1_MAX {
 };
 
 impl GreetService {
-    pub fn new(message: Arc<[u8]>, quiet: bool, limiter: Option<ReplyLimiter>) -> GreetService {
+    /// Greets with `message`; logs through `sink` (`None`: `--quiet`).
+    pub fn new(
+        message: Arc<[u8]>,
+        sink: Option<LogSink>,
+        limiter: Option<ReplyLimiter>,
+        published: Arc<Published>,
+    ) -> GreetService {
         GreetService {
             message,
-            log: if quiet { None } else { Some(Vec::new()) },
+            log: sink.as_ref().map(|_| Vec::new()),
+            log_lines: 0,
+            sink,
+            published,
             limiter,
             proxy: None,
             stats: Stats::default(),
@@ -103,6 +117,7 @@ impl GreetService {
 
     fn print_peer(&mut self, what: &str, peer: &PeerAddr) {
         let Some(log) = &mut self.log else { return };
+        self.log_lines += 1;
         // Writing into a Vec cannot fail.
         let _ = match peer {
             PeerAddr::Inet(addr) => writeln!(log, "Got {what} from {}", PyAddr(addr)),
@@ -114,7 +129,6 @@ impl GreetService {
 
 impl Handler for GreetService {
     fn on_open(&mut self, conn: &mut Conn<'_>) {
-        self.stats.accepted += 1;
         if let Some(proxy) = &mut self.proxy {
             let deadline = conn.control().now() + proxy.timeout;
             conn.set_deadline(Some(deadline));
@@ -191,7 +205,6 @@ impl Handler for GreetService {
     }
 
     fn on_datagram(&mut self, socket: &mut Datagram<'_>, _data: &[u8], from: SocketAddr) {
-        self.stats.datagrams += 1;
         let now = socket.control().now();
         if let Some(false) = self.limiter.as_mut().map(|l| l.allow(from.ip(), now)) {
             self.stats.limited += 1;
@@ -202,18 +215,15 @@ impl Handler for GreetService {
     }
 
     fn on_turn_end(&mut self, _ctl: &mut Control<'_>) {
-        let Some(log) = &mut self.log else { return };
-        if log.is_empty() {
+        self.published.publish(&self.stats);
+        let (Some(log), Some(sink)) = (&mut self.log, &self.sink) else {
             return;
+        };
+        if !log.is_empty() {
+            // Never blocks: a full queue drops (and counts) this turn's lines.
+            sink.submit(log, self.log_lines);
+            self.log_lines = 0;
         }
-        let mut out = std::io::stdout().lock();
-        if let Err(err) = out.write_all(log).and_then(|()| out.flush()) {
-            // A closed stdout (a pipe whose reader left) must not stop the service.
-            log::debug!("stdout: {err}; no more connection lines");
-            self.log = None;
-            return;
-        }
-        log.clear();
     }
 }
 

@@ -1,0 +1,191 @@
+//! The summary line, at exit and while the server runs (SIGUSR1, `--stats-interval`).
+//!
+//! Accepted connections and received datagrams are netcore's own counters ([`Counters`],
+//! live atomics each loop updates anyway); what only the service knows (greeted, errors,
+//! rate-limited, PROXY header errors) each loop publishes once per turn into a [`Published`]
+//! (plain stores, nothing per connection), and returns exactly at exit.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::Duration;
+
+use netcore::Counters;
+
+use crate::logsink::{LogCounter, LogCounts};
+use crate::service::Stats;
+
+/// A loop's service counts as of its last turn.
+#[derive(Debug, Default)]
+pub struct Published {
+    greeted: AtomicU64,
+    errors: AtomicU64,
+    limited: AtomicU64,
+    proxy_errors: AtomicU64,
+}
+
+impl Published {
+    /// Stores `stats` (once per loop turn).
+    pub fn publish(&self, stats: &Stats) {
+        self.greeted.store(stats.greeted, Ordering::Relaxed);
+        self.errors.store(stats.errors, Ordering::Relaxed);
+        self.limited.store(stats.limited, Ordering::Relaxed);
+        self.proxy_errors
+            .store(stats.proxy_errors, Ordering::Relaxed);
+    }
+
+    fn load(&self) -> Stats {
+        Stats {
+            greeted: self.greeted.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            limited: self.limited.load(Ordering::Relaxed),
+            proxy_errors: self.proxy_errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The one-line summary. Its fields and their order are what scripts parse; optional
+/// fields come last, only where they mean something, so the line without them is unchanged.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Summary {
+    pub accepted: u64,
+    pub greeted: u64,
+    pub errors: u64,
+    pub datagrams: u64,
+    pub limited: u64,
+    /// With `--proxy-protocol`.
+    pub proxy_errors: Option<u64>,
+    /// Without `--quiet`.
+    pub log: Option<LogCounts>,
+}
+
+impl Summary {
+    /// The totals of `loops` (netcore's counters) and `stats` (the service's).
+    pub fn new(loops: &[Arc<Counters>], stats: Stats, proxy: bool) -> Summary {
+        let (mut accepted, mut datagrams) = (0, 0);
+        for counters in loops {
+            let snapshot = counters.snapshot();
+            accepted += snapshot.accepted;
+            datagrams += snapshot.datagrams_in;
+        }
+        Summary {
+            accepted,
+            greeted: stats.greeted,
+            errors: stats.errors,
+            datagrams,
+            limited: stats.limited,
+            proxy_errors: proxy.then_some(stats.proxy_errors),
+            log: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "greet-server: accepted {}, greeted {}, errors {}, datagrams {}, rate-limited {}",
+            self.accepted, self.greeted, self.errors, self.datagrams, self.limited
+        )?;
+        if let Some(n) = self.proxy_errors {
+            write!(f, ", proxy errors {n}")?;
+        }
+        if let Some(log) = self.log {
+            write!(
+                f,
+                ", logged {}, log lines dropped {}",
+                log.logged, log.dropped
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything needed to print the summary while the loops run, from any thread.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub loops: Vec<(Arc<Counters>, Arc<Published>)>,
+    pub log: Option<LogCounter>,
+    pub proxy: bool,
+}
+
+impl Live {
+    /// The summary as of now (each loop as of its last turn).
+    pub fn summary(&self) -> Summary {
+        let mut stats = Stats::default();
+        for (_, published) in &self.loops {
+            stats += published.load();
+        }
+        let counters: Vec<Arc<Counters>> = self.loops.iter().map(|(c, _)| Arc::clone(c)).collect();
+        let mut summary = Summary::new(&counters, stats, self.proxy);
+        summary.log = self.log.as_ref().map(LogCounter::counts);
+        summary
+    }
+}
+
+/// Prints the summary on stderr on request (SIGUSR1) and every `--stats-interval`, from a
+/// thread of its own, started only when first needed.
+#[derive(Debug)]
+pub struct Reporter {
+    live: Live,
+    interval: Option<Duration>,
+    requests: Option<Sender<()>>,
+}
+
+impl Reporter {
+    /// With an interval, the thread starts now.
+    pub fn new(live: Live, interval: Option<Duration>) -> Result<Reporter, String> {
+        let mut reporter = Reporter {
+            live,
+            interval,
+            requests: None,
+        };
+        if interval.is_some() {
+            reporter.start()?;
+        }
+        Ok(reporter)
+    }
+
+    /// Asks for the summary line now (never blocks: the thread prints it).
+    pub fn report(&mut self) {
+        if self.requests.is_none() {
+            if let Err(e) = self.start() {
+                eprintln!("greet-server: {e}");
+                return;
+            }
+        }
+        if let Some(requests) = &self.requests {
+            let _ = requests.send(());
+        }
+    }
+
+    fn start(&mut self) -> Result<(), String> {
+        let (tx, rx) = mpsc::channel();
+        start_reporter(self.live.clone(), rx, self.interval)?;
+        self.requests = Some(tx);
+        Ok(())
+    }
+}
+
+/// Prints the summary on stderr when asked (a message on `requests`) and every `interval`;
+/// on its own thread, so that a slow stderr delays only these lines.
+fn start_reporter(
+    live: Live,
+    requests: Receiver<()>,
+    interval: Option<Duration>,
+) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("stats".into())
+        .spawn(move || loop {
+            let asked = match interval {
+                Some(every) => requests.recv_timeout(every),
+                None => requests.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match asked {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => eprintln!("{}", live.summary()),
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        })
+        .map(drop)
+        .map_err(|e| format!("start the stats thread: {e}"))
+}
