@@ -3,6 +3,7 @@
 
 use super::EventLoop;
 use crate::connection::Phase;
+use crate::control::Source;
 use crate::handler::Handler;
 use crate::id::CloseReason;
 use crate::timers::TimerKey;
@@ -12,6 +13,20 @@ impl<M> EventLoop<M> {
     /// drain timeout.
     pub(super) fn begin_stop<H: Handler<M>>(&mut self, handler: &mut H) {
         self.stopping = true;
+        // Deregister before closing: epoll watches the open file, not the descriptor, so a
+        // socket another process still holds (a server handing its listeners to its
+        // successor) would go on waking this loop after our descriptor is closed.
+        for (_, source) in self.core.sources.iter_mut() {
+            let registry = &self.core.registry;
+            let result = match source {
+                Source::TcpListener { listener, .. } => registry.deregister(listener),
+                Source::UnixListener { listener, .. } => registry.deregister(listener),
+                Source::Udp(udp) => registry.deregister(&mut udp.socket),
+            };
+            if let Err(err) = result {
+                log::debug!("deregister a source at shutdown: {err}");
+            }
+        }
         self.core.sources.clear();
         self.core.timers.insert(
             self.core.now + self.config.drain_timeout,
