@@ -727,28 +727,11 @@ impl<S: Socket> Connection<S> {
         }
     }
 
-    /// Takes the connection apart at the end of its life: its peer, tag, listener and the
-    /// bytes that were never written. The queued output is freed here.
-    pub(crate) fn retire(mut self, counters: &Counters) -> Retired {
-        let unsent = self.out.len();
-        counters.unbuffer(unsent);
+    /// The end of its life: queued output is freed (and uncounted), and the socket closed.
+    pub(crate) fn retire(mut self, counters: &Counters) {
+        counters.unbuffer(self.out.len());
         self.out.clear();
-        Retired {
-            peer: self.peer,
-            tag: self.tag,
-            listener: self.listener,
-            unsent,
-        }
     }
-}
-
-/// What is left of a connection for [`Handler::on_close`](crate::Handler::on_close).
-#[derive(Debug)]
-pub(crate) struct Retired {
-    pub(crate) peer: PeerAddr,
-    pub(crate) tag: u64,
-    pub(crate) listener: Option<ListenerId>,
-    pub(crate) unsent: usize,
 }
 
 #[cfg(test)]
@@ -1056,8 +1039,8 @@ mod tests {
             2,
             "the rest waits as a shared chunk"
         );
-        let retired = c.retire(&counters);
-        assert_eq!(retired.unsent, 4);
+        assert_eq!(c.pending(), 4);
+        c.retire(&counters);
         assert_eq!(Arc::strong_count(&message), 1);
         assert_eq!(counters.snapshot().buffered, 0);
         let _ = now;

@@ -92,7 +92,8 @@ pub trait Handler<M = ()> {
         let _ = conn;
     }
 
-    /// The connection is gone; `closed` says why.
+    /// The connection is gone; `closed` says why. Called before its socket is closed, so
+    /// whatever the handler records here is recorded before the peer sees the close.
     fn on_close(&mut self, ctl: &mut Control<'_>, closed: &Closed<'_>) {
         let _ = (ctl, closed);
     }

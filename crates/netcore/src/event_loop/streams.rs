@@ -248,16 +248,18 @@ impl<M> EventLoop<M> {
         if let Some(at) = conn.scheduled() {
             self.core.timers.remove(at, TimerKey::Conn(id));
         }
-        let retired = conn.retire(&self.core.counters);
+        // The handler hears of it before the peer does: the socket closes after `on_close`.
+        let unsent = conn.pending();
         self.report_close(
             id,
-            &retired.peer,
-            retired.tag,
-            retired.listener,
+            conn.peer(),
+            conn.tag(),
+            conn.listener(),
             reason,
-            retired.unsent,
+            unsent,
             handler,
         );
+        conn.retire(&self.core.counters);
         self.resume_full_listeners(handler);
     }
 
