@@ -69,7 +69,11 @@ impl<M> Mailbox<M> {
     /// batch's allocations are reused turn after turn).
     pub(crate) fn take_all(&self, into: &mut VecDeque<M>) {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        std::mem::swap(&mut queue.messages, into);
+        if into.is_empty() {
+            std::mem::swap(&mut queue.messages, into);
+        } else {
+            into.extend(queue.messages.drain(..));
+        }
     }
 
     /// Opens the mailbox for a run (a loop may be run again after it returned).
@@ -80,16 +84,26 @@ impl<M> Mailbox<M> {
             .closed = false;
     }
 
-    /// Refuses every later post, and drops what nobody will read.
+    /// Refuses every later post; what was accepted stays for a last `take_all`.
     pub(crate) fn close(&self) {
-        let dropped = {
-            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            queue.closed = true;
-            std::mem::take(&mut queue.messages)
-        };
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .closed = true;
+    }
+
+    /// Drops what nobody will read (the loop is gone).
+    pub(crate) fn clear(&self) {
+        let dropped = std::mem::take(
+            &mut self
+                .queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .messages,
+        );
         if !dropped.is_empty() {
             log::debug!(
-                "{} messages posted to a stopped loop dropped",
+                "{} messages posted to a dropped loop discarded",
                 dropped.len()
             );
         }
@@ -130,8 +144,11 @@ impl<M> Mailbox<M> {
 /// risk of deadlock.
 ///
 /// Posting wakes the loop only when its queue was empty, so a burst costs one wake-up.
-/// Messages from one thread arrive in order. Once [`EventLoop::run`](crate::EventLoop::run)
-/// has returned, posts fail with [`PostError::Closed`].
+/// Messages from one thread arrive in order. Every post that returned `Ok` reaches
+/// `on_message` before [`EventLoop::run`](crate::EventLoop::run) returns (those that came
+/// in as the loop stopped, after it stopped: their `Control` finds no connection left).
+/// Once `run` has returned, or the loop was dropped, posts fail with [`PostError::Closed`];
+/// before `run` starts they queue up to the bound.
 ///
 /// # Examples
 ///
@@ -306,7 +323,7 @@ mod tests {
     }
 
     #[test]
-    fn a_closed_mailbox_refuses_and_drops_what_waited() {
+    fn a_closed_mailbox_refuses_but_keeps_what_it_accepted() {
         let Some((_poll, mailbox)) = mailbox(8) else {
             panic!("no poller");
         };
@@ -317,7 +334,11 @@ mod tests {
         assert_eq!(PostError::Closed(2).into_inner(), 2);
         let mut batch = VecDeque::new();
         mailbox.take_all(&mut batch);
-        assert!(batch.is_empty());
+        assert_eq!(batch, [1], "accepted before the close: still delivered");
+        assert_eq!(sender.post(3), Err(PostError::Closed(3)));
+        mailbox.clear();
+        mailbox.take_all(&mut batch);
+        assert_eq!(batch, [1], "nothing more came in");
         mailbox.open();
         assert_eq!(sender.post(4), Ok(()));
     }

@@ -31,7 +31,7 @@ impl<M> EventLoop<M> {
         // Each report clears itself; the bound only guards against a socket that errs forever.
         const MAX_PEER_ERRORS: u32 = 64;
         let mut peer_errors = 0;
-        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut scratch = self.lend_scratch();
         while let Some(Source::Udp(udp)) = self.core.sources.get_mut(key) {
             match udp.socket.recv_from(&mut scratch) {
                 Ok((n, from)) => {
@@ -66,6 +66,6 @@ impl<M> EventLoop<M> {
                 }
             }
         }
-        self.scratch = scratch;
+        self.return_scratch(scratch);
     }
 }

@@ -150,7 +150,9 @@ pub struct EventLoop<M = ()> {
     /// A batch of messages taken from the mailbox (kept for its allocation).
     inbox: VecDeque<M>,
     /// The read buffer every connection and UDP socket shares: a callback's `data` borrows
-    /// it, so it lives outside `core`.
+    /// it, so it lives outside `core`. Lent out (empty) while a read's callbacks run; a
+    /// read nested in one of them (a connection resumed from `on_data`) gets its own
+    /// (`lend_scratch`).
     scratch: Vec<u8>,
     config: Config,
     limits: Limits,
@@ -412,7 +414,10 @@ impl<M> EventLoop<M> {
             .unwrap_or_else(|| Events::with_capacity(self.config.events_capacity.max(1)));
         self.mailbox.open();
         let result = self.run_with(handler, &mut events);
+        // Every post that was accepted is delivered: the last ones after the loop stopped
+        // (their `Control` finds no connection or socket left).
         self.mailbox.close();
+        self.deliver_messages(handler);
         self.events = Some(events);
         result
     }
@@ -454,6 +459,25 @@ impl<M> EventLoop<M> {
         }
     }
 
+    /// The shared read buffer, or a new one when it is lent out to a read whose callback
+    /// is running (a read buffer of length zero would read as EOF).
+    fn lend_scratch(&mut self) -> Vec<u8> {
+        let scratch = std::mem::take(&mut self.scratch);
+        if scratch.is_empty() {
+            vec![0; READ_CHUNK]
+        } else {
+            scratch
+        }
+    }
+
+    /// Takes a lent buffer back, keeping the larger of the two (a small stand-in lent while
+    /// the shared one was out never replaces it).
+    fn return_scratch(&mut self, scratch: Vec<u8>) {
+        if scratch.len() > self.scratch.len() {
+            self.scratch = scratch;
+        }
+    }
+
     fn source_event<H: Handler<M>>(
         &mut self,
         key: usize,
@@ -467,6 +491,14 @@ impl<M> EventLoop<M> {
             Some(Source::Udp(_)) => self.udp_event(key, event, handler),
             None => {}
         }
+    }
+}
+
+impl<M> Drop for EventLoop<M> {
+    /// Senders of a loop that is gone (or never ran) get `PostError::Closed`.
+    fn drop(&mut self) {
+        self.mailbox.close();
+        self.mailbox.clear();
     }
 }
 

@@ -95,7 +95,7 @@ impl<M> EventLoop<M> {
     /// Reads until `WouldBlock` (or, as `drain` allows, a short read), EOF, a pause, or
     /// back-pressure, handing data to the handler (or dropping it, when closing).
     pub(super) fn on_readable<H: Handler<M>>(&mut self, id: ConnId, drain: Drain, handler: &mut H) {
-        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut scratch = self.lend_scratch();
         // Looked up again after every callback: the handler may have paused, closed or
         // aborted this connection, through `Conn` or through `Control`.
         while let Some(c) = self.core.conns.get_mut(id) {
@@ -127,7 +127,7 @@ impl<M> EventLoop<M> {
                 Input::Stop => break,
             }
         }
-        self.scratch = scratch;
+        self.return_scratch(scratch);
         self.settle(id, handler);
         self.after_callback(handler);
     }
@@ -179,12 +179,23 @@ impl<M> EventLoop<M> {
         let Some(c) = self.core.conns.get_mut(id) else {
             return;
         };
-        match c.advance(
+        let mut scratch = std::mem::take(&mut self.scratch);
+        if scratch.is_empty() {
+            // Lent out to a read whose callback is running: a closing connection still
+            // needs a real buffer to look for unread input.
+            scratch = vec![0; 4096];
+        }
+        let step = c.advance(
             self.core.now,
             &self.limits,
-            &mut self.scratch,
+            &mut scratch,
             &self.core.counters,
-        ) {
+        );
+        self.return_scratch(scratch);
+        let Some(c) = self.core.conns.get_mut(id) else {
+            return;
+        };
+        match step {
             Step::Close(reason) => self.close(id, reason, handler),
             Step::Keep => {
                 if !c.is_registered() {
