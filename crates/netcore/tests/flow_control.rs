@@ -298,7 +298,8 @@ fn a_forwarder_holds_a_sender_back_while_its_receiver_does_not_read() {
     let counters = Arc::clone(&server.counters);
     let data = pattern(TOTAL);
 
-    // Push until the loop stops taking: no progress through a run of refused writes.
+    // Push until the loop stops taking: paused, and no progress through a run of refused
+    // writes (a loop merely starved of CPU on a loaded machine has not paused).
     let deadline = Instant::now() + BOUND;
     let mut sent = 0;
     let mut stalled = 0;
@@ -316,7 +317,12 @@ fn a_forwarder_holds_a_sender_back_while_its_receiver_does_not_read() {
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 let now_in = counters.snapshot().bytes_in;
-                stalled = if now_in == last_in { stalled + 1 } else { 0 };
+                let paused = pauses.load(Ordering::Relaxed) >= 1;
+                stalled = if paused && now_in == last_in {
+                    stalled + 1
+                } else {
+                    0
+                };
                 last_in = now_in;
                 std::thread::sleep(Duration::from_millis(5));
             }
