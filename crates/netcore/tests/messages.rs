@@ -223,6 +223,29 @@ fn the_queue_is_bounded_and_a_post_after_run_is_refused() {
     }
 }
 
+/// A capacity of 0 is taken as 1: one message fits, a post never fails for want of room
+/// in an empty queue.
+#[test]
+fn a_zero_capacity_holds_one_message() {
+    let config = netcore::Config {
+        message_capacity: 0,
+        ..util::config()
+    };
+    let event_loop = EventLoop::<u32>::with_messages(config).unwrap();
+    let sender = event_loop.sender();
+    assert_eq!(sender.post(1), Ok(()));
+    assert_eq!(sender.post(2), Err(PostError::Full(2)));
+}
+
+/// A `Sender` goes to other threads and is shared between them.
+#[test]
+fn a_sender_is_send_sync_and_clone() {
+    fn shareable<T: Send + Sync + Clone + 'static>(_: &T) {}
+    let event_loop = EventLoop::<String>::with_messages(util::config()).unwrap();
+    shareable(&event_loop.sender());
+    shareable(&event_loop.shutdown_handle());
+}
+
 /// Posts from the loop's own callbacks: a message that posts the next (a post never
 /// blocks, so a loop may post to itself).
 struct Chain {
