@@ -21,17 +21,21 @@ use netcore::{
 pub const BOUND: Duration = Duration::from_secs(20);
 
 /// What a loop thread hands back: its handler, the loop, and what `run` returned.
-type Finished<H> = (H, EventLoop, Result<(), netcore::Error>);
+type Finished<H, M> = (H, EventLoop<M>, Result<(), netcore::Error>);
 
-/// A loop running on its own thread.
-pub struct Running<H> {
+/// A loop running on its own thread (`M`: the type of the messages it takes).
+pub struct Running<H, M = ()> {
     pub shutdown: netcore::ShutdownHandle,
     pub counters: Arc<Counters>,
-    thread: Option<JoinHandle<Finished<H>>>,
+    thread: Option<JoinHandle<Finished<H, M>>>,
 }
 
 /// Runs `event_loop` with `handler` on a new thread.
-pub fn spawn<H: Handler + Send + 'static>(mut event_loop: EventLoop, mut handler: H) -> Running<H> {
+pub fn spawn<M, H>(mut event_loop: EventLoop<M>, mut handler: H) -> Running<H, M>
+where
+    M: Send + 'static,
+    H: Handler<M> + Send + 'static,
+{
     let shutdown = event_loop.shutdown_handle();
     let counters = event_loop.counters();
     let thread = std::thread::Builder::new()
@@ -48,9 +52,9 @@ pub fn spawn<H: Handler + Send + 'static>(mut event_loop: EventLoop, mut handler
     }
 }
 
-impl<H> Running<H> {
+impl<H, M> Running<H, M> {
     /// Waits (at most `bound`) for `run` to return by itself, and checks it returned `Ok`.
-    pub fn join_within(mut self, bound: Duration) -> (H, EventLoop) {
+    pub fn join_within(mut self, bound: Duration) -> (H, EventLoop<M>) {
         let thread = self.thread.take().expect("joined once");
         let deadline = Instant::now() + bound;
         while !thread.is_finished() {
@@ -79,7 +83,7 @@ impl<H> Running<H> {
     }
 }
 
-impl<H> Drop for Running<H> {
+impl<H, M> Drop for Running<H, M> {
     fn drop(&mut self) {
         // A failed assertion must not leave a loop serving in the background.
         if self.thread.is_some() {
@@ -97,6 +101,18 @@ pub fn wait_for(what: &str, bound: Duration, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(10));
     }
+}
+
+/// Checks that `cond` holds throughout `window` (a bounded negative check: something that
+/// must not happen, such as input read from a paused connection, would happen within
+/// microseconds on loopback).
+pub fn holds_for(what: &str, window: Duration, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + window;
+    while Instant::now() < end {
+        assert!(cond(), "{what} stopped holding");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(cond(), "{what} stopped holding");
 }
 
 /// A configuration whose deadlines are long enough never to fire by accident in a test
