@@ -504,8 +504,6 @@ fn closing_another_connection_with_unread_input_from_a_timer_is_orderly() {
 }
 
 #[test]
-#[ignore = "bug: close from another connection's on_data takes the empty scratch buffer's \
-            Ok(0) for EOF and closes with input unread: the peer gets a reset"]
 fn closing_another_connection_with_unread_input_from_its_data_is_orderly() {
     closing_with_unread_input_is_orderly(Caller::ControllerData);
 }
@@ -550,8 +548,6 @@ fn pausing_another_connection_holds_its_input_until_a_timer_resumes_it() {
 }
 
 #[test]
-#[ignore = "bug: a read owed to a connection resumed from another connection's on_data \
-            reads into the empty scratch buffer, takes Ok(0) for EOF, and loses the input"]
 fn pausing_another_connection_holds_its_input_until_another_connection_resumes_it() {
     pause_holds_input_until_resumed(Caller::ControllerData);
 }
@@ -582,8 +578,6 @@ fn eof_that_arrived_while_paused_is_seen_after_a_timer_resumes() {
 }
 
 #[test]
-#[ignore = "bug: a read owed to a connection resumed from another connection's on_data \
-            reads into the empty scratch buffer, takes Ok(0) for EOF, and loses the input"]
 fn eof_that_arrived_while_paused_is_seen_after_another_connection_resumes() {
     eof_while_paused_is_seen_after_resume(Caller::ControllerData);
 }

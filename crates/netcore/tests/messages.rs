@@ -336,8 +336,6 @@ impl Handler<u32> for SlowFirst {
 /// returned `Ok` just before a shutdown request, while the loop was busy in a callback, is
 /// still handed to `on_message` before `run` returns.
 #[test]
-#[ignore = "bug: a message posted (Ok) while the loop is busy, followed by a shutdown \
-            request, is dropped: run returns without delivering it"]
 fn a_message_posted_before_shutdown_is_delivered() {
     let event_loop = EventLoop::<u32>::with_messages(util::config()).unwrap();
     let sender = event_loop.sender();
@@ -367,8 +365,6 @@ impl Handler<u32> for Panics {
 /// no more messages: a post says so instead of returning `Ok` for a message nobody will
 /// ever read.
 #[test]
-#[ignore = "bug: the mailbox is closed only when run returns; after a handler panic (or a \
-            loop dropped unrun) posts return Ok and the messages are lost"]
 fn a_post_to_a_loop_that_is_gone_is_refused() {
     let mut event_loop = EventLoop::<u32>::with_messages(util::config()).unwrap();
     let sender = event_loop.sender();

@@ -216,12 +216,13 @@ impl Handler for ActOnFirst {
 }
 
 /// Two clients of an [`ActOnFirst`] loop: the first has written `first_says` (unread, as
-/// its connection is paused), the second then sends `command`.
+/// its connection is paused), the second then sends `command` (and stays open, so that the
+/// only close a test sees is the first connection's).
 fn act_on_first(
     first_says: &[u8],
     command: &[u8],
 ) -> (
-    std::net::TcpStream,
+    [std::net::TcpStream; 2],
     util::Running<ActOnFirst>,
     Arc<Mutex<Vec<u8>>>,
     util::Closes,
@@ -237,7 +238,7 @@ fn act_on_first(
     first.write_all(first_says).unwrap();
     let mut second = util::connect(addr);
     second.write_all(command).unwrap();
-    (first, server, read, closes)
+    ([first, second], server, read, closes)
 }
 
 /// A read owed to a connection resumed through `Control` from *another* connection's
@@ -245,15 +246,13 @@ fn act_on_first(
 /// read into an empty buffer, took `Ok(0)` for the peer's EOF, and closed the connection,
 /// losing the input that had waited.
 #[test]
-#[ignore = "bug: resume_reading from another connection's on_data reads into the empty \
-            scratch buffer, takes Ok(0) for EOF and loses the waiting input"]
 fn a_read_owed_to_another_connection_is_not_taken_for_eof() {
-    let (first, server, read, closes) = act_on_first(b"waiting", b"resume");
+    let (clients, server, read, closes) = act_on_first(b"waiting", b"resume");
     util::wait_for("the input that waited", BOUND, || {
         *read.lock().unwrap() == b"waiting"
     });
     assert_eq!(closes.len(), 0, "the first connection is still open");
-    drop(first);
+    drop(clients);
     server.stop();
 }
 
@@ -261,10 +260,8 @@ fn a_read_owed_to_another_connection_is_not_taken_for_eof() {
 /// was taken for EOF, and the socket closed with that input unread, which makes the kernel
 /// reset the connection instead of closing it in order.
 #[test]
-#[ignore = "bug: close from another connection's on_data takes the empty scratch buffer's \
-            Ok(0) for EOF and closes with input unread: the peer gets a reset"]
 fn closing_another_connection_with_unread_input_is_orderly() {
-    let (mut first, server, _, closes) = act_on_first(b"unread", b"close");
+    let ([mut first, _second], server, _, closes) = act_on_first(b"unread", b"close");
     let mut got = Vec::new();
     let result = std::io::Read::read_to_end(&mut first, &mut got);
     assert!(result.is_ok(), "the first client's read: {result:?}");
@@ -308,8 +305,6 @@ impl Handler for ResumeByDatagram {
 /// As above, from `on_datagram`: the owed read of a connection resumed there found the
 /// shared read buffer empty and took `Ok(0)` for EOF.
 #[test]
-#[ignore = "bug: resume_reading from on_datagram reads into the empty scratch buffer, takes \
-            Ok(0) for EOF and loses the waiting input"]
 fn a_read_owed_to_a_connection_resumed_from_on_datagram_is_not_taken_for_eof() {
     let (mut event_loop, addr) = util::tcp_loop(util::config());
     let udp = netcore::udp_socket(util::localhost(), &Default::default()).unwrap();
@@ -358,8 +353,6 @@ impl Handler for QueueWhileConnecting {
 /// forwarder that paused its client because the target's pending output was high resumes
 /// it there, and would otherwise wait for the idle timeout.
 #[test]
-#[ignore = "bug: output queued during a connect and written when it completes crosses \
-            low_water without on_flushed"]
 fn output_queued_while_connecting_reports_on_flushed() {
     const SIZE: usize = (64 << 10) + 4096;
     let listener = std::net::TcpListener::bind(util::localhost()).unwrap();
