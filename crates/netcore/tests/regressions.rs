@@ -215,18 +215,18 @@ impl Handler for ActOnFirst {
     }
 }
 
-/// Two clients of an [`ActOnFirst`] loop: the first has written `first_says` (unread, as
-/// its connection is paused), the second then sends `command` (and stays open, so that the
-/// only close a test sees is the first connection's).
-fn act_on_first(
-    first_says: &[u8],
-    command: &[u8],
-) -> (
+/// Both clients, the running loop, what the first connection's `on_data` saw, its closes.
+type ActingOnFirst = (
     [std::net::TcpStream; 2],
     util::Running<ActOnFirst>,
     Arc<Mutex<Vec<u8>>>,
     util::Closes,
-) {
+);
+
+/// Two clients of an [`ActOnFirst`] loop: the first has written `first_says` (unread, as
+/// its connection is paused), the second then sends `command` (and stays open, so that the
+/// only close a test sees is the first connection's).
+fn act_on_first(first_says: &[u8], command: &[u8]) -> ActingOnFirst {
     let (event_loop, addr) = util::tcp_loop(util::config());
     let handler = ActOnFirst::default();
     let (read, closes) = (Arc::clone(&handler.read), handler.closes.clone());
