@@ -129,7 +129,7 @@ impl Remote {
             "send" => ctl.send(id, arg.as_bytes()).to_string(),
             "shared" => ctl.send_shared(id, &Arc::from(arg.as_bytes())).to_string(),
             "fill" => ctl
-                .send(id, &pattern(arg.parse().expect("size")))
+                .send(id, &util::pattern(arg.parse().expect("size")))
                 .to_string(),
             "close" => ctl.close(id).to_string(),
             "abort" => ctl.abort(id).to_string(),
@@ -148,14 +148,6 @@ impl Remote {
             other => panic!("unknown command {other:?}"),
         }
     }
-}
-
-/// `len` bytes that show a loss, a repeat or a reordering: byte `i` is byte `i % 4` of the
-/// little-endian `i / 4`.
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| ((i / 4) as u32).to_le_bytes()[i % 4])
-        .collect()
 }
 
 /// A [`Remote`] loop on its own thread, and its controller.
@@ -279,7 +271,7 @@ fn a_relay_delivers_to_a_client_that_never_spoke() {
     assert_eq!(&got, b"hello, b");
 
     // The other way, more than one socket buffer's worth, read while it is written.
-    let big = pattern(4 << 20);
+    let big = util::pattern(4 << 20);
     let writer = {
         let big = big.clone();
         std::thread::spawn(move || b.write_all(&big).map(|()| b))
@@ -388,7 +380,7 @@ fn pending_output_of_another_connection() {
 
     let mut got = vec![0; SIZE];
     client.read_exact(&mut got).unwrap();
-    assert!(got == pattern(SIZE), "the output arrived intact");
+    assert!(got == util::pattern(SIZE), "the output arrived intact");
     let deadline = Instant::now() + BOUND;
     while s.controller.ask(&format!("pending {n}")) != "Some(0)" {
         assert!(Instant::now() < deadline, "pending never fell to 0");

@@ -17,21 +17,6 @@ use util::BOUND;
 
 const LOW_WATER: usize = 64 << 10;
 
-/// `len` bytes that show a loss, a repeat or a reordering: byte `i` is byte `i % 4` of the
-/// little-endian `i / 4`.
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| ((i / 4) as u32).to_le_bytes()[i % 4])
-        .collect()
-}
-
-/// Where the first difference from `pattern(got.len())` is, if any.
-fn first_difference(got: &[u8]) -> Option<usize> {
-    got.iter()
-        .enumerate()
-        .position(|(i, &b)| b != ((i / 4) as u32).to_le_bytes()[i % 4])
-}
-
 /// A client with a small receive buffer, so output to it backs up in the loop.
 fn small_buffer_client(addr: SocketAddr) -> TcpStream {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
@@ -93,7 +78,7 @@ fn on_flushed_fires_at_the_low_water_mark_as_a_slow_reader_drains() {
         .unwrap();
     let mut event_loop = EventLoop::new(config).unwrap();
     event_loop.add_tcp_listener(listener).unwrap();
-    let data = pattern(CHUNK * CHUNKS);
+    let data = util::pattern(CHUNK * CHUNKS);
     let producer = Producer {
         chunks: data.chunks(CHUNK).map(Arc::from).collect(),
         next: 0,
@@ -116,7 +101,11 @@ fn on_flushed_fires_at_the_low_water_mark_as_a_slow_reader_drains() {
         }
     }
     assert_eq!(got.len(), data.len());
-    assert_eq!(first_difference(&got), None, "the stream is intact");
+    assert_eq!(
+        util::first_difference(&got, &data),
+        None,
+        "the stream is intact"
+    );
 
     let flushed_at = flushed_at.lock().unwrap().clone();
     println!("pending at each on_flushed: {flushed_at:?}");
@@ -212,6 +201,10 @@ fn forwarder() -> (
 ) {
     let config = netcore::Config {
         low_water: LOW_WATER,
+        // A sender held back is not read, and a starved test thread may leave it so for a
+        // long time on a loaded machine: the test bounds itself, not the loop's deadlines.
+        idle_timeout: None,
+        write_timeout: None,
         ..util::config()
     };
     let (event_loop, addr) = util::tcp_loop(config);
@@ -246,13 +239,16 @@ const TOTAL: usize = 64 << 20;
 /// What the loop may hold for the pair, at most.
 const PEAK_BOUND: u64 = 2 << 20;
 
-/// Writes `data[*sent..]` to the non-blocking `sender` until it is all written; panics
-/// after [`BOUND`].
+/// Writes `data[*sent..]` to the non-blocking `sender` until it is all written, then
+/// shuts its sending side; panics when nothing is taken for [`BOUND`].
 fn write_rest(sender: &mut TcpStream, data: &[u8], sent: &mut usize) {
-    let deadline = Instant::now() + BOUND;
+    let mut deadline = Instant::now() + BOUND;
     while *sent < data.len() {
         match sender.write(&data[*sent..]) {
-            Ok(n) => *sent += n,
+            Ok(n) => {
+                *sent += n;
+                deadline = Instant::now() + BOUND;
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 assert!(
                     Instant::now() < deadline,
@@ -293,10 +289,10 @@ fn read_on_thread(
 /// sender's EOF passed on as a half-close.
 #[test]
 fn a_forwarder_holds_a_sender_back_while_its_receiver_does_not_read() {
+    let data = util::pattern(TOTAL);
     let (server, addr, pauses, resumes) = forwarder();
     let (receiver, mut sender) = receiver_and_sender(&server, addr, || util::connect(addr));
     let counters = Arc::clone(&server.counters);
-    let data = pattern(TOTAL);
 
     // Push until the loop stops taking: paused, and no progress through a run of refused
     // writes (a loop merely starved of CPU on a loaded machine has not paused).
@@ -350,7 +346,11 @@ fn a_forwarder_holds_a_sender_back_while_its_receiver_does_not_read() {
     write_rest(&mut sender, &data, &mut sent);
     let got = reader.join().expect("the receiver's thread");
     assert_eq!(got.len(), TOTAL);
-    assert_eq!(first_difference(&got), None, "the relayed bytes are intact");
+    assert_eq!(
+        util::first_difference(&got, &data),
+        None,
+        "the relayed bytes are intact"
+    );
     assert!(
         resumes.load(Ordering::Relaxed) >= 1,
         "the sender was resumed"
@@ -376,15 +376,19 @@ fn a_forwarder_holds_a_sender_back_while_its_receiver_does_not_read() {
 #[test]
 fn a_forwarder_paces_a_sender_to_a_slow_receiver() {
     const SLOW_TOTAL: usize = 16 << 20;
+    let data = util::pattern(SLOW_TOTAL);
     let (server, addr, pauses, resumes) = forwarder();
     let (receiver, mut sender) = receiver_and_sender(&server, addr, || small_buffer_client(addr));
     let reader = read_on_thread(receiver, Some(Duration::from_micros(500)));
-    let data = pattern(SLOW_TOTAL);
     let mut sent = 0;
     write_rest(&mut sender, &data, &mut sent);
     let got = reader.join().expect("the receiver's thread");
     assert_eq!(got.len(), SLOW_TOTAL);
-    assert_eq!(first_difference(&got), None, "the relayed bytes are intact");
+    assert_eq!(
+        util::first_difference(&got, &data),
+        None,
+        "the relayed bytes are intact"
+    );
     assert!(pauses.load(Ordering::Relaxed) >= 2, "paused more than once");
     assert!(
         resumes.load(Ordering::Relaxed) >= 2,

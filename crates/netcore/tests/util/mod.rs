@@ -246,6 +246,26 @@ impl Handler for Echo {
     }
 }
 
+/// `len` bytes that show a loss, a repeat or a reordering anywhere: the little-endian
+/// `u32`s 0, 1, 2... (built a word at a time: a debug build is slow per byte).
+pub fn pattern(len: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(len + 4);
+    for word in 0..len.div_ceil(4) {
+        bytes.extend_from_slice(&(word as u32).to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+/// Where `got` first differs from `want` (or the shorter one ends); `None` when equal.
+pub fn first_difference(got: &[u8], want: &[u8]) -> Option<usize> {
+    if got == want {
+        return None;
+    }
+    let common = got.iter().zip(want).position(|(a, b)| a != b);
+    Some(common.unwrap_or(got.len().min(want.len())))
+}
+
 /// Writes `data` completely to a non-blocking socket, retrying on `WouldBlock`.
 pub fn write_all_nonblocking<W: Write>(w: &mut W, mut data: &[u8]) {
     let deadline = Instant::now() + BOUND;
