@@ -18,7 +18,7 @@ use socket2::{Protocol, Socket, Type};
 /// The first descriptor passed (`SD_LISTEN_FDS_START`).
 pub const FIRST_FD: RawFd = 3;
 /// More descriptors than this is a broken environment rather than a configuration.
-const MAX_FDS: usize = 4096;
+pub const MAX_FDS: usize = 4096;
 
 /// A socket handed over by the service manager, checked and set non-blocking.
 #[derive(Debug)]
@@ -43,22 +43,60 @@ pub fn take_listeners() -> Result<Option<Vec<Activated>>, String> {
         // No other thread exists yet (see above), so nothing reads the environment meanwhile.
         std::env::remove_var(var);
     }
-    let Some(count) = handed_count(pid.as_deref(), fds.as_deref(), std::process::id())? else {
+    let Some(handed) = parse_env(
+        pid.as_deref(),
+        fds.as_deref(),
+        names.as_deref(),
+        std::process::id(),
+    )?
+    else {
         return Ok(None);
     };
-    let names: Vec<&str> = names
-        .as_deref()
-        .map_or_else(Vec::new, |n| n.split(':').collect());
-    let mut sockets = Vec::with_capacity(count);
-    for i in 0..count {
-        let fd = FIRST_FD + RawFd::try_from(i).map_err(|_| "LISTEN_FDS: too many")?;
-        let label = match names.get(i) {
-            Some(name) if !name.is_empty() => format!("fd {fd} ({name})"),
-            _ => format!("fd {fd}"),
-        };
+    let mut sockets = Vec::with_capacity(handed.len());
+    for Handed { fd, label } in handed {
         sockets.push(take_fd(fd, &label)?);
     }
     Ok(Some(sockets))
+}
+
+/// A descriptor the environment says was handed over, with the label errors name it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handed {
+    /// The descriptor: 3, 4, ... in order.
+    pub fd: RawFd,
+    /// `fd N`, or `fd N (NAME)` when `LISTEN_FDNAMES` names it.
+    pub label: String,
+}
+
+/// What `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES` (their values, `None` when unset)
+/// say was handed to the process `our_pid`: `None` when nothing was meant for it. A pure
+/// function of the strings: nothing is opened or checked here.
+///
+/// # Errors
+///
+/// A variable that does not parse, or more than 4096 descriptors: one line naming the
+/// variable.
+pub fn parse_env(
+    pid: Option<&str>,
+    fds: Option<&str>,
+    names: Option<&str>,
+    our_pid: u32,
+) -> Result<Option<Vec<Handed>>, String> {
+    let Some(count) = handed_count(pid, fds, our_pid)? else {
+        return Ok(None);
+    };
+    let names: Vec<&str> = names.map_or_else(Vec::new, |n| n.split(':').collect());
+    let mut handed = Vec::with_capacity(count);
+    for i in 0..count {
+        let fd = FIRST_FD + RawFd::try_from(i).map_err(|_| "LISTEN_FDS: too many")?;
+        let label = match names.get(i) {
+            // Escaped: a name is the environment's to choose, and an error stays one line.
+            Some(name) if !name.is_empty() => format!("fd {fd} ({})", name.escape_debug()),
+            _ => format!("fd {fd}"),
+        };
+        handed.push(Handed { fd, label });
+    }
+    Ok(Some(handed))
 }
 
 /// How many descriptors were passed to the process `our_pid`, given `LISTEN_PID` and

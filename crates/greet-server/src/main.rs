@@ -1,8 +1,5 @@
 //! `greet-server`: the socket tutorial's greeting server, on netcore.
 
-mod activation;
-mod cli;
-mod proxy;
 mod ratelimit;
 mod service;
 
@@ -17,8 +14,8 @@ use clap::Parser;
 use netcore::{Config, EventLoop, ListenOptions, ShutdownHandle};
 use resolver::{Family, PyAddr, Transport};
 
-use activation::Activated;
-use cli::Args;
+use greet_server::activation::{self, Activated};
+use greet_server::cli::{self, Args};
 use ratelimit::ReplyLimiter;
 use service::{GreetService, Stats};
 
@@ -75,8 +72,8 @@ enum Listener {
 
 fn run(args: &Args, activated: Option<Vec<Activated>>) -> Result<Stats, String> {
     let message: Arc<[u8]> = match &args.message_file {
-        Some(path) => std::fs::read(path)
-            .map_err(|e| format!("message file {}: {e}", path.display()))?
+        Some(path) => clap_dist::read_file_arg(path, clap_dist::MESSAGE_MAX)
+            .map_err(|e| format!("message file {e}"))?
             .into(),
         None => args.message.as_bytes().into(),
     };

@@ -10,8 +10,8 @@ use std::time::Duration;
 use netcore::{CloseReason, Closed, Conn, ConnId, Control, Datagram, Handler, PeerAddr};
 use resolver::PyAddr;
 
-use crate::proxy::{self, Parsed};
 use crate::ratelimit::ReplyLimiter;
+use greet_server::proxy::{self, Parsed};
 
 /// Per-loop totals, added up for the summary line at exit.
 #[derive(Debug, Default, Clone, Copy)]
