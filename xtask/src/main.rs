@@ -1,4 +1,4 @@
-//! The project's automation: `cargo xtask demo | test`.
+//! The project's automation: `cargo xtask demo | test | bench | dist | fuzz`.
 //!
 //! Run through the `xtask` alias in `.cargo/config.toml`; cargo itself is found through the
 //! `CARGO` environment variable that cargo sets for the programs it runs.
@@ -6,6 +6,7 @@
 mod bench;
 mod demo;
 mod dist;
+mod fuzz;
 mod process;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +23,10 @@ tasks:
   test    what CI runs: cargo fmt --check, clippy -D warnings, cargo test --workspace,
           cargo doc (warnings denied), then the demo
   dist    release binaries, shell completions (bash, zsh, fish) and man pages under
-          target/dist/";
+          target/dist/
+  fuzz [--seconds N] [TARGET...]
+          every fuzz target of fuzz/ under libFuzzer for N seconds each (default 60), one
+          after the other; needs nightly and cargo-fuzz. Not part of `test`";
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
@@ -31,6 +35,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("bench") => bench::run(),
         Some("dist") => dist::run(),
+        Some("fuzz") => fuzz::run(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             return if task.is_some() {
