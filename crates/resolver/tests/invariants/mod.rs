@@ -42,8 +42,17 @@ pub fn check_socket_addr(
             }
             // The answer, written back as text, is the same address: nothing is lost or
             // invented on the way (scope ids included).
-            let again = socket_addr_numeric(&host_text(addr), &addr.port().to_string(), family, transport);
-            assert_eq!(again.ok(), Some(*addr), "{input}: {addr} does not read back");
+            let again = socket_addr_numeric(
+                &host_text(addr),
+                &addr.port().to_string(),
+                family,
+                transport,
+            );
+            assert_eq!(
+                again.ok(),
+                Some(*addr),
+                "{input}: {addr} does not read back"
+            );
             // A numeric host gives the same answer with name resolution allowed (glibc
             // answers numeric forms before it asks NSS, so this sends no query).
             let resolved = socket_addr(host, port, family, transport);
@@ -56,7 +65,11 @@ pub fn check_socket_addr(
                 "{input}: the error does not name its input: {text}"
             );
             // Inputs are cut to 100 characters in messages.
-            assert!(text.len() < 3_000, "{input}: message of {} bytes", text.len());
+            assert!(
+                text.len() < 3_000,
+                "{input}: message of {} bytes",
+                text.len()
+            );
             if numeric_port && port.parse::<u16>().is_err() {
                 assert_eq!(e.kind(), ErrorKind::InvalidPort, "{input}: {text}");
             }
