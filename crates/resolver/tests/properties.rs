@@ -12,7 +12,7 @@ mod invariants;
 
 use proptest::prelude::*;
 use resolver::{ErrorKind, Family, Transport};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// One part of a dotted IPv4 form: decimal, octal (leading 0) or hex (0x), in or out of range,
 /// or broken ("08", "0x", "").

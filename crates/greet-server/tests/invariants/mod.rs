@@ -28,7 +28,7 @@ pub const V2_PROTOCOL_MAX: usize = 16 + 65535;
 ///   `Incomplete` until the first one that decides, and from there the same answer as the
 ///   whole input.
 pub fn proxy(buf: &[u8]) {
-    assert!(V1_MAX <= V1_PROTOCOL_MAX && V2_MAX <= V2_PROTOCOL_MAX);
+    const { assert!(V1_MAX <= V1_PROTOCOL_MAX && V2_MAX <= V2_PROTOCOL_MAX) };
     let whole = proxy::parse(buf);
     let max = if buf.first() == Some(&b'P') {
         V1_MAX
