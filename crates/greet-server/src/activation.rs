@@ -36,9 +36,9 @@ pub enum Activated {
 /// A variable that does not parse, a descriptor that is not open, or one that is not a
 /// TCP listener or UDP socket: one line naming the variable or descriptor.
 pub fn take_listeners() -> Result<Option<Vec<Activated>>, String> {
-    let pid = std::env::var("LISTEN_PID").ok();
-    let fds = std::env::var("LISTEN_FDS").ok();
-    let names = std::env::var("LISTEN_FDNAMES").ok();
+    let pid = env_text("LISTEN_PID");
+    let fds = env_text("LISTEN_FDS");
+    let names = env_text("LISTEN_FDNAMES");
     for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
         // No other thread exists yet (see above), so nothing reads the environment meanwhile.
         std::env::remove_var(var);
@@ -57,6 +57,12 @@ pub fn take_listeners() -> Result<Option<Vec<Activated>>, String> {
         sockets.push(take_fd(fd, &label)?);
     }
     Ok(Some(sockets))
+}
+
+/// A variable's value, lossily as text: one that is not UTF-8 then fails to parse with an
+/// error naming it, instead of passing for an unset variable.
+fn env_text(var: &str) -> Option<String> {
+    std::env::var_os(var).map(|v| v.to_string_lossy().into_owned())
 }
 
 /// A descriptor the environment says was handed over, with the label errors name it by.
@@ -234,6 +240,20 @@ mod tests {
                 _ => panic!("{pid:?} {fds:?}: {got:?}, want {want:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_value_that_is_not_utf8_is_not_taken_for_unset() {
+        use std::os::unix::ffi::OsStrExt;
+        // A name no other test reads, so setting it cannot race with them.
+        let var = "GREET_ACTIVATION_TEST_NOT_UTF8";
+        std::env::set_var(var, std::ffi::OsStr::from_bytes(b"1\xff"));
+        let text = env_text(var);
+        std::env::remove_var(var);
+        assert_eq!(text.as_deref(), Some("1\u{fffd}"));
+        let err = handed_count(Some("7"), text.as_deref(), 7).unwrap_err();
+        assert!(err.starts_with("LISTEN_FDS=\"1\u{fffd}\""), "{err}");
+        assert_eq!(env_text("GREET_ACTIVATION_TEST_UNSET"), None);
     }
 
     #[test]
