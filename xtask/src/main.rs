@@ -1,4 +1,4 @@
-//! The project's automation: `cargo xtask demo | test`.
+//! The project's automation: `cargo xtask demo | test | bench | dist | fuzz`.
 //!
 //! Run through the `xtask` alias in `.cargo/config.toml`; cargo itself is found through the
 //! `CARGO` environment variable that cargo sets for the programs it runs.
@@ -6,13 +6,14 @@
 mod bench;
 mod demo;
 mod dist;
+mod fuzz;
 mod process;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// Every task and what it does, for `--help`.
-const TASKS: [(&str, &str); 4] = [
+const TASKS: [(&str, &str); 5] = [
     (
         "demo",
         "build, start greet-server in the background, run the client over TCP, UDP and a\n\
@@ -33,6 +34,11 @@ const TASKS: [(&str, &str); 4] = [
         "dist",
         "release binaries (stripped), shell completions (bash, zsh, fish) and man pages\n\
          under target/dist/",
+    ),
+    (
+        "fuzz",
+        "[--seconds N] [TARGET...]: every fuzz target of fuzz/ under libFuzzer for N seconds\n\
+         each (default 60), one after the other; needs nightly and cargo-fuzz. Not part of `test`",
     ),
 ];
 
@@ -61,8 +67,8 @@ fn main() -> ExitCode {
         print!("{}", usage(task));
         return ExitCode::SUCCESS;
     }
-    let bench_echo = task == Some("bench") && rest == ["echo"];
-    if known && !rest.is_empty() && !bench_echo {
+    let takes_arguments = (task == Some("bench") && rest == ["echo"]) || task == Some("fuzz");
+    if known && !rest.is_empty() && !takes_arguments {
         eprintln!(
             "xtask: {} takes no arguments, got {rest:?}\n\n{}",
             task.unwrap_or_default(),
@@ -75,6 +81,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("bench") => bench::run(std::env::args().nth(2).as_deref()),
         Some("dist") => dist::run(),
+        Some("fuzz") => fuzz::run(rest),
         Some("-h" | "--help") => {
             print!("{}", usage(None));
             return ExitCode::SUCCESS;

@@ -76,7 +76,8 @@ pub struct BenchArgs {
     #[arg(value_hint = clap::ValueHint::Other, long, default_value = "Thank you for connecting", value_name = "TEXT")]
     expect: String,
 
-    /// Read the expected reply from a file instead.
+    /// Read the expected reply from a file instead: a regular file of at most 16 MiB, as
+    /// greet-server's --message-file.
     #[arg(value_hint = clap::ValueHint::FilePath, long, value_name = "PATH", conflicts_with = "expect")]
     expect_file: Option<PathBuf>,
 
@@ -161,8 +162,8 @@ struct Progress {
 
 fn bench(args: &BenchArgs) -> Result<Report, String> {
     let expected: Arc<[u8]> = match &args.expect_file {
-        Some(path) => std::fs::read(path)
-            .map_err(|e| format!("expected reply {}: {e}", path.display()))?
+        Some(path) => clap_dist::read_file_arg(path, clap_dist::MESSAGE_MAX)
+            .map_err(|e| format!("expected reply {e}"))?
             .into(),
         None => args.expect.as_bytes().into(),
     };

@@ -26,7 +26,7 @@ use socket2::{Protocol, Socket, Type};
 /// The first descriptor passed (`SD_LISTEN_FDS_START`).
 pub const FIRST_FD: RawFd = 3;
 /// More descriptors than this is a broken environment rather than a configuration.
-const MAX_FDS: usize = 4096;
+pub const MAX_FDS: usize = 4096;
 
 /// A socket handed over by the service manager, checked and set non-blocking.
 #[derive(Debug)]
@@ -61,33 +61,79 @@ impl Activated {
 /// TCP listener, UDP socket or Unix listener (or not of the role its name says): one line
 /// naming the variable or descriptor.
 pub fn take_listeners() -> Result<Option<Vec<(Activated, String)>>, String> {
-    let pid = std::env::var("LISTEN_PID").ok();
-    let fds = std::env::var("LISTEN_FDS").ok();
-    let names = std::env::var("LISTEN_FDNAMES").ok();
+    let pid = env_text("LISTEN_PID");
+    let fds = env_text("LISTEN_FDS");
+    let names = env_text("LISTEN_FDNAMES");
     for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
         // No other thread exists yet (see above), so nothing reads the environment meanwhile.
         std::env::remove_var(var);
     }
-    let Some(count) = handed_count(pid.as_deref(), fds.as_deref(), std::process::id())? else {
+    let Some(handed) = parse_env(
+        pid.as_deref(),
+        fds.as_deref(),
+        names.as_deref(),
+        std::process::id(),
+    )?
+    else {
         return Ok(None);
     };
     let names: Vec<&str> = names
         .as_deref()
         .map_or_else(Vec::new, |n| n.split(':').collect());
-    let mut sockets = Vec::with_capacity(count);
-    for i in 0..count {
-        let fd = FIRST_FD + RawFd::try_from(i).map_err(|_| "LISTEN_FDS: too many")?;
+    let mut sockets = Vec::with_capacity(handed.len());
+    for (i, Handed { fd, label }) in handed.into_iter().enumerate() {
         let name = names.get(i).copied().unwrap_or_default();
-        let label = if name.is_empty() {
-            format!("fd {fd}")
-        } else {
-            format!("fd {fd} ({name})")
-        };
         let socket = take_fd(fd, &label)?;
         check_role(&socket, name, &label)?;
         sockets.push((socket, name.to_string()));
     }
     Ok(Some(sockets))
+}
+
+/// A variable's value, lossily as text: one that is not UTF-8 then fails to parse with an
+/// error naming it, instead of passing for an unset variable.
+fn env_text(var: &str) -> Option<String> {
+    std::env::var_os(var).map(|v| v.to_string_lossy().into_owned())
+}
+
+/// A descriptor the environment says was handed over, with the label errors name it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handed {
+    /// The descriptor: 3, 4, ... in order.
+    pub fd: RawFd,
+    /// `fd N`, or `fd N (NAME)` when `LISTEN_FDNAMES` names it.
+    pub label: String,
+}
+
+/// What `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES` (their values, `None` when unset)
+/// say was handed to the process `our_pid`: `None` when nothing was meant for it. A pure
+/// function of the strings: nothing is opened or checked here.
+///
+/// # Errors
+///
+/// A variable that does not parse, or more than 4096 descriptors: one line naming the
+/// variable.
+pub fn parse_env(
+    pid: Option<&str>,
+    fds: Option<&str>,
+    names: Option<&str>,
+    our_pid: u32,
+) -> Result<Option<Vec<Handed>>, String> {
+    let Some(count) = handed_count(pid, fds, our_pid)? else {
+        return Ok(None);
+    };
+    let names: Vec<&str> = names.map_or_else(Vec::new, |n| n.split(':').collect());
+    let mut handed = Vec::with_capacity(count);
+    for i in 0..count {
+        let fd = FIRST_FD + RawFd::try_from(i).map_err(|_| "LISTEN_FDS: too many")?;
+        let label = match names.get(i) {
+            // Escaped: a name is the environment's to choose, and an error stays one line.
+            Some(name) if !name.is_empty() => format!("fd {fd} ({})", name.escape_debug()),
+            _ => format!("fd {fd}"),
+        };
+        handed.push(Handed { fd, label });
+    }
+    Ok(Some(handed))
 }
 
 /// How many descriptors were passed to the process `our_pid`, given `LISTEN_PID` and
@@ -281,6 +327,20 @@ mod tests {
                 _ => panic!("{pid:?} {fds:?}: {got:?}, want {want:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_value_that_is_not_utf8_is_not_taken_for_unset() {
+        use std::os::unix::ffi::OsStrExt;
+        // A name no other test reads, so setting it cannot race with them.
+        let var = "GREET_ACTIVATION_TEST_NOT_UTF8";
+        std::env::set_var(var, std::ffi::OsStr::from_bytes(b"1\xff"));
+        let text = env_text(var);
+        std::env::remove_var(var);
+        assert_eq!(text.as_deref(), Some("1\u{fffd}"));
+        let err = handed_count(Some("7"), text.as_deref(), 7).unwrap_err();
+        assert!(err.starts_with("LISTEN_FDS=\"1\u{fffd}\""), "{err}");
+        assert_eq!(env_text("GREET_ACTIVATION_TEST_UNSET"), None);
     }
 
     #[test]

@@ -94,7 +94,10 @@ pub struct Args {
     #[arg(value_hint = clap::ValueHint::Other, long, default_value = "Thank you for connecting", value_name = "TEXT")]
     pub message: String,
 
-    /// Read the greeting from a file instead (any bytes, any size).
+    /// Read the greeting from a file instead: any bytes, up to 16 MiB (RFC 865 asks for
+    /// under 512 characters; large greetings are served on purpose, and the cap turns a wrong
+    /// path into an error rather than the machine's memory). Only a regular file: a
+    /// directory, FIFO or device (/dev/zero) is refused at start.
     #[arg(value_hint = clap::ValueHint::FilePath, long, value_name = "PATH", conflicts_with = "message")]
     pub message_file: Option<PathBuf>,
 

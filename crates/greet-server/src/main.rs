@@ -1,9 +1,6 @@
 //! `greet-server`: the socket tutorial's greeting server, on netcore.
 
-mod activation;
-mod cli;
 mod logsink;
-mod proxy;
 mod ratelimit;
 mod restart;
 mod service;
@@ -21,8 +18,8 @@ use clap::{CommandFactory, Parser};
 use netcore::{Config, EventLoop, ListenOptions, ShutdownHandle};
 use resolver::{Family, PyAddr, Transport};
 
-use activation::Activated;
-use cli::Args;
+use greet_server::activation::{self, Activated};
+use greet_server::cli::{self, Args};
 use ratelimit::ReplyLimiter;
 use restart::Restarter;
 use service::{GreetService, Stats};
@@ -85,8 +82,8 @@ fn run(
     ready: Option<OwnedFd>,
 ) -> Result<Summary, String> {
     let message: Arc<[u8]> = match &args.message_file {
-        Some(path) => std::fs::read(path)
-            .map_err(|e| format!("message file {}: {e}", path.display()))?
+        Some(path) => clap_dist::read_file_arg(path, clap_dist::MESSAGE_MAX)
+            .map_err(|e| format!("message file {e}"))?
             .into(),
         None => args.message.as_bytes().into(),
     };

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use netcore::ShutdownHandle;
 
-use crate::activation::FIRST_FD;
+use greet_server::activation::FIRST_FD;
 
 /// The variable naming the readiness pipe's descriptor in the new server.
 pub const READY_FD_VAR: &str = "GREET_READY_FD";

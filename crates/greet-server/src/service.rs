@@ -11,9 +11,9 @@ use netcore::{CloseReason, Closed, Conn, ConnId, Control, Datagram, Handler, Pee
 use resolver::PyAddr;
 
 use crate::logsink::LogSink;
-use crate::proxy::{self, Parsed};
 use crate::ratelimit::ReplyLimiter;
 use crate::stats::Published;
+use greet_server::proxy::{self, Parsed};
 
 /// Per-loop totals of what only the service knows, added up for the summary line (accepted
 /// connections and datagrams are netcore's counters).

@@ -80,7 +80,8 @@ impl Family {
 /// - `""`: the wildcard address, `0.0.0.0` (`::` with [`Family::V6`]);
 /// - `"<broadcast>"` (and `"255.255.255.255"`): `255.255.255.255`, IPv4 only;
 /// - a dotted quad, with glibc's `inet_aton` short forms: `127.1`, `0x7f.1`, `0177.0.0.1`;
-/// - an integer, a binary IPv4 address in host byte order: `2130706433` is `127.0.0.1`
+/// - an integer (decimal, or octal after a leading `0`), a binary IPv4 address in host byte
+///   order: `2130706433` is `127.0.0.1`
 ///   (Python 3 refuses an `int` host; the tutorial teaches it, so we take it, written as a string);
 ///   a number above 4294967295 is an [`ErrorKind::InvalidHost`] error, never a DNS query;
 /// - an IPv6 address, with an optional `%scope` (`fe80::1%lo`, `fe80::1%1`): the scope id is
@@ -375,8 +376,23 @@ enum Aton {
 /// or hexadecimal (`0x`); `a` is 32 bits, `a.b` is 8.24, `a.b.c` is 8.8.16, `a.b.c.d` 8.8.8.8.
 /// No trailing characters.
 fn inet_aton(s: &str) -> Aton {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u32>().is_err() {
-        return Aton::IntegerOutOfRange;
+    // One all-digit part: decimal, or octal after a leading 0 (`022107675241` is
+    // 145.31.122.161, though its decimal reading is above 32 bits). A value too large in the
+    // base that applies is refused here rather than sent to DNS; an octal part with an 8 or
+    // a 9 is no number at all (left to the general path below).
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        let octal = s.len() > 1 && s.starts_with('0');
+        if !octal || s.bytes().all(|b| b < b'8') {
+            let value = if octal {
+                u32::from_str_radix(&s[1..], 8)
+            } else {
+                s.parse::<u32>()
+            };
+            return match value {
+                Ok(v) => Aton::Address(Ipv4Addr::from(v)),
+                Err(_) => Aton::IntegerOutOfRange,
+            };
+        }
     }
     let parts: Vec<&str> = s.split('.').collect();
     if parts.is_empty() || parts.len() > 4 {
@@ -464,5 +480,12 @@ mod tests {
         assert_eq!(v4("1.2.3.4.5"), None);
         assert_eq!(v4(""), None);
         assert_eq!(inet_aton("4294967296"), Aton::IntegerOutOfRange);
+        // Found by the Python-oracle property test: octal integers whose decimal reading is
+        // above 32 bits are still addresses (glibc's strtoul with base 0).
+        assert_eq!(v4("022107675241").as_deref(), Some("145.31.122.161"));
+        assert_eq!(v4("037777777777").as_deref(), Some("255.255.255.255"));
+        assert_eq!(v4("00000000000000000000001").as_deref(), Some("0.0.0.1"));
+        assert_eq!(inet_aton("040000000000"), Aton::IntegerOutOfRange);
+        assert_eq!(inet_aton("0999999999999"), Aton::NotNumeric);
     }
 }

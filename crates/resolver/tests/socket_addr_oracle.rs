@@ -22,6 +22,9 @@ const V4_HOSTS: &[&str] = &[
     "0177.0.0.1",
     "2130706433",
     "0x7f000001",
+    // Octal integers above 32 bits when read as decimal (found by tests/properties.rs).
+    "022107675241",
+    "037777777777",
     "0",
     "1.2.3",
     "10.0.0.255",
