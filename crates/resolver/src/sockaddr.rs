@@ -4,6 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 
 use crate::addrinfo::{getaddrinfo, Hints, AI_NUMERICHOST, AI_PASSIVE};
 use crate::error::{quote, Error, ErrorKind};
+use crate::host::refuse_nul;
 
 /// Which socket kind an address is for: decides the service-name protocol (tcp/udp) and
 /// getaddrinfo's socktype.
@@ -254,13 +255,7 @@ fn resolve_hosts(
 ) -> Result<Vec<SocketAddr>, Error> {
     let one = |addr: SocketAddr| Ok(vec![addr]);
     let subject = || format!("host {}", quote(host));
-    if host.contains('\0') {
-        return Err(Error::new(
-            ErrorKind::NulByte,
-            subject(),
-            "host contains a NUL byte",
-        ));
-    }
+    refuse_nul("host", host)?;
     if host.is_empty() {
         return one(match family {
             Family::V6 => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
