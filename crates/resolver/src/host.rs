@@ -107,16 +107,18 @@ pub(crate) fn host_cstring(host: &str) -> Result<CString, Error> {
 /// Checks a service string and returns it as a C string.
 ///
 /// glibc reads a service as a port number when `strtoul(service, &end, 10)` consumes all of it
-/// (leading white space and a sign included), and then wraps the value modulo 65536 or, for some
-/// values, looks the digits up as a name. We refuse such a number outside 0-65535 instead.
+/// (leading white space and a sign included). A negative number, or one too large for
+/// `strtoul`, is an `EAI_SERVICE` error there, as Python shows it; a number from 65536 to
+/// 2^64 - 1 glibc wraps modulo 65536 (`"70000"` is port 4464). We refuse every number outside
+/// 0-65535 with the same `EAI_SERVICE` error, before libc is asked, so that a caller sees one
+/// code for every out-of-range service.
 pub(crate) fn service_cstring(service: &str) -> Result<CString, Error> {
-    let subject = || format!("service {}", quote(service));
     if let Some(value) = strtoul_port(service) {
         if !(0..=i128::from(u16::MAX)).contains(&value) {
-            return Err(Error::new(
-                ErrorKind::InvalidPort,
-                subject(),
-                "port number must be 0-65535",
+            log::debug!("service {service:?}: port number {value} outside 0-65535");
+            return Err(Error::from_eai(
+                libc::EAI_SERVICE,
+                format!("service {}", quote(service)),
             ));
         }
     }
