@@ -257,6 +257,23 @@ fn forward_lookups_match_python() {
         ));
         cases.push(forward("127.0.0.1", Some("www"), &["-6"], json));
         cases.push(forward("127.0.0.1", Some("0"), &["--type", "raw"], json));
+        // A negative port number is a SERVICE without `--` (Python: EAI_SERVICE), and -4
+        // after HOST is still the flag.
+        cases.push(forward("127.0.0.1", Some("-1"), &[], json));
+        cases.push(forward("::1", Some("-1"), &["--numeric-serv"], json));
+        cases.push(forward(
+            "127.0.0.1",
+            Some("-65536"),
+            &["--type", "dgram"],
+            json,
+        ));
+        cases.push(forward(
+            "127.0.0.1",
+            Some("99999999999999999999"),
+            &[],
+            json,
+        ));
+        cases.push(forward("127.0.0.1", None, &["-4"], json));
     }
     check(&cases);
 }
@@ -333,14 +350,18 @@ fn reverse_failure_is_reported() {
 
 #[test]
 fn deliberate_differences_are_errors() {
-    for (args, message) in [
+    // Python wraps 70000 to port 4464; we refuse it with the code Python gives for every
+    // other out-of-range service (EAI_SERVICE). Python raises UnicodeError for "a..b": no code.
+    for (args, message, code) in [
         (
             vec!["127.0.0.1", "70000"],
-            "lookup 127.0.0.1 70000: port number must be 0-65535\n",
+            "lookup 127.0.0.1 70000: [Errno -8] Servname not supported for ai_socktype\n",
+            json!(-8),
         ),
         (
             vec!["a..b", "80"],
             "lookup a..b 80: label empty or too long\n",
+            Value::Null,
         ),
     ] {
         let out = lookup(&args);
@@ -350,7 +371,7 @@ fn deliberate_differences_are_errors() {
         json_args.push("--json");
         let out = lookup(&json_args);
         let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-        assert_eq!(doc["error"]["code"], Value::Null);
+        assert_eq!(doc["error"]["code"], code, "{args:?}");
     }
 }
 
@@ -361,6 +382,10 @@ fn bad_arguments_exit_2() {
         vec![],
         vec!["-4", "-6", "localhost"],
         vec!["--reverse", "127.0.0.1", "--passive"],
+        // HOST and SERVICE take negative numbers, not mistyped flags.
+        vec!["localhost", "--bogus"],
+        vec!["localhost", "-x"],
+        vec!["--bogus", "www"],
     ] {
         let out = lookup(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");

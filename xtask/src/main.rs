@@ -28,7 +28,8 @@ const TASKS: [(&str, &str); 5] = [
     (
         "test",
         "what CI runs: cargo fmt --check, clippy -D warnings, cargo test --workspace,\n\
-         cargo doc (warnings denied), then the demo",
+         cargo doc (warnings denied), cargo package of netcore and sockaddr-resolver\n\
+         (each archive builds on its own), then the demo",
     ),
     (
         "dist",
@@ -153,6 +154,21 @@ fn test() -> Result<(), String> {
         cargo()
             .args(["doc", "--workspace", "--no-deps", "--lib"])
             .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
+    // The two published libraries: the archive holds what the crate needs (README, licences,
+    // no path-only dependency) and builds on its own. `--allow-dirty` because this checks
+    // the archive, not the commit: work in progress is packaged as it is (CI runs on a clean
+    // checkout, and `cargo publish` itself still refuses a dirty tree).
+    run_step(
+        "cargo package (netcore, sockaddr-resolver)",
+        cargo().args([
+            "package",
+            "--allow-dirty",
+            "-p",
+            "netcore",
+            "-p",
+            "sockaddr-resolver",
+        ]),
     )?;
     demo::run()
 }

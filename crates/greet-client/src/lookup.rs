@@ -9,12 +9,16 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use resolver::{py_str, AddrInfo, Hints};
+use serde::Serialize;
+
+use crate::pyjson;
 
 const EXAMPLES: &str = "\
 Examples:
   greet-client lookup localhost www         [(2, 1, 6, '', ('127.0.0.1', 80))] and the hostname
   greet-client lookup tutorialspoint.com www   the tutorial's own lookup (needs the network)
   greet-client lookup ::1 ssh --type stream --json
+  greet-client lookup localhost -1          [Errno -8] Servname not supported for ai_socktype
   greet-client lookup --reverse 127.0.0.1 22";
 
 /// Resolve HOST and SERVICE with getaddrinfo and print the list as Python's pprint does, then
@@ -28,12 +32,13 @@ Examples:
 pub struct LookupArgs {
     /// Host name or numeric address to resolve (with --reverse: the numeric address to look up;
     /// with --no-host: the SERVICE).
-    #[arg(value_hint = clap::ValueHint::Hostname, value_name = "HOST", required_unless_present = "no_host")]
+    #[arg(value_hint = clap::ValueHint::Hostname, value_name = "HOST", required_unless_present = "no_host", allow_hyphen_values = true, value_parser = parse_positional)]
     pub host: Option<String>,
 
     /// Service name or port number [default: none, port 0] (with --reverse: the port number
-    /// [default: 0]).
-    #[arg(value_hint = clap::ValueHint::Other, value_name = "SERVICE", conflicts_with = "no_host")]
+    /// [default: 0]). A negative number is a service, as for Python (`lookup localhost -1`);
+    /// -4 and -6 stay flags.
+    #[arg(value_hint = clap::ValueHint::Other, value_name = "SERVICE", conflicts_with = "no_host", allow_hyphen_values = true, value_parser = parse_positional)]
     pub service: Option<String>,
 
     /// A null host, Python's None: the one argument is then the SERVICE, and the result is
@@ -153,12 +158,11 @@ fn forward(args: &LookupArgs) -> Result<String, Failure> {
     let found = resolver::getaddrinfo(host, service, &hints).map_err(|e| failure(&label, &e))?;
     let hostname = resolver::gethostname().map_err(|e| failure(&label, &e))?;
     Ok(if args.json {
-        let entries: Vec<String> = found.iter().map(entry_json).collect();
-        format!(
-            "{{\"hostname\": {}, \"addresses\": [{}]}}\n",
-            json_str(&hostname),
-            entries.join(", ")
-        )
+        let doc = ForwardDoc {
+            hostname: &hostname,
+            addresses: found.iter().map(EntryDoc::new).collect(),
+        };
+        json_line(&label, &doc)?
     } else {
         let list = PyVal::List(found.iter().map(entry_value).collect());
         format!("{}\n{}\n", pformat(&list), hostname)
@@ -211,12 +215,12 @@ fn reverse(args: &LookupArgs) -> Result<String, Failure> {
         resolver::getnameinfo(&first.address, flags).map_err(|e| failure(&label, &e))?;
     let hostname = resolver::gethostname().map_err(|e| failure(&label, &e))?;
     Ok(if args.json {
-        format!(
-            "{{\"hostname\": {}, \"host\": {}, \"service\": {}}}\n",
-            json_str(&hostname),
-            json_str(&host),
-            json_str(&service)
-        )
+        let doc = ReverseDoc {
+            hostname: &hostname,
+            host: &host,
+            service: &service,
+        };
+        json_line(&label, &doc)?
     } else {
         let pair = PyVal::Tuple(vec![PyVal::Str(host), PyVal::Str(service)]);
         format!("{}\n{}\n", pformat(&pair), hostname)
@@ -267,12 +271,24 @@ fn failure(label: &str, err: &resolver::Error) -> Failure {
     }
 }
 
+/// The `--json` document of a failure; empty in the (impossible) case that it does not
+/// serialise, so that stdout never holds half a document (the stderr line says what failed).
 fn error_json(code: Option<i32>, message: &str) -> String {
-    let code = code.map_or_else(|| "null".to_owned(), |c| c.to_string());
-    format!(
-        "{{\"error\": {{\"code\": {code}, \"message\": {}}}}}\n",
-        json_str(message)
-    )
+    let doc = ErrorDoc {
+        error: ErrorBody { code, message },
+    };
+    pyjson::to_line(&doc).unwrap_or_else(|e| {
+        log::error!("cannot write the error document as JSON: {e}");
+        String::new()
+    })
+}
+
+/// `doc` as the `--json` output line, or the failure that says it could not be written.
+fn json_line<T: Serialize>(label: &str, doc: &T) -> Result<String, Failure> {
+    pyjson::to_line(doc).map_err(|e| Failure {
+        line: format!("{label}: cannot write JSON: {e}"),
+        json: String::new(),
+    })
 }
 
 /// Writes to stdout; a closed stdout (`| head`) is not an error worth reporting.
@@ -282,6 +298,19 @@ fn print_stdout(text: &str) {
         if e.kind() != io::ErrorKind::BrokenPipe {
             eprintln!("greet-client: writing to stdout: {e}");
         }
+    }
+}
+
+/// HOST and SERVICE take values that start with `-` (clap's `allow_hyphen_values`, which keeps
+/// `-4` and `-6` flags because both are known short flags), so that a negative port number is
+/// a SERVICE as in Python (`lookup localhost -1`: `EAI_SERVICE`). Anything else that starts
+/// with `-` is a mistyped flag, refused as a bad argument.
+fn parse_positional(s: &str) -> Result<String, String> {
+    match s.strip_prefix('-') {
+        Some(rest) if !rest.is_empty() && !rest.bytes().all(|b| b.is_ascii_digit()) => Err(
+            format!("{s:?} is not a flag of lookup; a value starting with '-' must be a negative number"),
+        ),
+        _ => Ok(s.to_owned()),
     }
 }
 
@@ -309,34 +338,81 @@ fn parse_proto(s: &str) -> Result<i32, String> {
     }
 }
 
-/// One getaddrinfo entry as JSON, with the keys in the order SPEC shows.
-fn entry_json(ai: &AddrInfo) -> String {
-    format!(
-        "{{\"family\": {}, \"type\": {}, \"proto\": {}, \"canonname\": {}, \"address\": {}}}",
-        ai.family,
-        ai.socktype,
-        ai.protocol,
-        json_str(&ai.canonname),
-        address_json(&ai.address)
-    )
+/// Forward lookup's `--json` document (SPEC section 3): `{"hostname": ..., "addresses": [...]}`.
+/// Field order is the document's key order.
+#[derive(Serialize)]
+struct ForwardDoc<'a> {
+    hostname: &'a str,
+    addresses: Vec<EntryDoc<'a>>,
 }
 
-fn address_json(addr: &std::net::SocketAddr) -> String {
-    match addr {
-        std::net::SocketAddr::V4(a) => format!("[{}, {}]", json_str(&a.ip().to_string()), a.port()),
-        std::net::SocketAddr::V6(a) => format!(
-            "[{}, {}, {}, {}]",
-            json_str(&resolver::ipv6_text(a.ip())),
-            a.port(),
-            a.flowinfo(),
-            a.scope_id()
-        ),
+/// One getaddrinfo entry: `{"family": 2, "type": 1, "proto": 6, "canonname": "", "address":
+/// ["127.0.0.1", 80]}`, numbers as the tutorial prints them.
+#[derive(Serialize)]
+struct EntryDoc<'a> {
+    family: i32,
+    #[serde(rename = "type")]
+    socktype: i32,
+    proto: i32,
+    canonname: &'a str,
+    address: AddressDoc,
+}
+
+impl<'a> EntryDoc<'a> {
+    fn new(ai: &'a AddrInfo) -> Self {
+        EntryDoc {
+            family: ai.family,
+            socktype: ai.socktype,
+            proto: ai.protocol,
+            canonname: &ai.canonname,
+            address: AddressDoc::new(&ai.address),
+        }
     }
 }
 
-fn json_str(s: &str) -> String {
-    // Serialising a &str cannot fail; the fallback keeps the output valid JSON regardless.
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned())
+/// Python's address tuple as a JSON array: `[host, port]`, or for IPv6
+/// `[host, port, flowinfo, scope_id]`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum AddressDoc {
+    V4(String, u16),
+    V6(String, u16, u32, u32),
+}
+
+impl AddressDoc {
+    fn new(addr: &std::net::SocketAddr) -> Self {
+        match addr {
+            std::net::SocketAddr::V4(a) => AddressDoc::V4(a.ip().to_string(), a.port()),
+            std::net::SocketAddr::V6(a) => AddressDoc::V6(
+                resolver::ipv6_text(a.ip()),
+                a.port(),
+                a.flowinfo(),
+                a.scope_id(),
+            ),
+        }
+    }
+}
+
+/// Reverse lookup's `--json` document: `{"hostname": ..., "host": ..., "service": ...}`.
+#[derive(Serialize)]
+struct ReverseDoc<'a> {
+    hostname: &'a str,
+    host: &'a str,
+    service: &'a str,
+}
+
+/// A failure's `--json` document: `{"error": {"code": -2, "message": "..."}}`, `code` `null`
+/// where no `EAI_*` or OS number applies.
+#[derive(Serialize)]
+struct ErrorDoc<'a> {
+    error: ErrorBody<'a>,
+}
+
+/// The body of [`ErrorDoc`].
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: Option<i32>,
+    message: &'a str,
 }
 
 /// One getaddrinfo entry as Python's tuple.

@@ -3,6 +3,7 @@
 mod bench;
 mod client;
 mod lookup;
+mod pyjson;
 
 use std::process::ExitCode;
 

@@ -99,8 +99,8 @@ impl fmt::Display for AddrInfo {
 /// Differences from Python, on purpose:
 /// - a NUL byte in the host or service is an [`ErrorKind::NulByte`] error (Python cuts the string
 ///   there and resolves the rest);
-/// - a numeric service outside 0-65535 is an [`ErrorKind::InvalidPort`] error (glibc, and so
-///   Python, wraps `"70000"` to port 4464);
+/// - a numeric service above 65535 is an `EAI_SERVICE` error, the one libc and Python give for a
+///   negative number (glibc, and so Python, wraps `"70000"` to port 4464);
 /// - a non-ASCII host is IDNA-encoded per UTS #46 (Python: IDNA 2003).
 ///
 /// # Errors

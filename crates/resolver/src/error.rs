@@ -21,8 +21,11 @@ pub enum ErrorKind {
     /// A host string that is not a valid host: an empty or over-long DNS label, a name that IDNA
     /// (UTS #46) cannot encode, an integer address above 4294967295, or an unknown IPv6 scope.
     InvalidHost,
-    /// A port that is not valid: a number above 65535 (glibc would wrap it modulo 65536), a negative
-    /// number, or an empty string where a port is required.
+    /// A port for [`socket_addr`](crate::socket_addr) or [`check_port`](crate::check_port) that
+    /// is not valid: a number above 65535 (glibc would wrap it modulo 65536), a negative number,
+    /// or an empty string. (A service outside 0-65535 given to
+    /// [`getaddrinfo`](crate::getaddrinfo) is a [`ErrorKind::Lookup`] error with `EAI_SERVICE`,
+    /// as libc and Python report a negative one.)
     InvalidPort,
     /// The host's address family does not match the one asked for (for example `"<broadcast>"`
     /// with [`Family::V6`](crate::Family::V6)).

@@ -36,13 +36,7 @@ const MAX_LABEL: usize = 63;
 /// ```
 pub fn encode_host(host: &str) -> Result<Cow<'_, str>, Error> {
     let subject = || format!("host {}", quote(host));
-    if host.contains('\0') {
-        return Err(Error::new(
-            ErrorKind::NulByte,
-            subject(),
-            "host contains a NUL byte",
-        ));
-    }
+    refuse_nul("host", host)?;
     let ascii: Cow<'_, str> = if host.is_ascii() {
         Cow::Borrowed(host)
     } else {
@@ -81,36 +75,54 @@ fn check_labels(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Refuses a host or service string with a NUL byte, which no C string can hold (Python cuts
+/// the string there), naming the input as `what` (`"host"` or `"service"`).
+pub(crate) fn refuse_nul(what: &str, s: &str) -> Result<(), Error> {
+    if s.contains('\0') {
+        return Err(nul_byte(what, s));
+    }
+    Ok(())
+}
+
+/// `s` as a C string, or the [`refuse_nul`] error.
+fn c_string(what: &str, s: &str) -> Result<CString, Error> {
+    CString::new(s).map_err(|_| nul_byte(what, s))
+}
+
+/// The [`ErrorKind::NulByte`] error for the input `s`, named as `what`.
+fn nul_byte(what: &str, s: &str) -> Error {
+    Error::new(
+        ErrorKind::NulByte,
+        format!("{what} {}", quote(s)),
+        format!("{what} contains a NUL byte"),
+    )
+}
+
 /// The host as a C string (after [`encode_host`]).
 pub(crate) fn host_cstring(host: &str) -> Result<CString, Error> {
     let ascii = encode_host(host)?;
-    CString::new(ascii.as_bytes()).map_err(|_| {
-        Error::new(
-            ErrorKind::NulByte,
-            format!("host {}", quote(host)),
-            "host contains a NUL byte",
-        )
-    })
+    c_string("host", &ascii).map_err(|e| e.with_subject(format!("host {}", quote(host))))
 }
 
 /// Checks a service string and returns it as a C string.
 ///
 /// glibc reads a service as a port number when `strtoul(service, &end, 10)` consumes all of it
-/// (leading white space and a sign included), and then wraps the value modulo 65536 or, for some
-/// values, looks the digits up as a name. We refuse such a number outside 0-65535 instead.
+/// (leading white space and a sign included). A negative number, or one too large for
+/// `strtoul`, is an `EAI_SERVICE` error there, as Python shows it; a number from 65536 to
+/// 2^64 - 1 glibc wraps modulo 65536 (`"70000"` is port 4464). We refuse every number outside
+/// 0-65535 with the same `EAI_SERVICE` error, before libc is asked, so that a caller sees one
+/// code for every out-of-range service.
 pub(crate) fn service_cstring(service: &str) -> Result<CString, Error> {
-    let subject = || format!("service {}", quote(service));
     if let Some(value) = strtoul_port(service) {
         if !(0..=i128::from(u16::MAX)).contains(&value) {
-            return Err(Error::new(
-                ErrorKind::InvalidPort,
-                subject(),
-                "port number must be 0-65535",
+            log::debug!("service {service:?}: port number {value} outside 0-65535");
+            return Err(Error::from_eai(
+                libc::EAI_SERVICE,
+                format!("service {}", quote(service)),
             ));
         }
     }
-    CString::new(service)
-        .map_err(|_| Error::new(ErrorKind::NulByte, subject(), "service contains a NUL byte"))
+    c_string("service", service)
 }
 
 /// Checks a port argument without looking anything up, for command-line parsers that must

@@ -58,8 +58,12 @@
 //!
 //! - **A NUL byte** in a host or service is an [`ErrorKind::NulByte`] error. Python's
 //!   `getaddrinfo` silently cuts the string there (`"127.0.0.1\0junk"` resolves as `127.0.0.1`).
-//! - **A numeric port above 65535** (or negative) is an [`ErrorKind::InvalidPort`] error. glibc
-//!   reads the service with `strtoul` and wraps it modulo 65536 (`"70000"` becomes port 4464).
+//! - **A numeric service above 65535** is an error. glibc reads the service with `strtoul` and
+//!   wraps it modulo 65536 (`"70000"` becomes port 4464). [`getaddrinfo`] reports it as libc and
+//!   Python report a negative or too large number: `EAI_SERVICE`,
+//!   `[Errno -8] Servname not supported for ai_socktype`, so a caller sees one code for every
+//!   service outside 0-65535. [`socket_addr`] and [`check_port`] refuse every port outside
+//!   0-65535 with an [`ErrorKind::InvalidPort`] error, as Python's `bind` does.
 //! - **Non-ASCII names** are IDNA-encoded per UTS #46, as browsers do ([`encode_host`]). Python
 //!   uses IDNA 2003, which maps `ß` to `ss` and `ς` to `σ`, so `"faß.de"` is `fass.de` there and
 //!   `xn--fa-hia.de` here. ASCII names pass through unchanged after Python's own label checks.

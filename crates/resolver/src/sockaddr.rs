@@ -4,6 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 
 use crate::addrinfo::{getaddrinfo, Hints, AI_NUMERICHOST, AI_PASSIVE};
 use crate::error::{quote, Error, ErrorKind};
+use crate::host::{check_port, refuse_nul};
 
 /// Which socket kind an address is for: decides the service-name protocol (tcp/udp) and
 /// getaddrinfo's socktype.
@@ -255,13 +256,7 @@ fn resolve_hosts(
 ) -> Result<Vec<SocketAddr>, Error> {
     let one = |addr: SocketAddr| Ok(vec![addr]);
     let subject = || format!("host {}", quote(host));
-    if host.contains('\0') {
-        return Err(Error::new(
-            ErrorKind::NulByte,
-            subject(),
-            "host contains a NUL byte",
-        ));
-    }
+    refuse_nul("host", host)?;
     if host.is_empty() {
         return one(match family {
             Family::V6 => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
@@ -334,7 +329,10 @@ fn first(found: Vec<SocketAddr>, host: &str) -> Result<SocketAddr, Error> {
 
 fn resolve_port(port: &str, transport: Transport) -> Result<u16, Error> {
     let subject = || format!("port {}", quote(port));
-    if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+    // The empty string and numbers outside 0-65535 (negative ones too) are refused before any
+    // lookup, as Python's bind refuses them (OverflowError: port must be 0-65535).
+    check_port(port)?;
+    if port.bytes().all(|b| b.is_ascii_digit()) {
         return port.parse::<u16>().map_err(|_| {
             Error::new(
                 ErrorKind::InvalidPort,
@@ -342,13 +340,6 @@ fn resolve_port(port: &str, transport: Transport) -> Result<u16, Error> {
                 "port number must be 0-65535",
             )
         });
-    }
-    if port.is_empty() {
-        return Err(Error::new(
-            ErrorKind::InvalidPort,
-            subject(),
-            "a port number or service name is required",
-        ));
     }
     let hints = Hints {
         family: libc::AF_INET,

@@ -5,7 +5,7 @@ mod common;
 
 use common::{gai_case, python};
 use resolver::{encode_host, getaddrinfo, socket_addr, ErrorKind, Family, Hints, Transport};
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn numeric() -> Hints {
     Hints {
@@ -57,40 +57,83 @@ fn nul_byte_in_service_is_an_error() {
 }
 
 #[test]
-fn numeric_port_above_65535_is_an_error() {
-    let services = ["70000", "65536", " 70000", "+65536", "4294967296", "-1"];
-    let cases: Vec<_> = services
+fn every_service_outside_0_to_65535_is_eai_service() {
+    // Python's answer is EAI_SERVICE for negative numbers and numbers too large for strtoul;
+    // glibc wraps 65536 to 2^64 - 1 modulo 65536, which we refuse with the same error.
+    let python_refuses = [
+        "-1",
+        " -1",
+        "-65535",
+        "-65536",
+        "99999999999999999999",
+        "-99999999999999999999",
+    ];
+    let python_wraps = ["70000", "65536", " 70000", "+65536", "4294967296"];
+    let services: Vec<&str> = python_refuses
         .iter()
-        .map(|s| {
-            gai_case(
-                Some("127.0.0.1"),
-                Some(s),
-                0,
-                libc::SOCK_STREAM,
-                0,
-                libc::AI_NUMERICHOST,
-            )
-        })
+        .chain(&python_wraps)
+        .copied()
         .collect();
+    let mut cases = Vec::new();
+    for service in &services {
+        for (host, socktype, flags) in [
+            (Some("127.0.0.1"), libc::SOCK_STREAM, libc::AI_NUMERICHOST),
+            (Some("127.0.0.1"), libc::SOCK_DGRAM, libc::AI_NUMERICSERV),
+            (None, 0, libc::AI_PASSIVE),
+        ] {
+            cases.push(gai_case(host, Some(service), 0, socktype, 0, flags));
+        }
+    }
     let expected = python(&cases);
-    // glibc wraps modulo 65536 (70000 -> 4464) or treats the digits as a name.
-    assert_eq!(expected[0]["ok"][0][4], json!(["127.0.0.1", 4464]));
-    for (service, python) in services.iter().zip(&expected) {
-        let err = getaddrinfo(Some("127.0.0.1"), Some(service), &numeric())
-            .expect_err("port out of range");
-        assert_eq!(
-            err.kind(),
-            ErrorKind::InvalidPort,
-            "{service:?}: python {python}"
-        );
+    for (case, python) in cases.iter().zip(&expected) {
+        let service = case["service"].as_str().expect("service");
+        let host = case["host"].as_str();
+        let hints = Hints {
+            socktype: i32::try_from(case["type"].as_i64().expect("type")).expect("i32"),
+            flags: i32::try_from(case["flags"].as_i64().expect("flags")).expect("i32"),
+            ..Hints::default()
+        };
+        let err = getaddrinfo(host, Some(service), &hints).expect_err("port out of range");
+        assert_eq!(err.eai_code(), Some(libc::EAI_SERVICE), "{case}: {err}");
+        if python_refuses.contains(&service) {
+            // Exactly Python's error: number and message.
+            assert_eq!(python["gaierror"], json!(err.eai_code()), "{case}");
+            assert_eq!(python["message"], json!(err.reason()), "{case}");
+        } else {
+            // The deliberate difference: Python wraps (70000 -> 4464).
+            assert!(python["ok"].is_array(), "{case}: python {python}");
+            assert_eq!(python["gaierror"], Value::Null, "{case}: python {python}");
+        }
+        let subject = match host {
+            Some(h) => format!("host {h:?}, service {service:?}"),
+            None => format!("service {service:?}"),
+        };
         assert_eq!(
             err.to_string(),
-            format!("host \"127.0.0.1\", service {service:?}: port number must be 0-65535")
+            format!("{subject}: [Errno -8] Servname not supported for ai_socktype")
         );
     }
+    // Python wraps 70000 to 4464.
+    let wrapped = &expected[services.iter().position(|s| *s == "70000").expect("70000") * 3];
+    assert_eq!(wrapped["ok"][0][4], json!(["127.0.0.1", 4464]));
     // In range, leading blanks and a plus sign are numbers for glibc, as for Python.
     let found = getaddrinfo(Some("127.0.0.1"), Some(" +80"), &numeric()).expect("port 80");
     assert_eq!(found[0].address.port(), 80);
+    // -0 is 0, in range, for glibc and for us.
+    let found = getaddrinfo(Some("127.0.0.1"), Some("-0"), &numeric()).expect("port 0");
+    assert_eq!(found[0].address.port(), 0);
+}
+
+#[test]
+fn socket_addr_refuses_every_port_outside_0_to_65535() {
+    // As Python's bind (OverflowError: port must be 0-65535), and as check_port, which the
+    // binaries' --port flags use.
+    for port in ["-1", " -1", "70000", "65536", "99999999999999999999", ""] {
+        let err = socket_addr("127.0.0.1", port, Family::Any, Transport::Tcp).expect_err(port);
+        assert_eq!(err.kind(), ErrorKind::InvalidPort, "{port:?}: {err}");
+        assert_eq!(err.code(), None, "{port:?}");
+        assert!(resolver::check_port(port).is_err(), "{port:?}");
+    }
 }
 
 #[test]
