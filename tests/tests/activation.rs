@@ -5,14 +5,14 @@
 //! Without the tool these tests say so and pass, except under CI (`CI` set), where a missing
 //! tool is a failure: `.ci/run` installs it.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use e2e::{bin, temp_dir, PATIENCE};
+use e2e::{bin, lines, temp_dir, PATIENCE};
 
 const GREETING: &[u8] = b"Thank you for connecting";
 
@@ -107,19 +107,6 @@ impl Drop for Activator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn lines(stream: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 fn greeting_over_tcp(addr: SocketAddr) -> (Vec<u8>, u16) {

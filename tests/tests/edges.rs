@@ -105,9 +105,9 @@ fn empty_host_binds_every_address_ipv4_and_ipv6() {
         let server =
             Server::start(&[&["--host", "", "--port", "0", "--threads", "2"], transport].concat());
         assert!(
-            server.ready.starts_with("Listening on ('::', "),
+            server.ready().starts_with("Listening on ('::', "),
             "{}",
-            server.ready
+            server.ready()
         );
         let port = server.port();
         for host in ["127.0.0.1", "::1"] {
@@ -130,9 +130,9 @@ fn empty_host_binds_every_address_ipv4_and_ipv6() {
     // -4 keeps IPv4 only.
     let server = Server::start(&["--host", "", "-4", "--port", "0"]);
     assert!(
-        server.ready.starts_with("Listening on ('0.0.0.0', "),
+        server.ready().starts_with("Listening on ('0.0.0.0', "),
         "{}",
-        server.ready
+        server.ready()
     );
 }
 
@@ -197,13 +197,7 @@ fn the_client_falls_back_to_the_next_address_over_tcp_and_udp() {
         return;
     };
     for transport in [&[][..], &["--udp"]] {
-        let server = Server::start(
-            &[
-                &["--host", "127.0.0.1", "--port", "0", "--threads", "1"],
-                transport,
-            ]
-            .concat(),
-        );
+        let server = Server::local(&[&["--threads", "1"], transport].concat());
         let port = server.port().to_string();
         let out = name
             .command(bin("greet-client"))

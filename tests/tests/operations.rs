@@ -2,15 +2,14 @@
 //! every transport in one process, SIGHUP restarts that lose nothing, counters while it
 //! runs.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use e2e::{bin, client, read_all, temp_dir, Server, PATIENCE};
-use serde_json::Value;
+use e2e::{bench_report, bin, client, lines, read_all, temp_dir, Server, PATIENCE};
 
 const GREETING: &[u8] = b"Thank you for connecting";
 
@@ -34,20 +33,6 @@ fn signal(pid: u32, signal: i32) {
     // that has not exited yet: the test waits for its summary before it lets it go.
     let rc = unsafe { libc::kill(pid, signal) };
     assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
-}
-
-/// Lines of a stream, read on their own thread, as a channel.
-fn lines_of(stream: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 /// The next line that satisfies `want`, within [`PATIENCE`]; the others are kept in `seen`.
@@ -88,8 +73,8 @@ impl Watched {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn greet-server");
-        let stdout = lines_of(first.stdout.take().expect("piped stdout"));
-        let stderr = lines_of(first.stderr.take().expect("piped stderr"));
+        let stdout = lines(first.stdout.take().expect("piped stdout"));
+        let stderr = lines(first.stderr.take().expect("piped stderr"));
         Watched {
             first,
             stdout,
@@ -137,14 +122,9 @@ impl Watched {
     }
 }
 
+/// The port in a readiness line.
 fn port_of(line: &str) -> u16 {
-    let (_, rest) = line.split_once("', ").expect("a port in the line");
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().expect("port number")
-}
-
-fn bench_json(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no JSON ({e}): {out:?}"))
+    e2e::port_of(line).unwrap_or_else(|| panic!("no port in {line:?}"))
 }
 
 /// Reads one line from a pipe byte by byte, so that nothing after it is read.
@@ -185,9 +165,9 @@ fn a_stdout_nobody_reads_never_stalls_service_and_the_counts_add_up() {
         "--duration",
         "120s",
     ]);
-    let report = bench_json(&out);
-    assert_eq!(report["ok"], 20000, "{report}");
-    assert_eq!(report["errors"]["total"], 0, "{report}");
+    let report = bench_report(&out);
+    assert_eq!(report.ok, 20000, "{report:?}");
+    assert_eq!(report.errors.total, 0, "{report:?}");
 
     let signalled = Instant::now();
     signal(server.id(), libc::SIGTERM);
@@ -245,7 +225,7 @@ fn one_server_serves_tcp_udp_and_unix_on_one_port_number() {
         "--port",
         "0",
     ]);
-    let tcp = server.ready.clone();
+    let tcp = server.ready().to_string();
     let udp = server.next_line().expect("a second readiness line");
     let unix = server.next_line().expect("a third readiness line");
     let port = server.port();
@@ -286,7 +266,7 @@ fn a_named_port_serves_tcp_and_udp_on_that_number() {
     };
     let server = Server::start(&["--udp", "--tcp", "--host", "127.0.0.1", "--port", &port]);
     assert_eq!(
-        server.ready,
+        server.ready(),
         format!("Listening on ('127.0.0.1', {port}) tcp")
     );
     assert_eq!(
@@ -375,14 +355,14 @@ fn ten_restarts_under_load_lose_no_client() {
         .unwrap()
         .wait_with_output()
         .expect("bench output");
-    let report = bench_json(&out);
-    let errors = &report["errors"];
-    assert_eq!(report["ok"], N, "{report}");
-    assert_eq!(errors["refused"], 0, "{report}");
-    assert_eq!(errors["reset"], 0, "{report}");
-    assert_eq!(errors["wrong_payload"], 0, "a truncated greeting: {report}");
-    assert_eq!(errors["total"], 0, "{report}");
-    assert_eq!(report["not_started"], 0, "{report}");
+    let report = bench_report(&out);
+    let errors = report.errors;
+    assert_eq!(report.ok, N, "{report:?}");
+    assert_eq!(errors.refused, 0, "{report:?}");
+    assert_eq!(errors.reset, 0, "{report:?}");
+    assert_eq!(errors.wrong_payload, 0, "a truncated greeting: {report:?}");
+    assert_eq!(errors.total, 0, "{report:?}");
+    assert_eq!(report.not_started, 0, "{report:?}");
 
     signal(pid, libc::SIGTERM);
     let stderr = servers.rest_of_stderr();
