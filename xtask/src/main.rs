@@ -6,10 +6,11 @@
 mod bench;
 mod demo;
 mod dist;
-mod process;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context, Result};
 
 /// Every task and what it does, for `--help`.
 const TASKS: [(&str, &str); 4] = [
@@ -90,8 +91,9 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("xtask: {message}");
+        Err(e) => {
+            // The error and its causes on one line: `xtask: context: cause: OS error`.
+            eprintln!("xtask: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -112,19 +114,18 @@ pub fn cargo() -> Command {
 }
 
 /// Runs a command to completion, echoing it first; a non-zero exit is an error.
-pub fn run_step(title: &str, cmd: &mut Command) -> Result<(), String> {
+pub fn run_step(title: &str, cmd: &mut Command) -> Result<()> {
     eprintln!("\n==> {title}");
     let status = cmd
         .status()
-        .map_err(|e| format!("{title}: cannot start: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{title}: failed ({status})"))
+        .with_context(|| format!("{title}: cannot start"))?;
+    if !status.success() {
+        bail!("{title}: failed ({status})");
     }
+    Ok(())
 }
 
-fn test() -> Result<(), String> {
+fn test() -> Result<()> {
     run_step(
         "cargo fmt --check",
         cargo().args(["fmt", "--all", "--", "--check"]),

@@ -10,7 +10,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 /// How long a process may take (to print its readiness line, to exit after SIGTERM) on a
@@ -263,11 +263,9 @@ impl Process {
         };
         let deadline = Instant::now() + PATIENCE;
         let mut text = String::new();
-        loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) => text.push_str(&line),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-            }
+        // Ends at end of file (disconnected) or at the deadline.
+        while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            text.push_str(&line);
         }
         text
     }
