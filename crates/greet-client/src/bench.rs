@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::{anyhow, Context, Result};
 use bench_report::{BenchReport, ErrorCounts};
 use netcore::{Config, EventLoop};
 use resolver::{Family, Transport};
@@ -88,32 +89,21 @@ pub struct BenchArgs {
     json: bool,
 }
 
-pub fn run(args: &BenchArgs) -> ExitCode {
-    match bench(args) {
-        Ok(report) => {
-            let text = if args.json {
-                match serde_json::to_string(&report) {
-                    Ok(json) => format!("{json}\n"),
-                    Err(e) => {
-                        eprintln!("greet-client bench: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                }
-            } else {
-                report::table(&report)
-            };
-            let _ = std::io::stdout().lock().write_all(text.as_bytes());
-            if report.failures() == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        Err(message) => {
-            eprintln!("greet-client bench: {message}");
-            ExitCode::FAILURE
-        }
-    }
+/// Runs the load and prints the report; status 1 (not an error) when any operation failed.
+pub fn run(args: &BenchArgs) -> Result<ExitCode> {
+    let report = bench(args)?;
+    let text = if args.json {
+        let json = serde_json::to_string(&report).context("encode the report")?;
+        format!("{json}\n")
+    } else {
+        report::table(&report)
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    Ok(if report.failures() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// What one loop measured.
@@ -137,10 +127,10 @@ struct Progress {
     done: AtomicU64,
 }
 
-fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
+fn bench(args: &BenchArgs) -> Result<BenchReport> {
     let expected: Arc<[u8]> = match &args.expect_file {
         Some(path) => std::fs::read(path)
-            .map_err(|e| format!("expected reply {}: {e}", path.display()))?
+            .with_context(|| format!("expected reply {}", path.display()))?
             .into(),
         None => args.expect.as_bytes().into(),
     };
@@ -149,8 +139,7 @@ fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
     } else {
         Transport::Tcp
     };
-    let addr = resolver::socket_addr(&args.host, &args.port, Family::Any, transport)
-        .map_err(|e| e.to_string())?;
+    let addr = resolver::socket_addr(&args.host, &args.port, Family::Any, transport)?;
     let threads = u64::from(args.threads);
     let echo_plan = args
         .echo
@@ -189,14 +178,14 @@ fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
                     None if udp => udp::run(plan),
                     None => tcp::run(plan),
                 })
-                .map_err(|e| format!("start thread: {e}"))?,
+                .context("start thread")?,
         );
     }
     let mut tally = Tally::default();
     for worker in workers {
         let t = worker
             .join()
-            .map_err(|_| "a load thread panicked".to_string())??;
+            .map_err(|_| anyhow!("a load thread panicked"))??;
         tally.ok += t.ok;
         tally.errors.add(&t.errors);
         tally.not_started += t.not_started;
@@ -227,7 +216,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn event_loop(&self) -> Result<EventLoop, String> {
+    fn event_loop(&self) -> Result<EventLoop> {
         let config = Config {
             idle_timeout: Some(self.timeout),
             write_timeout: Some(self.timeout),
@@ -235,7 +224,7 @@ impl Plan {
             drain_timeout: Duration::from_millis(100),
             ..Config::default()
         };
-        EventLoop::new(config).map_err(|e| e.to_string())
+        Ok(EventLoop::new(config)?)
     }
 }
 

@@ -6,6 +6,7 @@ mod lookup;
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 
 const EXAMPLES: &str = "\
@@ -45,22 +46,36 @@ enum Command {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    match run() {
+        Ok(code) => code,
+        Err(e) => exit_status(&e),
+    }
+}
+
+/// The one place an error becomes an exit status: a bad argument (clap's error) is clap's
+/// message and status 2; anything else is one line, `greet-client: context: cause`, and
+/// status 1.
+fn exit_status(e: &anyhow::Error) -> ExitCode {
+    if let Some(usage) = e.downcast_ref::<clap::Error>() {
+        let _ = usage.print();
+        return ExitCode::from(u8::try_from(usage.exit_code()).unwrap_or(2));
+    }
+    eprintln!("greet-client: {e:#}");
+    ExitCode::FAILURE
+}
+
+fn run() -> anyhow::Result<ExitCode> {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if let Some(request) = clap_dist::request(&argv, "greet-client") {
-        let written =
-            request.and_then(|dir| clap_dist::generate(Cli::command(), "greet-client", &dir));
-        return match written {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(message) => {
-                eprintln!("greet-client: {message}");
-                ExitCode::FAILURE
-            }
-        };
+        let dir = request.map_err(anyhow::Error::msg)?;
+        clap_dist::generate(Cli::command(), "greet-client", &dir).map_err(anyhow::Error::msg)?;
+        return Ok(ExitCode::SUCCESS);
     }
-    let cli = Cli::parse_from(argv);
+    let cli = Cli::try_parse_from(argv)?;
     match cli.command {
-        None => client::run(&cli.client),
-        Some(Command::Lookup(args)) => lookup::run(&args),
-        Some(Command::Bench(args)) => bench::run(&args),
+        None => client::run(&cli.client).map(|()| ExitCode::SUCCESS),
+        // lookup prints its own failure line (and JSON document) and gives its status.
+        Some(Command::Lookup(args)) => Ok(lookup::run(&args)),
+        Some(Command::Bench(args)) => bench::run(&args).context("bench"),
     }
 }

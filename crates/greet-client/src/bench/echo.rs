@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::Result;
 use netcore::{CloseReason, Closed, Conn, Control, Handler, TimerId};
 
 use super::{count_io_error, print_progress, Plan, Tally, PROGRESS_AFTER, PROGRESS_EVERY};
@@ -93,7 +94,7 @@ struct EchoLoad {
     over: bool,
 }
 
-pub(super) fn run(plan: Plan, echo: EchoPlan) -> Result<Tally, String> {
+pub(super) fn run(plan: Plan, echo: EchoPlan) -> Result<Tally> {
     let mut event_loop = plan.event_loop()?;
     let concurrency = plan.concurrency;
     let now = Instant::now();
@@ -130,7 +131,7 @@ pub(super) fn run(plan: Plan, echo: EchoPlan) -> Result<Tally, String> {
         }
     }
     if load.in_flight > 0 {
-        event_loop.run(&mut load).map_err(|e| e.to_string())?;
+        event_loop.run(&mut load)?;
     }
     if load.echo.requests > 0 {
         let planned = load.plan.total.saturating_mul(load.echo.requests);

@@ -4,6 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use anyhow::Result;
 use netcore::{CloseReason, Closed, Conn, Control, EventLoop, Handler, TimerId};
 
 use super::{count_io_error, print_progress, Plan, Tally, PROGRESS_AFTER, PROGRESS_EVERY};
@@ -29,7 +30,7 @@ struct TcpSlot {
     finished: bool,
 }
 
-pub(super) fn run(plan: Plan) -> Result<Tally, String> {
+pub(super) fn run(plan: Plan) -> Result<Tally> {
     let mut event_loop = plan.event_loop()?;
     let concurrency = plan.concurrency;
     let now = Instant::now();
@@ -60,7 +61,7 @@ pub(super) fn run(plan: Plan) -> Result<Tally, String> {
         load.start_one_direct(&mut event_loop);
     }
     if load.in_flight > 0 {
-        event_loop.run(&mut load).map_err(|e| e.to_string())?;
+        event_loop.run(&mut load)?;
     }
     load.tally.not_started = load.plan.total - load.started_ops;
     Ok(load.tally)

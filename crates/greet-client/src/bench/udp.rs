@@ -6,6 +6,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use anyhow::{Context, Result};
 use netcore::{Control, Datagram, Handler, TimerId};
 
 use super::{count_io_error, print_progress, Plan, Tally, PROGRESS_AFTER, PROGRESS_EVERY};
@@ -24,7 +25,7 @@ struct UdpLoad {
     sockets: Vec<UdpSocket>,
 }
 
-pub(super) fn run(plan: Plan) -> Result<Tally, String> {
+pub(super) fn run(plan: Plan) -> Result<Tally> {
     let mut event_loop = plan.event_loop()?;
     let local: SocketAddr = if plan.addr.is_ipv4() {
         (std::net::Ipv4Addr::LOCALHOST, 0).into()
@@ -35,14 +36,12 @@ pub(super) fn run(plan: Plan) -> Result<Tally, String> {
     let mut sockets = Vec::with_capacity(count);
     let mut slot_of = HashMap::with_capacity(count);
     for slot in 0..count {
-        let socket = UdpSocket::bind(local).map_err(|e| format!("bind {local}: {e}"))?;
+        let socket = UdpSocket::bind(local).with_context(|| format!("bind {local}"))?;
         socket
             .connect(plan.addr)
-            .map_err(|e| format!("connect {}: {e}", plan.addr))?;
-        let for_loop = socket.try_clone().map_err(|e| format!("dup socket: {e}"))?;
-        let id = event_loop
-            .add_udp_socket(for_loop)
-            .map_err(|e| e.to_string())?;
+            .with_context(|| format!("connect {}", plan.addr))?;
+        let for_loop = socket.try_clone().context("dup socket")?;
+        let id = event_loop.add_udp_socket(for_loop)?;
         slot_of.insert(id, slot);
         sockets.push(socket);
     }
@@ -65,7 +64,7 @@ pub(super) fn run(plan: Plan) -> Result<Tally, String> {
         load.send(slot, Instant::now());
     }
     if load.in_flight > 0 {
-        event_loop.run(&mut load).map_err(|e| e.to_string())?;
+        event_loop.run(&mut load)?;
     }
     load.tally.errors.timeout += load.in_flight;
     load.tally.not_started = load.plan.total - load.sent;
