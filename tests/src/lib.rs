@@ -165,6 +165,13 @@ pub fn bench_report(out: &Output) -> BenchReport {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no bench JSON ({e}): {out:?}"))
 }
 
+/// Runs `greet-client --host 127.0.0.1 --port PORT EXTRA` to completion: the client of a
+/// [`Server::local`].
+pub fn local_client(port: impl std::fmt::Display, extra: &[&str]) -> Output {
+    let port = port.to_string();
+    client(&[&["--host", "127.0.0.1", "--port", &port], extra].concat())
+}
+
 /// Runs `greet-server ARGS` expecting it to exit by itself (a startup error).
 pub fn server_output(args: &[&str]) -> Output {
     Command::new(bin("greet-server"))

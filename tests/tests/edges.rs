@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::{bin, client, server_output, temp_dir, Server, PATIENCE};
+use e2e::{bin, client, local_client, server_output, temp_dir, Server, PATIENCE};
 
 const GREETING: &[u8] = b"Thank you for connecting";
 
@@ -281,7 +281,7 @@ fn a_banner_on_a_connection_kept_open_is_printed_not_timed_out() {
     let (addr, server) = banner_server(&[b"220 greet ESMTP ready\r\n"], Duration::ZERO);
     let port = addr.port().to_string();
     let started = Instant::now();
-    let out = client(&["--host", "127.0.0.1", "--port", &port, "--timeout", "20s"]);
+    let out = local_client(&port, &["--timeout", "20s"]);
     let took = started.elapsed();
     assert!(out.status.success(), "{out:?}");
     assert_eq!(out.stdout, b"220 greet ESMTP ready\r\n\n");
@@ -315,6 +315,6 @@ fn a_banner_on_a_connection_kept_open_is_printed_not_timed_out() {
     // A server that says nothing still times out, as before.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port().to_string();
-    let out = client(&["--host", "127.0.0.1", "--port", &port, "--timeout", "300ms"]);
+    let out = local_client(&port, &["--timeout", "300ms"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }

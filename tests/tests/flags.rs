@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use e2e::{client, read_all, set_linger_zero, wait_until, Server, PATIENCE};
+use e2e::{client, local_client, read_all, set_linger_zero, wait_until, Server, PATIENCE};
 
 const GREETING: &[u8] = b"Thank you for connecting";
 
@@ -12,7 +12,7 @@ const GREETING: &[u8] = b"Thank you for connecting";
 fn bufsize_limits_what_the_client_reads() {
     let server = Server::local(&["--quiet"]);
     let port = server.port().to_string();
-    let out = client(&["--host", "127.0.0.1", "--port", &port, "--bufsize", "5"]);
+    let out = local_client(&port, &["--bufsize", "5"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(out.stdout, b"Thank\n");
 }
@@ -118,7 +118,7 @@ fn a_reset_is_one_clear_line() {
         set_linger_zero(&stream);
         drop(stream); // SO_LINGER 0: close sends RST
     });
-    let out = client(&["--host", "127.0.0.1", "--port", &port]);
+    let out = local_client(&port, &[]);
     resetter.join().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::net::TcpStream;
 
-use e2e::{client, read_all, server_output, temp_dir, Server, PATIENCE};
+use e2e::{client, local_client, read_all, server_output, temp_dir, Server, PATIENCE};
 
 const GREETING: &[u8] = b"Thank you for connecting";
 
@@ -56,7 +56,7 @@ fn two_hundred_clients_at_once_are_all_greeted_and_each_logged() {
 #[test]
 fn the_client_prints_the_greeting() {
     let server = Server::local(&[]);
-    let out = client(&["--host", "127.0.0.1", "--port", &server.port().to_string()]);
+    let out = local_client(server.port(), &[]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(out.stdout, b"Thank you for connecting\n");
 }
@@ -115,7 +115,7 @@ fn a_refused_connection_is_one_line_and_status_1() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let out = client(&["--host", "127.0.0.1", "--port", &port.to_string()]);
+    let out = local_client(port, &[]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -130,7 +130,7 @@ fn a_refused_connection_is_one_line_and_status_1() {
 fn a_server_that_never_speaks_times_the_client_out() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port().to_string();
-    let out = client(&["--host", "127.0.0.1", "--port", &port, "--timeout", "300ms"]);
+    let out = local_client(&port, &["--timeout", "300ms"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -3,7 +3,8 @@
 //!
 //! Each binary answers a hidden first argument, `__generate DIR`, before clap parses
 //! anything (so it appears in no help and no completion); `cargo xtask dist` runs the release
-//! binaries that way.
+//! binaries that way. [`exit_status`] is the binaries' other shared piece of clap glue:
+//! how an error (clap's or any other) becomes an exit status.
 //!
 //! # Examples
 //!
@@ -27,6 +28,19 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use clap_complete::Shell;
+
+/// The one place a binary's error becomes its exit status: a bad argument (a
+/// [`clap::Error`], also one the binary found after parsing) prints clap's message and
+/// gives clap's status (2; 0 for `--help`); anything else prints one line on stderr,
+/// `PROGRAM: context: cause` (the error's chain, `{:#}`), and gives status 1.
+pub fn exit_status(program: &str, error: &anyhow::Error) -> std::process::ExitCode {
+    if let Some(usage) = error.downcast_ref::<clap::Error>() {
+        let _ = usage.print();
+        return std::process::ExitCode::from(u8::try_from(usage.exit_code()).unwrap_or(2));
+    }
+    eprintln!("{program}: {error:#}");
+    std::process::ExitCode::FAILURE
+}
 
 /// The hidden first argument that asks for completions and man pages.
 pub const GENERATE: &str = "__generate";

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use bench_report::{BenchReport, ErrorCounts};
-use netcore::{Config, EventLoop};
+use netcore::{CloseReason, Config, EventLoop};
 use resolver::{Family, Transport};
 
 #[derive(Debug, clap::Args)]
@@ -216,6 +216,13 @@ struct Plan {
 }
 
 impl Plan {
+    /// Counts one finished operation: its end in `tally`, and in the progress shared by the
+    /// loops.
+    fn record_done(&self, tally: &mut Tally, now: Instant) {
+        tally.last_done = Some(now);
+        self.progress.done.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn event_loop(&self) -> Result<EventLoop> {
         let config = Config {
             idle_timeout: Some(self.timeout),
@@ -242,6 +249,20 @@ fn print_progress(plan: &Plan, now: Instant) {
         );
     } else if secs > 0.0 {
         eprintln!("bench: {done} done, {:.0}/s", done as f64 / secs);
+    }
+}
+
+/// Counts a connection that closed before its reply was complete (and had no bytes of it:
+/// a partial reply is a wrong payload, which the caller counts), by why it closed.
+fn count_close(errors: &mut ErrorCounts, reason: &CloseReason) {
+    match reason {
+        CloseReason::Refused => errors.refused += 1,
+        CloseReason::Reset => errors.reset += 1,
+        CloseReason::Timeout | CloseReason::Shutdown | CloseReason::Done => errors.timeout += 1,
+        CloseReason::ConnectFailed(kind) | CloseReason::Error(kind) => {
+            count_io_error(errors, *kind);
+        }
+        _ => errors.other += 1,
     }
 }
 

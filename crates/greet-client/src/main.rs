@@ -48,20 +48,8 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     match run() {
         Ok(code) => code,
-        Err(e) => exit_status(&e),
+        Err(e) => clap_dist::exit_status("greet-client", &e),
     }
-}
-
-/// The one place an error becomes an exit status: a bad argument (clap's error) is clap's
-/// message and status 2; anything else is one line, `greet-client: context: cause`, and
-/// status 1.
-fn exit_status(e: &anyhow::Error) -> ExitCode {
-    if let Some(usage) = e.downcast_ref::<clap::Error>() {
-        let _ = usage.print();
-        return ExitCode::from(u8::try_from(usage.exit_code()).unwrap_or(2));
-    }
-    eprintln!("greet-client: {e:#}");
-    ExitCode::FAILURE
 }
 
 fn run() -> anyhow::Result<ExitCode> {

@@ -37,20 +37,8 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     match serve() {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => exit_status(&e),
+        Err(e) => clap_dist::exit_status("greet-server", &e),
     }
-}
-
-/// The one place an error becomes an exit status: a bad argument (clap's error, also for
-/// one found after parsing) is clap's message and status 2; anything else is one line,
-/// `greet-server: context: cause: OS error`, and status 1.
-fn exit_status(e: &anyhow::Error) -> ExitCode {
-    if let Some(usage) = e.downcast_ref::<clap::Error>() {
-        let _ = usage.print();
-        return ExitCode::from(u8::try_from(usage.exit_code()).unwrap_or(2));
-    }
-    eprintln!("greet-server: {e:#}");
-    ExitCode::FAILURE
 }
 
 fn serve() -> Result<()> {

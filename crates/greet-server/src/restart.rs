@@ -344,7 +344,7 @@ impl ExecPlan {
     fn new(program: &std::path::Path, sockets: &Sockets, ready: &OwnedFd) -> Result<ExecPlan> {
         let cstr = |bytes: &[u8]| {
             CString::new(bytes)
-                .map_err(|_| anyhow!("a NUL byte in {:?}", String::from_utf8_lossy(bytes)))
+                .with_context(|| format!("a NUL byte in {:?}", String::from_utf8_lossy(bytes)))
         };
         let path = cstr(program.as_os_str().as_bytes())?;
         let mut argv = vec![path.clone()];

@@ -1,13 +1,14 @@
 //! TCP load: N connections, C in flight; each is read to EOF and compared with the expected
 //! greeting, then the next one starts in its slot.
 
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::Result;
-use netcore::{CloseReason, Closed, Conn, Control, EventLoop, Handler, TimerId};
+use netcore::{Closed, Conn, Control, EventLoop, Handler, TimerId};
 
-use super::{count_io_error, print_progress, Plan, Tally, PROGRESS_AFTER, PROGRESS_EVERY};
+use super::{
+    count_close, count_io_error, print_progress, Plan, Tally, PROGRESS_AFTER, PROGRESS_EVERY,
+};
 
 struct TcpLoad {
     plan: Plan,
@@ -104,8 +105,7 @@ impl TcpLoad {
     }
 
     fn record_done(&mut self, now: Instant) {
-        self.tally.last_done = Some(now);
-        self.plan.progress.done.fetch_add(1, Ordering::Relaxed);
+        self.plan.record_done(&mut self.tally, now);
     }
 
     fn maybe_stop(&mut self, ctl: &mut Control<'_>) {
@@ -150,18 +150,7 @@ impl Handler for TcpLoad {
             self.tally.errors.wrong_payload += 1;
             self.record_done(ctl.now());
         } else if !slot.finished {
-            let errors = &mut self.tally.errors;
-            match closed.reason {
-                CloseReason::Refused => errors.refused += 1,
-                CloseReason::Reset => errors.reset += 1,
-                CloseReason::Timeout | CloseReason::Shutdown | CloseReason::Done => {
-                    errors.timeout += 1;
-                }
-                CloseReason::ConnectFailed(kind) | CloseReason::Error(kind) => {
-                    count_io_error(errors, kind);
-                }
-                _ => errors.other += 1,
-            }
+            count_close(&mut self.tally.errors, &closed.reason);
             self.record_done(ctl.now());
         }
         self.in_flight -= 1;

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -96,8 +95,7 @@ impl UdpLoad {
     }
 
     fn record_done(&mut self, now: Instant) {
-        self.tally.last_done = Some(now);
-        self.plan.progress.done.fetch_add(1, Ordering::Relaxed);
+        self.plan.record_done(&mut self.tally, now);
     }
 }
 
