@@ -56,7 +56,7 @@ fn run() -> anyhow::Result<ExitCode> {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if let Some(request) = clap_dist::request(&argv, "greet-client") {
         let dir = request.map_err(anyhow::Error::msg)?;
-        clap_dist::generate(Cli::command(), "greet-client", &dir).map_err(anyhow::Error::msg)?;
+        clap_dist::generate(Cli::command(), "greet-client", &dir)?;
         return Ok(ExitCode::SUCCESS);
     }
     let cli = Cli::try_parse_from(argv)?;

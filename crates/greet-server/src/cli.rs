@@ -204,7 +204,7 @@ fn parse_mode(text: &str) -> Result<u32, String> {
 
 /// Writes the shell completions (bash, zsh, fish) and the man page under `dir`.
 pub fn generate(dir: &Path) -> anyhow::Result<()> {
-    clap_dist::generate(Args::command(), "greet-server", dir).map_err(anyhow::Error::msg)
+    clap_dist::generate(Args::command(), "greet-server", dir)
 }
 
 #[cfg(test)]
