@@ -229,6 +229,14 @@ impl Process {
         Ok(())
     }
 
+    /// Whether the process has exited (without waiting); [`Process::wait`] then returns at
+    /// once with its status and stderr.
+    pub fn has_exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|child| child.try_wait().map_or(true, |status| status.is_some()))
+    }
+
     /// SIGTERM, then [`Process::wait`].
     pub fn stop(self) -> Result<(ExitStatus, String), Error> {
         self.signal(libc::SIGTERM)?;
@@ -430,6 +438,18 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(err.to_string().contains("no such port"), "{err}");
+    }
+
+    #[test]
+    fn a_process_that_exits_by_itself_is_seen_to_and_its_stderr_read() {
+        let mut p = Process::spawn("sh", sh("echo gone >&2; exit 4"), Stderr::Piped).unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        while !p.has_exited() {
+            assert!(Instant::now() < deadline, "sh did not exit");
+            std::thread::yield_now();
+        }
+        let (status, stderr) = p.wait().unwrap();
+        assert_eq!((status.code(), stderr.as_str()), (Some(4), "gone\n"));
     }
 
     #[test]
