@@ -5,11 +5,10 @@
 use std::io::Read;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::{ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{bench_report, bin, client, lines, read_all, temp_dir, Server, PATIENCE};
+use e2e::{bench_report, bin, client, read_all, temp_dir, Process, Server, Stderr, PATIENCE};
 
 const GREETING: &[u8] = b"Thank you for connecting";
 
@@ -35,62 +34,44 @@ fn signal(pid: u32, signal: i32) {
     assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
 }
 
-/// The next line that satisfies `want`, within [`PATIENCE`]; the others are kept in `seen`.
-fn wait_line(
-    lines: &Receiver<String>,
-    seen: &mut Vec<String>,
-    what: &str,
-    want: impl Fn(&str) -> bool,
-) -> String {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) if want(&line) => return line,
-            Ok(line) => seen.push(line),
-            Err(_) => panic!("no line: {what}; saw {seen:#?}"),
-        }
-    }
-}
-
 /// A server whose stdout and stderr the test reads line by line while it runs, across
 /// restarts (the new servers share both pipes).
 struct Watched {
-    first: Child,
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
+    /// The first server, through the shared harness: killed and reaped on drop.
+    first: Process,
     /// stderr lines read so far that were not waited for.
     seen: Vec<String>,
 }
 
 impl Watched {
     fn start(args: &[&str], env: &[(&str, &str)]) -> Watched {
-        let mut first = Command::new(bin("greet-server"))
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn greet-server");
-        let stdout = lines(first.stdout.take().expect("piped stdout"));
-        let stderr = lines(first.stderr.take().expect("piped stderr"));
+        let mut cmd = Command::new(bin("greet-server"));
+        cmd.args(args).envs(env.iter().copied());
+        let first =
+            Process::spawn("greet-server", cmd, Stderr::Piped).unwrap_or_else(|e| panic!("{e}"));
         Watched {
             first,
-            stdout,
-            stderr,
             seen: Vec::new(),
         }
     }
 
     fn next_stdout(&self) -> String {
-        self.stdout
-            .recv_timeout(PATIENCE)
+        self.first
+            .next_line(PATIENCE)
             .expect("a line on the server's stdout")
     }
 
+    /// The next stderr line that satisfies `want`, within [`PATIENCE`]; the others are kept.
     fn stderr_line(&mut self, what: &str, want: impl Fn(&str) -> bool) -> String {
-        wait_line(&self.stderr, &mut self.seen, what, want)
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.first.next_stderr_line(left) {
+                Some(line) if want(&line) => return line,
+                Some(line) => self.seen.push(line),
+                None => panic!("no line: {what}; saw {:#?}", self.seen),
+            }
+        }
     }
 
     /// SIGHUP to `pid`, then the new server's pid from the old one's stderr line.
@@ -104,20 +85,11 @@ impl Watched {
         rest.split(' ').next().unwrap().parse().expect("a pid")
     }
 
-    /// After SIGTERM to the last server: every stderr line up to EOF (all servers exited).
+    /// After SIGTERM to the last server: every stderr line up to EOF (all servers exited;
+    /// the harness reads until then, within [`PATIENCE`]).
     fn rest_of_stderr(mut self) -> Vec<String> {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!("the servers did not all exit: {:#?}", self.seen)
-                }
-            }
-        }
-        let _ = self.first.wait();
+        let (_, rest) = self.first.wait().expect("wait for the first server");
+        self.seen.extend(rest.lines().map(str::to_string));
         self.seen
     }
 }
@@ -323,7 +295,7 @@ fn ten_restarts_under_load_lose_no_client() {
         .expect("start greet-client bench");
     let mut bench = Some(bench);
 
-    let mut pid = servers.first.id();
+    let mut pid = servers.first.pid();
     let mut logged = 0u64;
     for restart in 1..=10 {
         // Restart every STEP greetings, so every restart happens under load.
@@ -348,7 +320,7 @@ fn ten_restarts_under_load_lose_no_client() {
     assert!(out.status.success(), "{out:?}");
 
     // Keep reading stdout so that the logs never fill the pipe (not that it would matter).
-    let stdout = std::mem::replace(&mut servers.stdout, mpsc::channel().1);
+    let stdout = servers.first.take_stdout();
     std::thread::spawn(move || while stdout.recv().is_ok() {});
     let out = bench
         .take()
@@ -408,7 +380,7 @@ fn a_new_server_that_fails_leaves_the_old_one_serving() {
             &[],
         );
         let ready = server.next_stdout();
-        signal(server.first.id(), libc::SIGHUP);
+        signal(server.first.pid(), libc::SIGHUP);
         let line = server.stderr_line("restart failed", |l| l.contains("restart"));
         assert!(
             line.starts_with("greet-server: restart failed: ")
@@ -419,7 +391,7 @@ fn a_new_server_that_fails_leaves_the_old_one_serving() {
         // The old server still serves, and can still be restarted.
         let stream = TcpStream::connect(("127.0.0.1", port_of(&ready))).unwrap();
         assert_eq!(read_all(stream).unwrap(), GREETING, "{binary}");
-        signal(server.first.id(), libc::SIGTERM);
+        signal(server.first.pid(), libc::SIGTERM);
         let stderr = server.rest_of_stderr();
         let summary = stderr.iter().find(|l| is_summary(l)).expect("a summary");
         assert!(summary.contains("accepted 1, greeted 1"), "{summary}");
@@ -441,7 +413,7 @@ fn under_systemd_the_restart_names_the_new_main_process() {
     let n = systemd.recv(&mut buf).expect("READY=1 at start");
     assert_eq!(&buf[..n], b"READY=1");
     let _ = server.next_stdout();
-    let new = server.restart(server.first.id());
+    let new = server.restart(server.first.pid());
     let n = systemd.recv(&mut buf).expect("the restart's notification");
     assert_eq!(
         String::from_utf8_lossy(&buf[..n]),
@@ -473,7 +445,7 @@ fn sigusr1_prints_the_counts_and_the_server_goes_on() {
     for _ in 0..3 {
         assert!(server.next_stdout().starts_with("Got connection from "));
     }
-    signal(server.first.id(), libc::SIGUSR1);
+    signal(server.first.pid(), libc::SIGUSR1);
     let line = server.stderr_line("a summary on SIGUSR1", is_summary);
     // Greeted is published before the lines go to the log writer, so it is exact once the
     // lines were read; the writer counts a line as logged only after write(2) returned,
@@ -490,7 +462,7 @@ fn sigusr1_prints_the_counts_and_the_server_goes_on() {
         read_all(TcpStream::connect(addr).unwrap()).unwrap(),
         GREETING
     );
-    signal(server.first.id(), libc::SIGTERM);
+    signal(server.first.pid(), libc::SIGTERM);
     let stderr = server.rest_of_stderr();
     let last = stderr
         .iter()
@@ -527,6 +499,6 @@ fn stats_interval_prints_the_counts_while_running() {
         is_summary(l) && l.contains("accepted 1, greeted 1")
     });
     assert!(!line.contains("logged"), "--quiet logs nothing: {line}");
-    signal(server.first.id(), libc::SIGTERM);
+    signal(server.first.pid(), libc::SIGTERM);
     server.rest_of_stderr();
 }

@@ -198,6 +198,12 @@ impl Process {
         self.stdout.recv_timeout(timeout).ok()
     }
 
+    /// Takes the channel of stdout lines, e.g. to drain it on another thread; afterwards
+    /// [`Process::next_line`] returns `None`.
+    pub fn take_stdout(&mut self) -> Receiver<String> {
+        std::mem::replace(&mut self.stdout, mpsc::channel().1)
+    }
+
     /// The next stderr line (without its line end), or `None` after `timeout`, at end of
     /// file, or when stderr is not piped.
     pub fn next_stderr_line(&self, timeout: Duration) -> Option<String> {
