@@ -1,16 +1,14 @@
 //! Helpers for the end-to-end tests: find the real binaries, start a server on an ephemeral
 //! port and read its readiness line (never a fixed sleep), make unique temporary folders.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// How long anything may take on a loaded 2-core machine before a test gives up.
-pub const PATIENCE: Duration = Duration::from_secs(30);
+pub use bench_report::{BenchReport, Mode};
+pub use proc_harness::{lines, port_of, Process, Stderr, PATIENCE};
 
 /// The path of a workspace binary (`greet-server`, `greet-client`), built once per test
 /// process with the same cargo that runs the tests.
@@ -40,31 +38,23 @@ pub fn bin(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// A `greet-server` running in the background; killed on drop.
+/// A `greet-server` running in the background (a [`Process`] of the shared harness);
+/// killed and reaped on drop.
 #[derive(Debug)]
-pub struct Server {
-    child: Option<Child>,
-    lines: Receiver<String>,
-    /// The readiness line, e.g. `Listening on ('127.0.0.1', 41765) tcp`.
-    pub ready: String,
-}
+pub struct Server(Process);
 
 impl Server {
     /// Starts `greet-server ARGS` and waits for its readiness line.
     pub fn start(args: &[&str]) -> Server {
-        Server::try_start(args).unwrap_or_else(|out| {
-            panic!(
-                "greet-server {args:?} did not start: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
-    }
-
-    /// Like [`Server::start`], but returns the output of a server that exited instead.
-    pub fn try_start(args: &[&str]) -> Result<Server, Output> {
         let mut cmd = Command::new(bin("greet-server"));
         cmd.args(args);
-        Server::spawn(cmd)
+        Server::spawn(cmd, args)
+    }
+
+    /// Starts `greet-server --host 127.0.0.1 --port 0 EXTRA`: the local server on an
+    /// ephemeral port most tests want.
+    pub fn local(extra: &[&str]) -> Server {
+        Server::start(&[&["--host", "127.0.0.1", "--port", "0"], extra].concat())
     }
 
     /// Starts `greet-server ARGS` with at most `nofile` open descriptors (`RLIMIT_NOFILE`).
@@ -86,49 +76,26 @@ impl Server {
                 Ok(())
             });
         }
-        Server::spawn(cmd).unwrap_or_else(|out| {
-            panic!(
-                "greet-server {args:?} did not start: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
+        Server::spawn(cmd, args)
     }
 
-    fn spawn(mut cmd: Command) -> Result<Server, Output> {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn greet-server");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        match lines.recv_timeout(PATIENCE) {
-            Ok(ready) => Ok(Server {
-                child: Some(child),
-                lines,
-                ready,
-            }),
-            Err(_) => Err(child.wait_with_output().expect("wait for greet-server")),
+    fn spawn(cmd: Command, args: &[&str]) -> Server {
+        match Process::start("greet-server", cmd) {
+            Ok(process) => Server(process),
+            Err(e) => panic!("greet-server {args:?} did not start: {e}"),
         }
+    }
+
+    /// The readiness line, e.g. `Listening on ('127.0.0.1', 41765) tcp`.
+    pub fn ready(&self) -> &str {
+        self.0.ready()
     }
 
     /// The port from the readiness line.
     pub fn port(&self) -> u16 {
-        let (_, rest) = self
-            .ready
-            .split_once("', ")
-            .expect("readiness line has a port");
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        digits.parse().expect("port number")
+        self.0
+            .port()
+            .unwrap_or_else(|| panic!("no port in the readiness line {:?}", self.ready()))
     }
 
     /// `127.0.0.1:PORT`.
@@ -138,53 +105,37 @@ impl Server {
 
     /// The next stdout line, or `None` after [`PATIENCE`].
     pub fn next_line(&self) -> Option<String> {
-        self.lines.recv_timeout(PATIENCE).ok()
+        self.0.next_line(PATIENCE)
     }
 
     /// The server's on-CPU time so far, summed over its threads (`schedstat`).
     pub fn cpu_time(&self) -> Duration {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
-            return Duration::ZERO;
-        };
-        let ns: u64 = tasks
-            .flatten()
-            .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-            .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-            .sum();
-        Duration::from_nanos(ns)
+        self.0.cpu_time()
     }
 
     /// How many descriptors the server has open.
     pub fn open_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map_or(0, |d| d.count())
+        self.0.open_fds()
     }
 
     /// A field of `/proc/PID/status` in kB (`VmRSS:`, `VmHWM:`).
     pub fn status_kb(&self, field: &str) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with(field))?
-                    .split_whitespace()
-                    .nth(1)?
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(0)
+        self.0.status_kb(field)
     }
 
     /// The server's process id.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
+        self.0.pid()
     }
 
     /// Sends `signal` to the server.
     pub fn signal(&self, signal: i32) {
-        let pid = libc::pid_t::try_from(self.pid()).expect("pid fits pid_t");
-        // SAFETY: kill(2) on our own child, not yet waited for, so the pid is not recycled.
-        let rc = unsafe { libc::kill(pid, signal) };
-        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+        if let Err(e) = self.0.signal(signal) {
+            panic!(
+                "{e}: {}",
+                std::error::Error::source(&e).map_or(String::new(), ToString::to_string)
+            );
+        }
     }
 
     /// SIGTERM, then the exit status and the rest of stderr.
@@ -194,22 +145,8 @@ impl Server {
     }
 
     /// Waits for a server already signalled to exit; its status and the rest of stderr.
-    pub fn terminate_after_signal(mut self) -> (ExitStatus, String) {
-        let child = self.child.take().expect("server still running");
-        let out = child.wait_with_output().expect("wait for greet-server");
-        (
-            out.status,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+    pub fn terminate_after_signal(self) -> (ExitStatus, String) {
+        self.0.wait().expect("wait for greet-server")
     }
 }
 
@@ -220,6 +157,19 @@ pub fn client(args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run greet-client")
+}
+
+/// The report `greet-client bench --json` printed, typed; panics with the output when it
+/// printed none.
+pub fn bench_report(out: &Output) -> BenchReport {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no bench JSON ({e}): {out:?}"))
+}
+
+/// Runs `greet-client --host 127.0.0.1 --port PORT EXTRA` to completion: the client of a
+/// [`Server::local`].
+pub fn local_client(port: impl std::fmt::Display, extra: &[&str]) -> Output {
+    let port = port.to_string();
+    client(&[&["--host", "127.0.0.1", "--port", &port], extra].concat())
 }
 
 /// Runs `greet-server ARGS` expecting it to exit by itself (a startup error).

@@ -5,14 +5,13 @@
 //! Without the tool these tests say so and pass, except under CI (`CI` set), where a missing
 //! tool is a failure: `.ci/run` installs it.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::{bin, temp_dir, PATIENCE};
+use e2e::{bin, temp_dir, Process, Stderr, PATIENCE};
 
 const GREETING: &[u8] = b"Thank you for connecting";
 
@@ -26,48 +25,33 @@ fn free_port() -> u16 {
     probe.local_addr().unwrap().port()
 }
 
-/// `systemd-socket-activate` (later `greet-server`, the same process) in the background.
-struct Activator {
-    child: Child,
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
-}
+/// `systemd-socket-activate` (later `greet-server`, the same process) in the background,
+/// through the shared harness (killed and reaped on drop).
+struct Activator(Process);
 
 impl Activator {
     /// Starts `systemd-socket-activate [extra] -l LISTEN greet-server ARGS` and waits for it
-    /// to say it listens. `None` when the address was taken meanwhile.
+    /// to say it listens (on stderr). `None` when the address was taken meanwhile.
     fn start(tool: &PathBuf, extra: &[&str], listen: &str, args: &[&str]) -> Option<Activator> {
-        let mut child = Command::new(tool)
-            .args(extra)
+        let mut cmd = Command::new(tool);
+        cmd.args(extra)
             .args(["-l", listen])
             .arg(bin("greet-server"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn systemd-socket-activate");
-        let stdout = lines(child.stdout.take().expect("piped stdout"));
-        let stderr = lines(child.stderr.take().expect("piped stderr"));
-        let mut activator = Activator {
-            child,
-            stdout,
-            stderr,
-        };
+            .args(args);
+        let process = Process::spawn("systemd-socket-activate", cmd, Stderr::Piped)
+            .unwrap_or_else(|e| panic!("{e}"));
         let deadline = Instant::now() + PATIENCE;
         let mut said = String::new();
-        while let Ok(line) = activator
-            .stderr
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        while let Some(line) =
+            process.next_stderr_line(deadline.saturating_duration_since(Instant::now()))
         {
             if line.starts_with("Listening on ") {
-                return Some(activator);
+                return Some(Activator(process));
             }
             said.push_str(&line);
             said.push('\n');
         }
-        let _ = activator.child.kill();
-        let _ = activator.child.wait();
+        process.kill();
         if said.contains("Address already in use") {
             return None;
         }
@@ -88,38 +72,13 @@ impl Activator {
     }
 
     fn next_line(&self) -> Option<String> {
-        self.stdout.recv_timeout(PATIENCE).ok()
+        self.0.next_line(PATIENCE)
     }
 
     /// SIGTERM, then the exit status and the rest of stderr.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) on our own child, not yet waited for, so the pid is not recycled.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        let status = self.child.wait().unwrap();
-        let stderr: Vec<String> = self.stderr.iter().collect();
-        (status, stderr.join("\n"))
+    fn terminate(self) -> (std::process::ExitStatus, String) {
+        self.0.stop().expect("stop systemd-socket-activate")
     }
-}
-
-impl Drop for Activator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn lines(stream: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 fn greeting_over_tcp(addr: SocketAddr) -> (Vec<u8>, u16) {
@@ -244,15 +203,11 @@ fn a_handed_unix_datagram_socket_is_refused_naming_its_descriptor() {
     let client = std::os::unix::net::UnixDatagram::unbound().unwrap();
     client.send_to(b"hello", &path).unwrap();
     let deadline = Instant::now() + PATIENCE;
-    let status = loop {
-        if let Some(status) = activator.child.try_wait().unwrap() {
-            break status;
-        }
+    while !activator.0.has_exited() {
         assert!(Instant::now() < deadline, "greet-server did not exit");
         std::thread::yield_now();
-    };
-    let stderr: Vec<String> = activator.stderr.iter().collect();
-    let stderr = stderr.join("\n");
+    }
+    let (status, stderr) = activator.0.wait().expect("greet-server's status");
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("greet-server: socket activation: fd 3: a Unix socket at ")

@@ -1,37 +1,35 @@
 //! `greet-client bench`: counts what it should, checks every byte, never hangs.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use e2e::{client, Server, PATIENCE};
-use serde_json::Value;
+use e2e::{bench_report, client, BenchReport, Mode, Process, Server, PATIENCE};
 
-fn bench(args: &[&str]) -> (Output, Value) {
+fn bench(args: &[&str]) -> (Output, BenchReport) {
     let mut all = vec!["bench", "--json"];
     all.extend_from_slice(args);
     let out = client(&all);
-    let report =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no JSON ({e}): {out:?}"));
+    let report = bench_report(&out);
     (out, report)
 }
 
 #[test]
 fn every_connection_is_checked_and_counted() {
-    let server = Server::start(&["--host", "127.0.0.1", "--port", "0", "--quiet"]);
+    let server = Server::local(&["--quiet"]);
     let port = server.port().to_string();
     let (out, r) = bench(&["--port", &port, "-n", "2000", "-c", "32", "--threads", "2"]);
-    assert!(out.status.success(), "{r}");
-    assert_eq!(r["ok"], 2000, "{r}");
-    assert_eq!(r["errors"]["total"], 0, "{r}");
-    assert!(r["rate"].as_f64().unwrap() > 0.0);
-    let lat = &r["latency_us"];
-    assert!(lat["p50"].as_u64() <= lat["p90"].as_u64(), "{r}");
-    assert!(lat["p90"].as_u64() <= lat["p99"].as_u64(), "{r}");
-    assert!(lat["p99"].as_u64() <= lat["max"].as_u64(), "{r}");
+    assert!(out.status.success(), "{r:?}");
+    assert_eq!(r.ok, 2000, "{r:?}");
+    assert_eq!(r.errors.total, 0, "{r:?}");
+    assert!(r.rate > 0.0);
+    let lat = r.latency_us;
+    assert!(lat.p50 <= lat.p90, "{r:?}");
+    assert!(lat.p90 <= lat.p99, "{r:?}");
+    assert!(lat.p99 <= lat.max, "{r:?}");
     let (status, stderr) = server.terminate();
     assert!(status.success());
     assert!(stderr.contains("accepted 2000, greeted 2000"), "{stderr}");
@@ -39,19 +37,11 @@ fn every_connection_is_checked_and_counted() {
 
 #[test]
 fn a_wrong_reply_is_counted_as_wrong_payload() {
-    let server = Server::start(&[
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--quiet",
-        "--message",
-        "Thank you for connectinG",
-    ]);
+    let server = Server::local(&["--quiet", "--message", "Thank you for connectinG"]);
     let (out, r) = bench(&["--port", &server.port().to_string(), "-n", "50", "-c", "5"]);
-    assert_eq!(out.status.code(), Some(1), "{r}");
-    assert_eq!(r["ok"], 0, "{r}");
-    assert_eq!(r["errors"]["wrong_payload"], 50, "{r}");
+    assert_eq!(out.status.code(), Some(1), "{r:?}");
+    assert_eq!(r.ok, 0, "{r:?}");
+    assert_eq!(r.errors.wrong_payload, 50, "{r:?}");
 }
 
 #[test]
@@ -62,7 +52,7 @@ fn a_closed_port_is_refused_and_ends_at_once() {
     };
     let (out, r) = bench(&["--port", &port, "-n", "100", "-c", "10"]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(r["errors"]["refused"], 100, "{r}");
+    assert_eq!(r.errors.refused, 100, "{r:?}");
 }
 
 #[test]
@@ -87,17 +77,17 @@ fn a_silent_server_times_out_within_the_bounds() {
         "bench ran past its bound"
     );
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(r["ok"], 0, "{r}");
-    let timeouts = r["errors"]["timeout"].as_u64().unwrap();
-    let not_started = r["not_started"].as_u64().unwrap();
-    assert!(timeouts >= 4, "{r}");
-    assert_eq!(timeouts + not_started, 1000, "{r}");
+    assert_eq!(r.ok, 0, "{r:?}");
+    let timeouts = r.errors.timeout;
+    let not_started = r.not_started;
+    assert!(timeouts >= 4, "{r:?}");
+    assert_eq!(timeouts + not_started, 1000, "{r:?}");
     drop(silent);
 }
 
 #[test]
 fn udp_requests_are_checked_and_counted() {
-    let server = Server::start(&["--udp", "--host", "127.0.0.1", "--port", "0", "--quiet"]);
+    let server = Server::local(&["--udp", "--quiet"]);
     let (out, r) = bench(&[
         "--udp",
         "--port",
@@ -107,14 +97,14 @@ fn udp_requests_are_checked_and_counted() {
         "-c",
         "16",
     ]);
-    assert!(out.status.success(), "{r}");
-    assert_eq!(r["mode"], "udp");
-    assert_eq!(r["ok"], 5000, "{r}");
+    assert!(out.status.success(), "{r:?}");
+    assert_eq!(r.mode, Mode::Udp);
+    assert_eq!(r.ok, 5000, "{r:?}");
 }
 
 #[test]
 fn the_table_is_for_humans() {
-    let server = Server::start(&["--host", "127.0.0.1", "--port", "0", "--quiet"]);
+    let server = Server::local(&["--quiet"]);
     let out = client(&[
         "bench",
         "--port",
@@ -156,38 +146,26 @@ fn echo_example() -> PathBuf {
         .clone()
 }
 
-/// The echo example, running until dropped.
+/// The echo example, running until dropped (the harness kills and reaps it).
 struct EchoServer {
-    child: Child,
+    _process: Process,
     port: u16,
 }
 
 impl EchoServer {
     fn start() -> EchoServer {
-        let mut child = Command::new(echo_example())
-            .arg("127.0.0.1:0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the echo example");
+        let mut cmd = Command::new(echo_example());
+        cmd.arg("127.0.0.1:0");
         // Its first line, `Listening on 127.0.0.1:PORT`, is printed once it listens.
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped stdout"))
-            .read_line(&mut line)
-            .expect("read the readiness line");
-        let port = line
-            .trim()
-            .strip_prefix("Listening on 127.0.0.1:")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("readiness line {line:?}"));
-        EchoServer { child, port }
-    }
-}
-
-impl Drop for EchoServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let process =
+            Process::start("netcore's echo example", cmd).unwrap_or_else(|e| panic!("{e}"));
+        let port = process
+            .port()
+            .unwrap_or_else(|| panic!("readiness line {:?}", process.ready()));
+        EchoServer {
+            _process: process,
+            port,
+        }
     }
 }
 
@@ -211,17 +189,17 @@ fn echo_requests_against_netcore_are_all_checked_and_counted() {
             "--threads",
             "2",
         ]);
-        assert!(out.status.success(), "{r}");
-        assert_eq!(r["mode"], "echo", "{r}");
-        assert_eq!(r["echo"]["size"].to_string(), size, "{r}");
-        assert_eq!(r["planned"], 1000, "{r}");
-        assert_eq!(r["ok"], 1000, "{r}");
-        assert_eq!(r["errors"]["total"], 0, "{r}");
-        assert_eq!(r["echo"]["wrong_bytes"], 0, "{r}");
-        assert_eq!(r["not_started"], 0, "{r}");
-        let lat = &r["latency_us"];
-        assert!(lat["p50"].as_u64() <= lat["p99"].as_u64(), "{r}");
-        assert!(lat["p99"].as_u64() <= lat["max"].as_u64(), "{r}");
+        assert!(out.status.success(), "{r:?}");
+        assert_eq!(r.mode, Mode::Echo, "{r:?}");
+        assert_eq!(r.echo.expect("echo info").size.to_string(), size, "{r:?}");
+        assert_eq!(r.planned, 1000, "{r:?}");
+        assert_eq!(r.ok, 1000, "{r:?}");
+        assert_eq!(r.errors.total, 0, "{r:?}");
+        assert_eq!(r.echo.expect("echo info").wrong_bytes, 0, "{r:?}");
+        assert_eq!(r.not_started, 0, "{r:?}");
+        let lat = r.latency_us;
+        assert!(lat.p50 <= lat.p99, "{r:?}");
+        assert!(lat.p99 <= lat.max, "{r:?}");
     }
 }
 
@@ -241,13 +219,13 @@ fn echo_until_the_deadline_ends_on_time_and_counts_no_failure() {
         "500ms",
     ]);
     assert!(started.elapsed() < PATIENCE, "bench ran past its bound");
-    assert!(out.status.success(), "{r}");
-    assert!(r["ok"].as_u64().unwrap() > 0, "{r}");
-    assert_eq!(r["errors"]["total"], 0, "{r}");
+    assert!(out.status.success(), "{r:?}");
+    assert!(r.ok > 0, "{r:?}");
+    assert_eq!(r.errors.total, 0, "{r:?}");
     // What was in flight at the deadline is cut short, at most one per connection.
     assert!(
-        r["echo"]["unfinished_at_deadline"].as_u64().unwrap() <= 8,
-        "{r}"
+        r.echo.expect("echo info").unfinished_at_deadline <= 8,
+        "{r:?}"
     );
 }
 
@@ -301,11 +279,11 @@ fn a_corrupted_echo_byte_is_caught() {
         "--size",
         "64",
     ]);
-    assert_eq!(out.status.code(), Some(1), "{r}");
-    assert_eq!(r["errors"]["wrong_payload"], 3, "{r}");
-    assert_eq!(r["echo"]["wrong_bytes"], 3, "{r}");
-    assert_eq!(r["ok"], 12, "{r}");
-    assert_eq!(r["errors"]["total"], 3, "{r}");
+    assert_eq!(out.status.code(), Some(1), "{r:?}");
+    assert_eq!(r.errors.wrong_payload, 3, "{r:?}");
+    assert_eq!(r.echo.expect("echo info").wrong_bytes, 3, "{r:?}");
+    assert_eq!(r.ok, 12, "{r:?}");
+    assert_eq!(r.errors.total, 3, "{r:?}");
 }
 
 #[test]
@@ -329,10 +307,10 @@ fn an_echo_server_that_never_answers_times_out_within_the_bounds() {
         "5s",
     ]);
     assert!(started.elapsed() < PATIENCE, "bench ran past its bound");
-    assert_eq!(out.status.code(), Some(1), "{r}");
-    assert_eq!(r["ok"], 0, "{r}");
+    assert_eq!(out.status.code(), Some(1), "{r:?}");
+    assert_eq!(r.ok, 0, "{r:?}");
     // Each connection's first request times out; the other nine were never sent.
-    assert_eq!(r["errors"]["timeout"], 6, "{r}");
-    assert_eq!(r["not_started"], 54, "{r}");
+    assert_eq!(r.errors.timeout, 6, "{r:?}");
+    assert_eq!(r.not_started, 54, "{r:?}");
     drop(silent);
 }

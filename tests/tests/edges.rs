@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::{bin, client, server_output, temp_dir, Server, PATIENCE};
+use e2e::{bin, client, local_client, server_output, temp_dir, Server, PATIENCE};
 
 const GREETING: &[u8] = b"Thank you for connecting";
 
@@ -105,9 +105,9 @@ fn empty_host_binds_every_address_ipv4_and_ipv6() {
         let server =
             Server::start(&[&["--host", "", "--port", "0", "--threads", "2"], transport].concat());
         assert!(
-            server.ready.starts_with("Listening on ('::', "),
+            server.ready().starts_with("Listening on ('::', "),
             "{}",
-            server.ready
+            server.ready()
         );
         let port = server.port();
         for host in ["127.0.0.1", "::1"] {
@@ -134,9 +134,9 @@ fn empty_host_binds_every_address_ipv4_and_ipv6() {
     // -4 keeps IPv4 only.
     let server = Server::start(&["--host", "", "-4", "--port", "0"]);
     assert!(
-        server.ready.starts_with("Listening on ('0.0.0.0', "),
+        server.ready().starts_with("Listening on ('0.0.0.0', "),
         "{}",
-        server.ready
+        server.ready()
     );
 }
 
@@ -201,13 +201,7 @@ fn the_client_falls_back_to_the_next_address_over_tcp_and_udp() {
         return;
     };
     for transport in [&[][..], &["--udp"]] {
-        let server = Server::start(
-            &[
-                &["--host", "127.0.0.1", "--port", "0", "--threads", "1"],
-                transport,
-            ]
-            .concat(),
-        );
+        let server = Server::local(&[&["--threads", "1"], transport].concat());
         let port = server.port().to_string();
         let out = name
             .command(bin("greet-client"))
@@ -291,7 +285,7 @@ fn a_banner_on_a_connection_kept_open_is_printed_not_timed_out() {
     let (addr, server) = banner_server(&[b"220 greet ESMTP ready\r\n"], Duration::ZERO);
     let port = addr.port().to_string();
     let started = Instant::now();
-    let out = client(&["--host", "127.0.0.1", "--port", &port, "--timeout", "20s"]);
+    let out = local_client(&port, &["--timeout", "20s"]);
     let took = started.elapsed();
     assert!(out.status.success(), "{out:?}");
     assert_eq!(out.stdout, b"220 greet ESMTP ready\r\n\n");
@@ -325,6 +319,6 @@ fn a_banner_on_a_connection_kept_open_is_printed_not_timed_out() {
     // A server that says nothing still times out, as before.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port().to_string();
-    let out = client(&["--host", "127.0.0.1", "--port", &port, "--timeout", "300ms"]);
+    let out = local_client(&port, &["--timeout", "300ms"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }

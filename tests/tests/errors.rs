@@ -233,6 +233,8 @@ fn error_paths_give_one_clear_line_and_the_right_status() {
         assert!(!stderr.contains("panicked"), "{what}");
         if case.status == 1 {
             assert_eq!(stderr.lines().count(), 1, "{what}");
+            // The error chain is printed once: no OS error repeated by a cause.
+            assert!(stderr.matches("os error").count() <= 1, "{what}");
         }
         for m in &case.mentions {
             assert!(stderr.contains(m.as_str()), "{what} should mention {m:?}");

@@ -4,15 +4,15 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use e2e::{client, read_all, set_linger_zero, wait_until, Server, PATIENCE};
+use e2e::{client, local_client, read_all, set_linger_zero, wait_until, Server, PATIENCE};
 
 const GREETING: &[u8] = b"Thank you for connecting";
 
 #[test]
 fn bufsize_limits_what_the_client_reads() {
-    let server = Server::start(&["--host", "127.0.0.1", "--port", "0", "--quiet"]);
+    let server = Server::local(&["--quiet"]);
     let port = server.port().to_string();
-    let out = client(&["--host", "127.0.0.1", "--port", &port, "--bufsize", "5"]);
+    let out = local_client(&port, &["--bufsize", "5"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(out.stdout, b"Thank\n");
 }
@@ -21,9 +21,9 @@ fn bufsize_limits_what_the_client_reads() {
 fn ipv4_and_ipv6_flags_choose_the_family() {
     let server = Server::start(&["-4", "--host", "localhost", "--port", "0"]);
     assert!(
-        server.ready.starts_with("Listening on ('127.0.0.1', "),
+        server.ready().starts_with("Listening on ('127.0.0.1', "),
         "{}",
-        server.ready
+        server.ready()
     );
     let port = server.port().to_string();
     let out = client(&["-4", "--host", "localhost", "--port", &port]);
@@ -31,9 +31,9 @@ fn ipv4_and_ipv6_flags_choose_the_family() {
     if std::net::TcpListener::bind("[::1]:0").is_ok() {
         let v6 = Server::start(&["-6", "--host", "::1", "--port", "0"]);
         assert!(
-            v6.ready.starts_with("Listening on ('::1', "),
+            v6.ready().starts_with("Listening on ('::1', "),
             "{}",
-            v6.ready
+            v6.ready()
         );
         let out = client(&["-6", "--host", "::1", "--port", &v6.port().to_string()]);
         assert_eq!(out.stdout, b"Thank you for connecting\n", "{out:?}");
@@ -42,7 +42,7 @@ fn ipv4_and_ipv6_flags_choose_the_family() {
 
 #[test]
 fn backlog_flag_is_accepted_and_the_tutorial_value_still_serves() {
-    let server = Server::start(&["--host", "127.0.0.1", "--port", "0", "--backlog", "5"]);
+    let server = Server::local(&["--backlog", "5"]);
     assert_eq!(
         read_all(TcpStream::connect(server.addr()).unwrap()).unwrap(),
         GREETING
@@ -53,15 +53,7 @@ fn backlog_flag_is_accepted_and_the_tutorial_value_still_serves() {
 fn a_client_that_speaks_first_still_gets_the_whole_greeting() {
     // Closing with the client's bytes unread would send a reset that can destroy the
     // greeting; the server drains them and shuts its side in order instead.
-    let server = Server::start(&[
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--idle-timeout",
-        "200ms",
-        "--quiet",
-    ]);
+    let server = Server::local(&["--idle-timeout", "200ms", "--quiet"]);
     let mut stream = TcpStream::connect(server.addr()).unwrap();
     stream.write_all(b"hello?").unwrap();
     let started = Instant::now();
@@ -75,11 +67,7 @@ fn a_client_that_speaks_first_still_gets_the_whole_greeting() {
 #[test]
 fn max_connections_holds_the_rest_in_the_backlog_until_one_closes() {
     let (dir, message) = big_message("max-connections");
-    let server = Server::start(&[
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
+    let server = Server::local(&[
         "--threads",
         "1",
         "--max-connections",
@@ -109,15 +97,7 @@ fn max_connections_holds_the_rest_in_the_backlog_until_one_closes() {
 
 #[test]
 fn threads_flag_serves_from_every_loop() {
-    let server = Server::start(&[
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--threads",
-        "4",
-        "--quiet",
-    ]);
+    let server = Server::local(&["--threads", "4", "--quiet"]);
     let streams: Vec<TcpStream> = (0..100)
         .map(|_| TcpStream::connect(server.addr()).unwrap())
         .collect();
@@ -138,7 +118,7 @@ fn a_reset_is_one_clear_line() {
         set_linger_zero(&stream);
         drop(stream); // SO_LINGER 0: close sends RST
     });
-    let out = client(&["--host", "127.0.0.1", "--port", &port]);
+    let out = local_client(&port, &[]);
     resetter.join().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -152,15 +132,7 @@ fn a_reset_is_one_clear_line() {
 #[test]
 fn a_second_signal_exits_at_once() {
     let (dir, message) = big_message("second-signal");
-    let server = Server::start(&[
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--quiet",
-        "--message-file",
-        &message,
-    ]);
+    let server = Server::local(&["--quiet", "--message-file", &message]);
     // A client that never reads its (large) greeting keeps the server draining after the
     // first signal, so the second signal finds it running.
     let slow = slow_reader(&server);

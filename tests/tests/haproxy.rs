@@ -22,9 +22,7 @@ fn tool(name: &str) -> Option<PathBuf> {
 }
 
 fn proxy_server(extra: &[&str]) -> Server {
-    let mut args = vec!["--host", "127.0.0.1", "--port", "0", "--proxy-protocol"];
-    args.extend_from_slice(extra);
-    Server::start(&args)
+    Server::local(&[&["--proxy-protocol"], extra].concat())
 }
 
 /// Connects, sends `first`, and reads until the server closes: what it sent back.

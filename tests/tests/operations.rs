@@ -2,15 +2,13 @@
 //! every transport in one process, SIGHUP restarts that lose nothing, counters while it
 //! runs.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::{ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{bin, client, read_all, temp_dir, Server, PATIENCE};
-use serde_json::Value;
+use e2e::{bench_report, bin, client, read_all, temp_dir, Process, Server, Stderr, PATIENCE};
 
 const GREETING: &[u8] = b"Thank you for connecting";
 
@@ -36,76 +34,44 @@ fn signal(pid: u32, signal: i32) {
     assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
 }
 
-/// Lines of a stream, read on their own thread, as a channel.
-fn lines_of(stream: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// The next line that satisfies `want`, within [`PATIENCE`]; the others are kept in `seen`.
-fn wait_line(
-    lines: &Receiver<String>,
-    seen: &mut Vec<String>,
-    what: &str,
-    want: impl Fn(&str) -> bool,
-) -> String {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) if want(&line) => return line,
-            Ok(line) => seen.push(line),
-            Err(_) => panic!("no line: {what}; saw {seen:#?}"),
-        }
-    }
-}
-
 /// A server whose stdout and stderr the test reads line by line while it runs, across
 /// restarts (the new servers share both pipes).
 struct Watched {
-    first: Child,
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
+    /// The first server, through the shared harness: killed and reaped on drop.
+    first: Process,
     /// stderr lines read so far that were not waited for.
     seen: Vec<String>,
 }
 
 impl Watched {
     fn start(args: &[&str], env: &[(&str, &str)]) -> Watched {
-        let mut first = Command::new(bin("greet-server"))
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn greet-server");
-        let stdout = lines_of(first.stdout.take().expect("piped stdout"));
-        let stderr = lines_of(first.stderr.take().expect("piped stderr"));
+        let mut cmd = Command::new(bin("greet-server"));
+        cmd.args(args).envs(env.iter().copied());
+        let first =
+            Process::spawn("greet-server", cmd, Stderr::Piped).unwrap_or_else(|e| panic!("{e}"));
         Watched {
             first,
-            stdout,
-            stderr,
             seen: Vec::new(),
         }
     }
 
     fn next_stdout(&self) -> String {
-        self.stdout
-            .recv_timeout(PATIENCE)
+        self.first
+            .next_line(PATIENCE)
             .expect("a line on the server's stdout")
     }
 
+    /// The next stderr line that satisfies `want`, within [`PATIENCE`]; the others are kept.
     fn stderr_line(&mut self, what: &str, want: impl Fn(&str) -> bool) -> String {
-        wait_line(&self.stderr, &mut self.seen, what, want)
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.first.next_stderr_line(left) {
+                Some(line) if want(&line) => return line,
+                Some(line) => self.seen.push(line),
+                None => panic!("no line: {what}; saw {:#?}", self.seen),
+            }
+        }
     }
 
     /// SIGHUP to `pid`, then the new server's pid from the old one's stderr line.
@@ -119,32 +85,18 @@ impl Watched {
         rest.split(' ').next().unwrap().parse().expect("a pid")
     }
 
-    /// After SIGTERM to the last server: every stderr line up to EOF (all servers exited).
+    /// After SIGTERM to the last server: every stderr line up to EOF (all servers exited;
+    /// the harness reads until then, within [`PATIENCE`]).
     fn rest_of_stderr(mut self) -> Vec<String> {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!("the servers did not all exit: {:#?}", self.seen)
-                }
-            }
-        }
-        let _ = self.first.wait();
+        let (_, rest) = self.first.wait().expect("wait for the first server");
+        self.seen.extend(rest.lines().map(str::to_string));
         self.seen
     }
 }
 
+/// The port in a readiness line.
 fn port_of(line: &str) -> u16 {
-    let (_, rest) = line.split_once("', ").expect("a port in the line");
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().expect("port number")
-}
-
-fn bench_json(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no JSON ({e}): {out:?}"))
+    e2e::port_of(line).unwrap_or_else(|| panic!("no port in {line:?}"))
 }
 
 /// Reads one line from a pipe byte by byte, so that nothing after it is read.
@@ -185,9 +137,9 @@ fn a_stdout_nobody_reads_never_stalls_service_and_the_counts_add_up() {
         "--duration",
         "120s",
     ]);
-    let report = bench_json(&out);
-    assert_eq!(report["ok"], 20000, "{report}");
-    assert_eq!(report["errors"]["total"], 0, "{report}");
+    let report = bench_report(&out);
+    assert_eq!(report.ok, 20000, "{report:?}");
+    assert_eq!(report.errors.total, 0, "{report:?}");
 
     let signalled = Instant::now();
     signal(server.id(), libc::SIGTERM);
@@ -245,7 +197,7 @@ fn one_server_serves_tcp_udp_and_unix_on_one_port_number() {
         "--port",
         "0",
     ]);
-    let tcp = server.ready.clone();
+    let tcp = server.ready().to_string();
     let udp = server.next_line().expect("a second readiness line");
     let unix = server.next_line().expect("a third readiness line");
     let port = server.port();
@@ -286,7 +238,7 @@ fn a_named_port_serves_tcp_and_udp_on_that_number() {
     };
     let server = Server::start(&["--udp", "--tcp", "--host", "127.0.0.1", "--port", &port]);
     assert_eq!(
-        server.ready,
+        server.ready(),
         format!("Listening on ('127.0.0.1', {port}) tcp")
     );
     assert_eq!(
@@ -343,7 +295,7 @@ fn ten_restarts_under_load_lose_no_client() {
         .expect("start greet-client bench");
     let mut bench = Some(bench);
 
-    let mut pid = servers.first.id();
+    let mut pid = servers.first.pid();
     let mut logged = 0u64;
     for restart in 1..=10 {
         // Restart every STEP greetings, so every restart happens under load.
@@ -368,21 +320,21 @@ fn ten_restarts_under_load_lose_no_client() {
     assert!(out.status.success(), "{out:?}");
 
     // Keep reading stdout so that the logs never fill the pipe (not that it would matter).
-    let stdout = std::mem::replace(&mut servers.stdout, mpsc::channel().1);
+    let stdout = servers.first.take_stdout();
     std::thread::spawn(move || while stdout.recv().is_ok() {});
     let out = bench
         .take()
         .unwrap()
         .wait_with_output()
         .expect("bench output");
-    let report = bench_json(&out);
-    let errors = &report["errors"];
-    assert_eq!(report["ok"], N, "{report}");
-    assert_eq!(errors["refused"], 0, "{report}");
-    assert_eq!(errors["reset"], 0, "{report}");
-    assert_eq!(errors["wrong_payload"], 0, "a truncated greeting: {report}");
-    assert_eq!(errors["total"], 0, "{report}");
-    assert_eq!(report["not_started"], 0, "{report}");
+    let report = bench_report(&out);
+    let errors = report.errors;
+    assert_eq!(report.ok, N, "{report:?}");
+    assert_eq!(errors.refused, 0, "{report:?}");
+    assert_eq!(errors.reset, 0, "{report:?}");
+    assert_eq!(errors.wrong_payload, 0, "a truncated greeting: {report:?}");
+    assert_eq!(errors.total, 0, "{report:?}");
+    assert_eq!(report.not_started, 0, "{report:?}");
 
     signal(pid, libc::SIGTERM);
     let stderr = servers.rest_of_stderr();
@@ -428,7 +380,7 @@ fn a_new_server_that_fails_leaves_the_old_one_serving() {
             &[],
         );
         let ready = server.next_stdout();
-        signal(server.first.id(), libc::SIGHUP);
+        signal(server.first.pid(), libc::SIGHUP);
         let line = server.stderr_line("restart failed", |l| l.contains("restart"));
         assert!(
             line.starts_with("greet-server: restart failed: ")
@@ -439,7 +391,7 @@ fn a_new_server_that_fails_leaves_the_old_one_serving() {
         // The old server still serves, and can still be restarted.
         let stream = TcpStream::connect(("127.0.0.1", port_of(&ready))).unwrap();
         assert_eq!(read_all(stream).unwrap(), GREETING, "{binary}");
-        signal(server.first.id(), libc::SIGTERM);
+        signal(server.first.pid(), libc::SIGTERM);
         let stderr = server.rest_of_stderr();
         let summary = stderr.iter().find(|l| is_summary(l)).expect("a summary");
         assert!(summary.contains("accepted 1, greeted 1"), "{summary}");
@@ -461,7 +413,7 @@ fn under_systemd_the_restart_names_the_new_main_process() {
     let n = systemd.recv(&mut buf).expect("READY=1 at start");
     assert_eq!(&buf[..n], b"READY=1");
     let _ = server.next_stdout();
-    let new = server.restart(server.first.id());
+    let new = server.restart(server.first.pid());
     let n = systemd.recv(&mut buf).expect("the restart's notification");
     assert_eq!(
         String::from_utf8_lossy(&buf[..n]),
@@ -493,7 +445,7 @@ fn sigusr1_prints_the_counts_and_the_server_goes_on() {
     for _ in 0..3 {
         assert!(server.next_stdout().starts_with("Got connection from "));
     }
-    signal(server.first.id(), libc::SIGUSR1);
+    signal(server.first.pid(), libc::SIGUSR1);
     let line = server.stderr_line("a summary on SIGUSR1", is_summary);
     // Greeted is published before the lines go to the log writer, so it is exact once the
     // lines were read; the writer counts a line as logged only after write(2) returned,
@@ -510,7 +462,7 @@ fn sigusr1_prints_the_counts_and_the_server_goes_on() {
         read_all(TcpStream::connect(addr).unwrap()).unwrap(),
         GREETING
     );
-    signal(server.first.id(), libc::SIGTERM);
+    signal(server.first.pid(), libc::SIGTERM);
     let stderr = server.rest_of_stderr();
     let last = stderr
         .iter()
@@ -547,6 +499,6 @@ fn stats_interval_prints_the_counts_while_running() {
         is_summary(l) && l.contains("accepted 1, greeted 1")
     });
     assert!(!line.contains("logged"), "--quiet logs nothing: {line}");
-    signal(server.first.id(), libc::SIGTERM);
+    signal(server.first.pid(), libc::SIGTERM);
     server.rest_of_stderr();
 }

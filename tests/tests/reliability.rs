@@ -34,7 +34,7 @@ fn count(summary: &str, label: &str) -> u64 {
 
 #[test]
 fn sigterm_under_load_truncates_nothing_and_the_counts_add_up() {
-    let server = Server::start(&["--host", "127.0.0.1", "--port", "0", "--threads", "2"]);
+    let server = Server::local(&["--threads", "2"]);
     let load = Command::new(bin("greet-client"))
         .args(["bench", "--json", "--port", &server.port().to_string()])
         .args([
@@ -69,18 +69,15 @@ fn sigterm_under_load_truncates_nothing_and_the_counts_add_up() {
         "{stderr}"
     );
     let out = load.wait_with_output().expect("bench output");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bench JSON");
-    let errors = &report["errors"];
-    assert_eq!(errors["wrong_payload"], 0, "a truncated greeting: {report}");
-    assert_eq!(errors["other"], 0, "{report}");
-    let ok = report["ok"].as_u64().unwrap();
-    assert!(ok >= 3000, "{report}");
+    let report = e2e::bench_report(&out);
+    let errors = report.errors;
+    assert_eq!(errors.wrong_payload, 0, "a truncated greeting: {report:?}");
+    assert_eq!(errors.other, 0, "{report:?}");
+    let ok = report.ok;
+    assert!(ok >= 3000, "{report:?}");
     // Every connection was greeted whole, or refused or reset before its first byte.
-    let accounted = ok
-        + errors["refused"].as_u64().unwrap()
-        + errors["reset"].as_u64().unwrap()
-        + report["not_started"].as_u64().unwrap();
-    assert_eq!(accounted, 30000, "{report}");
+    let accounted = ok + errors.refused + errors.reset + report.not_started;
+    assert_eq!(accounted, 30000, "{report:?}");
 }
 
 #[test]
@@ -126,7 +123,7 @@ fn descriptor_exhaustion_is_no_busy_loop_and_everyone_is_served() {
 
 #[test]
 fn connect_and_reset_at_once() {
-    let server = Server::start(&["--host", "127.0.0.1", "--port", "0", "--quiet"]);
+    let server = Server::local(&["--quiet"]);
     for _ in 0..100 {
         let c = TcpStream::connect(server.addr()).unwrap();
         set_linger_zero(&c);
@@ -143,11 +140,7 @@ fn clients_that_never_read_a_large_message_cost_no_copy_and_time_out() {
     let path = dir.join("8mib.txt");
     let body: Vec<u8> = (0..(8u32 << 20)).map(|i| b'a' + (i % 26) as u8).collect();
     std::fs::write(&path, &body).unwrap();
-    let server = Server::start(&[
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
+    let server = Server::local(&[
         "--threads",
         "1",
         "--quiet",
@@ -178,7 +171,7 @@ fn clients_that_never_read_a_large_message_cost_no_copy_and_time_out() {
 
 #[test]
 fn half_close_and_garbage_still_get_the_whole_greeting() {
-    let server = Server::start(&["--host", "127.0.0.1", "--port", "0", "--quiet"]);
+    let server = Server::local(&["--quiet"]);
     let c = TcpStream::connect(server.addr()).unwrap();
     c.shutdown(Shutdown::Write).unwrap();
     assert_eq!(read_all(c).unwrap(), GREETING);
@@ -192,7 +185,7 @@ fn half_close_and_garbage_still_get_the_whole_greeting() {
 
 #[test]
 fn a_thousand_connects_at_once_are_all_greeted() {
-    let server = Server::start(&["--host", "127.0.0.1", "--port", "0", "--quiet"]);
+    let server = Server::local(&["--quiet"]);
     let clients: Vec<TcpStream> = (0..1000)
         .map(|_| TcpStream::connect(server.addr()).unwrap())
         .collect();
@@ -204,7 +197,7 @@ fn a_thousand_connects_at_once_are_all_greeted() {
 
 #[test]
 fn udp_zero_length_and_largest_datagrams_are_answered() {
-    let server = Server::start(&["--udp", "--host", "127.0.0.1", "--port", "0", "--quiet"]);
+    let server = Server::local(&["--udp", "--quiet"]);
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.connect(server.addr()).unwrap();
     socket.set_read_timeout(Some(PATIENCE)).unwrap();

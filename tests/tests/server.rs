@@ -3,19 +3,19 @@
 use std::collections::BTreeSet;
 use std::net::TcpStream;
 
-use e2e::{client, read_all, server_output, temp_dir, Server, PATIENCE};
+use e2e::{client, local_client, read_all, server_output, temp_dir, Server, PATIENCE};
 
 const GREETING: &[u8] = b"Thank you for connecting";
 
 #[test]
 fn one_client_is_greeted_byte_for_byte() {
-    let server = Server::start(&["--host", "127.0.0.1", "--port", "0"]);
+    let server = Server::local(&[]);
     assert!(
-        server.ready.starts_with("Listening on ('127.0.0.1', "),
+        server.ready().starts_with("Listening on ('127.0.0.1', "),
         "{}",
-        server.ready
+        server.ready()
     );
-    assert!(server.ready.ends_with(") tcp"), "{}", server.ready);
+    assert!(server.ready().ends_with(") tcp"), "{}", server.ready());
     let stream = TcpStream::connect(server.addr()).unwrap();
     let local = stream.local_addr().unwrap();
     assert_eq!(read_all(stream).unwrap(), GREETING);
@@ -27,7 +27,7 @@ fn one_client_is_greeted_byte_for_byte() {
 
 #[test]
 fn two_hundred_clients_at_once_are_all_greeted_and_each_logged() {
-    let server = Server::start(&["--host", "127.0.0.1", "--port", "0", "--threads", "2"]);
+    let server = Server::local(&["--threads", "2"]);
     let streams: Vec<TcpStream> = (0..200)
         .map(|_| TcpStream::connect(server.addr()).unwrap())
         .collect();
@@ -55,23 +55,15 @@ fn two_hundred_clients_at_once_are_all_greeted_and_each_logged() {
 
 #[test]
 fn the_client_prints_the_greeting() {
-    let server = Server::start(&["--host", "127.0.0.1", "--port", "0"]);
-    let out = client(&["--host", "127.0.0.1", "--port", &server.port().to_string()]);
+    let server = Server::local(&[]);
+    let out = local_client(server.port(), &[]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(out.stdout, b"Thank you for connecting\n");
 }
 
 #[test]
 fn message_and_quiet_flags() {
-    let server = Server::start(&[
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--message",
-        "hi",
-        "--quiet",
-    ]);
+    let server = Server::local(&["--message", "hi", "--quiet"]);
     let stream = TcpStream::connect(server.addr()).unwrap();
     assert_eq!(read_all(stream).unwrap(), b"hi");
     let (status, stderr) = server.terminate();
@@ -82,7 +74,7 @@ fn message_and_quiet_flags() {
 #[test]
 fn sigterm_and_sigint_stop_the_server_with_status_zero() {
     for signal in [libc::SIGTERM, libc::SIGINT] {
-        let server = Server::start(&["--host", "127.0.0.1", "--port", "0"]);
+        let server = Server::local(&[]);
         assert_eq!(
             read_all(TcpStream::connect(server.addr()).unwrap()).unwrap(),
             GREETING
@@ -123,7 +115,7 @@ fn a_refused_connection_is_one_line_and_status_1() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let out = client(&["--host", "127.0.0.1", "--port", &port.to_string()]);
+    let out = local_client(port, &[]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -138,7 +130,7 @@ fn a_refused_connection_is_one_line_and_status_1() {
 fn a_server_that_never_speaks_times_the_client_out() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port().to_string();
-    let out = client(&["--host", "127.0.0.1", "--port", &port, "--timeout", "300ms"]);
+    let out = local_client(&port, &["--timeout", "300ms"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -150,8 +142,8 @@ fn a_server_that_never_speaks_times_the_client_out() {
 
 #[test]
 fn udp_datagrams_are_answered() {
-    let server = Server::start(&["--udp", "--host", "127.0.0.1", "--port", "0"]);
-    assert!(server.ready.ends_with(") udp"), "{}", server.ready);
+    let server = Server::local(&["--udp"]);
+    assert!(server.ready().ends_with(") udp"), "{}", server.ready());
     let out = client(&[
         "--udp",
         "--host",
@@ -172,7 +164,7 @@ fn unix_socket_served_and_removed_on_exit() {
     let path = dir.join("greet.sock");
     let shown = path.to_str().unwrap();
     let server = Server::start(&["--unix", shown]);
-    assert_eq!(server.ready, format!("Listening on '{shown}' unix"));
+    assert_eq!(server.ready(), format!("Listening on '{shown}' unix"));
     let out = client(&["--unix", shown]);
     assert_eq!(out.stdout, b"Thank you for connecting\n");
     let (status, _) = server.terminate();
@@ -206,16 +198,7 @@ fn a_stale_unix_socket_is_replaced() {
 #[test]
 fn udp_rate_limits_a_flooding_source_and_still_answers_others() {
     use std::time::{Duration, Instant};
-    let server = Server::start(&[
-        "--udp",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--udp-rate",
-        "5",
-        "--quiet",
-    ]);
+    let server = Server::local(&["--udp", "--udp-rate", "5", "--quiet"]);
     let flood = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     flood.connect(server.addr()).unwrap();
     let started = Instant::now();
@@ -265,11 +248,15 @@ fn ipv6_peers_print_as_python_four_tuples() {
     drop(probe);
     let server = Server::start(&["--host", "::1", "--port", "0"]);
     assert!(
-        server.ready.starts_with("Listening on ('::1', "),
+        server.ready().starts_with("Listening on ('::1', "),
         "{}",
-        server.ready
+        server.ready()
     );
-    assert!(server.ready.ends_with(", 0, 0) tcp"), "{}", server.ready);
+    assert!(
+        server.ready().ends_with(", 0, 0) tcp"),
+        "{}",
+        server.ready()
+    );
     let addr: std::net::SocketAddr = format!("[::1]:{}", server.port()).parse().unwrap();
     let stream = TcpStream::connect(addr).unwrap();
     let local = stream.local_addr().unwrap().port();
@@ -286,15 +273,7 @@ fn message_file_is_sent_whole() {
     let path = dir.join("big.txt");
     let body: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
     std::fs::write(&path, &body).unwrap();
-    let server = Server::start(&[
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--quiet",
-        "--message-file",
-        path.to_str().unwrap(),
-    ]);
+    let server = Server::local(&["--quiet", "--message-file", path.to_str().unwrap()]);
     let stream = TcpStream::connect(server.addr()).unwrap();
     assert_eq!(read_all(stream).unwrap(), body);
 }

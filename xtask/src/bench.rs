@@ -11,26 +11,120 @@
 //! netcore's `examples/echo.rs` against `bench/mio-echo` (raw mio) and `bench/tokio-echo`, each
 //! pinned to one core, loaded by `greet-client bench --echo` on the other.
 
-use std::io::{BufRead, BufReader};
+//! What `greet-client bench --json` prints is read as a [`BenchReport`] (the shared schema,
+//! `crates/bench-report`); what this task writes is typed too ([`BenchDoc`]). Scenarios and
+//! servers are the enums [`Scenario`] and [`ServerName`], each name spelt once.
+
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use anyhow::{bail, Context, Result};
+use bench_report::BenchReport;
+use proc_harness::{Process, Stderr};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::{cargo, root, run_step};
+
+/// A measured load, named once: its name is its `Display`, in tables and JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    /// 64 connections in flight, server on core 0, load on core 1: CPU per connection.
+    TcpPinned,
+    /// 64 requests in flight over UDP, pinned the same way.
+    UdpPinned,
+    /// One connection at a time.
+    TcpC1,
+    /// 1000 connections in flight.
+    TcpC1000,
+    /// Rate with a two-thread load generator, unpinned.
+    TcpLg2,
+    /// 10k connections, for the scale ratio.
+    Scale10k,
+    /// 200k connections.
+    Scale200k,
+    /// Echo: connections at once, message size.
+    Echo { connections: u32, size: u32 },
+    /// The load run beside the independent load generator.
+    LoadgenCheck,
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scenario::TcpPinned => f.write_str("tcp c=64 pinned"),
+            Scenario::UdpPinned => f.write_str("udp c=64 pinned"),
+            Scenario::TcpC1 => f.write_str("tcp c=1"),
+            Scenario::TcpC1000 => f.write_str("tcp c=1000"),
+            Scenario::TcpLg2 => f.write_str("tcp unpinned lg2"),
+            Scenario::Scale10k => f.write_str("scale 10k"),
+            Scenario::Scale200k => f.write_str("scale 200k"),
+            Scenario::Echo { connections, size } if size % 1024 == 0 => {
+                write!(f, "echo c={connections} {} KiB", size / 1024)
+            }
+            Scenario::Echo { connections, size } => write!(f, "echo c={connections} {size} B"),
+            Scenario::LoadgenCheck => f.write_str("loadgen check"),
+        }
+    }
+}
+
+/// A server under test, named once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServerName {
+    /// greet-server with this many threads.
+    Greet(u16),
+    /// The tutorial's Python server, `bench/seed_server.py`.
+    Python,
+    /// `../shared/peers`' C server with this many threads.
+    PeerC(u16),
+    /// `../shared/peers`' tokio server with this many threads.
+    PeerTokio(u16),
+    /// netcore's `examples/echo.rs`.
+    NetcoreEcho,
+    /// `bench/mio-echo`.
+    MioEcho,
+    /// `bench/tokio-echo`.
+    TokioEcho,
+}
+
+impl fmt::Display for ServerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerName::Greet(threads) => write!(f, "greet-server/{threads}"),
+            ServerName::Python => f.write_str("python-tutorial"),
+            ServerName::PeerC(threads) => write!(f, "peer-c/{threads}"),
+            ServerName::PeerTokio(threads) => write!(f, "peer-tokio/{threads}"),
+            ServerName::NetcoreEcho => f.write_str("netcore-echo"),
+            ServerName::MioEcho => f.write_str("mio-echo"),
+            ServerName::TokioEcho => f.write_str("tokio-echo"),
+        }
+    }
+}
+
+/// Both names are written as their `Display`.
+macro_rules! serialize_as_display {
+    ($($t:ty),*) => {$(
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    )*};
+}
+serialize_as_display!(Scenario, ServerName);
 
 /// One server under test.
 #[derive(Clone)]
 struct ServerSpec {
-    name: String,
+    name: ServerName,
     argv: Vec<String>,
 }
 
 /// One load: what `greet-client bench` is asked to do.
 #[derive(Clone)]
 struct Load {
-    scenario: &'static str,
+    scenario: Scenario,
     udp: bool,
     /// Echo: the message size; the connections (`c` of them) repeat requests until the
     /// load's duration ends.
@@ -43,12 +137,111 @@ struct Load {
     duration: &'static str,
 }
 
+/// One measurement, as written to the JSON document.
+#[derive(Serialize)]
 struct Row {
-    scenario: &'static str,
-    server: String,
-    load: Value,
-    cpu_us_per_op: f64,
-    rss_kb: u64,
+    scenario: Scenario,
+    server: ServerName,
+    load: BenchReport,
+    server_cpu_us_per_op: f64,
+    server_peak_rss_kb: u64,
+}
+
+/// What `target/bench/*.json` holds.
+#[derive(Serialize)]
+struct BenchDoc {
+    date: u64,
+    cores: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel: Option<String>,
+    seconds: f64,
+    rows: Vec<Row>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idle_connections: Option<Option<Idle>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    loadgen_check: Option<Option<LoadgenCheck>>,
+    echo: EchoSummary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<Summary>,
+}
+
+/// RSS per idle connection.
+#[derive(Serialize)]
+struct Idle {
+    connections: usize,
+    rss_before_kb: u64,
+    rss_after_kb: u64,
+    bytes_per_connection: f64,
+}
+
+/// The independent load generator against ours.
+#[derive(Serialize)]
+struct LoadgenCheck {
+    loadgen_rate: f64,
+    greet_client_rate: f64,
+    ratio: f64,
+}
+
+/// What `../shared/peers`' load generator prints (the part read here).
+#[derive(Deserialize)]
+struct LoadgenOutput {
+    conn_per_s: f64,
+}
+
+/// The targets of SPEC section 5, as ratios measured in this run.
+#[derive(Serialize)]
+struct Summary {
+    tcp_cpu_per_conn_vs_c: Option<f64>,
+    udp_cpu_per_req_vs_c: Option<f64>,
+    tcp_cpu_per_conn_vs_python: Option<f64>,
+    tcp_rate_lg2_vs_c: Option<f64>,
+    peak_rss_kb: Option<u64>,
+    greet_server_failures: u64,
+    scale_rate_200k_vs_10k: Option<f64>,
+    idle_bytes_per_connection: Option<f64>,
+    greet_client_vs_loadgen: Option<f64>,
+    echo_cpu_per_req_vs_mio_max: Option<f64>,
+    echo_cpu_per_req_vs_tokio_max: Option<f64>,
+    echo_wrong_bytes: u64,
+}
+
+/// The echo section: per load, medians and netcore's ratios to the peers.
+#[derive(Serialize)]
+struct EchoSummary {
+    repetitions: usize,
+    duration: &'static str,
+    loads: Vec<EchoLoadSummary>,
+    cpu_per_req_vs_mio_max: Option<f64>,
+    cpu_per_req_vs_tokio_max: Option<f64>,
+    wrong_bytes: u64,
+}
+
+#[derive(Serialize)]
+struct EchoLoadSummary {
+    scenario: Scenario,
+    connections: u32,
+    size: u32,
+    rate: PerEchoServer,
+    server_cpu_us_per_req: PerEchoServer,
+    cpu_per_req_vs_mio: Option<f64>,
+    cpu_per_req_vs_tokio: Option<f64>,
+    wrong_bytes: u64,
+    failures: u64,
+}
+
+/// One figure per echo server, in [`ECHO_SERVERS`]' order; written as
+/// `{"netcore-echo": .., "mio-echo": .., "tokio-echo": ..}`.
+struct PerEchoServer([Option<f64>; 3]);
+
+impl Serialize for PerEchoServer {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(ECHO_SERVERS.len()))?;
+        for (name, value) in ECHO_SERVERS.iter().zip(&self.0) {
+            map.serialize_entry(&name.to_string(), value)?;
+        }
+        map.end()
+    }
 }
 
 struct Tools {
@@ -64,11 +257,11 @@ struct Tools {
 }
 
 /// `section`: `None` for everything, `Some("echo")` for the echo section alone.
-pub fn run(section: Option<&str>) -> Result<(), String> {
+pub fn run(section: Option<&str>) -> Result<()> {
     let echo_only = match section {
         None => false,
         Some("echo") => true,
-        Some(other) => return Err(format!("unknown bench section {other:?} (known: echo)")),
+        Some(other) => bail!("unknown bench section {other:?} (known: echo)"),
     };
     run_step(
         "cargo build --release",
@@ -106,36 +299,33 @@ pub fn run(section: Option<&str>) -> Result<(), String> {
             .is_ok_and(|o| o.status.success()),
     };
     let started = Instant::now();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if echo_only {
         let mut rows = Vec::new();
         let echo = echo_section(&tools, &mut rows)?;
         print_echo_table(&echo);
-        let doc = json!({
-            "date": unix_time(),
-            "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
-            "seconds": started.elapsed().as_secs_f64(),
-            "rows": rows.iter().map(row_json).collect::<Vec<_>>(),
-            "echo": echo,
-        });
+        let verdict = echo_verdict(&rows);
+        let doc = BenchDoc {
+            date: unix_time(),
+            cores,
+            kernel: None,
+            seconds: started.elapsed().as_secs_f64(),
+            rows,
+            idle_connections: None,
+            loadgen_check: None,
+            echo,
+            summary: None,
+        };
         write_json(&doc, "echo")?;
-        return echo_verdict(&rows);
+        return verdict;
     }
     let mut rows = Vec::new();
     let ours = |threads: u16| ServerSpec {
-        name: format!("greet-server/{threads}"),
-        argv: vec![
-            tools.server.display().to_string(),
-            "--host".into(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            "0".into(),
-            "--quiet".into(),
-            "--threads".into(),
-            threads.to_string(),
-        ],
+        name: ServerName::Greet(threads),
+        argv: greet_server_argv(&tools.server, threads),
     };
     let python = |udp: bool| ServerSpec {
-        name: "python-tutorial".into(),
+        name: ServerName::Python,
         argv: [
             "python3",
             &tools.python.display().to_string(),
@@ -148,14 +338,18 @@ pub fn run(section: Option<&str>) -> Result<(), String> {
         .chain(udp.then(|| "--udp".to_string()))
         .collect(),
     };
-    let peer = |name: &str, threads: u16, udp: bool| -> Option<ServerSpec> {
+    let peer = |name: ServerName, udp: bool| -> Option<ServerSpec> {
         let dir = tools.peers.as_ref()?;
-        let bin = match name {
-            "c" => dir.join("c-greet").join("c-greet"),
-            _ => dir.join("tokio-greet").join("target/release/tokio-greet"),
+        let (bin, threads) = match name {
+            ServerName::PeerC(threads) => (dir.join("c-greet").join("c-greet"), threads),
+            ServerName::PeerTokio(threads) => (
+                dir.join("tokio-greet").join("target/release/tokio-greet"),
+                threads,
+            ),
+            _ => return None,
         };
         bin.exists().then(|| ServerSpec {
-            name: format!("peer-{name}/{threads}"),
+            name,
             argv: [
                 bin.display().to_string(),
                 "--threads".into(),
@@ -184,29 +378,32 @@ pub fn run(section: Option<&str>) -> Result<(), String> {
         timeout: "5s",
         duration: "60s",
     };
+    let udp_pinned = |n| Load {
+        udp: true,
+        ..tcp(Scenario::UdpPinned, n, 64, 1, true)
+    };
     let reps = 3;
     // The CPU-per-operation measures: server pinned to one core, load on the other.
     for _ in 0..reps {
-        let load = tcp("tcp c=64 pinned", 50_000, 64, 1, true);
+        let load = tcp(Scenario::TcpPinned, 50_000, 64, 1, true);
         measure_each(
             &tools,
-            [Some(ours(1)), peer("c", 1, false), peer("tokio", 1, false)],
+            [
+                Some(ours(1)),
+                peer(ServerName::PeerC(1), false),
+                peer(ServerName::PeerTokio(1), false),
+            ],
             &load,
             &mut rows,
         )?;
-        let udp_load = Load {
-            udp: true,
-            scenario: "udp c=64 pinned",
-            ..tcp("", 200_000, 64, 1, true)
-        };
         measure_each(
             &tools,
             [
                 Some(with_udp(ours(1))),
-                peer("c", 1, true),
-                peer("tokio", 1, true),
+                peer(ServerName::PeerC(1), true),
+                peer(ServerName::PeerTokio(1), true),
             ],
-            &udp_load,
+            &udp_pinned(200_000),
             &mut rows,
         )?;
     }
@@ -214,36 +411,31 @@ pub fn run(section: Option<&str>) -> Result<(), String> {
     rows.push(measure(
         &tools,
         &python(false),
-        &tcp("tcp c=64 pinned", 20_000, 64, 1, true),
+        &tcp(Scenario::TcpPinned, 20_000, 64, 1, true),
     )?);
-    let py_udp = Load {
-        udp: true,
-        scenario: "udp c=64 pinned",
-        ..tcp("", 200_000, 64, 1, true)
-    };
-    rows.push(measure(&tools, &python(true), &py_udp)?);
+    rows.push(measure(&tools, &python(true), &udp_pinned(200_000))?);
     for (scenario, n, c, timeout, duration) in [
-        ("tcp c=1", 5_000, 1, "5s", "60s"),
-        ("tcp c=1000", 50_000, 1000, "2s", "30s"),
+        (Scenario::TcpC1, 5_000, 1, "5s", "60s"),
+        (Scenario::TcpC1000, 50_000, 1000, "2s", "30s"),
     ] {
         let load = Load {
             timeout,
             duration,
             ..tcp(scenario, n, c, 1, false)
         };
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u16);
+        let cores = u16::try_from(cores).unwrap_or(u16::MAX);
         rows.push(measure(&tools, &ours(cores), &load)?);
         rows.push(measure(&tools, &python(false), &load)?);
     }
     // Rate with a two-thread load generator, unpinned.
-    let lg2 = tcp("tcp unpinned lg2", 50_000, 64, 2, false);
+    let lg2 = tcp(Scenario::TcpLg2, 50_000, 64, 2, false);
     measure_each(
         &tools,
         [
             Some(ours(2)),
             Some(ours(1)),
-            peer("c", 2, false),
-            peer("tokio", 2, false),
+            peer(ServerName::PeerC(2), false),
+            peer(ServerName::PeerTokio(2), false),
         ],
         &lg2,
         &mut rows,
@@ -252,12 +444,12 @@ pub fn run(section: Option<&str>) -> Result<(), String> {
     rows.push(measure(
         &tools,
         &ours(1),
-        &tcp("scale 10k", 10_000, 64, 1, false),
+        &tcp(Scenario::Scale10k, 10_000, 64, 1, false),
     )?);
     rows.push(measure(
         &tools,
         &ours(1),
-        &tcp("scale 200k", 200_000, 64, 1, false),
+        &tcp(Scenario::Scale200k, 200_000, 64, 1, false),
     )?);
 
     let idle = match &tools.echo {
@@ -265,64 +457,72 @@ pub fn run(section: Option<&str>) -> Result<(), String> {
         None => None,
     };
     let loadgen = match &tools.peers {
-        Some(dir) => Some(loadgen_check(&tools, dir)?),
+        Some(dir) => loadgen_check(&tools, dir)?,
         None => None,
     };
     let echo = echo_section(&tools, &mut rows)?;
 
-    let mut summary = summarize(&rows, idle.as_ref(), loadgen.as_ref());
-    summary["echo_cpu_per_req_vs_mio_max"] = echo["cpu_per_req_vs_mio_max"].clone();
-    summary["echo_cpu_per_req_vs_tokio_max"] = echo["cpu_per_req_vs_tokio_max"].clone();
-    summary["echo_wrong_bytes"] = echo["wrong_bytes"].clone();
+    let summary = summarize(&rows, idle.as_ref(), loadgen.as_ref(), &echo);
     print_table(&rows);
     print_echo_table(&echo);
-    println!("\n{summary}");
-    let doc = json!({
-        "date": unix_time(),
-        "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
-        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
-        "seconds": started.elapsed().as_secs_f64(),
-        "rows": rows.iter().map(row_json).collect::<Vec<_>>(),
-        "idle_connections": idle,
-        "loadgen_check": loadgen,
-        "echo": echo,
-        "summary": summary,
-    });
+    println!(
+        "\n{}",
+        serde_json::to_string(&summary).context("encode the summary")?
+    );
+    let ours_failed = summary.greet_server_failures;
+    let verdict = echo_verdict(&rows);
+    let doc = BenchDoc {
+        date: unix_time(),
+        cores,
+        kernel: Some(
+            std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        ),
+        seconds: started.elapsed().as_secs_f64(),
+        rows,
+        idle_connections: Some(idle),
+        loadgen_check: Some(loadgen),
+        echo,
+        summary: Some(summary),
+    };
     write_json(&doc, "bench")?;
-    echo_verdict(&rows)?;
-    let ours_failed: u64 = rows
-        .iter()
-        .filter(|r| r.server.starts_with("greet-server"))
-        .map(|r| failures(&r.load))
-        .sum();
+    verdict?;
     if ours_failed > 0 {
-        return Err(format!(
-            "greet-server lost or truncated {ours_failed} operations"
-        ));
+        bail!("greet-server lost or truncated {ours_failed} operations");
     }
     Ok(())
 }
 
-fn row_json(r: &Row) -> Value {
-    json!({
-        "scenario": r.scenario, "server": r.server, "load": r.load,
-        "server_cpu_us_per_op": r.cpu_us_per_op, "server_peak_rss_kb": r.rss_kb,
-    })
+/// `greet-server --host 127.0.0.1 --port 0 --quiet --threads N`.
+fn greet_server_argv(server: &Path, threads: u16) -> Vec<String> {
+    [
+        server.display().to_string(),
+        "--host".into(),
+        "127.0.0.1".into(),
+        "--port".into(),
+        "0".into(),
+        "--quiet".into(),
+        "--threads".into(),
+        threads.to_string(),
+    ]
+    .into()
 }
 
 /// Writes `doc` as `target/bench/PREFIX-TIME.json` and `PREFIX`'s latest (`latest.json` for
 /// the whole bench, `echo-latest.json` for the echo section alone).
-fn write_json(doc: &Value, prefix: &str) -> Result<(), String> {
+fn write_json(doc: &BenchDoc, prefix: &str) -> Result<()> {
     let dir = target_dir().join("bench");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    let text = serde_json::to_string_pretty(doc).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let text = serde_json::to_string_pretty(doc).context("encode the bench document")?;
     let latest = match prefix {
         "bench" => "latest.json".to_string(),
         other => format!("{other}-latest.json"),
     };
     for name in [format!("{prefix}-{}.json", unix_time()), latest.clone()] {
         let path = dir.join(name);
-        std::fs::write(&path, &text).map_err(|e| format!("write {}: {e}", path.display()))?;
+        std::fs::write(&path, &text).with_context(|| format!("write {}", path.display()))?;
     }
     println!("wrote {}", dir.join(latest).display());
     Ok(())
@@ -353,14 +553,15 @@ fn raise_fd_limit() {
     }
 }
 
-/// A started server: its child process and port.
-struct Running {
-    child: Child,
-    port: u16,
-}
-
-fn start(tools: &Tools, spec: &ServerSpec, pin_cpu: Option<u32>) -> Result<Running, String> {
-    let mut cmd = match pin_cpu.filter(|_| tools.taskset) {
+/// Starts `spec` (in `dir` when given, pinned to `pin_cpu` when given and `taskset` is
+/// there) through the shared harness; the process and the port of its readiness line.
+fn start(
+    spec: &ServerSpec,
+    dir: Option<&Path>,
+    pin_cpu: Option<u32>,
+    taskset: bool,
+) -> Result<(Process, u16)> {
+    let mut cmd = match pin_cpu.filter(|_| taskset) {
         Some(cpu) => {
             let mut cmd = Command::new("taskset");
             cmd.args(["-c", &cpu.to_string()]).args(&spec.argv);
@@ -372,74 +573,15 @@ fn start(tools: &Tools, spec: &ServerSpec, pin_cpu: Option<u32>) -> Result<Runni
             cmd
         }
     };
-    if let Some(dir) = &tools.peers {
+    if let Some(dir) = dir {
         cmd.current_dir(dir);
     }
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("start {}: {e}", spec.name))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| format!("{}: no stdout", spec.name))?;
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .map_err(|e| format!("{}: {e}", spec.name))?;
-    let port = parse_port(&line).ok_or_else(|| format!("{}: no port in {line:?}", spec.name))?;
-    Ok(Running { child, port })
-}
-
-/// `Listening on ('127.0.0.1', 41765) tcp`, `LISTENING 41765`, or `Listening on 127.0.0.1:41765`.
-fn parse_port(line: &str) -> Option<u16> {
-    let line = line.trim();
-    if let Some(rest) = line.strip_prefix("LISTENING ") {
-        return rest.trim().parse().ok();
-    }
-    if let Some((_, rest)) = line.split_once("', ") {
-        return rest
-            .split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse()
-            .ok();
-    }
-    line.rsplit(':').next()?.parse().ok()
-}
-
-fn stop(mut running: Running) {
-    // SAFETY: kill(2) on our own child, not yet waited for.
-    unsafe {
-        libc::kill(running.child.id() as libc::pid_t, libc::SIGKILL);
-    }
-    let _ = running.child.wait();
-}
-
-fn cpu_ns(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
-}
-
-fn status_kb(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
+    let name = spec.name.to_string();
+    let process = Process::start_with(&name, cmd, Stderr::Null)?;
+    let port = process
+        .port()
+        .with_context(|| format!("{name}: no port in {:?}", process.ready()))?;
+    Ok((process, port))
 }
 
 /// Measures `load` against each server that exists (a peer that is not built is `None`).
@@ -448,47 +590,50 @@ fn measure_each<const N: usize>(
     specs: [Option<ServerSpec>; N],
     load: &Load,
     rows: &mut Vec<Row>,
-) -> Result<(), String> {
+) -> Result<()> {
     for spec in specs.into_iter().flatten() {
         rows.push(measure(tools, &spec, load)?);
     }
     Ok(())
 }
 
-fn measure(tools: &Tools, spec: &ServerSpec, load: &Load) -> Result<Row, String> {
-    let running = start(tools, spec, load.pinned.then_some(0))?;
-    let pid = running.child.id();
-    let before = cpu_ns(pid);
-    let result = run_load(tools, running.port, load);
-    let cpu = cpu_ns(pid).saturating_sub(before);
-    let rss_kb = status_kb(pid, "VmHWM:");
-    stop(running);
-    let load_json = result?;
-    let ok = load_json["ok"].as_u64().unwrap_or(0);
+fn measure(tools: &Tools, spec: &ServerSpec, load: &Load) -> Result<Row> {
+    let (server, port) = start(
+        spec,
+        tools.peers.as_deref(),
+        load.pinned.then_some(0),
+        tools.taskset,
+    )?;
+    let before = server.cpu_time();
+    let result = run_load(tools, port, load);
+    let cpu = server.cpu_time().saturating_sub(before);
+    let rss_kb = server.status_kb("VmHWM:");
+    server.kill();
+    let report = result?;
     let row = Row {
         scenario: load.scenario,
-        server: spec.name.clone(),
-        cpu_us_per_op: if ok > 0 {
-            cpu as f64 / 1000.0 / ok as f64
+        server: spec.name,
+        server_cpu_us_per_op: if report.ok > 0 {
+            cpu.as_secs_f64() * 1e6 / report.ok as f64
         } else {
             0.0
         },
-        rss_kb,
-        load: load_json,
+        server_peak_rss_kb: rss_kb,
+        load: report,
     };
     eprintln!(
         "bench: {:<18} {:<18} {:>8.0}/s  cpu {:>5.1} us/op  rss {:>6} kB  failures {}",
-        row.scenario,
-        row.server,
-        row.load["rate"].as_f64().unwrap_or(0.0),
-        row.cpu_us_per_op,
-        row.rss_kb,
-        failures(&row.load)
+        row.scenario.to_string(),
+        row.server.to_string(),
+        row.load.rate,
+        row.server_cpu_us_per_op,
+        row.server_peak_rss_kb,
+        row.load.failures()
     );
     Ok(row)
 }
 
-fn run_load(tools: &Tools, port: u16, load: &Load) -> Result<Value, String> {
+fn run_load(tools: &Tools, port: u16, load: &Load) -> Result<BenchReport> {
     let mut cmd = match load.pinned && tools.taskset {
         true => {
             let mut cmd = Command::new("taskset");
@@ -508,59 +653,78 @@ fn run_load(tools: &Tools, port: u16, load: &Load) -> Result<Value, String> {
         cmd.args(["--echo", "--size", &size.to_string(), "--requests", "0"]);
     }
     let out = cmd
-        .stderr(Stdio::inherit())
+        .stderr(std::process::Stdio::inherit())
         .output()
-        .map_err(|e| format!("run greet-client bench: {e}"))?;
-    serde_json::from_slice(&out.stdout).map_err(|e| {
+        .context("run greet-client bench")?;
+    serde_json::from_slice(&out.stdout).with_context(|| {
         format!(
-            "greet-client bench printed no JSON ({e}): {}",
+            "greet-client bench printed no report: {}",
             String::from_utf8_lossy(&out.stdout)
         )
     })
 }
 
-fn failures(load: &Value) -> u64 {
-    load["errors"]["total"].as_u64().unwrap_or(0) + load["not_started"].as_u64().unwrap_or(0)
-}
-
 /// The echo loads: connections at once, message size.
-const ECHO_LOADS: [(&str, u32, u32); 4] = [
-    ("echo c=50 64 B", 50, 64),
-    ("echo c=50 4 KiB", 50, 4096),
-    ("echo c=500 64 B", 500, 64),
-    ("echo c=500 4 KiB", 500, 4096),
+const ECHO_LOADS: [Scenario; 4] = [
+    Scenario::Echo {
+        connections: 50,
+        size: 64,
+    },
+    Scenario::Echo {
+        connections: 50,
+        size: 4096,
+    },
+    Scenario::Echo {
+        connections: 500,
+        size: 64,
+    },
+    Scenario::Echo {
+        connections: 500,
+        size: 4096,
+    },
 ];
 const ECHO_REPS: usize = 3;
 /// How long each echo measurement runs: 4 loads x 3 servers x 3 repetitions of this, plus
 /// start-up, keep the section under a minute.
 const ECHO_DURATION: &str = "1s";
-const ECHO_SERVERS: [&str; 3] = ["netcore-echo", "mio-echo", "tokio-echo"];
+/// netcore's echo example and its two peers, in the tables' order.
+const ECHO_SERVERS: [ServerName; 3] = [
+    ServerName::NetcoreEcho,
+    ServerName::MioEcho,
+    ServerName::TokioEcho,
+];
 
 /// The echo section: each server started fresh per measurement, pinned to core 0, the load
 /// on core 1, every load repeated [`ECHO_REPS`] times (servers interleaved, so a disturbance
 /// of the shared machine spreads over all three). Returns the per-load comparison.
-fn echo_section(tools: &Tools, rows: &mut Vec<Row>) -> Result<Value, String> {
-    let Some(netcore_echo) = &tools.echo else {
-        return Err("netcore's echo example was not built".into());
-    };
-    let spec = |name: &str, bin: &Path| ServerSpec {
-        name: name.to_string(),
-        argv: vec![bin.display().to_string(), "127.0.0.1:0".into()],
-    };
-    let servers = [
-        spec(ECHO_SERVERS[0], netcore_echo),
-        spec(ECHO_SERVERS[1], &tools.mio_echo),
-        spec(ECHO_SERVERS[2], &tools.tokio_echo),
-    ];
+fn echo_section(tools: &Tools, rows: &mut Vec<Row>) -> Result<EchoSummary> {
+    let netcore_echo = tools
+        .echo
+        .as_ref()
+        .context("netcore's echo example was not built")?;
+    let servers = ECHO_SERVERS.map(|name| {
+        let bin = match name {
+            ServerName::MioEcho => &tools.mio_echo,
+            ServerName::TokioEcho => &tools.tokio_echo,
+            _ => netcore_echo,
+        };
+        ServerSpec {
+            name,
+            argv: vec![bin.display().to_string(), "127.0.0.1:0".into()],
+        }
+    });
     let first = rows.len();
     for _ in 0..ECHO_REPS {
-        for (scenario, c, size) in ECHO_LOADS {
+        for scenario in ECHO_LOADS {
+            let Scenario::Echo { connections, size } = scenario else {
+                continue;
+            };
             let load = Load {
                 scenario,
                 udp: false,
                 echo: Some(size),
-                n: u64::from(c),
-                c,
+                n: u64::from(connections),
+                c: connections,
                 threads: 1,
                 pinned: true,
                 timeout: "5s",
@@ -574,53 +738,51 @@ fn echo_section(tools: &Tools, rows: &mut Vec<Row>) -> Result<Value, String> {
     Ok(echo_summary(&rows[first..]))
 }
 
-fn wrong_bytes(load: &Value) -> u64 {
-    load["echo"]["wrong_bytes"].as_u64().unwrap_or(0)
-}
-
 /// Medians per load and server, and netcore's ratios to the peers (SPEC 5's targets: CPU per
 /// request at most 1.0x mio's and 0.85x tokio's).
-fn echo_summary(rows: &[Row]) -> Value {
+fn echo_summary(rows: &[Row]) -> EchoSummary {
     let mut loads = Vec::new();
     let (mut worst_mio, mut worst_tokio) = (None::<f64>, None::<f64>);
-    for (scenario, c, size) in ECHO_LOADS {
-        let cpu = |srv| median_of(rows, scenario, srv, |r| r.cpu_us_per_op);
-        let rate = |srv| {
-            median_of(rows, scenario, srv, |r| {
-                r.load["rate"].as_f64().unwrap_or(0.0)
-            })
+    for scenario in ECHO_LOADS {
+        let Scenario::Echo { connections, size } = scenario else {
+            continue;
         };
-        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-            _ => None,
-        };
-        let [ours, mio, tokio] = ECHO_SERVERS;
-        let vs_mio = ratio(cpu(ours), cpu(mio));
-        let vs_tokio = ratio(cpu(ours), cpu(tokio));
+        let cpu =
+            ECHO_SERVERS.map(|srv| median_of(rows, scenario, srv, |r| r.server_cpu_us_per_op));
+        let rate = ECHO_SERVERS.map(|srv| median_of(rows, scenario, srv, |r| r.load.rate));
+        let [ours, mio, tokio] = cpu;
+        let vs_mio = ratio(ours, mio);
+        let vs_tokio = ratio(ours, tokio);
         worst_mio = max_of(worst_mio, vs_mio);
         worst_tokio = max_of(worst_tokio, vs_tokio);
         let of_load = rows.iter().filter(|r| r.scenario == scenario);
-        let wrong: u64 = of_load.clone().map(|r| wrong_bytes(&r.load)).sum();
-        let failed: u64 = of_load.map(|r| failures(&r.load)).sum();
-        loads.push(json!({
-            "scenario": scenario, "connections": c, "size": size,
-            "rate": per_server(rate),
-            "server_cpu_us_per_req": per_server(cpu),
-            "cpu_per_req_vs_mio": vs_mio,
-            "cpu_per_req_vs_tokio": vs_tokio,
-            "wrong_bytes": wrong,
-            "failures": failed,
-        }));
+        loads.push(EchoLoadSummary {
+            scenario,
+            connections,
+            size,
+            rate: PerEchoServer(rate),
+            server_cpu_us_per_req: PerEchoServer(cpu),
+            cpu_per_req_vs_mio: vs_mio,
+            cpu_per_req_vs_tokio: vs_tokio,
+            wrong_bytes: of_load.clone().map(|r| r.load.wrong_bytes()).sum(),
+            failures: of_load.map(|r| r.load.failures()).sum(),
+        });
     }
-    let wrong: u64 = rows.iter().map(|r| wrong_bytes(&r.load)).sum();
-    json!({
-        "repetitions": ECHO_REPS,
-        "duration": ECHO_DURATION,
-        "loads": loads,
-        "cpu_per_req_vs_mio_max": worst_mio,
-        "cpu_per_req_vs_tokio_max": worst_tokio,
-        "wrong_bytes": wrong,
-    })
+    EchoSummary {
+        repetitions: ECHO_REPS,
+        duration: ECHO_DURATION,
+        loads,
+        cpu_per_req_vs_mio_max: worst_mio,
+        cpu_per_req_vs_tokio_max: worst_tokio,
+        wrong_bytes: rows.iter().map(|r| r.load.wrong_bytes()).sum(),
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
 }
 
 fn max_of(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -630,157 +792,120 @@ fn max_of(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
-/// `{"netcore-echo": f(..), "mio-echo": f(..), "tokio-echo": f(..)}`.
-fn per_server(f: impl Fn(&'static str) -> Option<f64>) -> Value {
-    ECHO_SERVERS
-        .iter()
-        .map(|&name| (name.to_string(), json!(f(name))))
-        .collect::<serde_json::Map<_, _>>()
-        .into()
-}
-
-fn print_echo_table(echo: &Value) {
+fn print_echo_table(echo: &EchoSummary) {
     println!(
         "\n| echo load | req/s netcore | req/s mio | req/s tokio | CPU us/req netcore | mio | tokio | netcore/mio (<= 1.0x) | netcore/tokio (<= 0.85x) | wrong bytes |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    let num = |v: &Value, digits: usize| {
-        v.as_f64()
-            .map_or_else(|| "-".to_string(), |x| format!("{x:.digits$}"))
+    let num = |v: Option<f64>, digits: usize| {
+        v.map_or_else(|| "-".to_string(), |x| format!("{x:.digits$}"))
     };
-    for l in echo["loads"].as_array().into_iter().flatten() {
-        let [ours, mio, tokio] = ECHO_SERVERS;
+    for l in &echo.loads {
+        let ([r0, r1, r2], [c0, c1, c2]) = (l.rate.0, l.server_cpu_us_per_req.0);
         println!(
             "| {} | {} | {} | {} | {} | {} | {} | {}x | {}x | {} |",
-            l["scenario"].as_str().unwrap_or(""),
-            num(&l["rate"][ours], 0),
-            num(&l["rate"][mio], 0),
-            num(&l["rate"][tokio], 0),
-            num(&l["server_cpu_us_per_req"][ours], 2),
-            num(&l["server_cpu_us_per_req"][mio], 2),
-            num(&l["server_cpu_us_per_req"][tokio], 2),
-            num(&l["cpu_per_req_vs_mio"], 2),
-            num(&l["cpu_per_req_vs_tokio"], 2),
-            l["wrong_bytes"],
+            l.scenario,
+            num(r0, 0),
+            num(r1, 0),
+            num(r2, 0),
+            num(c0, 2),
+            num(c1, 2),
+            num(c2, 2),
+            num(l.cpu_per_req_vs_mio, 2),
+            num(l.cpu_per_req_vs_tokio, 2),
+            l.wrong_bytes,
         );
     }
 }
 
 /// netcore's echo must lose and corrupt nothing (the peers' faults are only reported).
-fn echo_verdict(rows: &[Row]) -> Result<(), String> {
+fn echo_verdict(rows: &[Row]) -> Result<()> {
     let (failed, wrong) = rows
         .iter()
-        .filter(|r| r.server == ECHO_SERVERS[0])
+        .filter(|r| r.server == ServerName::NetcoreEcho)
         .fold((0, 0), |(f, w), r| {
-            (f + failures(&r.load), w + wrong_bytes(&r.load))
+            (f + r.load.failures(), w + r.load.wrong_bytes())
         });
     if failed > 0 || wrong > 0 {
-        return Err(format!(
-            "netcore's echo example failed {failed} requests, {wrong} wrong bytes"
-        ));
+        bail!("netcore's echo example failed {failed} requests, {wrong} wrong bytes");
     }
     Ok(())
 }
 
 /// RSS per idle connection: the echo example holding `count` connections that do nothing.
-fn idle_connections(echo: &Path, count: usize) -> Result<Value, String> {
-    let tools_less = Tools {
-        server: PathBuf::new(),
-        client: PathBuf::new(),
-        echo: None,
-        mio_echo: PathBuf::new(),
-        tokio_echo: PathBuf::new(),
-        python: PathBuf::new(),
-        peers: None,
-        taskset: false,
-    };
+fn idle_connections(echo: &Path, count: usize) -> Result<Idle> {
     let spec = ServerSpec {
-        name: "echo".into(),
+        name: ServerName::NetcoreEcho,
         argv: vec![echo.display().to_string(), "127.0.0.1:0".into()],
     };
-    let running = start(&tools_less, &spec, None)?;
-    let pid = running.child.id();
-    let base_fds = open_fds(pid);
-    let rss_before = status_kb(pid, "VmRSS:");
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], running.port));
+    let (server, port) = start(&spec, None, None, false)?;
+    let base_fds = server.open_fds();
+    let rss_before = server.status_kb("VmRSS:");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut held = Vec::with_capacity(count);
     for _ in 0..count {
-        match std::net::TcpStream::connect(addr) {
-            Ok(s) => held.push(s),
-            Err(e) => {
-                stop(running);
-                return Err(format!("idle connection {}: {e}", held.len()));
-            }
-        }
+        let stream = std::net::TcpStream::connect(addr)
+            .with_context(|| format!("idle connection {}", held.len()))?;
+        held.push(stream);
     }
     // Wait (bounded) until the server has accepted them all.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while open_fds(pid) < base_fds + count && Instant::now() < deadline {
+    while server.open_fds() < base_fds + count && Instant::now() < deadline {
         std::thread::yield_now();
     }
-    let accepted = open_fds(pid).saturating_sub(base_fds);
-    let rss_after = status_kb(pid, "VmRSS:");
-    stop(running);
+    let accepted = server.open_fds().saturating_sub(base_fds);
+    let rss_after = server.status_kb("VmRSS:");
+    server.kill();
     drop(held);
     let per_conn = (rss_after.saturating_sub(rss_before)) as f64 * 1024.0 / accepted.max(1) as f64;
     eprintln!(
         "bench: idle connections: {accepted} held, RSS {rss_before} kB -> {rss_after} kB, {per_conn:.0} bytes each"
     );
-    Ok(json!({
-        "connections": accepted, "rss_before_kb": rss_before, "rss_after_kb": rss_after,
-        "bytes_per_connection": per_conn,
-    }))
-}
-
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+    Ok(Idle {
+        connections: accepted,
+        rss_before_kb: rss_before,
+        rss_after_kb: rss_after,
+        bytes_per_connection: per_conn,
+    })
 }
 
 /// The independent load generator and ours against the same server: ours must reach at
-/// least 0.95x its rate while checking every byte.
-fn loadgen_check(tools: &Tools, peers: &Path) -> Result<Value, String> {
+/// least 0.95x its rate while checking every byte. `None` when it is not built.
+fn loadgen_check(tools: &Tools, peers: &Path) -> Result<Option<LoadgenCheck>> {
     let loadgen = peers.join("loadgen/target/release/loadgen");
     if !loadgen.exists() {
-        return Ok(Value::Null);
+        return Ok(None);
     }
     let mut theirs = Vec::new();
     let mut ours = Vec::new();
     let spec = ServerSpec {
-        name: "greet-server/1".into(),
-        argv: vec![
-            tools.server.display().to_string(),
-            "--host".into(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            "0".into(),
-            "--quiet".into(),
-            "--threads".into(),
-            "1".into(),
-        ],
+        name: ServerName::Greet(1),
+        argv: greet_server_argv(&tools.server, 1),
     };
     for _ in 0..3 {
-        let running = start(tools, &spec, Some(0))?;
+        let (server, port) = start(&spec, tools.peers.as_deref(), Some(0), tools.taskset)?;
         let out = Command::new("taskset")
             .args(["-c", "1"])
             .arg(&loadgen)
             .args([
                 "tcp",
                 "--port",
-                &running.port.to_string(),
+                &port.to_string(),
                 "-n",
                 "50000",
                 "-c",
                 "64",
             ])
             .output()
-            .map_err(|e| format!("run loadgen: {e}"))?;
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        theirs.push(v["conn_per_s"].as_f64().unwrap_or(0.0));
+            .context("run loadgen")?;
+        let measured =
+            serde_json::from_slice::<LoadgenOutput>(&out.stdout).map_or(0.0, |o| o.conn_per_s);
+        theirs.push(measured);
         let load = run_load(
             tools,
-            running.port,
+            port,
             &Load {
-                scenario: "",
+                scenario: Scenario::LoadgenCheck,
                 udp: false,
                 echo: None,
                 n: 50_000,
@@ -791,15 +916,19 @@ fn loadgen_check(tools: &Tools, peers: &Path) -> Result<Value, String> {
                 duration: "60s",
             },
         )?;
-        ours.push(load["rate"].as_f64().unwrap_or(0.0));
-        stop(running);
+        ours.push(load.rate);
+        server.kill();
     }
     let (t, o) = (median(&theirs), median(&ours));
     eprintln!(
         "bench: loadgen {t:.0}/s vs greet-client bench {o:.0}/s: {:.3}x",
         o / t
     );
-    Ok(json!({ "loadgen_rate": t, "greet_client_rate": o, "ratio": o / t }))
+    Ok(Some(LoadgenCheck {
+        loadgen_rate: t,
+        greet_client_rate: o,
+        ratio: o / t,
+    }))
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -808,7 +937,12 @@ fn median(v: &[f64]) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-fn median_of(rows: &[Row], scenario: &str, server: &str, f: impl Fn(&Row) -> f64) -> Option<f64> {
+fn median_of(
+    rows: &[Row],
+    scenario: Scenario,
+    server: ServerName,
+    f: impl Fn(&Row) -> f64,
+) -> Option<f64> {
     let v: Vec<f64> = rows
         .iter()
         .filter(|r| r.scenario == scenario && r.server == server)
@@ -828,49 +962,87 @@ fn print_table(rows: &[Row]) {
             "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {:.1} | {} |",
             r.scenario,
             r.server,
-            l["ok"],
-            failures(l),
-            l["rate"].as_f64().unwrap_or(0.0),
-            l["latency_us"]["p50"],
-            l["latency_us"]["p99"],
-            l["latency_us"]["max"],
-            r.cpu_us_per_op,
-            r.rss_kb
+            l.ok,
+            l.failures(),
+            l.rate,
+            l.latency_us.p50,
+            l.latency_us.p99,
+            l.latency_us.max,
+            r.server_cpu_us_per_op,
+            r.server_peak_rss_kb
         );
     }
 }
 
 /// The targets of SPEC section 5, as ratios measured in this run.
-fn summarize(rows: &[Row], idle: Option<&Value>, loadgen: Option<&Value>) -> Value {
-    let cpu = |s, srv| median_of(rows, s, srv, |r| r.cpu_us_per_op);
-    let rate = |s, srv| median_of(rows, s, srv, |r| r.load["rate"].as_f64().unwrap_or(0.0));
-    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-        _ => None,
-    };
-    let ours_rss = rows
-        .iter()
-        .filter(|r| r.server.starts_with("greet-server"))
-        .map(|r| r.rss_kb)
-        .max();
-    let ours_failures: u64 = rows
-        .iter()
-        .filter(|r| r.server.starts_with("greet-server"))
-        .map(|r| failures(&r.load))
-        .sum();
-    let scale = ratio(
-        rate("scale 200k", "greet-server/1"),
-        rate("scale 10k", "greet-server/1"),
-    );
-    json!({
-        "tcp_cpu_per_conn_vs_c": ratio(cpu("tcp c=64 pinned", "greet-server/1"), cpu("tcp c=64 pinned", "peer-c/1")),
-        "udp_cpu_per_req_vs_c": ratio(cpu("udp c=64 pinned", "greet-server/1"), cpu("udp c=64 pinned", "peer-c/1")),
-        "tcp_cpu_per_conn_vs_python": ratio(cpu("tcp c=64 pinned", "greet-server/1"), cpu("tcp c=64 pinned", "python-tutorial")),
-        "tcp_rate_lg2_vs_c": ratio(rate("tcp unpinned lg2", "greet-server/2"), rate("tcp unpinned lg2", "peer-c/2")),
-        "peak_rss_kb": ours_rss,
-        "greet_server_failures": ours_failures,
-        "scale_rate_200k_vs_10k": scale,
-        "idle_bytes_per_connection": idle.map(|v| v["bytes_per_connection"].clone()),
-        "greet_client_vs_loadgen": loadgen.map(|v| v["ratio"].clone()),
-    })
+fn summarize(
+    rows: &[Row],
+    idle: Option<&Idle>,
+    loadgen: Option<&LoadgenCheck>,
+    echo: &EchoSummary,
+) -> Summary {
+    use ServerName::{Greet, PeerC, Python};
+    let cpu = |s, srv| median_of(rows, s, srv, |r| r.server_cpu_us_per_op);
+    let rate = |s, srv| median_of(rows, s, srv, |r| r.load.rate);
+    let ours = || rows.iter().filter(|r| matches!(r.server, Greet(_)));
+    Summary {
+        tcp_cpu_per_conn_vs_c: ratio(
+            cpu(Scenario::TcpPinned, Greet(1)),
+            cpu(Scenario::TcpPinned, PeerC(1)),
+        ),
+        udp_cpu_per_req_vs_c: ratio(
+            cpu(Scenario::UdpPinned, Greet(1)),
+            cpu(Scenario::UdpPinned, PeerC(1)),
+        ),
+        tcp_cpu_per_conn_vs_python: ratio(
+            cpu(Scenario::TcpPinned, Greet(1)),
+            cpu(Scenario::TcpPinned, Python),
+        ),
+        tcp_rate_lg2_vs_c: ratio(
+            rate(Scenario::TcpLg2, Greet(2)),
+            rate(Scenario::TcpLg2, PeerC(2)),
+        ),
+        peak_rss_kb: ours().map(|r| r.server_peak_rss_kb).max(),
+        greet_server_failures: ours().map(|r| r.load.failures()).sum(),
+        scale_rate_200k_vs_10k: ratio(
+            rate(Scenario::Scale200k, Greet(1)),
+            rate(Scenario::Scale10k, Greet(1)),
+        ),
+        idle_bytes_per_connection: idle.map(|i| i.bytes_per_connection),
+        greet_client_vs_loadgen: loadgen.map(|l| l.ratio),
+        echo_cpu_per_req_vs_mio_max: echo.cpu_per_req_vs_mio_max,
+        echo_cpu_per_req_vs_tokio_max: echo.cpu_per_req_vs_tokio_max,
+        echo_wrong_bytes: echo.wrong_bytes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenario_and_server_names_are_the_documented_ones() {
+        let names: Vec<String> = ECHO_LOADS.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            names,
+            [
+                "echo c=50 64 B",
+                "echo c=50 4 KiB",
+                "echo c=500 64 B",
+                "echo c=500 4 KiB"
+            ]
+        );
+        assert_eq!(Scenario::TcpPinned.to_string(), "tcp c=64 pinned");
+        assert_eq!(ServerName::Greet(2).to_string(), "greet-server/2");
+        assert_eq!(ServerName::PeerTokio(1).to_string(), "peer-tokio/1");
+        let json = serde_json::to_string(&PerEchoServer([Some(1.5), None, Some(2.0)])).unwrap();
+        assert_eq!(
+            json,
+            r#"{"netcore-echo":1.5,"mio-echo":null,"tokio-echo":2.0}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Scenario::Scale10k).unwrap(),
+            r#""scale 10k""#
+        );
+    }
 }

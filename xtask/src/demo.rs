@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::process::{port_of, Server};
 use crate::{cargo, root, run_step};
+use anyhow::{anyhow, bail, Context, Result};
+use proc_harness::{port_of, Process};
 
 const GREETING: &str = "Thank you for connecting";
 
@@ -27,15 +28,15 @@ macro_rules! say {
 }
 
 /// Writes `text` to stdout and flushes it; a failure is a [`STDOUT_CLOSED`] error.
-fn write_out(text: &str) -> Result<(), String> {
+fn write_out(text: &str) -> Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
-        .map_err(|e| format!("{STDOUT_CLOSED}: {e}"))
+        .context(STDOUT_CLOSED)
 }
 
-pub fn run() -> Result<(), String> {
+pub fn run() -> Result<()> {
     run_step(
         "cargo build (greet-server, greet-client)",
         cargo().args(["build", "-p", "greet-server", "-p", "greet-client"]),
@@ -58,18 +59,18 @@ pub fn run() -> Result<(), String> {
         say!("\ndemo: every step printed what it should");
         Ok(())
     } else {
-        Err(format!("demo failed: {}", failures.join("; ")))
+        bail!("demo failed: {}", failures.join("; "))
     }
 }
 
 /// Records a failed step and goes on, except when stdout is closed: then nothing more can
 /// be shown, and the demo stops.
-fn check(step: &str, result: Result<(), String>, failures: &mut Vec<String>) -> Result<(), String> {
+fn check(step: &str, result: Result<()>, failures: &mut Vec<String>) -> Result<()> {
     match result {
-        Err(e) if e.starts_with(STDOUT_CLOSED) => Err(e),
+        Err(e) if e.to_string() == STDOUT_CLOSED => Err(e),
         Err(e) => {
-            say!("!! {step}: {e}");
-            failures.push(format!("{step}: {e}"));
+            say!("!! {step}: {e:#}");
+            failures.push(format!("{step}: {e:#}"));
             Ok(())
         }
         Ok(()) => Ok(()),
@@ -78,22 +79,25 @@ fn check(step: &str, result: Result<(), String>, failures: &mut Vec<String>) -> 
 
 /// The tutorial's own demo: the server on this host's name (port 0 instead of 12345, so the
 /// demo never collides with a server already running), the client against it.
-fn tcp(server: &Path, client: &Path) -> Result<(), String> {
+fn tcp(server: &Path, client: &Path) -> Result<()> {
     say!("\n## TCP: the tutorial's server.py and client.py");
     let mut cmd = Command::new(server);
     cmd.args(["--port", "0", "--threads", "1"]);
-    let (srv, ready) = Server::start("greet-server", cmd)?;
+    let srv = Process::start("greet-server", cmd)?;
+    let ready = srv.ready();
     say!("$ greet-server --port 0 &\n{ready}");
-    let port = port_of(&ready).ok_or_else(|| format!("no port in {ready:?}"))?;
+    let port = srv
+        .port()
+        .with_context(|| format!("no port in {ready:?}"))?;
     run_client(client, &["--port", &port.to_string()])?;
     let line = srv
         .next_line(Duration::from_secs(10))
-        .ok_or("the server printed no 'Got connection from' line")?;
+        .context("the server printed no 'Got connection from' line")?;
     say!("[server] {line}");
     let result = if line.starts_with("Got connection from ('") {
         Ok(())
     } else {
-        Err(format!("unexpected server line {line:?}"))
+        Err(anyhow!("unexpected server line {line:?}"))
     };
     stop(srv)?;
     result
@@ -101,10 +105,10 @@ fn tcp(server: &Path, client: &Path) -> Result<(), String> {
 
 /// One server answering TCP, UDP and a Unix socket at once (TCP and UDP on one port
 /// number, as inetd's built-in services do), each with the tutorial's client.
-fn all_transports(server: &Path, client: &Path) -> Result<(), String> {
+fn all_transports(server: &Path, client: &Path) -> Result<()> {
     say!("\n## One server, three transports: TCP and UDP on one port, and a Unix socket");
     let dir = std::env::temp_dir().join(format!("greet-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     let path = dir.join("greet.sock");
     let shown = path.display().to_string();
     let mut cmd = Command::new(server);
@@ -116,32 +120,35 @@ fn all_transports(server: &Path, client: &Path) -> Result<(), String> {
         "--threads",
         "1",
     ]);
-    let result = Server::start("greet-server --tcp --udp --unix", cmd).and_then(|(srv, ready)| {
-        say!("$ greet-server --tcp --udp --unix {shown} --host 127.0.0.1 --port 0 &");
-        let served = serve_all(&srv, ready, client, &shown);
-        let stopped = stop(srv);
-        served.and(stopped)
-    });
+    let result = Process::start("greet-server --tcp --udp --unix", cmd)
+        .map_err(anyhow::Error::from)
+        .and_then(|srv| {
+            say!("$ greet-server --tcp --udp --unix {shown} --host 127.0.0.1 --port 0 &");
+            let served = serve_all(&srv, client, &shown);
+            let stopped = stop(srv);
+            served.and(stopped)
+        });
     let leftover = path.exists();
     let _ = std::fs::remove_dir_all(&dir);
     result?;
     if leftover {
-        return Err(format!("the server left its socket file {shown} behind"));
+        bail!("the server left its socket file {shown} behind");
     }
     Ok(())
 }
 
-fn serve_all(srv: &Server, tcp: String, client: &Path, unix: &str) -> Result<(), String> {
+fn serve_all(srv: &Process, client: &Path, unix: &str) -> Result<()> {
     let wait = Duration::from_secs(10);
-    let udp = srv.next_line(wait).ok_or("no UDP readiness line")?;
-    let unix_ready = srv.next_line(wait).ok_or("no Unix readiness line")?;
+    let tcp = srv.ready();
+    let udp = srv.next_line(wait).context("no UDP readiness line")?;
+    let unix_ready = srv.next_line(wait).context("no Unix readiness line")?;
     say!("{tcp}\n{udp}\n{unix_ready}");
-    let port = port_of(&tcp).ok_or_else(|| format!("no port in {tcp:?}"))?;
+    let port = srv.port().with_context(|| format!("no port in {tcp:?}"))?;
     if port_of(&udp) != Some(port) || !udp.ends_with(" udp") {
-        return Err(format!("UDP is not on TCP's port {port}: {udp:?}"));
+        bail!("UDP is not on TCP's port {port}: {udp:?}");
     }
     if unix_ready != format!("Listening on '{unix}' unix") {
-        return Err(format!("unexpected Unix readiness line {unix_ready:?}"));
+        bail!("unexpected Unix readiness line {unix_ready:?}");
     }
     let port = port.to_string();
     let steps: [(&[&str], &str); 3] = [
@@ -157,10 +164,10 @@ fn serve_all(srv: &Server, tcp: String, client: &Path, unix: &str) -> Result<(),
     ];
     for (args, logged) in steps {
         run_client(client, args)?;
-        let line = srv.next_line(wait).ok_or("the server printed no line")?;
+        let line = srv.next_line(wait).context("the server printed no line")?;
         say!("[server] {line}");
         if !line.starts_with(logged) {
-            return Err(format!("unexpected server line {line:?}"));
+            bail!("unexpected server line {line:?}");
         }
     }
     Ok(())
@@ -168,13 +175,13 @@ fn serve_all(srv: &Server, tcp: String, client: &Path, unix: &str) -> Result<(),
 
 /// The tutorial's lookup script. Its own host needs the network, which a sandbox may not
 /// have: its failure is reported, not fatal. Then a lookup that resolves offline.
-fn lookup(client: &Path) -> Result<(), String> {
+fn lookup(client: &Path) -> Result<()> {
     say!("\n## The lookup script: getaddrinfo and gethostname");
     say!("$ greet-client lookup tutorialspoint.com www");
     let output = Command::new(client)
         .args(["lookup", "tutorialspoint.com", "www"])
         .output()
-        .map_err(|e| format!("start greet-client: {e}"))?;
+        .context("start greet-client")?;
     write_out(&String::from_utf8_lossy(&output.stdout))?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     if output.status.success() {
@@ -182,63 +189,61 @@ fn lookup(client: &Path) -> Result<(), String> {
     } else if stderr.starts_with("lookup tutorialspoint.com www: [Errno ") {
         say!("{}(no network here: reported, not fatal)", stderr);
     } else {
-        return Err(format!("unexpected lookup failure: {stderr}"));
+        bail!("unexpected lookup failure: {stderr}");
     }
 
     say!("$ greet-client lookup localhost www");
     let output = Command::new(client)
         .args(["lookup", "localhost", "www"])
         .output()
-        .map_err(|e| format!("start greet-client: {e}"))?;
+        .context("start greet-client")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     write_out(&stdout)?;
     if !output.status.success() {
-        return Err(format!(
+        bail!(
             "lookup localhost www failed: {}",
             String::from_utf8_lossy(&output.stderr)
-        ));
+        );
     }
     let mut lines = stdout.lines();
     let first = lines.next().unwrap_or_default();
     if !first.starts_with("[(") || !first.contains(", 80)") {
-        return Err(format!(
-            "lookup printed {first:?}, not a pprint list with port 80"
-        ));
+        bail!("lookup printed {first:?}, not a pprint list with port 80");
     }
     if lines.next().is_none_or(str::is_empty) {
-        return Err("lookup printed no hostname line".into());
+        bail!("lookup printed no hostname line");
     }
     Ok(())
 }
 
-fn run_client(client: &Path, args: &[&str]) -> Result<(), String> {
+fn run_client(client: &Path, args: &[&str]) -> Result<()> {
     say!("$ greet-client {}", args.join(" "));
     let output = Command::new(client)
         .args(args)
         .output()
-        .map_err(|e| format!("start greet-client: {e}"))?;
+        .context("start greet-client")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     write_out(&stdout)?;
     eprint!("{}", String::from_utf8_lossy(&output.stderr));
     if !output.status.success() {
-        return Err(format!("greet-client exited with {}", output.status));
+        bail!("greet-client exited with {}", output.status);
     }
     if stdout != format!("{GREETING}\n") {
-        return Err(format!("greet-client printed {stdout:?}, not {GREETING:?}"));
+        bail!("greet-client printed {stdout:?}, not {GREETING:?}");
     }
     Ok(())
 }
 
 /// SIGTERM: the server must exit 0 and print its summary.
-fn stop(srv: Server) -> Result<(), String> {
-    let name = srv.name.clone();
+fn stop(srv: Process) -> Result<()> {
+    let name = srv.name().to_string();
     let (status, stderr) = srv.stop()?;
     say!("$ kill -TERM %1\n{}", stderr.trim_end());
     if !status.success() {
-        return Err(format!("{name} exited with {status} after SIGTERM"));
+        bail!("{name} exited with {status} after SIGTERM");
     }
     if !stderr.contains("greet-server: accepted") {
-        return Err(format!("{name} printed no summary on SIGTERM"));
+        bail!("{name} printed no summary on SIGTERM");
     }
     Ok(())
 }

@@ -23,6 +23,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use anyhow::{bail, Context, Result};
+
 use crate::{cargo, root, run_step};
 
 /// The binaries shipped.
@@ -32,7 +34,7 @@ const BINARIES: [&str; 2] = ["greet-server", "greet-client"];
 /// `target/dist`, the folder this task fills).
 const PROFILE: &str = "release-dist";
 
-pub fn run() -> Result<(), String> {
+pub fn run() -> Result<()> {
     let mut build = cargo();
     build.args(["build", "--profile", PROFILE]);
     for name in BINARIES {
@@ -43,30 +45,30 @@ pub fn run() -> Result<(), String> {
     let release = target_dir().join(PROFILE);
     let dist = target_dir().join("dist");
     if dist.exists() {
-        std::fs::remove_dir_all(&dist).map_err(|e| format!("remove {}: {e}", dist.display()))?;
+        std::fs::remove_dir_all(&dist).with_context(|| format!("remove {}", dist.display()))?;
     }
     let bin = dist.join("bin");
-    std::fs::create_dir_all(&bin).map_err(|e| format!("create {}: {e}", bin.display()))?;
+    std::fs::create_dir_all(&bin).with_context(|| format!("create {}", bin.display()))?;
 
     eprintln!("\n==> completions and man pages");
     for name in BINARIES {
         let shipped = bin.join(name);
         std::fs::copy(release.join(name), &shipped)
-            .map_err(|e| format!("copy {} to {}: {e}", name, shipped.display()))?;
+            .with_context(|| format!("copy {} to {}", name, shipped.display()))?;
         if !is_stripped(&shipped)? {
-            return Err(format!(
+            bail!(
                 "{} has symbols or debug info: profile {PROFILE} must set strip = true",
                 shipped.display()
-            ));
+            );
         }
         let size = std::fs::metadata(&shipped)
-            .map_err(|e| format!("{}: {e}", shipped.display()))?
+            .with_context(|| format!("{}", shipped.display()))?
             .len();
         eprintln!("{name}: {:.1} MB, stripped", size as f64 / 1e6);
         generate(&shipped, &dist)?;
     }
     let mut files = Vec::new();
-    list(&dist, &mut files).map_err(|e| format!("list {}: {e}", dist.display()))?;
+    list(&dist, &mut files).with_context(|| format!("list {}", dist.display()))?;
     files.sort();
     for file in files {
         println!("{}", file.display());
@@ -75,31 +77,28 @@ pub fn run() -> Result<(), String> {
 }
 
 /// Runs `binary __generate dir` and checks that it wrote its four files.
-pub fn generate(binary: &Path, dir: &Path) -> Result<(), String> {
+pub fn generate(binary: &Path, dir: &Path) -> Result<()> {
     let name = binary
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| format!("{}: not a binary name", binary.display()))?;
+        .with_context(|| format!("{}: not a binary name", binary.display()))?;
     let out = Command::new(binary)
         .arg("__generate")
         .arg(dir)
         .output()
-        .map_err(|e| format!("run {}: {e}", binary.display()))?;
+        .with_context(|| format!("run {}", binary.display()))?;
     if !out.status.success() {
-        return Err(format!(
+        bail!(
             "{name} __generate {}: {} {}",
             dir.display(),
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        );
     }
     for file in outputs(name) {
         let path = dir.join(&file);
         if !path.is_file() {
-            return Err(format!(
-                "{name} __generate did not write {}",
-                path.display()
-            ));
+            bail!("{name} __generate did not write {}", path.display());
         }
     }
     Ok(())
@@ -108,19 +107,19 @@ pub fn generate(binary: &Path, dir: &Path) -> Result<(), String> {
 /// Whether an ELF binary has neither a symbol table (`.symtab`) nor DWARF debug info
 /// (`.debug_info`, `.debug_line`): what `strip` removes. Reads the section header table of a 64-bit
 /// little-endian ELF file (x86-64, aarch64); anything else is an error.
-pub fn is_stripped(path: &Path) -> Result<bool, String> {
-    let names = section_names(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn is_stripped(path: &Path) -> Result<bool> {
+    let names = section_names(path).with_context(|| format!("{}", path.display()))?;
     // Not every `.debug_*`: `.debug_gdb_scripts` is loaded with the program, and stays.
     Ok(!names
         .iter()
         .any(|n| matches!(n.as_str(), ".symtab" | ".debug_info" | ".debug_line")))
 }
 
-fn section_names(path: &Path) -> Result<Vec<String>, String> {
-    let data = std::fs::read(path).map_err(|e| e.to_string())?;
+fn section_names(path: &Path) -> Result<Vec<String>> {
+    let data = std::fs::read(path).context("read")?;
     let bytes = |at: usize, n: usize| {
         data.get(at..at + n)
-            .ok_or_else(|| format!("truncated ELF file (offset {at})"))
+            .with_context(|| format!("truncated ELF file (offset {at})"))
     };
     let u16_at = |at: usize| bytes(at, 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
     let u32_at =
@@ -129,12 +128,12 @@ fn section_names(path: &Path) -> Result<Vec<String>, String> {
         bytes(at, 8).and_then(|b| {
             let mut raw = [0; 8];
             raw.copy_from_slice(b);
-            usize::try_from(u64::from_le_bytes(raw)).map_err(|e| e.to_string())
+            usize::try_from(u64::from_le_bytes(raw)).context("ELF offset out of range")
         })
     };
     // e_ident: magic, EI_CLASS = 2 (64-bit), EI_DATA = 1 (little-endian).
     if data.get(..6) != Some(b"\x7fELF\x02\x01") {
-        return Err("not a 64-bit little-endian ELF file".into());
+        bail!("not a 64-bit little-endian ELF file");
     }
     let (shoff, shentsize, shnum, shstrndx) =
         (u64_at(0x28)?, u16_at(0x3a)?, u16_at(0x3c)?, u16_at(0x3e)?);
@@ -202,7 +201,7 @@ mod tests {
     fn greet_server_generates_completions_and_a_man_page_naming_its_flags() {
         let dir = std::env::temp_dir().join(format!("xtask-dist-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(generate(&greet_server(), &dir), Ok(()));
+        generate(&greet_server(), &dir).unwrap();
         for file in outputs("greet-server") {
             let text = std::fs::read_to_string(dir.join(&file)).unwrap();
             // roff escapes the dashes of option names.
@@ -224,16 +223,16 @@ mod tests {
         // The debug build has its symbols and DWARF; a system binary is shipped stripped.
         let names = section_names(&greet_server()).unwrap();
         assert!(names.iter().any(|n| n == ".text"), "{names:?}");
-        assert_eq!(is_stripped(&greet_server()), Ok(false));
-        assert_eq!(is_stripped(Path::new("/bin/true")), Ok(true));
+        assert!(!is_stripped(&greet_server()).unwrap());
+        assert!(is_stripped(Path::new("/bin/true")).unwrap());
         if Command::new("strip").arg("--version").output().is_ok() {
             let copy = std::env::temp_dir().join(format!("xtask-strip-{}", std::process::id()));
             std::fs::copy(greet_server(), &copy).unwrap();
             assert!(Command::new("strip").arg(&copy).status().unwrap().success());
-            assert_eq!(is_stripped(&copy), Ok(true));
+            assert!(is_stripped(&copy).unwrap());
             let _ = std::fs::remove_file(&copy);
         }
-        let err = is_stripped(&root().join("Cargo.toml")).unwrap_err();
+        let err = format!("{:#}", is_stripped(&root().join("Cargo.toml")).unwrap_err());
         assert!(err.contains("not a 64-bit little-endian ELF"), "{err}");
     }
 
@@ -252,7 +251,9 @@ mod tests {
     #[test]
     fn a_binary_that_fails_otherwise_is_an_error() {
         let dir = std::env::temp_dir().join(format!("xtask-dist-false-{}", std::process::id()));
-        let err = generate(Path::new("/bin/false"), &dir).unwrap_err();
+        let err = generate(Path::new("/bin/false"), &dir)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("false __generate"), "{err}");
     }
 }

@@ -7,10 +7,11 @@ mod bench;
 mod demo;
 mod dist;
 mod fuzz;
-mod process;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context, Result};
 
 /// Every task and what it does, for `--help`.
 const TASKS: [(&str, &str); 5] = [
@@ -82,7 +83,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("bench") => bench::run(std::env::args().nth(2).as_deref()),
         Some("dist") => dist::run(),
-        Some("fuzz") => fuzz::run(rest),
+        Some("fuzz") => fuzz::run(rest).map_err(anyhow::Error::msg),
         Some("-h" | "--help") => {
             print!("{}", usage(None));
             return ExitCode::SUCCESS;
@@ -98,8 +99,9 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("xtask: {message}");
+        Err(e) => {
+            // The error and its causes on one line: `xtask: context: cause: OS error`.
+            eprintln!("xtask: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -120,19 +122,18 @@ pub fn cargo() -> Command {
 }
 
 /// Runs a command to completion, echoing it first; a non-zero exit is an error.
-pub fn run_step(title: &str, cmd: &mut Command) -> Result<(), String> {
+pub fn run_step(title: &str, cmd: &mut Command) -> Result<()> {
     eprintln!("\n==> {title}");
     let status = cmd
         .status()
-        .map_err(|e| format!("{title}: cannot start: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{title}: failed ({status})"))
+        .with_context(|| format!("{title}: cannot start"))?;
+    if !status.success() {
+        bail!("{title}: failed ({status})");
     }
+    Ok(())
 }
 
-fn test() -> Result<(), String> {
+fn test() -> Result<()> {
     run_step(
         "cargo fmt --check",
         cargo().args(["fmt", "--all", "--", "--check"]),

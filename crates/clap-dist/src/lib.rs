@@ -4,7 +4,8 @@
 //!
 //! Each binary answers a hidden first argument, `__generate DIR`, before clap parses
 //! anything (so it appears in no help and no completion); `cargo xtask dist` runs the release
-//! binaries that way.
+//! binaries that way. [`exit_status`] is the binaries' other shared piece of clap glue:
+//! how an error (clap's or any other) becomes an exit status.
 //!
 //! # Examples
 //!
@@ -31,7 +32,21 @@ pub use file_arg::{read_file_arg, MESSAGE_MAX};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use clap_complete::Shell;
+
+/// The one place a binary's error becomes its exit status: a bad argument (a
+/// [`clap::Error`], also one the binary found after parsing) prints clap's message and
+/// gives clap's status (2; 0 for `--help`); anything else prints one line on stderr,
+/// `PROGRAM: context: cause` (the error's chain, `{:#}`), and gives status 1.
+pub fn exit_status(program: &str, error: &anyhow::Error) -> std::process::ExitCode {
+    if let Some(usage) = error.downcast_ref::<clap::Error>() {
+        let _ = usage.print();
+        return std::process::ExitCode::from(u8::try_from(usage.exit_code()).unwrap_or(2));
+    }
+    eprintln!("{program}: {error:#}");
+    std::process::ExitCode::FAILURE
+}
 
 /// The hidden first argument that asks for completions and man pages.
 pub const GENERATE: &str = "__generate";
@@ -54,25 +69,21 @@ pub fn request(argv: &[OsString], name: &str) -> Option<Result<PathBuf, String>>
 /// # Errors
 ///
 /// A message naming the folder that could not be created or written.
-pub fn generate(mut cmd: clap::Command, name: &str, dir: &Path) -> Result<(), String> {
+pub fn generate(mut cmd: clap::Command, name: &str, dir: &Path) -> anyhow::Result<()> {
     let completions = dir.join("completions");
     let man = dir.join("man").join("man1");
     for folder in [&completions, &man] {
-        std::fs::create_dir_all(folder).map_err(|e| format!("create {}: {e}", folder.display()))?;
+        std::fs::create_dir_all(folder).with_context(|| format!("create {}", folder.display()))?;
     }
     for shell in [Shell::Zsh, Shell::Fish] {
-        clap_complete::generate_to(shell, &mut cmd, name, &completions).map_err(|e| {
-            format!(
-                "write {shell} completions in {}: {e}",
-                completions.display()
-            )
-        })?;
+        clap_complete::generate_to(shell, &mut cmd, name, &completions)
+            .with_context(|| format!("write {shell} completions in {}", completions.display()))?;
     }
     let bash = completions.join(format!("{name}.bash"));
     std::fs::write(&bash, bash_completion(&mut cmd, name)?)
-        .map_err(|e| format!("write {}: {e}", bash.display()))?;
+        .with_context(|| format!("write {}", bash.display()))?;
     clap_mangen::generate_to(cmd, &man)
-        .map_err(|e| format!("write man page in {}: {e}", man.display()))
+        .with_context(|| format!("write man page in {}", man.display()))
 }
 
 /// The bash completion script for `cmd`, as `clap_complete` writes it, with two repairs:
@@ -91,10 +102,10 @@ pub fn generate(mut cmd: clap::Command, name: &str, dir: &Path) -> Result<(), St
 ///
 /// A message when a repair no longer applies (clap_complete changed its output); the test
 /// in `tests/tests/completion.rs` runs the result in a real bash.
-pub fn bash_completion(cmd: &mut clap::Command, name: &str) -> Result<String, String> {
+pub fn bash_completion(cmd: &mut clap::Command, name: &str) -> anyhow::Result<String> {
     let mut raw = Vec::new();
     clap_complete::generate(Shell::Bash, cmd, name, &mut raw);
-    let script = String::from_utf8(raw).map_err(|e| format!("bash completions: {e}"))?;
+    let script = String::from_utf8(raw).context("bash completions")?;
     let script = if name.contains('-') {
         let wrong = format!("{}__subcmd__", name.replace('-', "__subcmd__"));
         let right = format!("{}__subcmd__", name.replace('-', "__"));
@@ -122,9 +133,9 @@ pub fn bash_completion(cmd: &mut clap::Command, name: &str) -> Result<String, St
             .any(|f| line.trim() == format!("{f})"));
     }
     if repaired == 0 && !hostname_flags.is_empty() {
-        return Err(format!(
+        anyhow::bail!(
             "bash completions: found no file completion to replace for {hostname_flags:?}"
-        ));
+        );
     }
     Ok(out)
 }

@@ -3,9 +3,9 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use anyhow::{anyhow, bail, Context, Result};
 use resolver::{Family, PyAddr, Transport};
 
 #[derive(Debug, clap::Args)]
@@ -62,22 +62,15 @@ pub fn port_arg(text: &str) -> Result<String, String> {
         .map_err(|e| e.reason().to_owned())
 }
 
-pub fn run(args: &ClientArgs) -> ExitCode {
-    match exchange(args) {
-        Ok(reply) => {
-            let mut out = io::stdout().lock();
-            // A closed stdout (`| head -c0`) is not the server's fault: exit 0 all the same.
-            let _ = out
-                .write_all(&reply)
-                .and_then(|()| out.write_all(b"\n"))
-                .and_then(|()| out.flush());
-            ExitCode::SUCCESS
-        }
-        Err(message) => {
-            eprintln!("greet-client: {message}");
-            ExitCode::FAILURE
-        }
-    }
+pub fn run(args: &ClientArgs) -> Result<()> {
+    let reply = exchange(args)?;
+    let mut out = io::stdout().lock();
+    // A closed stdout (`| head -c0`) is not the server's fault: exit 0 all the same.
+    let _ = out
+        .write_all(&reply)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    Ok(())
 }
 
 /// When to stop reading a stream reply.
@@ -88,7 +81,7 @@ struct ReadRule {
     idle: Duration,
 }
 
-fn exchange(args: &ClientArgs) -> Result<Vec<u8>, String> {
+fn exchange(args: &ClientArgs) -> Result<Vec<u8>> {
     let deadline = Instant::now() + args.timeout;
     let limit = args.bufsize as usize;
     let rule = ReadRule {
@@ -99,7 +92,7 @@ fn exchange(args: &ClientArgs) -> Result<Vec<u8>, String> {
     if let Some(path) = &args.unix {
         let shown = path.display();
         let stream = std::os::unix::net::UnixStream::connect(path)
-            .map_err(|e| format!("connect {shown}: {e}"))?;
+            .with_context(|| format!("connect {shown}"))?;
         return read_reply(stream, rule, &format!("{shown}"), |s, t| {
             s.set_read_timeout(t)
         });
@@ -111,8 +104,7 @@ fn exchange(args: &ClientArgs) -> Result<Vec<u8>, String> {
         Transport::Tcp
     };
     let addrs =
-        resolver::socket_addrs_or_hostname(args.host.as_deref(), &args.port, family, transport)
-            .map_err(|e| e.to_string())?;
+        resolver::socket_addrs_or_hostname(args.host.as_deref(), &args.port, family, transport)?;
     let broadcast = args.host.as_deref() == Some("<broadcast>");
     // Each address in turn, as nc and Python's socket.create_connection do; the first that
     // connects (TCP) or answers (UDP) is the one read from. Every failure is reported.
@@ -134,17 +126,17 @@ fn exchange(args: &ClientArgs) -> Result<Vec<u8>, String> {
         match outcome {
             Ok(reply) => return Ok(reply),
             Err(e) => {
-                log::info!("{e}; trying the next address");
-                failures.push(e);
+                log::info!("{e:#}; trying the next address");
+                failures.push(format!("{e:#}"));
             }
         }
     }
-    Err(failures.join("; "))
+    Err(anyhow!(failures.join("; ")))
 }
 
-fn connect(addr: SocketAddr, deadline: Instant, shown: &str) -> Result<TcpStream, String> {
+fn connect(addr: SocketAddr, deadline: Instant, shown: &str) -> Result<TcpStream> {
     TcpStream::connect_timeout(&addr, remaining(deadline, shown)?)
-        .map_err(|e| describe(&e, "connect", shown))
+        .map_err(|e| describe(e, "connect", shown))
 }
 
 /// The deadline of one attempt when `left` addresses (this one included) remain to be
@@ -168,7 +160,7 @@ fn read_reply<S: Read>(
     rule: ReadRule,
     shown: &str,
     set_timeout: impl Fn(&S, Option<Duration>) -> io::Result<()>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>> {
     let mut reply = vec![0; rule.limit];
     let mut got = 0;
     while got < rule.limit {
@@ -180,7 +172,7 @@ fn read_reply<S: Read>(
         let wait = if got > 0 { rule.idle.min(left) } else { left };
         // A zero read timeout would mean "none" (and std refuses it).
         set_timeout(&stream, Some(wait.max(Duration::from_millis(1))))
-            .map_err(|e| format!("set timeout on {shown}: {e}"))?;
+            .with_context(|| format!("set timeout on {shown}"))?;
         match stream.read(&mut reply[got..]) {
             Ok(0) => break,
             Ok(n) => got += n,
@@ -198,7 +190,7 @@ fn read_reply<S: Read>(
                 );
                 break;
             }
-            Err(e) => return Err(describe(&e, "recv from", shown)),
+            Err(e) => return Err(describe(e, "recv from", shown)),
         }
     }
     reply.truncate(got);
@@ -213,36 +205,34 @@ fn udp_exchange(
     deadline: Instant,
     limit: usize,
     shown: &str,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>> {
     let local: SocketAddr = if addr.is_ipv4() {
         (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
-    let socket = UdpSocket::bind(local).map_err(|e| format!("bind {local}: {e}"))?;
+    let socket = UdpSocket::bind(local).with_context(|| format!("bind {local}"))?;
     if broadcast {
-        socket
-            .set_broadcast(true)
-            .map_err(|e| format!("set SO_BROADCAST: {e}"))?;
+        socket.set_broadcast(true).context("set SO_BROADCAST")?;
     } else {
         // A connected socket hears the ICMP port-unreachable as ECONNREFUSED, so a closed
         // port is reported at once instead of after the whole timeout.
         socket
             .connect(addr)
-            .map_err(|e| describe(&e, "connect", shown))?;
+            .map_err(|e| describe(e, "connect", shown))?;
     }
     let mut reply = vec![0; limit.max(1)];
     let mut resend_every = Duration::from_millis(200);
     loop {
         socket
             .send_to(b"", addr)
-            .map_err(|e| describe(&e, "sendto", shown))?;
+            .map_err(|e| describe(e, "sendto", shown))?;
         let resend_at = Instant::now() + resend_every;
         resend_every = (resend_every * 2).min(Duration::from_secs(2));
         loop {
             let now = Instant::now();
             if now >= deadline {
-                return Err(format!("no reply from {shown} within the timeout"));
+                bail!("no reply from {shown} within the timeout");
             }
             if now >= resend_at {
                 break;
@@ -250,7 +240,7 @@ fn udp_exchange(
             let wait = resend_at.min(deadline) - now;
             socket
                 .set_read_timeout(Some(wait.max(Duration::from_millis(1))))
-                .map_err(|e| format!("set timeout: {e}"))?;
+                .context("set timeout")?;
             match socket.recv_from(&mut reply) {
                 Ok((n, from)) if broadcast || from == addr => {
                     reply.truncate(n.min(limit));
@@ -264,27 +254,27 @@ fn udp_exchange(
                             | io::ErrorKind::TimedOut
                             | io::ErrorKind::Interrupted
                     ) => {}
-                Err(e) => return Err(describe(&e, "recvfrom", shown)),
+                Err(e) => return Err(describe(e, "recvfrom", shown)),
             }
         }
     }
 }
 
-fn remaining(deadline: Instant, shown: &str) -> Result<Duration, String> {
+fn remaining(deadline: Instant, shown: &str) -> Result<Duration> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
-        return Err(format!("no reply from {shown} within the timeout"));
+        bail!("no reply from {shown} within the timeout");
     }
     Ok(left)
 }
 
 /// One line naming the operation and the address; a timed-out read says so in words
 /// rather than as "Resource temporarily unavailable".
-fn describe(err: &io::Error, op: &str, shown: &str) -> String {
+fn describe(err: io::Error, op: &str, shown: &str) -> anyhow::Error {
     match err.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-            format!("{op} {shown}: timed out")
+            anyhow!("{op} {shown}: timed out")
         }
-        _ => format!("{op} {shown}: {err}"),
+        _ => anyhow::Error::new(err).context(format!("{op} {shown}")),
     }
 }

@@ -7,6 +7,7 @@ mod pyjson;
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 
 const EXAMPLES: &str = "\
@@ -46,22 +47,24 @@ enum Command {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    match run() {
+        Ok(code) => code,
+        Err(e) => clap_dist::exit_status("greet-client", &e),
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if let Some(request) = clap_dist::request(&argv, "greet-client") {
-        let written =
-            request.and_then(|dir| clap_dist::generate(Cli::command(), "greet-client", &dir));
-        return match written {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(message) => {
-                eprintln!("greet-client: {message}");
-                ExitCode::FAILURE
-            }
-        };
+        let dir = request.map_err(anyhow::Error::msg)?;
+        clap_dist::generate(Cli::command(), "greet-client", &dir)?;
+        return Ok(ExitCode::SUCCESS);
     }
-    let cli = Cli::parse_from(argv);
+    let cli = Cli::try_parse_from(argv)?;
     match cli.command {
-        None => client::run(&cli.client),
-        Some(Command::Lookup(args)) => lookup::run(&args),
-        Some(Command::Bench(args)) => bench::run(&args),
+        None => client::run(&cli.client).map(|()| ExitCode::SUCCESS),
+        // lookup prints its own failure line (and JSON document) and gives its status.
+        Some(Command::Lookup(args)) => Ok(lookup::run(&args)),
+        Some(Command::Bench(args)) => bench::run(&args).context("bench"),
     }
 }

@@ -16,6 +16,7 @@
 //! or `unix-keep` (one it must leave, such as systemd's). A socket named by a role must be
 //! of that kind.
 
+use anyhow::{anyhow, bail, Context, Result};
 use std::net::{TcpListener, UdpSocket};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
@@ -60,7 +61,7 @@ impl Activated {
 /// A variable that does not parse, a descriptor that is not open, or one that is not a
 /// TCP listener, UDP socket or Unix listener (or not of the role its name says): one line
 /// naming the variable or descriptor.
-pub fn take_listeners() -> Result<Option<Vec<(Activated, String)>>, String> {
+pub fn take_listeners() -> Result<Option<Vec<(Activated, String)>>> {
     let pid = env_text("LISTEN_PID");
     let fds = env_text("LISTEN_FDS");
     let names = env_text("LISTEN_FDNAMES");
@@ -73,7 +74,8 @@ pub fn take_listeners() -> Result<Option<Vec<(Activated, String)>>, String> {
         fds.as_deref(),
         names.as_deref(),
         std::process::id(),
-    )?
+    )
+    .map_err(anyhow::Error::msg)?
     else {
         return Ok(None);
     };
@@ -171,7 +173,7 @@ pub fn handed_count(
 }
 
 /// A socket named by a role must be of that kind; other names are the service manager's.
-fn check_role(socket: &Activated, name: &str, label: &str) -> Result<(), String> {
+fn check_role(socket: &Activated, name: &str, label: &str) -> Result<()> {
     let fits = match name {
         "tcp" => matches!(socket, Activated::Tcp(_)),
         "udp" => matches!(socket, Activated::Udp(_)),
@@ -181,19 +183,17 @@ fn check_role(socket: &Activated, name: &str, label: &str) -> Result<(), String>
     if fits {
         Ok(())
     } else {
-        Err(format!("{label}: named {name:?} but it is {socket:?}"))
+        Err(anyhow!("{label}: named {name:?} but it is {socket:?}"))
     }
 }
 
 /// Takes ownership of descriptor `fd` if it is open, then checks it.
-fn take_fd(fd: RawFd, label: &str) -> Result<Activated, String> {
+fn take_fd(fd: RawFd, label: &str) -> Result<Activated> {
     // SAFETY: fcntl(F_GETFD) only reads the descriptor's flags; on a closed descriptor it
     // fails with EBADF and touches nothing.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
         let err = std::io::Error::last_os_error();
-        return Err(format!(
-            "LISTEN_FDS names {label}, which is not open: {err}"
-        ));
+        bail!("LISTEN_FDS names {label}, which is not open: {err}");
     }
     // SAFETY: the descriptor is open (checked just above) and, by the sd_listen_fds
     // protocol, was handed to this process for its own use: nothing else in the process
@@ -204,50 +204,50 @@ fn take_fd(fd: RawFd, label: &str) -> Result<Activated, String> {
 
 /// Checks that `fd` is a TCP listener or a UDP socket, sets it close-on-exec and
 /// non-blocking, and returns it as such.
-pub fn classify(fd: OwnedFd, label: &str) -> Result<Activated, String> {
+pub fn classify(fd: OwnedFd, label: &str) -> Result<Activated> {
     let socket = Socket::from(fd);
     let kind = socket
         .r#type()
-        .map_err(|e| format!("{label}: not a socket ({e})"))?;
+        .with_context(|| format!("{label}: not a socket"))?;
     let local = socket
         .local_addr()
-        .map_err(|e| format!("{label}: getsockname: {e}"))?;
+        .with_context(|| format!("{label}: getsockname"))?;
     if local.is_unix() {
         return classify_unix(socket, &local, kind, label);
     }
     let Some(addr) = local.as_socket() else {
-        return Err(format!(
+        bail!(
             "{label}: not an IPv4 or IPv6 socket ({:?}); only TCP listeners and UDP sockets \
              are served",
             local.domain()
-        ));
+        );
     };
     let protocol = socket
         .protocol()
-        .map_err(|e| format!("{label}: getsockopt SO_PROTOCOL: {e}"))?;
+        .with_context(|| format!("{label}: getsockopt SO_PROTOCOL"))?;
     // Service managers pass sockets open on exec; ours must not leak into children.
     socket
         .set_cloexec(true)
-        .map_err(|e| format!("{label}: set close-on-exec: {e}"))?;
+        .with_context(|| format!("{label}: set close-on-exec"))?;
     socket
         .set_nonblocking(true)
-        .map_err(|e| format!("{label}: set non-blocking: {e}"))?;
+        .with_context(|| format!("{label}: set non-blocking"))?;
     if kind == Type::STREAM && matches!(protocol, None | Some(Protocol::TCP)) {
         let listening = socket
             .is_listener()
-            .map_err(|e| format!("{label}: getsockopt SO_ACCEPTCONN: {e}"))?;
+            .with_context(|| format!("{label}: getsockopt SO_ACCEPTCONN"))?;
         if !listening {
-            return Err(format!(
+            bail!(
                 "{label}: a TCP socket on {addr} that is not listening (use ListenStream=, \
                  not Accept=yes)"
-            ));
+            );
         }
         return Ok(Activated::Tcp(socket.into()));
     }
     if kind == Type::DGRAM && matches!(protocol, None | Some(Protocol::UDP)) {
         return Ok(Activated::Udp(socket.into()));
     }
-    Err(format!(
+    Err(anyhow!(
         "{label}: a socket on {addr} of type {kind:?}, protocol {protocol:?}; only TCP \
          listeners and UDP sockets are served"
     ))
@@ -259,32 +259,30 @@ fn classify_unix(
     local: &socket2::SockAddr,
     kind: Type,
     label: &str,
-) -> Result<Activated, String> {
+) -> Result<Activated> {
     let Some(path) = local.as_pathname().map(std::path::Path::to_path_buf) else {
-        return Err(format!(
+        bail!(
             "{label}: a Unix socket with no path; only TCP listeners, UDP sockets and \
              Unix stream listeners bound to a path are served"
-        ));
+        );
     };
     let shown = path.display();
     if kind != Type::STREAM {
-        return Err(format!(
+        bail!(
             "{label}: a Unix socket at {shown} of type {kind:?}; only stream listeners are \
              served"
-        ));
+        );
     }
     let listening = socket
         .is_listener()
-        .map_err(|e| format!("{label}: getsockopt SO_ACCEPTCONN: {e}"))?;
+        .with_context(|| format!("{label}: getsockopt SO_ACCEPTCONN"))?;
     if !listening {
-        return Err(format!(
-            "{label}: a Unix socket at {shown} that is not listening"
-        ));
+        bail!("{label}: a Unix socket at {shown} that is not listening");
     }
     socket
         .set_cloexec(true)
         .and_then(|()| socket.set_nonblocking(true))
-        .map_err(|e| format!("{label}: set close-on-exec and non-blocking: {e}"))?;
+        .with_context(|| format!("{label}: set close-on-exec and non-blocking"))?;
     Ok(Activated::Unix(
         UnixListener::from(OwnedFd::from(socket)),
         path,
@@ -322,7 +320,7 @@ mod tests {
             match (&got, want) {
                 (Ok(n), Ok(m)) => assert_eq!(n, m, "{pid:?} {fds:?}"),
                 (Err(e), Err(())) => {
-                    assert!(e.contains("LISTEN_"), "{e}");
+                    assert!(e.to_string().contains("LISTEN_"), "{e:#}");
                 }
                 _ => panic!("{pid:?} {fds:?}: {got:?}, want {want:?}"),
             }
@@ -383,7 +381,10 @@ mod tests {
         );
         assert!(check_role(&socket, "unix", "fd 3").is_ok());
         assert!(check_role(&socket, "greet", "fd 3").is_ok());
-        let err = check_role(&socket, "tcp", "fd 3 (tcp)").unwrap_err();
+        let err = format!(
+            "{:#}",
+            check_role(&socket, "tcp", "fd 3 (tcp)").unwrap_err()
+        );
         assert!(err.starts_with("fd 3 (tcp): named \"tcp\""), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -392,7 +393,10 @@ mod tests {
     fn other_descriptors_are_refused_with_their_name() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let connected = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let err = classify(connected.into(), "fd 5 (web)").unwrap_err();
+        let err = format!(
+            "{:#}",
+            classify(connected.into(), "fd 5 (web)").unwrap_err()
+        );
         assert!(
             err.starts_with("fd 5 (web): a TCP socket on 127.0.0.1:")
                 && err.contains("not listening"),
@@ -403,18 +407,18 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let unix = std::os::unix::net::UnixDatagram::bind(dir.join("d")).unwrap();
-        let err = classify(unix.into(), "fd 6").unwrap_err();
+        let err = format!("{:#}", classify(unix.into(), "fd 6").unwrap_err());
         assert!(err.starts_with("fd 6: a Unix socket at "), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
 
         let file = std::fs::File::open("/dev/null").unwrap();
-        let err = classify(file.into(), "fd 7").unwrap_err();
+        let err = format!("{:#}", classify(file.into(), "fd 7").unwrap_err());
         assert!(err.starts_with("fd 7: not a socket"), "{err}");
 
         let raw = Socket::new(socket2::Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4));
         if let Ok(raw) = raw {
             // Only where raw sockets are allowed (root); elsewhere there is nothing to test.
-            let err = classify(raw.into(), "fd 8").unwrap_err();
+            let err = format!("{:#}", classify(raw.into(), "fd 8").unwrap_err());
             assert!(err.contains("only TCP listeners and UDP sockets"), "{err}");
         }
     }

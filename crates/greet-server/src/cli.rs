@@ -165,12 +165,15 @@ impl Args {
     }
 
     /// Checks what clap cannot express; a message for a usage error (exit status 2).
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), clap::Error> {
+        let conflict = |message: &str| {
+            Args::command().error(clap::error::ErrorKind::ArgumentConflict, message)
+        };
         if self.proxy_protocol && !self.serves_tcp() {
-            return Err("--proxy-protocol applies to TCP: add --tcp".into());
+            return Err(conflict("--proxy-protocol applies to TCP: add --tcp"));
         }
         if self.stats_interval.is_some_and(|d| d.is_zero()) {
-            return Err("--stats-interval must be more than 0".into());
+            return Err(conflict("--stats-interval must be more than 0"));
         }
         Ok(())
     }
@@ -203,7 +206,7 @@ fn parse_mode(text: &str) -> Result<u32, String> {
 }
 
 /// Writes the shell completions (bash, zsh, fish) and the man page under `dir`.
-pub fn generate(dir: &Path) -> Result<(), String> {
+pub fn generate(dir: &Path) -> anyhow::Result<()> {
     clap_dist::generate(Args::command(), "greet-server", dir)
 }
 

@@ -14,6 +14,7 @@
 //! then counts as dropped. The counts: `logged` is lines whose last byte `write(2)` took,
 //! `dropped` is every other line produced, so `logged + dropped` is every line.
 
+use anyhow::{Context, Result};
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -98,7 +99,7 @@ impl LogCounter {
 /// # Errors
 ///
 /// The thread cannot be started.
-pub fn start(out: OwnedFd) -> Result<(LogWriter, LogSink), String> {
+pub fn start(out: OwnedFd) -> Result<(LogWriter, LogSink)> {
     let (tx, rx) = mpsc::sync_channel::<Batch>(MAX_QUEUED_BATCHES);
     let (done_tx, done) = mpsc::channel();
     let shared = Arc::new(Shared::default());
@@ -109,7 +110,7 @@ pub fn start(out: OwnedFd) -> Result<(LogWriter, LogSink), String> {
             write_batches(File::from(out), &rx, &writer_shared);
             let _ = done_tx.send(());
         })
-        .map_err(|e| format!("start the log writer thread: {e}"))?;
+        .context("start the log writer thread")?;
     Ok((
         LogWriter {
             done,

@@ -6,6 +6,7 @@ mod restart;
 mod service;
 mod stats;
 
+use anyhow::{anyhow, bail, Context, Result};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 use netcore::{Config, EventLoop, ListenOptions, ShutdownHandle};
 use resolver::{Family, PyAddr, Transport};
 
@@ -31,42 +32,27 @@ const LOG_FLUSH_GRACE: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    match serve() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => clap_dist::exit_status("greet-server", &e),
+    }
+}
+
+fn serve() -> Result<()> {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if let Some(request) = clap_dist::request(&argv, "greet-server") {
-        return match request.and_then(|dir| cli::generate(&dir)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(message) => {
-                eprintln!("greet-server: {message}");
-                ExitCode::FAILURE
-            }
-        };
+        let dir = request.map_err(anyhow::Error::msg)?;
+        return cli::generate(&dir);
     }
-    let args = Args::parse_from(argv);
-    if let Err(message) = args.check() {
-        Args::command()
-            .error(clap::error::ErrorKind::ArgumentConflict, message)
-            .exit();
-    }
+    let args = Args::try_parse_from(argv)?;
+    args.check()?;
     // Before any thread starts: taking the sockets (and the readiness pipe of a restart)
     // also removes LISTEN_* (and GREET_READY_FD) from the environment.
     let ready = restart::take_ready_fd();
-    let activated = match activation::take_listeners() {
-        Ok(activated) => activated,
-        Err(message) => {
-            eprintln!("greet-server: socket activation: {message}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match run(&args, activated, ready) {
-        Ok(summary) => {
-            eprintln!("{summary}");
-            ExitCode::SUCCESS
-        }
-        Err(message) => {
-            eprintln!("greet-server: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    let activated = activation::take_listeners().context("socket activation")?;
+    let summary = run(&args, activated, ready)?;
+    eprintln!("{summary}");
+    Ok(())
 }
 
 /// What the server listens on, before it is split between loops.
@@ -80,10 +66,10 @@ fn run(
     args: &Args,
     activated: Option<Vec<(Activated, String)>>,
     ready: Option<OwnedFd>,
-) -> Result<Summary, String> {
+) -> Result<Summary> {
     let message: Arc<[u8]> = match &args.message_file {
         Some(path) => clap_dist::read_file_arg(path, clap_dist::MESSAGE_MAX)
-            .map_err(|e| format!("message file {e}"))?
+            .map_err(|e| anyhow::anyhow!("message file {e}"))?
             .into(),
         None => args.message.as_bytes().into(),
     };
@@ -118,8 +104,8 @@ fn run(
     };
     // Before the readiness lines: a signal sent once they are out is handled (it waits in
     // the handler's pipe until the signal thread starts), never the default action.
-    let signals = signal_hook::iterator::Signals::new(SIGNALS)
-        .map_err(|e| format!("install signal handlers: {e}"))?;
+    let signals =
+        signal_hook::iterator::Signals::new(SIGNALS).context("install signal handlers")?;
     announce(listeners.iter().flatten())?;
     let (writer, sink) = if args.quiet {
         (None, None)
@@ -127,7 +113,7 @@ fn run(
         let out = std::io::stdout()
             .as_fd()
             .try_clone_to_owned()
-            .map_err(|e| format!("duplicate stdout: {e}"))?;
+            .context("duplicate stdout")?;
         let (writer, sink) = logsink::start(out)?;
         (Some(writer), Some(sink))
     };
@@ -140,14 +126,13 @@ fn run(
     };
     let mut loops = Vec::with_capacity(listeners.len());
     for group in listeners {
-        let mut event_loop = EventLoop::new(config.clone()).map_err(|e| e.to_string())?;
+        let mut event_loop = EventLoop::new(config.clone())?;
         for listener in group {
             match listener {
                 Listener::Tcp(l) => event_loop.add_tcp_listener(l).map(drop),
                 Listener::Udp(s) => event_loop.add_udp_socket(s).map(drop),
                 Listener::Unix(l, _) => event_loop.add_unix_listener(l).map(drop),
-            }
-            .map_err(|e| e.to_string())?;
+            }?;
         }
         loops.push(event_loop);
     }
@@ -202,12 +187,12 @@ fn run(
     let mut failure = None;
     for worker in workers {
         let joined = worker
-            .map_err(|e| format!("start event loop thread: {e}"))?
+            .context("start event loop thread")?
             .join()
-            .map_err(|_| "an event loop thread panicked".to_string())?;
+            .map_err(|_| anyhow!("an event loop thread panicked"))?;
         match joined {
             Ok(stats) => total += stats,
-            Err(e) => failure = Some(e.to_string()),
+            Err(e) => failure = Some(anyhow::Error::from(e).context("event loop")),
         }
     }
     let log = writer.map(|w| w.finish(Instant::now() + LOG_FLUSH_GRACE));
@@ -218,7 +203,7 @@ fn run(
         }
     }
     match failure {
-        Some(message) => Err(message),
+        Some(e) => Err(e),
         None => {
             let mut summary = Summary::new(&counters, total, args.proxy_protocol);
             summary.log = log;
@@ -228,30 +213,30 @@ fn run(
 }
 
 /// A duplicate of a listening socket to hand on at a restart, with its role.
-fn duplicate(socket: &Activated, owned: bool) -> Result<(OwnedFd, &'static str), String> {
+fn duplicate(socket: &Activated, owned: bool) -> Result<(OwnedFd, &'static str)> {
     let fd = match socket {
         Activated::Tcp(l) => l.as_fd().try_clone_to_owned(),
         Activated::Udp(s) => s.as_fd().try_clone_to_owned(),
         Activated::Unix(l, _) => l.as_fd().try_clone_to_owned(),
     };
     fd.map(|fd| (fd, socket.role(owned)))
-        .map_err(|e| format!("duplicate a listening socket: {e}"))
+        .context("duplicate a listening socket")
 }
 
 /// The same for a socket this server bound (a Unix socket file it created is its own).
-fn duplicate_listener(listener: &Listener) -> Result<(OwnedFd, &'static str), String> {
+fn duplicate_listener(listener: &Listener) -> Result<(OwnedFd, &'static str)> {
     let (fd, role) = match listener {
         Listener::Tcp(l) => (l.as_fd().try_clone_to_owned(), "tcp"),
         Listener::Udp(s) => (s.as_fd().try_clone_to_owned(), "udp"),
         Listener::Unix(l, _) => (l.as_fd().try_clone_to_owned(), "unix"),
     };
     fd.map(|fd| (fd, role))
-        .map_err(|e| format!("duplicate a listening socket: {e}"))
+        .context("duplicate a listening socket")
 }
 
 /// The sockets systemd handed over, for every loop: each loop polls its own duplicate of
 /// each socket, and whichever loop is woken first accepts (or receives).
-fn share(sockets: Vec<Activated>, threads: usize) -> Result<Vec<Vec<Listener>>, String> {
+fn share(sockets: Vec<Activated>, threads: usize) -> Result<Vec<Vec<Listener>>> {
     let mut groups: Vec<Vec<Listener>> = (0..threads).map(|_| Vec::new()).collect();
     for socket in sockets {
         for group in groups.iter_mut().skip(1) {
@@ -260,7 +245,7 @@ fn share(sockets: Vec<Activated>, threads: usize) -> Result<Vec<Vec<Listener>>, 
                 Activated::Udp(s) => s.try_clone().map(Listener::Udp),
                 Activated::Unix(l, path) => l.try_clone().map(|l| Listener::Unix(l, path.clone())),
             };
-            group.push(copy.map_err(|e| format!("duplicate a socket-activation descriptor: {e}"))?);
+            group.push(copy.context("duplicate a socket-activation descriptor")?);
         }
         if let Some(first) = groups.first_mut() {
             first.push(match socket {
@@ -276,7 +261,7 @@ fn share(sockets: Vec<Activated>, threads: usize) -> Result<Vec<Vec<Listener>>, 
 /// Binds what the flags name, in groups, one group per loop: TCP and UDP one listener per
 /// loop each (each transport's listeners share the port through SO_REUSEPORT, and UDP takes
 /// the port number TCP got), the one Unix socket in the first group.
-fn bind(args: &Args, threads: usize) -> Result<Vec<Vec<Listener>>, String> {
+fn bind(args: &Args, threads: usize) -> Result<Vec<Vec<Listener>>> {
     let backlog = args.backlog.unwrap_or_else(netcore::max_backlog);
     let (tcp, udp) = (args.serves_tcp(), args.udp);
     let mut groups = Vec::new();
@@ -284,8 +269,7 @@ fn bind(args: &Args, threads: usize) -> Result<Vec<Vec<Listener>>, String> {
         let family = Family::from_flags(args.ipv4, args.ipv6);
         let transport = if tcp { Transport::Tcp } else { Transport::Udp };
         let mut addr =
-            resolver::socket_addr_or_hostname(args.host.as_deref(), &args.port, family, transport)
-                .map_err(|e| e.to_string())?;
+            resolver::socket_addr_or_hostname(args.host.as_deref(), &args.port, family, transport)?;
         // `--host ""` is every address. With neither -4 nor -6 that is IPv6's `::` with
         // IPV6_V6ONLY off, which takes IPv4 clients too (as Python's
         // `socket.create_server(("", port), family=AF_INET6, dualstack_ipv6=True)`), or
@@ -307,8 +291,7 @@ fn bind(args: &Args, threads: usize) -> Result<Vec<Vec<Listener>>, String> {
             backlog,
             ..ListenOptions::default()
         };
-        let listener = with_umask(args.unix_mode, || netcore::unix_listener(path, &opts))
-            .map_err(|e| e.to_string())?;
+        let listener = with_umask(args.unix_mode, || netcore::unix_listener(path, &opts))?;
         let unix = Listener::Unix(listener, path.clone());
         match groups.first_mut() {
             Some(first) => first.push(unix),
@@ -329,15 +312,15 @@ fn bind_inet(
     udp: bool,
     threads: usize,
     opts: &ListenOptions,
-) -> Result<Vec<Vec<Listener>>, String> {
+) -> Result<Vec<Vec<Listener>>> {
     let mut attempt = 1;
     loop {
         let mut groups: Vec<Vec<Listener>> = (0..threads).map(|_| Vec::new()).collect();
         let mut at = addr;
         if tcp {
             for group in &mut groups {
-                let listener = netcore::tcp_listener(at, opts).map_err(|e| e.to_string())?;
-                at = listener.local_addr().map_err(|e| e.to_string())?;
+                let listener = netcore::tcp_listener(at, opts)?;
+                at = listener.local_addr()?;
                 group.push(Listener::Tcp(listener));
             }
         }
@@ -346,7 +329,7 @@ fn bind_inet(
             for group in &mut groups {
                 match netcore::udp_socket(at, opts) {
                     Ok(socket) => {
-                        at = socket.local_addr().map_err(|e| e.to_string())?;
+                        at = socket.local_addr()?;
                         group.push(Listener::Udp(socket));
                     }
                     Err(e) => {
@@ -362,7 +345,7 @@ fn bind_inet(
                     attempt += 1;
                     continue;
                 }
-                return Err(e.to_string());
+                return Err(e.into());
             }
         }
         return Ok(groups);
@@ -392,35 +375,35 @@ fn has_ipv6() -> bool {
 }
 
 /// A socket file left by a server that died may be replaced; anything else may not.
-fn remove_stale_socket(path: &std::path::Path) -> Result<(), String> {
+fn remove_stale_socket(path: &std::path::Path) -> Result<()> {
     use std::os::unix::fs::FileTypeExt;
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return Ok(());
     };
     if !meta.file_type().is_socket() {
-        return Err(format!(
+        bail!(
             "bind {}: the path exists and is not a socket (not removed)",
             path.display()
-        ));
+        );
     }
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        return Err(format!(
+        bail!(
             "bind {}: another server is listening on this socket",
             path.display()
-        ));
+        );
     }
     log::info!("replacing stale socket {}", path.display());
-    std::fs::remove_file(path).map_err(|e| format!("remove stale socket {}: {e}", path.display()))
+    std::fs::remove_file(path).with_context(|| format!("remove stale socket {}", path.display()))
 }
 
 /// The readiness lines: one per distinct address and transport, flushed at once.
-fn announce<'a>(listeners: impl Iterator<Item = &'a Listener>) -> Result<(), String> {
+fn announce<'a>(listeners: impl Iterator<Item = &'a Listener>) -> Result<()> {
     let mut out = std::io::stdout().lock();
     let mut seen: Vec<String> = Vec::new();
     for listener in listeners {
         let name = |addr: std::io::Result<SocketAddr>, kind: &str| {
             addr.map(|a| format!("{} {kind}", PyAddr(&a)))
-                .map_err(|e| format!("getsockname: {e}"))
+                .context("getsockname")
         };
         let line = match listener {
             Listener::Tcp(l) => name(l.local_addr(), "tcp")?,
@@ -430,10 +413,10 @@ fn announce<'a>(listeners: impl Iterator<Item = &'a Listener>) -> Result<(), Str
         if seen.contains(&line) {
             continue;
         }
-        writeln!(out, "Listening on {line}").map_err(|e| format!("stdout: {e}"))?;
+        writeln!(out, "Listening on {line}").context("stdout")?;
         seen.push(line);
     }
-    out.flush().map_err(|e| format!("stdout: {e}"))
+    out.flush().context("stdout")
 }
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
@@ -448,7 +431,7 @@ fn watch_signals(
     handles: Vec<ShutdownHandle>,
     restarter: Arc<Restarter>,
     mut reporter: Reporter,
-) -> Result<(), String> {
+) -> Result<()> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -472,6 +455,6 @@ fn watch_signals(
                 }
             }
         })
-        .map_err(|e| format!("start signal thread: {e}"))?;
+        .context("start signal thread")?;
     Ok(())
 }

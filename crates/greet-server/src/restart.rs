@@ -20,6 +20,7 @@
 //! `READY=1` once the new one is ready, so that systemd follows the new main process
 //! (`Type=notify`; see `contrib/systemd/greet.service`).
 
+use anyhow::{anyhow, bail, Context, Result};
 use std::ffi::{CString, OsStr};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -127,7 +128,7 @@ impl Restarter {
         match self.start_new() {
             Ok(Some(pid)) => {
                 if let Err(e) = sd_notify(&format!("MAINPID={pid}\nREADY=1")) {
-                    eprintln!("greet-server: restart: tell systemd the new main process: {e}");
+                    eprintln!("greet-server: restart: tell systemd the new main process: {e:#}");
                 }
                 eprintln!(
                     "greet-server: restart: pid {pid} is ready ({} ms); pid {} stops accepting \
@@ -144,29 +145,29 @@ impl Restarter {
                 }
             }
             Ok(None) => eprintln!("greet-server: SIGHUP while stopping; ignored"),
-            Err(why) => eprintln!("greet-server: restart failed: {why}; still serving"),
+            Err(why) => eprintln!("greet-server: restart failed: {why:#}; still serving"),
         }
     }
 
     /// Starts the new server and waits for its readiness: its pid, `None` when stopping.
-    fn start_new(&self) -> Result<Option<u32>, String> {
+    fn start_new(&self) -> Result<Option<u32>> {
         let program = match &self.program {
             Some(path) => path.clone(),
             None => own_path()?,
         };
         let shown = program.display().to_string();
         // The pipe's read end stays here; its write end goes to the new server only.
-        let (ready_r, ready_w) = pipe().map_err(|e| format!("create the readiness pipe: {e}"))?;
+        let (ready_r, ready_w) = pipe().context("create the readiness pipe")?;
         let mut child = {
             let guard = self
                 .sockets
                 .lock()
-                .map_err(|_| "the socket list is poisoned".to_string())?;
+                .map_err(|_| anyhow!("the socket list is poisoned"))?;
             let Some(sockets) = guard.as_ref() else {
                 return Ok(None);
             };
             let plan = ExecPlan::new(&program, sockets, &ready_w)?;
-            spawn(&program, plan).map_err(|e| format!("start {shown}: {e}"))?
+            spawn(&program, plan).with_context(|| format!("start {shown}"))?
         };
         drop(ready_w);
         let pid = child.id();
@@ -177,18 +178,18 @@ impl Restarter {
             Ok(()) => Ok(Some(pid)),
             Err(Wait::Closed) => {
                 let status = reap(&mut child, Instant::now() + STOP_GRACE);
-                Err(format!("{shown} (pid {pid}) {status} before it was ready"))
+                Err(anyhow!("{shown} (pid {pid}) {status} before it was ready"))
             }
             Err(Wait::Timeout) => {
                 stop_child(&mut child);
-                Err(format!(
+                Err(anyhow!(
                     "{shown} (pid {pid}) was not ready within {} (--restart-timeout); stopped it",
                     humantime::format_duration(self.timeout)
                 ))
             }
             Err(Wait::Failed(e)) => {
                 stop_child(&mut child);
-                Err(format!("waiting for {shown} (pid {pid}): {e}; stopped it"))
+                Err(anyhow!("waiting for {shown} (pid {pid}): {e}; stopped it"))
             }
         }
     }
@@ -207,8 +208,8 @@ pub fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 
 /// This binary's path. Replaced on disk (an upgrade by `install` or `mv`), the kernel names
 /// the running one `PATH (deleted)`: the new file at PATH is then the one to start.
-fn own_path() -> Result<PathBuf, String> {
-    let path = std::env::current_exe().map_err(|e| format!("find this binary's path: {e}"))?;
+fn own_path() -> Result<PathBuf> {
+    let path = std::env::current_exe().context("find this binary's path")?;
     if !path.exists() {
         if let Some(text) = path.to_str() {
             if let Some(stripped) = text.strip_suffix(" (deleted)") {
@@ -340,14 +341,10 @@ unsafe impl Sync for ExecPlan {}
 const PID_PREFIX: &[u8] = b"LISTEN_PID=";
 
 impl ExecPlan {
-    fn new(
-        program: &std::path::Path,
-        sockets: &Sockets,
-        ready: &OwnedFd,
-    ) -> Result<ExecPlan, String> {
+    fn new(program: &std::path::Path, sockets: &Sockets, ready: &OwnedFd) -> Result<ExecPlan> {
         let cstr = |bytes: &[u8]| {
             CString::new(bytes)
-                .map_err(|_| format!("a NUL byte in {:?}", String::from_utf8_lossy(bytes)))
+                .with_context(|| format!("a NUL byte in {:?}", String::from_utf8_lossy(bytes)))
         };
         let path = cstr(program.as_os_str().as_bytes())?;
         let mut argv = vec![path.clone()];
@@ -355,7 +352,7 @@ impl ExecPlan {
             argv.push(cstr(arg.as_bytes())?);
         }
         let count = sockets.len();
-        let ready_target = FIRST_FD + RawFd::try_from(count).map_err(|_| "too many sockets")?;
+        let ready_target = FIRST_FD + RawFd::try_from(count).context("too many sockets")?;
         let names: Vec<&str> = sockets.iter().map(|(_, name)| *name).collect();
         let mut env = Vec::new();
         for (key, value) in std::env::vars_os() {
@@ -390,14 +387,11 @@ impl ExecPlan {
             // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own returns a new one we own.
             let dup = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, above) };
             if dup < 0 {
-                return Err(format!(
-                    "duplicate a socket: {}",
-                    std::io::Error::last_os_error()
-                ));
+                bail!("duplicate a socket: {}", std::io::Error::last_os_error());
             }
             // SAFETY: `dup` was just returned by fcntl and nothing else owns it.
             let dup = unsafe { OwnedFd::from_raw_fd(dup) };
-            let target = FIRST_FD + RawFd::try_from(i).map_err(|_| "too many sockets")?;
+            let target = FIRST_FD + RawFd::try_from(i).context("too many sockets")?;
             moves.push((dup, target));
         }
         let argv_ptrs = argv
@@ -527,7 +521,7 @@ pub fn notify_ready(pipe: Option<OwnedFd>) {
         }
         None => {
             if let Err(e) = sd_notify("READY=1") {
-                log::warn!("tell systemd we are ready: {e}");
+                log::warn!("tell systemd we are ready: {e:#}");
             }
         }
     }
@@ -535,23 +529,22 @@ pub fn notify_ready(pipe: Option<OwnedFd>) {
 
 /// Sends `message` to the service manager's `NOTIFY_SOCKET` (`sd_notify(3)`); nothing
 /// when the variable is not set.
-pub fn sd_notify(message: &str) -> Result<(), String> {
+pub fn sd_notify(message: &str) -> Result<()> {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return Ok(());
     };
-    let socket = std::os::unix::net::UnixDatagram::unbound()
-        .map_err(|e| format!("create a datagram socket: {e}"))?;
+    let socket = std::os::unix::net::UnixDatagram::unbound().context("create a datagram socket")?;
     let bytes = path.as_bytes();
     let sent = if let Some(name) = bytes.strip_prefix(b"@") {
         use std::os::linux::net::SocketAddrExt;
         let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)
-            .map_err(|e| format!("NOTIFY_SOCKET={}: {e}", path.to_string_lossy()))?;
+            .with_context(|| format!("NOTIFY_SOCKET={}", path.to_string_lossy()))?;
         socket.send_to_addr(message.as_bytes(), &addr)
     } else {
         socket.send_to(message.as_bytes(), &path)
     };
     sent.map(drop)
-        .map_err(|e| format!("NOTIFY_SOCKET={}: {e}", path.to_string_lossy()))
+        .with_context(|| format!("NOTIFY_SOCKET={}", path.to_string_lossy()))
 }
 
 #[cfg(test)]

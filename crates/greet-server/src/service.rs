@@ -162,7 +162,7 @@ impl Handler for GreetService {
         if result == Ok(Parsed::Incomplete) && received.is_empty() {
             received.extend_from_slice(&data[..data.len().min(HEADER_MAX)]);
         }
-        match result.map_err(|e| e.to_string()) {
+        match result {
             Ok(Parsed::Incomplete) => {}
             Ok(Parsed::Header { header, .. }) => {
                 proxy.pending.remove(&id);

@@ -5,6 +5,7 @@
 //! rate-limited, PROXY header errors) each loop publishes once per turn into a [`Published`]
 //! (plain stores, nothing per connection), and returns exactly at exit.
 
+use anyhow::{Context, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -134,7 +135,7 @@ pub struct Reporter {
 
 impl Reporter {
     /// With an interval, the thread starts now.
-    pub fn new(live: Live, interval: Option<Duration>) -> Result<Reporter, String> {
+    pub fn new(live: Live, interval: Option<Duration>) -> Result<Reporter> {
         let mut reporter = Reporter {
             live,
             interval,
@@ -150,7 +151,7 @@ impl Reporter {
     pub fn report(&mut self) {
         if self.requests.is_none() {
             if let Err(e) = self.start() {
-                eprintln!("greet-server: {e}");
+                eprintln!("greet-server: {e:#}");
                 return;
             }
         }
@@ -159,7 +160,7 @@ impl Reporter {
         }
     }
 
-    fn start(&mut self) -> Result<(), String> {
+    fn start(&mut self) -> Result<()> {
         let (tx, rx) = mpsc::channel();
         start_reporter(self.live.clone(), rx, self.interval)?;
         self.requests = Some(tx);
@@ -169,11 +170,7 @@ impl Reporter {
 
 /// Prints the summary on stderr when asked (a message on `requests`) and every `interval`;
 /// on its own thread, so that a slow stderr delays only these lines.
-fn start_reporter(
-    live: Live,
-    requests: Receiver<()>,
-    interval: Option<Duration>,
-) -> Result<(), String> {
+fn start_reporter(live: Live, requests: Receiver<()>, interval: Option<Duration>) -> Result<()> {
     std::thread::Builder::new()
         .name("stats".into())
         .spawn(move || loop {
@@ -187,5 +184,5 @@ fn start_reporter(
             }
         })
         .map(drop)
-        .map_err(|e| format!("start the stats thread: {e}"))
+        .context("start the stats thread")
 }

@@ -69,8 +69,7 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
+/// The OS error is part of the `Display` form (`bind 127.0.0.1:80: Permission denied (os
+/// error 13)`), so `source()` returns `None`: a chain printer (`anyhow`'s `{:#}`) shows it
+/// once. [`Error::io_error`] gives the `io::Error` itself.
+impl std::error::Error for Error {}

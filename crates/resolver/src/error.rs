@@ -169,13 +169,10 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_ref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
-    }
-}
+/// The OS message is part of the `Display` form (Python's `[Errno 98] Address already in
+/// use`), so `source()` returns `None`: a chain printer (`anyhow`'s `{:#}`) shows it once.
+/// [`Error::os_error`] gives the `io::Error` itself.
+impl std::error::Error for Error {}
 
 impl From<Error> for io::Error {
     /// Keeps the OS error as it is; every other error becomes an `io::Error` of kind `Other`

@@ -9,13 +9,15 @@
 //! another connection's bytes is caught. A request is one message and its whole echo; its
 //! latency runs from the send to the last byte of the echo.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use netcore::{CloseReason, Closed, Conn, Control, Handler, TimerId};
+use anyhow::Result;
+use netcore::{Closed, Conn, Control, Handler, TimerId};
 
-use super::{count_io_error, print_progress, Plan, Tally, PROGRESS_AFTER, PROGRESS_EVERY};
+use super::{
+    count_close, count_io_error, print_progress, Plan, Tally, PROGRESS_AFTER, PROGRESS_EVERY,
+};
 
 /// Distinct message offsets into the pattern.
 const SHIFTS: usize = 256;
@@ -93,7 +95,7 @@ struct EchoLoad {
     over: bool,
 }
 
-pub(super) fn run(plan: Plan, echo: EchoPlan) -> Result<Tally, String> {
+pub(super) fn run(plan: Plan, echo: EchoPlan) -> Result<Tally> {
     let mut event_loop = plan.event_loop()?;
     let concurrency = plan.concurrency;
     let now = Instant::now();
@@ -130,7 +132,7 @@ pub(super) fn run(plan: Plan, echo: EchoPlan) -> Result<Tally, String> {
         }
     }
     if load.in_flight > 0 {
-        event_loop.run(&mut load).map_err(|e| e.to_string())?;
+        event_loop.run(&mut load)?;
     }
     if load.echo.requests > 0 {
         let planned = load.plan.total.saturating_mul(load.echo.requests);
@@ -195,8 +197,7 @@ impl EchoLoad {
     }
 
     fn record_done(&mut self, now: Instant) {
-        self.tally.last_done = Some(now);
-        self.plan.progress.done.fetch_add(1, Ordering::Relaxed);
+        self.plan.record_done(&mut self.tally, now);
     }
 
     fn maybe_stop(&mut self, ctl: &mut Control<'_>) {
@@ -280,22 +281,11 @@ impl Handler for EchoLoad {
         let slot = &mut self.slots[tag as usize];
         if slot.waiting {
             slot.waiting = false;
-            let errors = &mut self.tally.errors;
             if slot.got > 0 {
                 // Some bytes, then a reset or a deadline: a truncated reply.
-                errors.wrong_payload += 1;
+                self.tally.errors.wrong_payload += 1;
             } else {
-                match closed.reason {
-                    CloseReason::Refused => errors.refused += 1,
-                    CloseReason::Reset => errors.reset += 1,
-                    CloseReason::Timeout | CloseReason::Shutdown | CloseReason::Done => {
-                        errors.timeout += 1;
-                    }
-                    CloseReason::ConnectFailed(kind) | CloseReason::Error(kind) => {
-                        count_io_error(errors, kind);
-                    }
-                    _ => errors.other += 1,
-                }
+                count_close(&mut self.tally.errors, &closed.reason);
             }
             self.record_done(ctl.now());
         }

@@ -1,0 +1,171 @@
+//! TCP load: N connections, C in flight; each is read to EOF and compared with the expected
+//! greeting, then the next one starts in its slot.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use netcore::{Closed, Conn, Control, EventLoop, Handler, TimerId};
+
+use super::{
+    count_close, count_io_error, print_progress, Plan, Tally, PROGRESS_AFTER, PROGRESS_EVERY,
+};
+
+struct TcpLoad {
+    plan: Plan,
+    started_ops: u64,
+    in_flight: u64,
+    /// Per connection (by tag): when it started, bytes matched so far, whether it is wrong.
+    slots: Vec<TcpSlot>,
+    free: Vec<u64>,
+    tally: Tally,
+    end_timer: Option<TimerId>,
+    progress_timer: Option<TimerId>,
+    over: bool,
+}
+
+#[derive(Clone, Copy)]
+struct TcpSlot {
+    start: Instant,
+    got: usize,
+    wrong: bool,
+    finished: bool,
+}
+
+pub(super) fn run(plan: Plan) -> Result<Tally> {
+    let mut event_loop = plan.event_loop()?;
+    let concurrency = plan.concurrency;
+    let now = Instant::now();
+    let mut load = TcpLoad {
+        slots: vec![
+            TcpSlot {
+                start: now,
+                got: 0,
+                wrong: false,
+                finished: true,
+            };
+            concurrency as usize
+        ],
+        free: (0..concurrency).rev().collect(),
+        plan,
+        started_ops: 0,
+        in_flight: 0,
+        tally: Tally::default(),
+        end_timer: None,
+        progress_timer: None,
+        over: false,
+    };
+    load.end_timer = Some(event_loop.set_timer(load.plan.deadline));
+    if load.plan.report_progress {
+        load.progress_timer = Some(event_loop.set_timer(now + PROGRESS_AFTER));
+    }
+    for _ in 0..concurrency.min(load.plan.total) {
+        load.start_one_direct(&mut event_loop);
+    }
+    if load.in_flight > 0 {
+        event_loop.run(&mut load)?;
+    }
+    load.tally.not_started = load.plan.total - load.started_ops;
+    Ok(load.tally)
+}
+
+impl TcpLoad {
+    fn take_slot(&mut self, now: Instant) -> Option<u64> {
+        let tag = self.free.pop()?;
+        self.slots[tag as usize] = TcpSlot {
+            start: now,
+            got: 0,
+            wrong: false,
+            finished: false,
+        };
+        self.started_ops += 1;
+        self.in_flight += 1;
+        Some(tag)
+    }
+
+    fn start_one_direct(&mut self, event_loop: &mut EventLoop) {
+        let Some(tag) = self.take_slot(Instant::now()) else {
+            return;
+        };
+        if let Err(e) = event_loop.connect(self.plan.addr, tag) {
+            self.in_flight -= 1;
+            self.free.push(tag);
+            count_io_error(&mut self.tally.errors, e.io_error().kind());
+            self.record_done(Instant::now());
+        }
+    }
+
+    fn start_next(&mut self, ctl: &mut Control<'_>) {
+        let now = ctl.now();
+        if self.over || self.started_ops >= self.plan.total {
+            return;
+        }
+        if let Some(tag) = self.take_slot(now) {
+            ctl.connect(self.plan.addr, tag);
+        }
+    }
+
+    fn record_done(&mut self, now: Instant) {
+        self.plan.record_done(&mut self.tally, now);
+    }
+
+    fn maybe_stop(&mut self, ctl: &mut Control<'_>) {
+        if self.in_flight == 0 && (self.over || self.started_ops >= self.plan.total) {
+            ctl.stop();
+        }
+    }
+}
+
+impl Handler for TcpLoad {
+    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) {
+        let slot = &mut self.slots[conn.tag() as usize];
+        let end = slot.got + data.len();
+        if end > self.plan.expected.len() || self.plan.expected[slot.got..end] != *data {
+            slot.wrong = true;
+        }
+        slot.got = end;
+    }
+
+    fn on_read_closed(&mut self, conn: &mut Conn<'_>) {
+        let now = conn.control().now();
+        let slot = &mut self.slots[conn.tag() as usize];
+        slot.finished = true;
+        if slot.wrong || slot.got != self.plan.expected.len() {
+            self.tally.errors.wrong_payload += 1;
+        } else {
+            self.tally.ok += 1;
+            let us = now.duration_since(slot.start).as_micros();
+            self.tally
+                .latencies_us
+                .push(u32::try_from(us).unwrap_or(u32::MAX));
+        }
+        self.record_done(now);
+        conn.close();
+    }
+
+    fn on_close(&mut self, ctl: &mut Control<'_>, closed: &Closed<'_>) {
+        let tag = closed.tag;
+        let slot = self.slots[tag as usize];
+        if !slot.finished && slot.got > 0 {
+            // Some bytes, then a reset or a deadline: a truncated reply, whatever the cause.
+            self.tally.errors.wrong_payload += 1;
+            self.record_done(ctl.now());
+        } else if !slot.finished {
+            count_close(&mut self.tally.errors, &closed.reason);
+            self.record_done(ctl.now());
+        }
+        self.in_flight -= 1;
+        self.free.push(tag);
+        self.start_next(ctl);
+        self.maybe_stop(ctl);
+    }
+
+    fn on_timer(&mut self, ctl: &mut Control<'_>, timer: TimerId) {
+        if Some(timer) == self.end_timer {
+            self.over = true;
+            ctl.stop();
+        } else if Some(timer) == self.progress_timer {
+            print_progress(&self.plan, ctl.now());
+            self.progress_timer = Some(ctl.set_timer(ctl.now() + PROGRESS_EVERY));
+        }
+    }
+}
