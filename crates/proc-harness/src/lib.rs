@@ -420,7 +420,8 @@ mod tests {
     fn readiness_line_then_stop_collects_status_and_stderr() {
         let p = Process::start(
             "sh",
-            sh("echo 'Listening on 127.0.0.1:4242'; echo oops >&2; trap 'echo bye >&2; exit 3' TERM; while :; do sleep 0.05; done"),
+            // The trap comes first: SIGTERM may follow the readiness line at once.
+            sh("trap 'echo bye >&2; exit 3' TERM; echo oops >&2; echo 'Listening on 127.0.0.1:4242'; while :; do sleep 0.05; done"),
         )
         .expect("starts");
         assert_eq!(p.ready(), "Listening on 127.0.0.1:4242");
