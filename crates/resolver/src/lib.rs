@@ -14,7 +14,8 @@
 //!   lookup, `NI_*` flags) and [`gethostname`] complete it.
 //!
 //! [`PyAddr`] and [`AddrInfo`]'s `Display` print addresses the way Python does, as the tutorial
-//! shows them: `('127.0.0.1', 48437)`, `(2, 1, 6, '', ('127.0.0.1', 80))`.
+//! shows them: `('127.0.0.1', 48437)`, `(2, 1, 6, '', ('127.0.0.1', 80))`; [`pformat`] prints
+//! a [`PyVal`] (such as a list of `getaddrinfo` entries) as Python's `pprint.pformat` does.
 //!
 //! # Examples
 //!
@@ -93,6 +94,7 @@ mod error;
 mod host;
 mod hostname;
 mod nameinfo;
+mod pprint;
 mod pyrepr;
 mod sockaddr;
 
@@ -104,6 +106,7 @@ pub use error::{Error, ErrorKind};
 pub use host::{check_port, encode_host};
 pub use hostname::gethostname;
 pub use nameinfo::{getnameinfo, NI_DGRAM, NI_NAMEREQD, NI_NOFQDN, NI_NUMERICHOST, NI_NUMERICSERV};
+pub use pprint::{pformat, PyVal};
 pub use pyrepr::{ipv6_text, py_str, PyAddr};
 pub use sockaddr::{
     socket_addr, socket_addr_numeric, socket_addr_or_hostname, socket_addrs,
