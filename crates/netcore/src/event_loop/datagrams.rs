@@ -31,18 +31,19 @@ impl<M> EventLoop<M> {
         // Each report clears itself; the bound only guards against a socket that errs forever.
         const MAX_PEER_ERRORS: u32 = 64;
         let mut peer_errors = 0;
-        let mut scratch = self.lend_scratch();
         while let Some(Source::Udp(udp)) = self.core.sources.get_mut(key) {
-            match udp.socket.recv_from(&mut scratch) {
+            match udp.socket.recv_from(&mut self.scratch) {
                 Ok((n, from)) => {
                     Counters::add(&self.core.counters.datagrams_in, 1);
-                    let mut dgram = Datagram {
-                        ctl: Control {
-                            core: &mut self.core,
-                        },
-                        id: SocketId(key),
-                    };
-                    handler.on_datagram(&mut dgram, &scratch[..n], from);
+                    self.with_scratch(|event_loop, scratch| {
+                        let mut dgram = Datagram {
+                            ctl: Control {
+                                core: &mut event_loop.core,
+                            },
+                            id: SocketId(key),
+                        };
+                        handler.on_datagram(&mut dgram, &scratch[..n], from);
+                    });
                     self.after_callback(handler);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -66,6 +67,5 @@ impl<M> EventLoop<M> {
                 }
             }
         }
-        self.return_scratch(scratch);
     }
 }

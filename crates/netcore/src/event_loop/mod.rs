@@ -150,9 +150,9 @@ pub struct EventLoop<M = ()> {
     /// A batch of messages taken from the mailbox (kept for its allocation).
     inbox: VecDeque<M>,
     /// The read buffer every connection and UDP socket shares: a callback's `data` borrows
-    /// it, so it lives outside `core`. Lent out (empty) while a read's callbacks run; a
-    /// read nested in one of them (a connection resumed from `on_data`) gets its own
-    /// (`lend_scratch`).
+    /// it, so it lives outside `core`. Lent out only for the length of one callback
+    /// (`with_scratch`); loop code that runs after it (a read owed to a connection the
+    /// callback resumed) always finds it in place.
     scratch: Vec<u8>,
     config: Config,
     limits: Limits,
@@ -459,23 +459,13 @@ impl<M> EventLoop<M> {
         }
     }
 
-    /// The shared read buffer, or a new one when it is lent out to a read whose callback
-    /// is running (a read buffer of length zero would read as EOF).
-    fn lend_scratch(&mut self) -> Vec<u8> {
+    /// Lends the shared read buffer to `f` (a handler callback reading `data` from it) and
+    /// takes it back. Only a callback holds it: the loop's own reads and drains (which a
+    /// callback's requests may start, once it returns) always find it in place.
+    fn with_scratch(&mut self, f: impl FnOnce(&mut Self, &[u8])) {
         let scratch = std::mem::take(&mut self.scratch);
-        if scratch.is_empty() {
-            vec![0; READ_CHUNK]
-        } else {
-            scratch
-        }
-    }
-
-    /// Takes a lent buffer back, keeping the larger of the two (a small stand-in lent while
-    /// the shared one was out never replaces it).
-    fn return_scratch(&mut self, scratch: Vec<u8>) {
-        if scratch.len() > self.scratch.len() {
-            self.scratch = scratch;
-        }
+        f(self, &scratch);
+        self.scratch = scratch;
     }
 
     fn source_event<H: Handler<M>>(

@@ -95,25 +95,26 @@ impl<M> EventLoop<M> {
     /// Reads until `WouldBlock` (or, as `drain` allows, a short read), EOF, a pause, or
     /// back-pressure, handing data to the handler (or dropping it, when closing).
     pub(super) fn on_readable<H: Handler<M>>(&mut self, id: ConnId, drain: Drain, handler: &mut H) {
-        let mut scratch = self.lend_scratch();
         // Looked up again after every callback: the handler may have paused, closed or
         // aborted this connection, through `Conn` or through `Control`.
         while let Some(c) = self.core.conns.get_mut(id) {
             let closing = c.is_closing();
             match c.read_step(
-                &mut scratch,
+                &mut self.scratch,
                 self.core.now,
                 &self.limits,
                 &self.core.counters,
             ) {
                 Input::Data(n) => {
-                    let data = &scratch[..n];
-                    self.callback(id, handler, |h, conn| h.on_data(conn, data));
+                    self.with_scratch(|event_loop, scratch| {
+                        let data = &scratch[..n];
+                        event_loop.callback(id, handler, |h, conn| h.on_data(conn, data));
+                    });
                     self.after_callback(handler);
                     // A short read emptied the socket's receive queue: data arriving later
                     // raises a new edge, so the read that would only say `WouldBlock` is
                     // skipped (one system call per request; tokio does the same).
-                    if drain == Drain::UntilShortRead && n < scratch.len() {
+                    if drain == Drain::UntilShortRead && n < self.scratch.len() {
                         break;
                     }
                 }
@@ -127,7 +128,6 @@ impl<M> EventLoop<M> {
                 Input::Stop => break,
             }
         }
-        self.return_scratch(scratch);
         self.settle(id, handler);
         self.after_callback(handler);
     }
@@ -179,23 +179,12 @@ impl<M> EventLoop<M> {
         let Some(c) = self.core.conns.get_mut(id) else {
             return;
         };
-        let mut scratch = std::mem::take(&mut self.scratch);
-        if scratch.is_empty() {
-            // Lent out to a read whose callback is running: a closing connection still
-            // needs a real buffer to look for unread input.
-            scratch = vec![0; 4096];
-        }
-        let step = c.advance(
+        match c.advance(
             self.core.now,
             &self.limits,
-            &mut scratch,
+            &mut self.scratch,
             &self.core.counters,
-        );
-        self.return_scratch(scratch);
-        let Some(c) = self.core.conns.get_mut(id) else {
-            return;
-        };
-        match step {
+        ) {
             Step::Close(reason) => self.close(id, reason, handler),
             Step::Keep => {
                 if !c.is_registered() {
