@@ -13,56 +13,36 @@ use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+
+use proc_harness::{Process, Stderr};
 use std::time::{Duration, Instant};
 
 use util::{wait_for, TempDir, BOUND};
 
-/// An example program, running, killed when dropped.
+/// An example program, running (killed and reaped when dropped).
 struct Example {
-    child: Child,
+    process: Process,
     addr: SocketAddr,
 }
 
 impl Example {
     fn start(name: &str, args: &[&str]) -> Example {
-        let path = example_path(name);
-        let mut child = Command::new(&path)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", path.display()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the readiness line");
-        let addr = line
-            .trim()
+        let mut cmd = Command::new(example_path(name));
+        cmd.args(args);
+        let process = Process::start_with(name, cmd, Stderr::Null)
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let addr = process
+            .ready()
             .strip_prefix("Listening on ")
             .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("{name}: no readiness line, got {line:?}"));
-        Example { child, addr }
+            .unwrap_or_else(|| panic!("{name}: no readiness line, got {:?}", process.ready()));
+        Example { process, addr }
     }
 
     /// Resident memory now (`VmRSS`), in bytes.
     fn rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("read /proc status");
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc status");
-        kb * 1024
-    }
-}
-
-impl Drop for Example {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.status_kb("VmRSS:") * 1024
     }
 }
 
