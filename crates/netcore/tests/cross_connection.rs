@@ -381,11 +381,9 @@ fn pending_output_of_another_connection() {
     let mut got = vec![0; SIZE];
     client.read_exact(&mut got).unwrap();
     assert!(got == util::pattern(SIZE), "the output arrived intact");
-    let deadline = Instant::now() + BOUND;
-    while s.controller.ask(&format!("pending {n}")) != "Some(0)" {
-        assert!(Instant::now() < deadline, "pending never fell to 0");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    util::wait_for("pending to fall to 0", BOUND, || {
+        s.controller.ask(&format!("pending {n}")) == "Some(0)"
+    });
     assert_eq!(s.server.counters.snapshot().buffered, 0);
     s.server.stop();
 }
