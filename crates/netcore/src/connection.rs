@@ -728,7 +728,8 @@ impl<S: Socket> Connection<S> {
     }
 
     /// The end of its life: queued output is freed (and uncounted), and the socket closed.
-    pub(crate) fn retire(mut self, counters: &Counters) {
+    #[inline]
+    pub(crate) fn retire(&mut self, counters: &Counters) {
         counters.unbuffer(self.out.len());
         self.out.clear();
     }
@@ -1041,6 +1042,7 @@ mod tests {
         );
         assert_eq!(c.pending(), 4);
         c.retire(&counters);
+        drop(c);
         assert_eq!(Arc::strong_count(&message), 1);
         assert_eq!(counters.snapshot().buffered, 0);
         let _ = now;

@@ -28,6 +28,7 @@ impl<T> Default for Slots<T> {
 
 impl<T> Slots<T> {
     /// The id the next [`insert`](Self::insert) will return.
+    #[inline]
     pub(crate) fn next_id(&self) -> ConnId {
         let index = self.entries.vacant_key();
         ConnId {
@@ -36,6 +37,7 @@ impl<T> Slots<T> {
         }
     }
 
+    #[inline]
     pub(crate) fn insert(&mut self, value: T) -> ConnId {
         let id = self.next_id();
         self.entries.insert(value);
@@ -57,6 +59,7 @@ impl<T> Slots<T> {
         self.gens[id.index] = id.gen.wrapping_add(1);
     }
 
+    #[inline]
     pub(crate) fn get(&self, id: ConnId) -> Option<&T> {
         if self.gen(id.index) != id.gen {
             return None;
@@ -64,6 +67,7 @@ impl<T> Slots<T> {
         self.entries.get(id.index)
     }
 
+    #[inline]
     pub(crate) fn get_mut(&mut self, id: ConnId) -> Option<&mut T> {
         if self.gen(id.index) != id.gen {
             return None;
@@ -71,6 +75,7 @@ impl<T> Slots<T> {
         self.entries.get_mut(id.index)
     }
 
+    #[inline]
     pub(crate) fn remove(&mut self, id: ConnId) -> Option<T> {
         if self.gen(id.index) != id.gen {
             return None;
@@ -99,6 +104,7 @@ impl<T> Slots<T> {
             .collect()
     }
 
+    #[inline]
     fn gen(&self, index: usize) -> u32 {
         self.gens.get(index).copied().unwrap_or(0)
     }

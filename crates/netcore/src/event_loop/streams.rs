@@ -156,8 +156,11 @@ impl<M> EventLoop<M> {
     /// change more connections; the list is worked until it is empty. A nested call (a
     /// callback run while settling) leaves the list to the outer one, so the stack stays
     /// flat however connections feed each other.
+    #[inline]
     pub(super) fn after_callback<H: Handler<M>>(&mut self, handler: &mut H) {
-        if self.settling {
+        // The common case (a callback that touched only its own connection) costs two
+        // length checks.
+        if self.settling || (self.core.touched.is_empty() && self.core.deferred.is_empty()) {
             return;
         }
         self.settling = true;
@@ -242,7 +245,7 @@ impl<M> EventLoop<M> {
         reason: CloseReason,
         handler: &mut H,
     ) {
-        let Some(conn) = self.core.conns.remove(id) else {
+        let Some(mut conn) = self.core.conns.remove(id) else {
             return;
         };
         if let Some(at) = conn.scheduled() {
