@@ -170,6 +170,41 @@ fn clients_that_never_read_a_large_message_cost_no_copy_and_time_out() {
 }
 
 #[test]
+fn a_greeting_cut_by_the_write_timeout_ends_with_a_reset_not_an_eof() {
+    let dir = temp_dir("cut-greeting");
+    let path = dir.join("8mib.txt");
+    let body: Vec<u8> = (0..(8u32 << 20)).map(|i| b'a' + (i % 26) as u8).collect();
+    std::fs::write(&path, &body).unwrap();
+    let server = Server::local(&[
+        "--threads",
+        "1",
+        "--quiet",
+        "--message-file",
+        path.to_str().unwrap(),
+        "--write-timeout",
+        "1s",
+    ]);
+    let fds = server.open_fds();
+    let mut sluggard = TcpStream::connect(server.addr()).unwrap();
+    wait_until("the reader is accepted", || server.open_fds() > fds);
+    wait_until("the write timeout gives it up", || server.open_fds() == fds);
+    // It reads only now: what the kernel held, then an error, never an orderly EOF.
+    let mut got = Vec::new();
+    match std::io::Read::read_to_end(&mut sluggard, &mut got) {
+        Ok(n) => panic!("{n} of {} bytes, then an orderly EOF", body.len()),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    assert!(got.len() < body.len());
+    let next = TcpStream::connect(server.addr()).unwrap();
+    assert!(
+        read_all(next).unwrap() == body,
+        "the next client's greeting differs"
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn half_close_and_garbage_still_get_the_whole_greeting() {
     let server = Server::local(&["--quiet"]);
     let c = TcpStream::connect(server.addr()).unwrap();

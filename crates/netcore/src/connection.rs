@@ -29,6 +29,8 @@ use crate::id::{CloseReason, ListenerId, PeerAddr};
 /// What a connection's socket must do, so that tests can drive [`Connection`] with a fake.
 pub(crate) trait Socket: Read + Write {
     fn shutdown_write(&self) -> io::Result<()>;
+    /// Makes the coming close send a reset (TCP `SO_LINGER` 0) instead of a FIN.
+    fn reset_on_close(&self) -> io::Result<()>;
 }
 
 /// A connection's socket.
@@ -104,6 +106,15 @@ impl Socket for Stream {
         match self {
             Stream::Tcp(s) => s.shutdown(Shutdown::Write),
             Stream::Unix(s) => s.shutdown(Shutdown::Write),
+        }
+    }
+
+    fn reset_on_close(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => socket2::SockRef::from(s).set_linger(Some(Duration::ZERO)),
+            // A Unix-domain stream has no reset: its peer reads what was delivered, then
+            // EOF. Nothing to do.
+            Stream::Unix(_) => Ok(()),
         }
     }
 }
@@ -231,6 +242,12 @@ pub(crate) struct Connection<S = Stream> {
     registered: bool,
     /// The deadline this connection has in the loop's timer set.
     scheduled: Option<Instant>,
+    /// The peer reset the connection and `SO_ERROR` (which said so) was already taken:
+    /// input still queued is read, and then the connection ends as reset, not at an EOF.
+    reset_behind_input: bool,
+    /// It spent its read budget this turn and waits in the loop's list to be read next
+    /// turn; reads before then would spend a second budget in the same turn.
+    carried: bool,
     last_active: Instant,
     write_deadline: Option<Instant>,
     linger_deadline: Option<Instant>,
@@ -299,9 +316,11 @@ impl<S: Socket> Connection<S> {
             writing: Writing::Ready,
             after_flush: AfterFlush::Nothing,
             read_owed: false,
+            reset_behind_input: false,
             flushed_owed: false,
             registered: false,
             scheduled: None,
+            carried: false,
             last_active: now,
             write_deadline: None,
             linger_deadline: None,
@@ -464,6 +483,14 @@ impl<S: Socket> Connection<S> {
         self.scheduled = at;
     }
 
+    pub(crate) fn is_carried(&self) -> bool {
+        self.carried
+    }
+
+    pub(crate) fn set_carried(&mut self, carried: bool) {
+        self.carried = carried;
+    }
+
     /// Records an I/O error: the connection ends at its next step.
     pub(crate) fn fail(&mut self, err: &io::Error) {
         let reason = if self.phase == Phase::Connecting {
@@ -479,6 +506,14 @@ impl<S: Socket> Connection<S> {
         if !matches!(self.phase, Phase::Ended(_)) {
             self.phase = Phase::Ended(reason);
         }
+    }
+
+    /// An outgoing connect completed, and the peer has reset it since: what it sent
+    /// before the reset is still to be read (a reset during the handshake reads as
+    /// `ECONNREFUSED`, not `ECONNRESET`).
+    pub(crate) fn established_then_reset(&mut self, now: Instant) {
+        self.established(now);
+        self.reset_behind_input = true;
     }
 
     /// An outgoing connect completed.
@@ -548,6 +583,10 @@ impl<S: Socket> Connection<S> {
         }
         loop {
             match self.stream.read(scratch) {
+                Ok(0) if self.reset_behind_input => {
+                    self.end(CloseReason::Reset);
+                    return Input::Stop;
+                }
                 Ok(0) => {
                     self.reading = Reading::Closed;
                     return Input::Eof;
@@ -727,11 +766,30 @@ impl<S: Socket> Connection<S> {
         }
     }
 
-    /// The end of its life: queued output is freed (and uncounted), and the socket closed.
+    /// The end of its life: queued output is freed (and uncounted), and the socket closed
+    /// when the connection is dropped.
+    ///
+    /// A connection given up with output still queued, or aborted, ends with a reset (TCP
+    /// `SO_LINGER` 0), never a FIN: a FIN would tell the peer that the cut reply it holds
+    /// is whole, and would leave the kernel sending what it already took to a peer that
+    /// may never read it. Returns whether it was reset.
     #[inline]
-    pub(crate) fn retire(&mut self, counters: &Counters) {
-        counters.unbuffer(self.out.len());
+    pub(crate) fn retire(&mut self, reason: CloseReason, counters: &Counters) -> bool {
+        let unsent = self.out.len();
+        counters.unbuffer(unsent);
         self.out.clear();
+        let reset = match reason {
+            CloseReason::Done => false,
+            CloseReason::Aborted => true,
+            _ => unsent > 0,
+        };
+        if reset {
+            if let Err(err) = self.stream.reset_on_close() {
+                log::debug!("SO_LINGER 0 on {:?}: {err}", self.peer);
+            }
+            Counters::add(&counters.reset_sent, 1);
+        }
+        reset
     }
 }
 
@@ -749,6 +807,7 @@ mod tests {
         window: usize,
         written: Vec<u8>,
         shut: std::cell::Cell<bool>,
+        reset: std::cell::Cell<bool>,
         reads: usize,
     }
 
@@ -789,6 +848,11 @@ mod tests {
     impl Socket for Fake {
         fn shutdown_write(&self) -> io::Result<()> {
             self.shut.set(true);
+            Ok(())
+        }
+
+        fn reset_on_close(&self) -> io::Result<()> {
+            self.reset.set(true);
             Ok(())
         }
     }
@@ -985,6 +1049,37 @@ mod tests {
     }
 
     #[test]
+    fn giving_up_with_unsent_output_resets_instead_of_closing_in_order() {
+        let (mut c, now, counters) = open(Fake {
+            window: 3,
+            ..Fake::default()
+        });
+        assert!(c.send(b"hello", None, &counters));
+        assert_eq!(step(&mut c, now, &counters), Step::Keep);
+        assert!(
+            c.retire(CloseReason::Timeout, &counters),
+            "2 bytes were unsent"
+        );
+        assert!(c.stream.reset.get());
+        assert_eq!(counters.snapshot().reset_sent, 1);
+        assert_eq!(counters.snapshot().buffered, 0);
+    }
+
+    #[test]
+    fn a_timeout_with_nothing_unsent_and_a_done_close_end_in_order_but_abort_resets() {
+        for (reason, reset) in [
+            (CloseReason::Timeout, false),
+            (CloseReason::Shutdown, false),
+            (CloseReason::Done, false),
+            (CloseReason::Aborted, true),
+        ] {
+            let (mut c, _, counters) = open(Fake::default());
+            assert_eq!(c.retire(reason, &counters), reset, "{reason:?}");
+            assert_eq!(c.stream.reset.get(), reset, "{reason:?}");
+        }
+    }
+
+    #[test]
     fn abort_and_errors_end_the_connection_with_the_first_reason() {
         let (mut c, now, counters) = open(Fake::default());
         c.fail(&io::ErrorKind::ConnectionReset.into());
@@ -1041,7 +1136,7 @@ mod tests {
             "the rest waits as a shared chunk"
         );
         assert_eq!(c.pending(), 4);
-        c.retire(&counters);
+        c.retire(CloseReason::Done, &counters);
         drop(c);
         assert_eq!(Arc::strong_count(&message), 1);
         assert_eq!(counters.snapshot().buffered, 0);

@@ -175,7 +175,8 @@ impl Control<'_> {
         self.touch(id, Connection::close)
     }
 
-    /// Closes connection `id` now, dropping its queued output (the peer may see a reset).
+    /// Closes connection `id` now, dropping its queued output; a TCP peer sees a reset
+    /// (`SO_LINGER` 0), never an orderly EOF.
     /// Returns `false` when `id` is stale.
     pub fn abort(&mut self, id: ConnId) -> bool {
         self.touch(id, Connection::abort)

@@ -32,6 +32,7 @@ pub struct Counters {
     pub(crate) timeouts: AtomicU64,
     pub(crate) connect_failures: AtomicU64,
     pub(crate) other_errors: AtomicU64,
+    pub(crate) reset_sent: AtomicU64,
     pub(crate) buffered: AtomicU64,
     pub(crate) buffered_peak: AtomicU64,
 }
@@ -74,6 +75,10 @@ pub struct CounterSnapshot {
     pub connect_failures: u64,
     /// Any other I/O error.
     pub other_errors: u64,
+    /// Connections the loop ended with a reset instead of a FIN: aborted, or given up
+    /// (a timeout, a shutdown's drain time) with output still unsent, so that the peer
+    /// sees an error rather than a cut reply that looks whole.
+    pub reset_sent: u64,
     /// A gauge, not a count: bytes queued in connections' write buffers right now (output
     /// the kernel has not taken yet). Back-pressure keeps it bounded.
     pub buffered: u64,
@@ -109,6 +114,7 @@ impl Counters {
             timeouts,
             connect_failures,
             other_errors,
+            reset_sent,
             buffered,
             buffered_peak
         )

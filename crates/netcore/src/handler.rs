@@ -299,8 +299,8 @@ impl<'a> Conn<'a> {
         self.with(|c| c.set_deadline(at));
     }
 
-    /// Closes now, dropping queued output (the peer may see a reset). For a peer that broke
-    /// the protocol, or one too slow to keep (`examples/chat.rs` aborts a client whose
+    /// Closes now, dropping queued output; a TCP peer sees a reset (`SO_LINGER` 0), never
+    /// an orderly EOF. For a peer that broke the protocol, or one too slow to keep (`examples/chat.rs` aborts a client whose
     /// pending output passes its bound).
     pub fn abort(&mut self) {
         self.with(Connection::abort);

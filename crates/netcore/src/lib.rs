@@ -117,6 +117,15 @@
 //! - **Closing is orderly.** [`Conn::close`] flushes, shuts our side, reads and drops the
 //!   peer's input until EOF or [`Config::linger`], then closes: closing with unread input
 //!   would send a reset that can destroy a reply the peer has not read yet.
+//! - **Giving up is not orderly.** A connection the loop gives up on with output still
+//!   queued (its write or idle deadline passed, or a shutdown's drain time ended), and
+//!   one the handler aborts, ends with a TCP reset (`SO_LINGER` 0), never a FIN: the peer
+//!   sees an error, never a cut reply that looks whole, and the kernel frees the socket's
+//!   send buffer at once. [`CounterSnapshot::reset_sent`] counts them. (A Unix-domain
+//!   stream has no reset: its peer reads what was delivered, then EOF.)
+//! - **One peer cannot starve the others.** A connection is read at most 16 times
+//!   (1 MiB) per turn of the loop; one that still has input is read again next turn,
+//!   after every other ready connection, the listeners, timers and messages had theirs.
 //! - **Nothing lives forever.** Registered connections have an idle deadline, and queued
 //!   output a write deadline that moves whenever the peer takes some of it ([`Config`]): a
 //!   peer that stops reading is closed and its buffer freed; a slow one is not.

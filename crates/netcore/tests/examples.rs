@@ -275,3 +275,67 @@ fn forward_holds_a_fast_sender_back_when_its_client_never_reads() {
         TcpStream::connect(forward.addr).is_ok()
     });
 }
+
+/// Reads until the end: `Ok(bytes)` for an orderly EOF, `Err((bytes, kind))` for an error.
+fn read_to_end_or_error(conn: &mut TcpStream) -> Result<Vec<u8>, (Vec<u8>, ErrorKind)> {
+    let mut got = Vec::new();
+    let mut buf = [0; 4096];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return Ok(got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err((got, e.kind())),
+        }
+    }
+}
+
+#[test]
+fn forward_passes_a_reset_on_as_a_reset() {
+    // A target that sends 13 bytes, then resets the connection.
+    let target = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the target");
+    let target_addr = target.local_addr().expect("target address");
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = target.accept().expect("accept");
+        conn.write_all(b"partial reply").expect("send 13 bytes");
+        socket2::SockRef::from(&conn)
+            .set_linger(Some(Duration::ZERO))
+            .expect("SO_LINGER 0");
+        drop(conn);
+    });
+    let forward = Example::start("forward", &["127.0.0.1:0", &target_addr.to_string()]);
+    let mut conn = client(forward.addr);
+    server.join().expect("target thread");
+    match read_to_end_or_error(&mut conn) {
+        Ok(got) => panic!(
+            "{:?}, then an orderly EOF: the target's reset became a clean close",
+            String::from_utf8_lossy(&got)
+        ),
+        Err((got, kind)) => {
+            assert_eq!(
+                got, b"partial reply",
+                "what the target sent before its reset"
+            );
+            assert_eq!(kind, ErrorKind::ConnectionReset);
+        }
+    }
+}
+
+#[test]
+fn forward_resets_the_client_when_the_target_refuses() {
+    // A port nobody listens on: bound, then closed.
+    let refused = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let forward = Example::start("forward", &["127.0.0.1:0", &refused.to_string()]);
+    let mut conn = client(forward.addr);
+    match read_to_end_or_error(&mut conn) {
+        Ok(got) => {
+            panic!("{got:?}, then an orderly EOF: a refused target looks like an empty reply")
+        }
+        Err((got, kind)) => {
+            assert!(got.is_empty());
+            assert_eq!(kind, ErrorKind::ConnectionReset);
+        }
+    }
+}

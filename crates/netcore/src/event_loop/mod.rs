@@ -164,6 +164,11 @@ pub struct EventLoop<M = ()> {
     full: bool,
     /// `drain_touched` is running: a nested call leaves the list to it (bounds recursion).
     settling: bool,
+    /// Connections that spent their read budget this turn with input possibly left: read
+    /// again next turn, whose poll then does not wait.
+    carried: Vec<ConnId>,
+    /// The carried connections being read this turn (kept for its allocation).
+    carrying: Vec<ConnId>,
 }
 
 impl<M> std::fmt::Debug for EventLoop<M> {
@@ -237,6 +242,8 @@ impl<M> EventLoop<M> {
             stopping: false,
             full: false,
             settling: false,
+            carried: Vec::new(),
+            carrying: Vec::new(),
         })
     }
 
@@ -436,7 +443,11 @@ impl<M> EventLoop<M> {
             if self.stopping && self.core.conns.is_empty() {
                 return Ok(());
             }
-            let timeout = self.core.timers.poll_timeout(Instant::now());
+            let timeout = if self.carried.is_empty() {
+                self.core.timers.poll_timeout(Instant::now())
+            } else {
+                Some(Duration::ZERO)
+            };
             if let Err(err) = self.poll.poll(events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -451,12 +462,31 @@ impl<M> EventLoop<M> {
                     Target::Conn(id) => self.conn_event(id, event, handler),
                 }
             }
+            self.read_carried(handler);
             self.fire_timers(handler);
             handler.on_turn_end(&mut Control {
                 core: &mut self.core,
             });
             self.after_callback(handler);
         }
+    }
+
+    /// Reads again the connections that spent their read budget last turn (those that
+    /// spend it again now are carried to the next turn).
+    fn read_carried<H: Handler<M>>(&mut self, handler: &mut H) {
+        if self.carried.is_empty() {
+            return;
+        }
+        std::mem::swap(&mut self.carried, &mut self.carrying);
+        let mut carrying = std::mem::take(&mut self.carrying);
+        for id in carrying.drain(..) {
+            if let Some(c) = self.core.conns.get_mut(id) {
+                c.set_carried(false);
+                // Fully: an EOF behind the data raises no new edge either.
+                self.on_readable(id, streams::Drain::Fully, handler);
+            }
+        }
+        self.carrying = carrying;
     }
 
     /// Lends the shared read buffer to `f` (a handler callback reading `data` from it) and

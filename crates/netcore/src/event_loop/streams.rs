@@ -10,6 +10,10 @@ use crate::id::{CloseReason, ConnId, ListenerId, PeerAddr};
 use crate::timers::TimerKey;
 use crate::token::{self, Target, MAX_INDEX};
 
+/// Reads one connection may make per turn (of up to 64 KiB each): 1 MiB, about a
+/// millisecond of copying, before the loop turns to everything else that is ready.
+pub(super) const READ_BUDGET: usize = 16;
+
 /// How far [`EventLoop::on_readable`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Drain {
@@ -78,6 +82,13 @@ impl<M> EventLoop<M> {
                 Counters::add(&self.core.counters.connected, 1);
                 self.callback(id, handler, |h, conn| h.on_open(conn));
             }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                c.established_then_reset(self.core.now);
+                Counters::add(&self.core.counters.connected, 1);
+                self.callback(id, handler, |h, conn| h.on_open(conn));
+                // The caller reads it (the event carries the error): what the peer sent
+                // before its reset is handed on, then the connection ends as reset.
+            }
             Err(e) => c.fail(&e),
         }
         self.settle(id, handler);
@@ -92,12 +103,28 @@ impl<M> EventLoop<M> {
         self.after_callback(handler);
     }
 
-    /// Reads until `WouldBlock` (or, as `drain` allows, a short read), EOF, a pause, or
-    /// back-pressure, handing data to the handler (or dropping it, when closing).
+    /// Reads until `WouldBlock` (or, as `drain` allows, a short read), EOF, a pause,
+    /// back-pressure, or the end of this turn's read budget, handing data to the handler
+    /// (or dropping it, when closing).
+    ///
+    /// The budget ([`READ_BUDGET`] reads) keeps one peer that keeps its socket full from
+    /// starving every other connection, the listeners, timers and messages: a connection
+    /// that spends it is carried over and read again next turn, after one poll that does
+    /// not wait (its edge was consumed, so no event would come for it).
     pub(super) fn on_readable<H: Handler<M>>(&mut self, id: ConnId, drain: Drain, handler: &mut H) {
+        if self.core.conns.get(id).is_none_or(|c| c.is_carried()) {
+            return; // its turn's reads are spent: the carried pass reads it
+        }
+        let mut budget = READ_BUDGET;
         // Looked up again after every callback: the handler may have paused, closed or
         // aborted this connection, through `Conn` or through `Control`.
         while let Some(c) = self.core.conns.get_mut(id) {
+            if budget == 0 {
+                c.set_carried(true);
+                self.carried.push(id);
+                break;
+            }
+            budget -= 1;
             let closing = c.is_closing();
             match c.read_step(
                 &mut self.scratch,
@@ -262,7 +289,7 @@ impl<M> EventLoop<M> {
             unsent,
             handler,
         );
-        conn.retire(&self.core.counters);
+        conn.retire(reason, &self.core.counters);
         self.resume_full_listeners(handler);
     }
 
