@@ -159,6 +159,21 @@ pub fn client(args: &[&str]) -> Output {
         .expect("run greet-client")
 }
 
+/// A TCP peer on `127.0.0.1:0` on std threads that hands each of its first `connections`
+/// accepted streams to `serve` (on a thread of its own), then stops accepting. Returns its
+/// port. `serve` must bound its own time.
+pub fn serve_each(connections: usize, serve: fn(std::net::TcpStream)) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().expect("local_addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(connections) {
+            let Ok(stream) = stream else { continue };
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    port
+}
+
 /// The report `greet-client bench --json` printed, typed; panics with the output when it
 /// printed none.
 pub fn bench_report(out: &Output) -> BenchReport {

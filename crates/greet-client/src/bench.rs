@@ -68,7 +68,8 @@ pub struct BenchArgs {
     #[arg(value_hint = clap::ValueHint::Other, long, default_value = "120s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     duration: Duration,
 
-    /// Deadline of one connection or request.
+    /// Deadline of one connection (from its connect to the end of the reply), one echo
+    /// request (from its send to the end of its echo), or one UDP request.
     #[arg(value_hint = clap::ValueHint::Other, long, default_value = "5s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     timeout: Duration,
 

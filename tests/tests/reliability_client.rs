@@ -1,0 +1,136 @@
+//! greet-client under faults: a server that streams forever, trickles, or says more than it
+//! should. Every exchange is bounded by `--timeout`, and a reply longer than expected is
+//! counted wrong at once.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use e2e::{bench_report, client, serve_each, BenchReport};
+
+/// What `greet-client bench` expects by default.
+const GREETING: &[u8] = b"Thank you for connecting";
+
+/// How long an in-test server goes on when the client never goes away.
+const SERVER_BOUND: Duration = Duration::from_secs(30);
+
+fn bench(args: &[&str]) -> (std::process::Output, BenchReport) {
+    let out = client(&[&["bench", "--json"], args].concat());
+    let report = bench_report(&out);
+    (out, report)
+}
+
+/// The greeting, then the greeting again and again, until the client goes away.
+fn stream_forever(mut stream: TcpStream) {
+    let end = Instant::now() + SERVER_BOUND;
+    let _ = stream.set_write_timeout(Some(SERVER_BOUND));
+    while Instant::now() < end {
+        if stream.write_all(GREETING).is_err() {
+            return;
+        }
+    }
+}
+
+/// The greeting and a few bytes more, then nothing (the connection left open) until the
+/// client goes away.
+fn say_too_much_and_wait(mut stream: TcpStream) {
+    if stream.write_all(GREETING).is_err() || stream.write_all(b" and more").is_err() {
+        return;
+    }
+    let _ = stream.set_read_timeout(Some(SERVER_BOUND));
+    let _ = stream.read(&mut [0; 64]);
+}
+
+/// Writes `reply` one byte at a time, a quarter of a second apart: every read the client
+/// makes is quick, the whole reply slow.
+fn trickle(stream: &mut TcpStream, reply: &[u8]) {
+    for byte in reply {
+        if stream.write_all(std::slice::from_ref(byte)).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn trickle_greeting(mut stream: TcpStream) {
+    trickle(&mut stream, GREETING);
+}
+
+#[test]
+fn bench_ends_a_server_that_streams_forever_at_once_and_counts_it_wrong() {
+    let port = serve_each(4, stream_forever).to_string();
+    let started = Instant::now();
+    let (out, r) = bench(&[
+        "--port",
+        &port,
+        "-n",
+        "4",
+        "--timeout",
+        "1s",
+        "--duration",
+        "20s",
+    ]);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "bench took {took:?}, half its --duration: {r:?}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{r:?}");
+    assert_eq!(r.ok, 0, "{r:?}");
+    assert_eq!(r.errors.wrong_payload, 4, "{r:?}");
+    assert_eq!(r.errors.total, 4, "{r:?}");
+    assert_eq!(r.not_started, 0, "{r:?}");
+}
+
+#[test]
+fn bench_counts_a_longer_than_expected_reply_wrong_without_waiting_for_the_close() {
+    // One connection at a time: each next one starts only once the last is counted.
+    let port = serve_each(4, say_too_much_and_wait).to_string();
+    let started = Instant::now();
+    let (out, r) = bench(&[
+        "--port",
+        &port,
+        "-n",
+        "4",
+        "-c",
+        "1",
+        "--timeout",
+        "40s",
+        "--duration",
+        "60s",
+    ]);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(20),
+        "bench waited {took:?}, as for the timeout or the close: {r:?}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{r:?}");
+    assert_eq!(r.ok, 0, "{r:?}");
+    assert_eq!(r.errors.wrong_payload, 4, "{r:?}");
+    assert_eq!(r.errors.total, 4, "{r:?}");
+    assert_eq!(r.not_started, 0, "{r:?}");
+}
+
+#[test]
+fn bench_timeout_bounds_the_whole_reply_not_each_read() {
+    // The greeting takes 6 s to trickle in; every byte comes well within the 1 s timeout.
+    let port = serve_each(4, trickle_greeting).to_string();
+    let (out, r) = bench(&[
+        "--port",
+        &port,
+        "-n",
+        "4",
+        "--timeout",
+        "1s",
+        "--duration",
+        "20s",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{r:?}");
+    assert_eq!(
+        r.ok, 0,
+        "a reply slower than --timeout counted as received: {r:?}"
+    );
+    // Part of the reply, then the deadline: a truncated reply.
+    assert_eq!(r.errors.wrong_payload, 4, "{r:?}");
+    assert_eq!(r.errors.total, 4, "{r:?}");
+}
