@@ -56,6 +56,15 @@ fn trickle_greeting(mut stream: TcpStream) {
     trickle(&mut stream, GREETING);
 }
 
+/// An echo server that echoes each message it reads a byte at a time, slowly.
+fn trickle_echo(mut stream: TcpStream) {
+    let _ = stream.set_read_timeout(Some(SERVER_BOUND));
+    let mut buf = [0; 4096];
+    while let Ok(n @ 1..) = stream.read(&mut buf) {
+        trickle(&mut stream, &buf[..n]);
+    }
+}
+
 #[test]
 fn bench_ends_a_server_that_streams_forever_at_once_and_counts_it_wrong() {
     let port = serve_each(4, stream_forever).to_string();
@@ -133,4 +142,34 @@ fn bench_timeout_bounds_the_whole_reply_not_each_read() {
     // Part of the reply, then the deadline: a truncated reply.
     assert_eq!(r.errors.wrong_payload, 4, "{r:?}");
     assert_eq!(r.errors.total, 4, "{r:?}");
+}
+
+#[test]
+fn bench_echo_timeout_bounds_each_whole_request_not_each_read() {
+    // Each 8-byte echo takes 2 s to trickle back; every byte comes well within 1 s.
+    let port = serve_each(2, trickle_echo).to_string();
+    let (out, r) = bench(&[
+        "--echo",
+        "--port",
+        &port,
+        "-n",
+        "2",
+        "--requests",
+        "2",
+        "--size",
+        "8",
+        "--timeout",
+        "1s",
+        "--duration",
+        "20s",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{r:?}");
+    assert_eq!(
+        r.ok, 0,
+        "an echo slower than --timeout counted as received: {r:?}"
+    );
+    // Each connection's first request: part of its echo, then the deadline.
+    assert_eq!(r.errors.wrong_payload, 2, "{r:?}");
+    assert_eq!(r.errors.total, 2, "{r:?}");
+    assert_eq!(r.not_started, 2, "{r:?}");
 }
