@@ -1,12 +1,15 @@
 //! greet-client under faults: a server that streams forever, trickles, or says more than it
-//! should. Every exchange is bounded by `--timeout`, and a reply longer than expected is
-//! counted wrong at once.
+//! should, and a stdout or stderr that cannot be written. Every exchange is bounded by
+//! `--timeout`, a reply longer than expected is counted wrong at once, and no failed write
+//! panics.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use e2e::{bench_report, client, serve_each, BenchReport};
+use e2e::{
+    bench_report, client, client_with_stdio, closed_pipe, dev_full, serve_each, BenchReport, Server,
+};
 
 /// What `greet-client bench` expects by default.
 const GREETING: &[u8] = b"Thank you for connecting";
@@ -172,4 +175,101 @@ fn bench_echo_timeout_bounds_each_whole_request_not_each_read() {
     assert_eq!(r.errors.wrong_payload, 2, "{r:?}");
     assert_eq!(r.errors.total, 2, "{r:?}");
     assert_eq!(r.not_started, 2, "{r:?}");
+}
+
+// ---- stdout and stderr that cannot be written ------------------------------------------
+
+fn assert_no_panic(out: &std::process::Output) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(101), "panicked: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn client_with_stdout_on_a_full_disk_exits_1_without_a_panic() {
+    let server = Server::local(&["--quiet"]);
+    let port = server.port().to_string();
+    let args = ["--host", "127.0.0.1", "--port", &port];
+    let out = client_with_stdio(&args, dev_full(), std::process::Stdio::piped());
+    assert_no_panic(&out);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stdout"), "{stderr}");
+}
+
+#[test]
+fn client_with_stdout_a_closed_pipe_exits_0_quietly() {
+    let server = Server::local(&["--quiet"]);
+    let port = server.port().to_string();
+    let args = ["--host", "127.0.0.1", "--port", &port];
+    let out = client_with_stdio(&args, closed_pipe(), std::process::Stdio::piped());
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+#[test]
+fn client_error_with_stderr_on_a_full_disk_exits_1_without_a_panic() {
+    let port = {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        closed.local_addr().expect("local_addr").port().to_string()
+    };
+    let args = ["--host", "127.0.0.1", "--port", &port, "--timeout", "5s"];
+    let out = client_with_stdio(&args, std::process::Stdio::null(), dev_full());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
+
+#[test]
+fn lookup_with_stdout_or_stderr_on_a_full_disk_exits_1_without_a_panic() {
+    let piped = std::process::Stdio::piped;
+    let out = client_with_stdio(&["lookup", "127.0.0.1", "80"], dev_full(), piped());
+    assert_no_panic(&out);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+
+    let out = client_with_stdio(
+        &["lookup", "127.0.0.1", "80", "--json"],
+        dev_full(),
+        piped(),
+    );
+    assert_no_panic(&out);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+
+    // A failed lookup (no such service, answered from /etc/services) with nowhere to say so.
+    let args = ["lookup", "127.0.0.1", "no-such-service-e2e"];
+    let out = client_with_stdio(&args, piped(), dev_full());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
+
+#[test]
+fn bench_with_stdout_on_a_full_disk_exits_1_without_a_panic() {
+    let server = Server::local(&["--quiet"]);
+    let port = server.port().to_string();
+    let args = ["bench", "--port", &port, "-n", "10", "--json"];
+    let out = client_with_stdio(&args, dev_full(), std::process::Stdio::piped());
+    assert_no_panic(&out);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
+
+#[test]
+fn bench_progress_with_stderr_on_a_full_disk_neither_panics_nor_loses_the_report() {
+    // A server that never answers and a 4 s timeout: the progress line (after 3 s) is
+    // written to stderr while the run goes on.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("local_addr").port().to_string();
+    let args = [
+        "bench",
+        "--json",
+        "--port",
+        &port,
+        "-n",
+        "1",
+        "--timeout",
+        "4s",
+        "--duration",
+        "20s",
+    ];
+    let out = client_with_stdio(&args, std::process::Stdio::piped(), dev_full());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let r = bench_report(&out);
+    assert_eq!(r.errors.timeout, 1, "{r:?}");
+    drop(silent);
 }
