@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: find the real binaries, start a server on an ephemeral
 //! port and read its readiness line (never a fixed sleep), make unique temporary folders.
 
+use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -157,6 +158,60 @@ pub fn client(args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run greet-client")
+}
+
+/// Runs `greet-client ARGS` to completion with its stdout and stderr sent to `stdout` and
+/// `stderr` (what goes there is not in the returned [`Output`]).
+pub fn client_with_stdio(args: &[&str], stdout: Stdio, stderr: Stdio) -> Output {
+    Command::new(bin("greet-client"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .output()
+        .expect("run greet-client")
+}
+
+/// `/dev/full` for writing: every write fails with `ENOSPC`, as on a full disk.
+pub fn dev_full() -> Stdio {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full")
+        .into()
+}
+
+/// The write end of a pipe whose read end is already closed: every write fails with
+/// `EPIPE`, as for `| head` once head has exited.
+pub fn closed_pipe() -> Stdio {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two-element array it is given.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just created by pipe2 and are owned by nothing else.
+    let (read, write) = unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    drop(read);
+    write.into()
+}
+
+/// A TCP peer on `127.0.0.1:0` on std threads that hands each of its first `connections`
+/// accepted streams to `serve` (on a thread of its own), then stops accepting. Returns its
+/// port. `serve` must bound its own time.
+pub fn serve_each(connections: usize, serve: fn(std::net::TcpStream)) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().expect("local_addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(connections) {
+            let Ok(stream) = stream else { continue };
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    port
 }
 
 /// The report `greet-client bench --json` printed, typed; panics with the output when it

@@ -30,6 +30,7 @@ mod file_arg;
 pub use file_arg::{read_file_arg, MESSAGE_MAX};
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -44,7 +45,9 @@ pub fn exit_status(program: &str, error: &anyhow::Error) -> std::process::ExitCo
         let _ = usage.print();
         return std::process::ExitCode::from(u8::try_from(usage.exit_code()).unwrap_or(2));
     }
-    eprintln!("{program}: {error:#}");
+    // Not eprintln!, which panics when stderr is a full disk or a closed pipe: the status
+    // must stay 1, and there is nowhere left to report the failed write.
+    let _ = writeln!(std::io::stderr().lock(), "{program}: {error:#}");
     std::process::ExitCode::FAILURE
 }
 

@@ -12,7 +12,6 @@ mod report;
 mod tcp;
 mod udp;
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,7 +67,8 @@ pub struct BenchArgs {
     #[arg(value_hint = clap::ValueHint::Other, long, default_value = "120s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     duration: Duration,
 
-    /// Deadline of one connection or request.
+    /// Deadline of one connection (from its connect to the end of the reply), one echo
+    /// request (from its send to the end of its echo), or one UDP request.
     #[arg(value_hint = clap::ValueHint::Other, long, default_value = "5s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     timeout: Duration,
 
@@ -99,7 +99,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     } else {
         report::table(&report)
     };
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    crate::output::stdout(text.as_bytes())?;
     Ok(if report.failures() == 0 {
         ExitCode::SUCCESS
     } else {
@@ -243,13 +243,16 @@ fn print_progress(plan: &Plan, now: Instant) {
     let done = plan.progress.done.load(Ordering::Relaxed);
     let secs = now.duration_since(plan.started).as_secs_f64();
     if secs > 0.0 && plan.grand_total > 0 {
-        eprintln!(
+        crate::output::stderr_line(format_args!(
             "bench: {done}/{} done, {:.0}/s",
             plan.grand_total,
             done as f64 / secs
-        );
+        ));
     } else if secs > 0.0 {
-        eprintln!("bench: {done} done, {:.0}/s", done as f64 / secs);
+        crate::output::stderr_line(format_args!(
+            "bench: {done} done, {:.0}/s",
+            done as f64 / secs
+        ));
     }
 }
 

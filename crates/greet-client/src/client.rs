@@ -1,6 +1,6 @@
 //! The tutorial's client: connect (or send a datagram), print the reply.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -63,14 +63,9 @@ pub fn port_arg(text: &str) -> Result<String, String> {
 }
 
 pub fn run(args: &ClientArgs) -> Result<()> {
-    let reply = exchange(args)?;
-    let mut out = io::stdout().lock();
-    // A closed stdout (`| head -c0`) is not the server's fault: exit 0 all the same.
-    let _ = out
-        .write_all(&reply)
-        .and_then(|()| out.write_all(b"\n"))
-        .and_then(|()| out.flush());
-    Ok(())
+    let mut reply = exchange(args)?;
+    reply.push(b'\n');
+    crate::output::stdout(&reply)
 }
 
 /// When to stop reading a stream reply.

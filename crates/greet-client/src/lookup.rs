@@ -5,13 +5,12 @@
 //! family and type as numbers, then `socket.gethostname()`. `--json` prints one JSON document
 //! instead. A failed lookup exits with status 1 and one line on stderr.
 
-use std::io::{self, Write};
 use std::process::ExitCode;
 
 use resolver::{pformat, AddrInfo, Hints, PyVal};
 use serde::Serialize;
 
-use crate::pyjson;
+use crate::{output, pyjson};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -115,7 +114,8 @@ pub struct LookupArgs {
     pub json: bool,
 }
 
-/// Runs the lookup and prints its result; exit status 0, or 1 when the lookup fails.
+/// Runs the lookup and prints its result; exit status 0, or 1 when the lookup fails or its
+/// output cannot be written.
 pub fn run(args: &LookupArgs) -> ExitCode {
     let outcome = if args.reverse {
         reverse(args)
@@ -125,15 +125,18 @@ pub fn run(args: &LookupArgs) -> ExitCode {
     let text = match outcome {
         Ok(text) => text,
         Err(failure) => {
-            eprintln!("{}", failure.line);
+            output::stderr_line(&failure.line);
             if args.json {
                 print_stdout(&failure.json);
             }
             return ExitCode::FAILURE;
         }
     };
-    print_stdout(&text);
-    ExitCode::SUCCESS
+    if print_stdout(&text) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// A failed lookup: the stderr line and the JSON document.
@@ -291,12 +294,14 @@ fn json_line<T: Serialize>(label: &str, doc: &T) -> Result<String, Failure> {
     })
 }
 
-/// Writes to stdout; a closed stdout (`| head`) is not an error worth reporting.
-fn print_stdout(text: &str) {
-    let mut out = io::stdout().lock();
-    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        if e.kind() != io::ErrorKind::BrokenPipe {
-            eprintln!("greet-client: writing to stdout: {e}");
+/// Writes to stdout; `false` (after saying why on stderr) when the output was lost. A closed
+/// stdout (`| head`) is not an error.
+fn print_stdout(text: &str) -> bool {
+    match output::stdout(text.as_bytes()) {
+        Ok(()) => true,
+        Err(e) => {
+            output::stderr_line(format_args!("greet-client: {e:#}"));
+            false
         }
     }
 }

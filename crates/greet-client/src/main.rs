@@ -3,6 +3,7 @@
 mod bench;
 mod client;
 mod lookup;
+mod output;
 mod pyjson;
 
 use std::process::ExitCode;

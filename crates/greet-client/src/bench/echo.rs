@@ -7,7 +7,7 @@
 //! connection then starts in its slot. Messages are windows into one pseudo-random pattern at
 //! an offset that changes with every request, so a server that echoes stale, shifted or
 //! another connection's bytes is caught. A request is one message and its whole echo; its
-//! latency runs from the send to the last byte of the echo.
+//! latency runs from the send to the last byte of the echo, and `--timeout` bounds it.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -192,6 +192,7 @@ impl EchoLoad {
         slot.wrong = false;
         slot.waiting = true;
         self.started_requests += 1;
+        conn.set_deadline(Some(slot.start + self.plan.timeout));
         let message = &self.echo.pattern[slot.offset..slot.offset + self.echo.size];
         conn.send(message);
     }
@@ -212,6 +213,9 @@ impl Handler for EchoLoad {
         let tag = conn.tag();
         let slot = &mut self.slots[tag as usize];
         slot.start = conn.control().now();
+        // The loop's idle deadline restarts with every read, so an echo that trickles back
+        // would never time out: each request gets one deadline from its send.
+        conn.set_deadline(Some(slot.start + self.plan.timeout));
         let message = &self.echo.pattern[slot.offset..slot.offset + self.echo.size];
         conn.send(message);
     }

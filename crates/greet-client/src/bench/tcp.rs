@@ -1,5 +1,7 @@
 //! TCP load: N connections, C in flight; each is read to EOF and compared with the expected
-//! greeting, then the next one starts in its slot.
+//! greeting, then the next one starts in its slot. `--timeout` bounds a connection from its
+//! connect to its EOF; a reply that differs or runs past the expected one is counted wrong
+//! as soon as it does, and the connection aborted.
 
 use std::time::Instant;
 
@@ -14,7 +16,7 @@ struct TcpLoad {
     plan: Plan,
     started_ops: u64,
     in_flight: u64,
-    /// Per connection (by tag): when it started, bytes matched so far, whether it is wrong.
+    /// Per connection (by tag): when it started, bytes matched so far, whether it is counted.
     slots: Vec<TcpSlot>,
     free: Vec<u64>,
     tally: Tally,
@@ -27,7 +29,6 @@ struct TcpLoad {
 struct TcpSlot {
     start: Instant,
     got: usize,
-    wrong: bool,
     finished: bool,
 }
 
@@ -40,7 +41,6 @@ pub(super) fn run(plan: Plan) -> Result<Tally> {
             TcpSlot {
                 start: now,
                 got: 0,
-                wrong: false,
                 finished: true,
             };
             concurrency as usize
@@ -74,7 +74,6 @@ impl TcpLoad {
         self.slots[tag as usize] = TcpSlot {
             start: now,
             got: 0,
-            wrong: false,
             finished: false,
         };
         self.started_ops += 1;
@@ -116,20 +115,40 @@ impl TcpLoad {
 }
 
 impl Handler for TcpLoad {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        // The loop's idle deadline restarts with every read, so a server that keeps sending
+        // would never time out: the whole exchange gets one deadline from the connect.
+        let slot = &self.slots[conn.tag() as usize];
+        conn.set_deadline(Some(slot.start + self.plan.timeout));
+    }
+
     fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) {
+        let now = conn.control().now();
         let slot = &mut self.slots[conn.tag() as usize];
-        let end = slot.got + data.len();
-        if end > self.plan.expected.len() || self.plan.expected[slot.got..end] != *data {
-            slot.wrong = true;
+        if slot.finished {
+            return;
         }
-        slot.got = end;
+        let end = slot.got + data.len();
+        if self.plan.expected.get(slot.got..end) == Some(data) {
+            slot.got = end;
+            return;
+        }
+        // A byte that differs or one past the end: the verdict cannot change, and a server
+        // that streams on must not hold the slot until the deadline.
+        slot.finished = true;
+        self.tally.errors.wrong_payload += 1;
+        self.record_done(now);
+        conn.abort();
     }
 
     fn on_read_closed(&mut self, conn: &mut Conn<'_>) {
         let now = conn.control().now();
         let slot = &mut self.slots[conn.tag() as usize];
+        if slot.finished {
+            return;
+        }
         slot.finished = true;
-        if slot.wrong || slot.got != self.plan.expected.len() {
+        if slot.got != self.plan.expected.len() {
             self.tally.errors.wrong_payload += 1;
         } else {
             self.tally.ok += 1;
