@@ -1,12 +1,12 @@
 //! greet-server's duration flags (--idle-timeout, --write-timeout, --proxy-timeout) through
 //! its own clap definitions, and its address flags (--host, --port) through the resolver
 //! they are handed to, numeric hosts only: the invariants of
-//! `crates/greet-server/tests/invariants` and `crates/resolver/tests/invariants`.
+//! `crates/greet-server/tests/invariants` and `crates/resolver/tests/it/invariants`.
 #![no_main]
 
 #[path = "../../crates/greet-server/tests/invariants/mod.rs"]
 mod invariants;
-#[path = "../../crates/resolver/tests/invariants/mod.rs"]
+#[path = "../../crates/resolver/tests/it/invariants/mod.rs"]
 mod resolver_invariants;
 
 use clap::Parser;

@@ -1,8 +1,8 @@
 //! The resolver's host and port forms, numeric hosts only (no input waits for DNS): the
-//! invariants of `crates/resolver/tests/invariants`.
+//! invariants of `crates/resolver/tests/it/invariants`.
 #![no_main]
 
-#[path = "../../crates/resolver/tests/invariants/mod.rs"]
+#[path = "../../crates/resolver/tests/it/invariants/mod.rs"]
 mod invariants;
 
 use resolver::{Family, Transport};

@@ -2,7 +2,7 @@
 //! `Handler::on_message` with a `Control`; the queue is bounded, a post after `run` has
 //! returned fails, and `ShutdownHandle` works beside it.
 
-mod util;
+use crate::util;
 
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};

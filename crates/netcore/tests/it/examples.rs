@@ -4,10 +4,10 @@
 //! passed on at once, a client that never reads holds the sender back in bounded memory).
 //!
 //! `cargo test` builds the examples beside the test binaries (`target/debug/examples/`);
-//! a run that filters test targets (`--test examples`) must build them first
+//! a run that filters test targets (`--test it`) must build them first
 //! (`cargo build -p netcore --examples`), and the failure says so.
 
-mod util;
+use crate::util;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};

@@ -1,6 +1,6 @@
 //! Unix-domain stream listeners and their connections, served by the same loop as TCP.
 
-mod util;
+use crate::util;
 
 use std::io::{Read, Write};
 use std::net::Shutdown;

@@ -1,6 +1,6 @@
 //! Bugs that were found once, each with the test that found it.
 
-mod util;
+use crate::util;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

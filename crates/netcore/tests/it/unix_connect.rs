@@ -2,7 +2,7 @@
 //! `EventLoop::connect_unix` before `run`, to a std `UnixListener`: `on_open`, data both
 //! ways, `on_close`; a missing path or a socket nobody listens on is reported.
 
-mod util;
+use crate::util;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixListener;

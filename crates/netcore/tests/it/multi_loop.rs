@@ -1,7 +1,7 @@
 //! Several loops on several threads, each with its own `SO_REUSEPORT` listener on one port:
 //! the kernel spreads connections between them, and every loop serves.
 
-mod util;
+use crate::util;
 
 use std::sync::Arc;
 

@@ -6,7 +6,7 @@
 //! Most tests drive a [`Remote`] loop: its first client is a controller whose text commands
 //! (`close 2`) act, from that client's `on_data`, on the connection accepted as number 2.
 
-mod util;
+use crate::util;
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};

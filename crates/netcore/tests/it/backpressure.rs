@@ -2,7 +2,7 @@
 //! read until the peer takes half of it, so a peer that writes and never reads cannot make
 //! the server buffer without bound.
 
-mod util;
+use crate::util;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};

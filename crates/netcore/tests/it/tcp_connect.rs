@@ -1,7 +1,7 @@
 //! Outgoing TCP connections: mio's non-blocking connect recipe (writable, `take_error`,
 //! `peer_addr`), success and refusal, from outside `run` and from a callback.
 
-mod util;
+use crate::util;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

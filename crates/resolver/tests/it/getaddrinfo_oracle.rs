@@ -6,7 +6,7 @@
 //! `/etc/hosts` at test time, with only the families listed there; any other name is tried with
 //! `AI_NUMERICHOST` only.
 
-mod common;
+use crate::common;
 
 use common::{gai_case, hosts_names, our_gai, python, same};
 use libc::{

@@ -5,7 +5,7 @@
 //! `RLIMIT_NOFILE` is per process, so the test re-runs this test binary as a child process
 //! with `NETCORE_FD_CHILD` set, and the child lowers its own limit.
 
-mod util;
+use crate::util;
 
 use std::io::Read;
 use std::net::TcpStream;
@@ -17,7 +17,7 @@ use netcore::Config;
 use util::{Greeter, BOUND};
 
 const CHILD_ENV: &str = "NETCORE_FD_CHILD";
-const TEST_NAME: &str = "the_loop_idles_while_descriptors_are_exhausted";
+const TEST_NAME: &str = "fd_exhaustion::the_loop_idles_while_descriptors_are_exhausted";
 const DONE: &str = "fd-exhaustion child: done";
 /// How long CPU use is measured while descriptors are exhausted.
 const WINDOW: Duration = Duration::from_secs(1);

@@ -7,8 +7,8 @@
 //!
 //! Numeric hosts only: no form waits for DNS.
 
-mod common;
-mod invariants;
+use crate::common;
+use crate::invariants;
 
 use proptest::prelude::*;
 use resolver::{ErrorKind, Family, Transport};

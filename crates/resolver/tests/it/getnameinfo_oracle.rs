@@ -2,7 +2,7 @@
 //! number and message. Only addresses listed in `/etc/hosts` are looked up by name; every other
 //! address is tried with `NI_NUMERICHOST`, so no case asks DNS.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 

@@ -1,7 +1,7 @@
 //! Deadlines: idle and write timeouts close connections that would otherwise live forever,
 //! and handler timers fire in order.
 
-mod util;
+use crate::util;
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};

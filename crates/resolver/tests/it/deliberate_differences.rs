@@ -1,7 +1,7 @@
 //! The deliberate differences from Python (SPEC §2), each shown against Python's own answer,
 //! computed by `python3` at test time.
 
-mod common;
+use crate::common;
 
 use common::{gai_case, python};
 use resolver::{encode_host, getaddrinfo, socket_addr, ErrorKind, Family, Hints, Transport};

@@ -1,7 +1,7 @@
 //! TCP listeners and the connections they accept: accept draining, the greeting fast path,
 //! close after flush, half-close, orderly close, counters.
 
-mod util;
+use crate::util;
 
 use std::io::{Read, Write};
 use std::net::Shutdown;

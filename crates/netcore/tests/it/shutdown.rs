@@ -1,7 +1,7 @@
 //! The shutdown handle: from another thread, stop accepting, let in-flight output finish
 //! within `drain_timeout`, and return from `run`.
 
-mod util;
+use crate::util;
 
 use std::io::ErrorKind;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -3,7 +3,7 @@
 //! that pauses a fast sender while the receiver's output is full holds the loop's buffered
 //! bytes (the `buffered_peak` gauge) bounded however much the sender pushes.
 
-mod util;
+use crate::util;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};

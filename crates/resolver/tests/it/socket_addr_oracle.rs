@@ -3,7 +3,7 @@
 //! `socket.getaddrinfo(..., AI_NUMERICHOST)`, service names with `socket.getservbyname`. The forms
 //! where we differ on purpose are asserted in `deliberate_differences.rs`.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 

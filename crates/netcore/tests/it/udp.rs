@@ -4,7 +4,7 @@
 //! Loopback never makes a UDP `sendto` block, so the bounded reply queue is tested against a
 //! scripted socket in `src/udp.rs`.
 
-mod util;
+use crate::util;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;

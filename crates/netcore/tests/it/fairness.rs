@@ -1,7 +1,7 @@
 //! Fairness and giving up: one peer that keeps its socket full cannot starve the others,
 //! and a connection the loop gives up on with output unsent ends with a reset, never a FIN.
 
-mod util;
+use crate::util;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
