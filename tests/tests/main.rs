@@ -1,0 +1,17 @@
+//! The end-to-end tests: the real greet-server and greet-client binaries (and the real
+//! HAProxy, systemd-socket-activate and shell completions), in one test binary (one link)
+//! with a module per concern. The helpers are the `e2e` library (`tests/src/lib.rs`).
+
+mod activation;
+mod bench;
+mod completion;
+mod edges;
+mod errors;
+mod flags;
+mod haproxy;
+mod hostile_input;
+mod lookup;
+mod operations;
+mod reliability;
+mod reliability_client;
+mod server;
