@@ -143,13 +143,15 @@ impl Handler for GreetService {
         conn.close();
     }
 
-    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) {
+    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) -> usize {
         // The protocol has the server speak first and only; what a client sends is ignored,
         // except for the PROXY header a load balancer sends before its client's bytes.
-        let Some(proxy) = &mut self.proxy else { return };
+        let Some(proxy) = &mut self.proxy else {
+            return data.len();
+        };
         let id = conn.id();
         let Some(Pending::Reading { received }) = proxy.pending.get_mut(&id) else {
-            return;
+            return data.len();
         };
         // The common case, a header in one read, is parsed in place without a copy.
         let result = if received.is_empty() {
@@ -175,6 +177,7 @@ impl Handler for GreetService {
                 conn.close();
             }
         }
+        data.len()
     }
 
     fn on_close(&mut self, _ctl: &mut Control<'_>, closed: &Closed<'_>) {

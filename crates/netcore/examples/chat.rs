@@ -9,10 +9,12 @@
 //! `ConnId`), and keeping one slow client from costing the others. A line is queued once
 //! (`Arc<[u8]>`) and shared by every recipient; a client that does not read its share is
 //! disconnected (`Control::abort`) once its pending output passes `MAX_PENDING`, so it can
-//! neither slow the others nor grow the server's memory. A line longer than `MAX_LINE`
-//! without a newline is cut there and sent as it is.
+//! neither slow the others nor grow the server's memory. `on_data` handles one line per
+//! call and leaves the start of an unfinished line to the loop, which hands it back with
+//! what arrives next (kept input). A line longer than `MAX_LINE` without a newline is cut
+//! there and sent as it is.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use netcore::{Closed, Config, Conn, ConnId, Control, EventLoop, Handler, ListenOptions};
@@ -23,14 +25,13 @@ const MAX_LINE: usize = 8 * 1024;
 
 #[derive(Default)]
 struct Chat {
-    /// Every client, with the start of a line it has not finished yet.
-    clients: BTreeMap<ConnId, Vec<u8>>,
+    clients: BTreeSet<ConnId>,
 }
 
 impl Chat {
     fn broadcast(&mut self, ctl: &mut Control<'_>, from: ConnId, line: &[u8]) {
         let line: Arc<[u8]> = Arc::from(line);
-        for &to in self.clients.keys().filter(|&&to| to != from) {
+        for &to in self.clients.iter().filter(|&&to| to != from) {
             ctl.send_shared(to, &line);
             if ctl.pending(to).is_some_and(|n| n > MAX_PENDING) {
                 ctl.abort(to); // a reader this slow is gone; its on_close removes it
@@ -44,26 +45,19 @@ impl Handler for Chat {
         // Lines are small and interactive: without this, Nagle's algorithm holds a line's
         // last segment until the client's delayed ACK (40 ms) comes back.
         let _ = conn.set_nodelay(true);
-        self.clients.insert(conn.id(), Vec::new());
+        self.clients.insert(conn.id());
     }
 
-    fn on_data(&mut self, conn: &mut Conn<'_>, mut data: &[u8]) {
+    /// One line per call: the loop keeps a line's start until its newline arrives.
+    fn on_data(&mut self, conn: &mut Conn<'_>, input: &[u8]) -> usize {
+        let end = match input.iter().take(MAX_LINE).position(|&b| b == b'\n') {
+            Some(newline) => newline + 1,
+            None if input.len() >= MAX_LINE => MAX_LINE,
+            None => return 0,
+        };
         let from = conn.id();
-        let mut partial = self.clients.remove(&from).unwrap_or_default();
-        while !data.is_empty() {
-            let room = MAX_LINE - partial.len();
-            let (end, complete) = match data.iter().take(room).position(|&b| b == b'\n') {
-                Some(i) => (i + 1, true),
-                None => (data.len().min(room), partial.len() + data.len() >= MAX_LINE),
-            };
-            partial.extend_from_slice(&data[..end]);
-            data = &data[end..];
-            if complete {
-                self.broadcast(conn.control(), from, &partial);
-                partial.clear();
-            }
-        }
-        self.clients.insert(from, partial);
+        self.broadcast(conn.control(), from, &input[..end]);
+        end
     }
 
     fn on_close(&mut self, _: &mut Control<'_>, closed: &Closed<'_>) {

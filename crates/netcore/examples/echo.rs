@@ -14,8 +14,9 @@ use netcore::{Config, Conn, EventLoop, Handler, ListenOptions};
 struct Echo;
 
 impl Handler for Echo {
-    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) {
+    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) -> usize {
         conn.send(data);
+        data.len()
     }
 
     // The default `on_read_closed` closes in order once the echo is flushed.

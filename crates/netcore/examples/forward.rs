@@ -71,9 +71,9 @@ impl Handler for Forward {
         );
     }
 
-    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) {
+    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) -> usize {
         let Some(side) = self.sides.get(&conn.id()) else {
-            return;
+            return data.len();
         };
         let other = side.other;
         let ctl = conn.control();
@@ -81,6 +81,7 @@ impl Handler for Forward {
         if ctl.pending(other).is_some_and(|n| n > HIGH_WATER) {
             conn.pause_reading();
         }
+        data.len()
     }
 
     fn on_flushed(&mut self, conn: &mut Conn<'_>) {

@@ -242,6 +242,12 @@ pub(crate) struct Connection<S = Stream> {
     registered: bool,
     /// The deadline this connection has in the loop's timer set.
     scheduled: Option<Instant>,
+    /// Input the handler has not consumed yet, handed to it again with what arrives next.
+    /// Empty, with no allocation, for a connection whose handler consumes everything.
+    kept: Vec<u8>,
+    /// The handler stopped being handed its kept input because the output passed the
+    /// back-pressure bound: it is handed again once the output drains.
+    input_owed: bool,
     /// The peer reset the connection and `SO_ERROR` (which said so) was already taken:
     /// input still queued is read, and then the connection ends as reset, not at an EOF.
     reset_behind_input: bool,
@@ -317,6 +323,8 @@ impl<S: Socket> Connection<S> {
             after_flush: AfterFlush::Nothing,
             read_owed: false,
             reset_behind_input: false,
+            kept: Vec::new(),
+            input_owed: false,
             flushed_owed: false,
             registered: false,
             scheduled: None,
@@ -481,6 +489,72 @@ impl<S: Socket> Connection<S> {
 
     pub(crate) fn set_scheduled(&mut self, at: Option<Instant>) {
         self.scheduled = at;
+    }
+
+    /// Ended (closed, aborted, failed): it goes at its next step.
+    pub(crate) fn is_ended(&self) -> bool {
+        matches!(self.phase, Phase::Ended(_))
+    }
+
+    /// Takes the kept input out (for the length of the handler's calls).
+    pub(crate) fn take_kept(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.kept)
+    }
+
+    /// Keeps what the handler did not consume. More than `max_input` ends the connection
+    /// ([`CloseReason::InputLimit`]): a frame that never completes cannot take memory
+    /// without bound. An emptied buffer gives its memory back.
+    pub(crate) fn put_kept(&mut self, kept: Vec<u8>, max_input: usize) {
+        if kept.len() > max_input {
+            self.end(CloseReason::InputLimit);
+            self.kept = Vec::new();
+        } else if kept.is_empty() {
+            self.kept = Vec::new();
+            self.input_owed = false;
+        } else {
+            self.kept = kept;
+        }
+    }
+
+    /// The handler's calls stopped with input left (its output passed the bound, or it
+    /// paused reading): the read the loop owes once that is lifted hands it back first.
+    pub(crate) fn owe_input(&mut self) {
+        self.input_owed = true;
+    }
+
+    /// Reading paused by the handler ([`pause_reading`](Self::pause_reading)).
+    pub(crate) fn is_paused_by_handler(&self) -> bool {
+        matches!(
+            self.reading,
+            Reading::Paused(Pause {
+                by_handler: true,
+                ..
+            })
+        )
+    }
+
+    /// Stops reading until the output falls to half the bound (back-pressure), as a read
+    /// would if it came first; lifting it owes the loop a read.
+    pub(crate) fn pause_for_output(&mut self) {
+        match &mut self.reading {
+            Reading::Open => {
+                self.reading = Reading::Paused(Pause {
+                    by_handler: false,
+                    by_backpressure: true,
+                })
+            }
+            Reading::Paused(pause) => pause.by_backpressure = true,
+            Reading::Closed => {}
+        }
+    }
+
+    /// Kept input is owed to the handler and reading is not held back (forgets it).
+    pub(crate) fn take_input_owed(&mut self, max_pending: usize) -> bool {
+        if self.input_owed && self.out.len() <= max_pending && !self.is_closing() {
+            self.input_owed = false;
+            return !self.kept.is_empty();
+        }
+        false
     }
 
     pub(crate) fn is_carried(&self) -> bool {
@@ -1077,6 +1151,30 @@ mod tests {
             assert_eq!(c.retire(reason, &counters), reset, "{reason:?}");
             assert_eq!(c.stream.reset.get(), reset, "{reason:?}");
         }
+    }
+
+    #[test]
+    fn kept_input_is_bounded_owed_only_with_output_room_and_freed_when_consumed() {
+        let (mut c, _, counters) = open(Fake::default());
+        c.put_kept(b"partial".to_vec(), 16);
+        assert_eq!(c.take_kept(), b"partial");
+        c.put_kept(b"partial".to_vec(), 16);
+        c.owe_input();
+        assert!(
+            c.send(&[0; 100], None, &counters),
+            "100 bytes wait: no window"
+        );
+        assert!(!c.take_input_owed(64), "output over the bound: not yet");
+        assert!(c.take_input_owed(128));
+        assert!(!c.take_input_owed(128), "owed once");
+        c.put_kept(Vec::with_capacity(1 << 20), 16);
+        assert_eq!(
+            c.kept.capacity(),
+            0,
+            "an emptied buffer gives its memory back"
+        );
+        c.put_kept(vec![0; 17], 16);
+        assert!(c.is_ended(), "past max_input the connection ends");
     }
 
     #[test]

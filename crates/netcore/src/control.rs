@@ -100,8 +100,9 @@ pub(crate) struct Core {
 ///         let at = conn.control().now() + Duration::from_secs(10);
 ///         conn.control().set_timer(at);
 ///     }
-///     fn on_data(&mut self, _: &mut Conn<'_>, data: &[u8]) {
-///         self.greeting.extend_from_slice(data);
+///     fn on_data(&mut self, _: &mut Conn<'_>, input: &[u8]) -> usize {
+///         self.greeting.extend_from_slice(input);
+///         input.len()
 ///     }
 ///     fn on_close(&mut self, ctl: &mut Control<'_>, _: &Closed<'_>) {
 ///         ctl.stop();

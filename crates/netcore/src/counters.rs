@@ -33,6 +33,7 @@ pub struct Counters {
     pub(crate) connect_failures: AtomicU64,
     pub(crate) other_errors: AtomicU64,
     pub(crate) reset_sent: AtomicU64,
+    pub(crate) input_limit: AtomicU64,
     pub(crate) buffered: AtomicU64,
     pub(crate) buffered_peak: AtomicU64,
 }
@@ -79,6 +80,9 @@ pub struct CounterSnapshot {
     /// (a timeout, a shutdown's drain time) with output still unsent, so that the peer
     /// sees an error rather than a cut reply that looks whole.
     pub reset_sent: u64,
+    /// Connections closed because the handler kept more unconsumed input than
+    /// [`Config::max_input`](crate::Config::max_input) allows.
+    pub input_limit: u64,
     /// A gauge, not a count: bytes queued in connections' write buffers right now (output
     /// the kernel has not taken yet). Back-pressure keeps it bounded.
     pub buffered: u64,
@@ -115,6 +119,7 @@ impl Counters {
             connect_failures,
             other_errors,
             reset_sent,
+            input_limit,
             buffered,
             buffered_peak
         )

@@ -42,8 +42,9 @@ use crate::id::{CloseReason, ConnId, ListenerId, PeerAddr, SocketId, TimerId};
 /// struct Echo;
 ///
 /// impl Handler for Echo {
-///     fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) {
-///         conn.send(data);
+///     fn on_data(&mut self, conn: &mut Conn<'_>, input: &[u8]) -> usize {
+///         conn.send(input);
+///         input.len() // all of it consumed
 ///     }
 /// }
 ///
@@ -73,9 +74,20 @@ pub trait Handler<M = ()> {
         let _ = conn;
     }
 
-    /// Bytes arrived. `data` is only valid during the call.
-    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) {
-        let _ = (conn, data);
+    /// Input arrived: `input` is everything received on this connection that earlier
+    /// calls did not consume. Return how many bytes from its front were consumed; the
+    /// rest is kept and handed again, with what arrives next (up to
+    /// [`Config::max_input`](crate::Config::max_input)).
+    ///
+    /// A handler that consumes something is called again at once with what is left, so
+    /// it may handle one request per call: the loop stops calling it while the
+    /// connection's output is over [`Config::max_pending_output`](crate::Config), and
+    /// goes on once the output drained. A handler that consumes nothing (an incomplete
+    /// frame) is called again when more input arrives. The default consumes and drops
+    /// everything.
+    fn on_data(&mut self, conn: &mut Conn<'_>, input: &[u8]) -> usize {
+        let _ = conn;
+        input.len()
     }
 
     /// The peer shut its sending side (EOF). The default closes our side too, after
@@ -153,12 +165,13 @@ pub struct Closed<'a> {
 /// struct Answer;
 ///
 /// impl Handler for Answer {
-///     fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) {
+///     fn on_data(&mut self, conn: &mut Conn<'_>, input: &[u8]) -> usize {
 ///         if conn.tag() == 0 {
-///             conn.send(&data.len().to_be_bytes());
+///             conn.send(&input.len().to_be_bytes());
 ///             conn.shutdown_write();
 ///             conn.set_tag(1);
 ///         }
+///         input.len()
 ///     }
 /// }
 /// # let _ = Answer;
@@ -288,10 +301,11 @@ impl<'a> Conn<'a> {
     ///         let at = conn.control().now() + Duration::from_secs(1);
     ///         conn.set_deadline(Some(at));
     ///     }
-    ///     fn on_data(&mut self, conn: &mut Conn<'_>, _data: &[u8]) {
+    ///     fn on_data(&mut self, conn: &mut Conn<'_>, input: &[u8]) -> usize {
     ///         conn.set_deadline(None);
     ///         conn.send(b"thanks");
     ///         conn.close();
+    ///         input.len()
     ///     }
     /// }
     /// ```

@@ -93,6 +93,9 @@ pub enum CloseReason {
     ConnectFailed(io::ErrorKind),
     /// Another I/O error.
     Error(io::ErrorKind),
+    /// The handler left more input unconsumed than
+    /// [`Config::max_input`](crate::Config::max_input) allows (a frame too long).
+    InputLimit,
 }
 
 impl CloseReason {
@@ -123,6 +126,7 @@ impl CloseReason {
             CloseReason::Refused => &counters.refused,
             CloseReason::ConnectFailed(_) => &counters.connect_failures,
             CloseReason::Error(_) => &counters.other_errors,
+            CloseReason::InputLimit => &counters.input_limit,
         };
         Counters::add(field, 1);
     }

@@ -93,6 +93,13 @@
 //!   read that did not fill its buffer, which empties the socket just as surely: later
 //!   data raises a new edge) and writes until the output is gone or `WouldBlock`, so a
 //!   handler never sees a half-handled event; spurious wake-ups are harmless.
+//! - **Input is kept until consumed.** [`Handler::on_data`] sees everything its
+//!   connection received that earlier calls did not consume, and returns how much it
+//!   consumed; it is called again at once while it consumes something and input is left,
+//!   except while the connection's output is over [`Config::max_pending_output`] (then
+//!   once the output drained). So a handler may parse one frame per call, and an
+//!   amplifying protocol stays bounded. A connection that keeps more than
+//!   [`Config::max_input`] unconsumed is closed ([`CloseReason::InputLimit`]).
 //! - **Any callback may act on any connection.** [`Control`] (every callback has one)
 //!   sends to, closes, aborts, half-closes, pauses and resumes reading, and sets deadlines
 //!   on any live connection by its [`ConnId`], and sends datagrams from any UDP socket by

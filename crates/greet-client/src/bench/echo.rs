@@ -220,7 +220,7 @@ impl Handler for EchoLoad {
         conn.send(message);
     }
 
-    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) {
+    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) -> usize {
         let now = conn.control().now();
         let size = self.echo.size;
         let slot = &mut self.slots[conn.tag() as usize];
@@ -230,7 +230,7 @@ impl Handler for EchoLoad {
             self.tally.errors.wrong_payload += 1;
             self.record_done(now);
             conn.abort();
-            return;
+            return data.len();
         }
         let n = (size - slot.got).min(data.len());
         let start = slot.offset + slot.got;
@@ -242,7 +242,7 @@ impl Handler for EchoLoad {
         }
         slot.got += n;
         if slot.got < size {
-            return;
+            return data.len();
         }
         // More than was sent: the echo is wrong, and this connection's framing broken.
         let surplus = data.len() - n;
@@ -263,9 +263,10 @@ impl Handler for EchoLoad {
         self.record_done(now);
         if surplus > 0 {
             conn.abort();
-            return;
+            return data.len();
         }
         self.next_request(conn);
+        data.len()
     }
 
     fn on_read_closed(&mut self, conn: &mut Conn<'_>) {

@@ -122,16 +122,16 @@ impl Handler for TcpLoad {
         conn.set_deadline(Some(slot.start + self.plan.timeout));
     }
 
-    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) {
+    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) -> usize {
         let now = conn.control().now();
         let slot = &mut self.slots[conn.tag() as usize];
         if slot.finished {
-            return;
+            return data.len();
         }
         let end = slot.got + data.len();
         if self.plan.expected.get(slot.got..end) == Some(data) {
             slot.got = end;
-            return;
+            return data.len();
         }
         // A byte that differs or one past the end: the verdict cannot change, and a server
         // that streams on must not hold the slot until the deadline.
@@ -139,6 +139,7 @@ impl Handler for TcpLoad {
         self.tally.errors.wrong_payload += 1;
         self.record_done(now);
         conn.abort();
+        data.len()
     }
 
     fn on_read_closed(&mut self, conn: &mut Conn<'_>) {

@@ -70,6 +70,10 @@ pub struct Config {
     /// Stop reading a connection whose queued output passes this many bytes, until half of
     /// it is written (back-pressure). Default 1 MiB.
     pub max_pending_output: usize,
+    /// Input a connection's handler may leave unconsumed ([`Handler::on_data`]'s kept
+    /// input: a frame not complete yet). A connection that keeps more is closed with
+    /// [`CloseReason::InputLimit`](crate::CloseReason::InputLimit). Default 1 MiB.
+    pub max_input: usize,
     /// [`Handler::on_flushed`] is called when a connection's pending output falls from
     /// above this many bytes to this many or fewer. Default 0: once all of it is written.
     /// A forwarder that sets it higher resumes its producer before the pipe runs dry.
@@ -98,6 +102,7 @@ impl Default for Config {
             linger: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(5),
             max_pending_output: 1 << 20,
+            max_input: 1 << 20,
             low_water: 0,
             max_connections: usize::MAX,
             accept_backoff: Duration::from_millis(100),

@@ -112,8 +112,15 @@ impl<M> EventLoop<M> {
     /// that spends it is carried over and read again next turn, after one poll that does
     /// not wait (its edge was consumed, so no event would come for it).
     pub(super) fn on_readable<H: Handler<M>>(&mut self, id: ConnId, drain: Drain, handler: &mut H) {
-        if self.core.conns.get(id).is_none_or(|c| c.is_carried()) {
+        let Some(c) = self.core.conns.get_mut(id) else {
+            return;
+        };
+        if c.is_carried() {
             return; // its turn's reads are spent: the carried pass reads it
+        }
+        if c.take_input_owed(self.limits.max_pending) {
+            // Output drained: the input the handler was stopped on comes first.
+            self.deliver(id, 0, handler);
         }
         let mut budget = READ_BUDGET;
         // Looked up again after every callback: the handler may have paused, closed or
@@ -133,10 +140,7 @@ impl<M> EventLoop<M> {
                 &self.core.counters,
             ) {
                 Input::Data(n) => {
-                    self.with_scratch(|event_loop, scratch| {
-                        let data = &scratch[..n];
-                        event_loop.callback(id, handler, |h, conn| h.on_data(conn, data));
-                    });
+                    self.deliver(id, n, handler);
                     self.after_callback(handler);
                     // A short read emptied the socket's receive queue: data arriving later
                     // raises a new edge, so the read that would only say `WouldBlock` is
@@ -157,6 +161,66 @@ impl<M> EventLoop<M> {
         }
         self.settle(id, handler);
         self.after_callback(handler);
+    }
+
+    /// Hands the connection's input to [`Handler::on_data`]: what earlier calls left, then
+    /// the `n` new bytes in the scratch buffer. What the handler does not consume is kept
+    /// for its next call (up to `Config::max_input`); the common case, a handler that
+    /// consumes everything, copies nothing and allocates nothing.
+    fn deliver<H: Handler<M>>(&mut self, id: ConnId, n: usize, handler: &mut H) {
+        let Some(c) = self.core.conns.get_mut(id) else {
+            return;
+        };
+        let mut kept = c.take_kept();
+        // The scratch buffer is lent out for the handler's calls: nothing reads into it
+        // until `after_callback`, which runs after this returns.
+        let scratch = std::mem::take(&mut self.scratch);
+        if kept.is_empty() {
+            let used = self.feed(id, &scratch[..n], handler);
+            kept.extend_from_slice(&scratch[used..n]);
+        } else {
+            kept.extend_from_slice(&scratch[..n]);
+            let used = self.feed(id, &kept, handler);
+            kept.drain(..used);
+        }
+        self.scratch = scratch;
+        if let Some(c) = self.core.conns.get_mut(id) {
+            c.put_kept(kept, self.config.max_input);
+        }
+    }
+
+    /// Calls `on_data` while it consumes something and input is left, unless the
+    /// connection closes or its output passes the back-pressure bound (then the rest is
+    /// owed, and handed again once the output drained: one request at a time per call
+    /// keeps an amplifying protocol bounded with no code of the handler's). Returns how
+    /// much was consumed; all of it when the connection is closing (the rest is dropped).
+    fn feed<H: Handler<M>>(&mut self, id: ConnId, input: &[u8], handler: &mut H) -> usize {
+        let mut used = 0;
+        while used < input.len() {
+            let rest = &input[used..];
+            let mut took = 0;
+            self.callback(id, handler, |h, conn| took = h.on_data(conn, rest));
+            used += took.min(rest.len());
+            let Some(c) = self.core.conns.get_mut(id) else {
+                return input.len();
+            };
+            if c.is_closing() || c.is_ended() {
+                return input.len();
+            }
+            if took == 0 {
+                break;
+            }
+            if c.pending() > self.limits.max_pending {
+                c.owe_input();
+                c.pause_for_output();
+                break;
+            }
+            if c.is_paused_by_handler() {
+                c.owe_input();
+                break;
+            }
+        }
+        used
     }
 
     /// Calls `f` with connection `id`, live for the whole call.

@@ -73,12 +73,12 @@ impl Handler for Remote {
         ids.push(conn.id());
     }
 
-    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) {
+    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) -> usize {
         let n = conn.tag() as usize;
         if n != 0 {
             let mut seen = self.seen.data.lock().unwrap();
             seen.entry(n).or_default().extend_from_slice(data);
-            return;
+            return data.len();
         }
         self.commands.extend_from_slice(data);
         while let Some(end) = self.commands.iter().position(|&b| b == b'\n') {
@@ -88,6 +88,7 @@ impl Handler for Remote {
             answer.push('\n');
             conn.send(answer.as_bytes());
         }
+        data.len()
     }
 
     fn on_timer(&mut self, ctl: &mut Control<'_>, timer: TimerId) {
@@ -245,10 +246,11 @@ impl Handler for Relay {
         self.ids.lock().unwrap().push(conn.id());
     }
 
-    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) {
+    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) -> usize {
         let ids = self.ids.lock().unwrap();
         let other = if conn.id() == ids[0] { ids[1] } else { ids[0] };
         assert!(conn.control().send(other, data), "the other side is open");
+        data.len()
     }
 }
 

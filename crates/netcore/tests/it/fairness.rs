@@ -49,10 +49,11 @@ impl Flood {
 }
 
 impl Handler for Flood {
-    fn on_data(&mut self, _: &mut Conn<'_>, data: &[u8]) {
+    fn on_data(&mut self, _: &mut Conn<'_>, data: &[u8]) -> usize {
         self.this_turn += data.len();
         self.total.fetch_add(data.len(), Ordering::SeqCst);
         self.feed(data.len());
+        data.len()
     }
 
     fn on_read_closed(&mut self, conn: &mut Conn<'_>) {

@@ -156,12 +156,12 @@ impl Handler for Forwarder {
         }
     }
 
-    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) {
+    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) -> usize {
         let (Some(receiver), Some(sender)) = (self.receiver, self.sender) else {
-            return;
+            return data.len();
         };
         if conn.id() != sender {
-            return;
+            return data.len();
         }
         let ctl = conn.control();
         assert!(ctl.send(receiver, data), "the receiver is open");
@@ -169,6 +169,7 @@ impl Handler for Forwarder {
             conn.pause_reading();
             self.pauses.fetch_add(1, Ordering::Relaxed);
         }
+        data.len()
     }
 
     fn on_flushed(&mut self, conn: &mut Conn<'_>) {

@@ -9,6 +9,7 @@ mod examples;
 mod fairness;
 mod fd_exhaustion;
 mod flow_control;
+mod kept_input;
 mod messages;
 mod multi_loop;
 mod regressions;

@@ -16,8 +16,9 @@ struct Collect {
 }
 
 impl Handler for Collect {
-    fn on_data(&mut self, _: &mut Conn<'_>, data: &[u8]) {
+    fn on_data(&mut self, _: &mut Conn<'_>, data: &[u8]) -> usize {
         self.read.lock().unwrap().extend_from_slice(data);
+        data.len()
     }
 
     fn on_close(&mut self, ctl: &mut Control<'_>, closed: &Closed<'_>) {
@@ -115,11 +116,12 @@ struct AnswerOnce {
 }
 
 impl Handler for AnswerOnce {
-    fn on_data(&mut self, conn: &mut Conn<'_>, _: &[u8]) {
+    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) -> usize {
         self.calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         conn.send(b"enough");
         conn.close();
+        data.len()
     }
 }
 
@@ -196,11 +198,13 @@ impl Handler for ActOnFirst {
         }
     }
 
-    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) {
-        let Some(first) = self.first else { return };
+    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) -> usize {
+        let Some(first) = self.first else {
+            return data.len();
+        };
         if conn.id() == first {
             self.read.lock().unwrap().extend_from_slice(data);
-            return;
+            return data.len();
         }
         let ctl = conn.control();
         match data {
@@ -208,6 +212,7 @@ impl Handler for ActOnFirst {
             b"close" => assert!(ctl.send(first, b"bye") && ctl.close(first)),
             other => panic!("unexpected {other:?}"),
         }
+        data.len()
     }
 
     fn on_close(&mut self, _: &mut Control<'_>, closed: &Closed<'_>) {
@@ -286,8 +291,9 @@ impl Handler for ResumeByDatagram {
         conn.pause_reading();
     }
 
-    fn on_data(&mut self, _: &mut Conn<'_>, data: &[u8]) {
+    fn on_data(&mut self, _: &mut Conn<'_>, data: &[u8]) -> usize {
         self.read.lock().unwrap().extend_from_slice(data);
+        data.len()
     }
 
     fn on_datagram(

@@ -37,11 +37,12 @@ impl Handler for Client {
         }
     }
 
-    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) {
+    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) -> usize {
         self.reads
             .get_mut(&conn.tag())
             .expect("data after on_open")
             .extend_from_slice(data);
+        data.len()
     }
 
     fn on_close(&mut self, ctl: &mut Control<'_>, closed: &Closed<'_>) {

@@ -95,14 +95,15 @@ struct HalfClose {
 }
 
 impl Handler for HalfClose {
-    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) {
+    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) -> usize {
         if self.shut {
             self.after_shut.fetch_add(data.len(), Ordering::Relaxed);
-            return;
+            return data.len();
         }
         conn.send(data);
         conn.shutdown_write();
         self.shut = true;
+        data.len()
     }
 }
 
@@ -162,8 +163,9 @@ struct Quiet {
 }
 
 impl Handler for Quiet {
-    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) {
+    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) -> usize {
         conn.send(data);
+        data.len()
     }
 
     fn on_close(&mut self, _: &mut Control<'_>, closed: &Closed<'_>) {

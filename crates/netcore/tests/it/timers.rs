@@ -232,10 +232,11 @@ impl Handler for Impatient {
         conn.set_deadline(Some(at));
     }
 
-    fn on_data(&mut self, conn: &mut Conn<'_>, _data: &[u8]) {
+    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) -> usize {
         conn.set_deadline(None);
         conn.send(b"ok");
         conn.close();
+        data.len()
     }
 
     fn on_close(&mut self, _: &mut Control<'_>, closed: &Closed<'_>) {

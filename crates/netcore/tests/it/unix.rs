@@ -55,8 +55,9 @@ impl Handler for Peers {
             .push((conn.peer().clone(), conn.listener()));
     }
 
-    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) {
+    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) -> usize {
         conn.send(data);
+        data.len()
     }
 
     fn on_close(&mut self, _: &mut Control<'_>, closed: &Closed<'_>) {

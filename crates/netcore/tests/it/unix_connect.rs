@@ -63,8 +63,9 @@ impl Handler for Client {
         conn.send(&request());
     }
 
-    fn on_data(&mut self, _: &mut Conn<'_>, data: &[u8]) {
+    fn on_data(&mut self, _: &mut Conn<'_>, data: &[u8]) -> usize {
         self.seen.lock().unwrap().read.extend_from_slice(data);
+        data.len()
     }
 
     fn on_close(&mut self, ctl: &mut Control<'_>, closed: &Closed<'_>) {

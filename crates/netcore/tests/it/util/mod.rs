@@ -235,10 +235,11 @@ pub struct Echo {
 }
 
 impl Handler for Echo {
-    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) {
+    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) -> usize {
         conn.send(data);
         self.max_pending
             .fetch_max(conn.pending(), Ordering::Relaxed);
+        data.len()
     }
 
     fn on_close(&mut self, _: &mut Control<'_>, closed: &Closed<'_>) {
