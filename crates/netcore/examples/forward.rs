@@ -7,7 +7,8 @@
 //!                                           # not an IP address and port is a path)
 //! ```
 //!
-//! What it shows: one socket piped into another with bounded memory. Each accepted client
+//! What it shows: one socket piped into another with bounded memory, by hand, with the
+//! general engine's calls (`examples/proxy.rs` does the same in one call, `Control::pipe`). Each accepted client
 //! gets an outgoing connection (`Control::connect` returns its id at once; bytes sent before
 //! it completes are queued). Data read from one side is sent to the other; when the other
 //! side's pending output passes `HIGH_WATER`, reading this side pauses, and
@@ -46,9 +47,6 @@ struct Forward {
 
 impl Handler for Forward {
     fn on_open(&mut self, conn: &mut Conn<'_>) {
-        if conn.listener().is_none() {
-            return; // our own connect completed; it was paired when it started
-        }
         let client = conn.id();
         let ctl = conn.control();
         let upstream = match &self.target {

@@ -24,7 +24,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::buffer::WriteBuffer;
 use crate::counters::Counters;
-use crate::id::{CloseReason, ListenerId, PeerAddr};
+use crate::id::{CloseReason, ConnId, ListenerId, PeerAddr};
 
 /// What a connection's socket must do, so that tests can drive [`Connection`] with a fake.
 pub(crate) trait Socket: Read + Write {
@@ -169,6 +169,8 @@ pub(crate) struct Pause {
     pub(crate) by_handler: bool,
     /// Too much output is pending on this connection (back-pressure).
     pub(crate) by_backpressure: bool,
+    /// Piped: too much of what it sent waits on the other connection.
+    pub(crate) by_pipe: bool,
 }
 
 /// The receiving direction.
@@ -251,6 +253,12 @@ pub(crate) struct Connection<S = Stream> {
     /// The peer reset the connection and `SO_ERROR` (which said so) was already taken:
     /// input still queued is read, and then the connection ends as reset, not at an EOF.
     reset_behind_input: bool,
+    /// The connection this one is piped to ([`Control::pipe`](crate::Control::pipe)):
+    /// what one reads, the other sends.
+    pipe: Option<ConnId>,
+    /// Bytes read from and written to this connection's socket, for `Closed`.
+    received: u64,
+    sent: u64,
     /// It spent its read budget this turn and waits in the loop's list to be read next
     /// turn; reads before then would spend a second budget in the same turn.
     carried: bool,
@@ -325,6 +333,9 @@ impl<S: Socket> Connection<S> {
             reset_behind_input: false,
             kept: Vec::new(),
             input_owed: false,
+            pipe: None,
+            received: 0,
+            sent: 0,
             flushed_owed: false,
             registered: false,
             scheduled: None,
@@ -405,6 +416,7 @@ impl<S: Socket> Connection<S> {
                     }
                     Ok(n) => {
                         Counters::add(&counters.bytes_out, n as u64);
+                        self.sent += n as u64;
                         start += n;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -457,6 +469,7 @@ impl<S: Socket> Connection<S> {
                 self.reading = Reading::Paused(Pause {
                     by_handler: true,
                     by_backpressure: false,
+                    by_pipe: false,
                 })
             }
             Reading::Paused(pause) => pause.by_handler = true,
@@ -522,6 +535,52 @@ impl<S: Socket> Connection<S> {
         self.input_owed = true;
     }
 
+    /// The connection this one is piped to.
+    pub(crate) fn piped_to(&self) -> Option<ConnId> {
+        self.pipe
+    }
+
+    pub(crate) fn set_pipe(&mut self, to: ConnId) {
+        self.pipe = Some(to);
+    }
+
+    /// Bytes read from and written to its socket so far.
+    pub(crate) fn traffic(&self) -> (u64, u64) {
+        (self.received, self.sent)
+    }
+
+    /// The peer's EOF was read.
+    pub(crate) fn read_closed(&self) -> bool {
+        self.reading == Reading::Closed
+    }
+
+    /// Stops reading because the connection it is piped to has too much waiting.
+    pub(crate) fn pause_for_pipe(&mut self) {
+        match &mut self.reading {
+            Reading::Open => {
+                self.reading = Reading::Paused(Pause {
+                    by_pipe: true,
+                    ..Pause::default()
+                })
+            }
+            Reading::Paused(pause) => pause.by_pipe = true,
+            Reading::Closed => {}
+        }
+    }
+
+    /// The connection it is piped to drained: reading goes on (unless another pause holds
+    /// it). Returns whether it was paused for the pipe.
+    pub(crate) fn resume_for_pipe(&mut self) -> bool {
+        if let Reading::Paused(pause) = &mut self.reading {
+            if pause.by_pipe {
+                pause.by_pipe = false;
+                self.unpause_if_free();
+                return true;
+            }
+        }
+        false
+    }
+
     /// Reading paused by the handler ([`pause_reading`](Self::pause_reading)).
     pub(crate) fn is_paused_by_handler(&self) -> bool {
         matches!(
@@ -541,6 +600,7 @@ impl<S: Socket> Connection<S> {
                 self.reading = Reading::Paused(Pause {
                     by_handler: false,
                     by_backpressure: true,
+                    by_pipe: false,
                 })
             }
             Reading::Paused(pause) => pause.by_backpressure = true,
@@ -648,10 +708,14 @@ impl<S: Socket> Connection<S> {
         if matches!(self.phase, Phase::Ended(_) | Phase::Connecting) {
             return Input::Stop;
         }
-        if !closing && self.out.len() > limits.max_pending {
+        // A piped connection's output is the other side's input, which the pipe bounds
+        // by pausing that side: holding this one back too would stop the very reads that
+        // let its peer take that output (a deadlock).
+        if !closing && self.out.len() > limits.max_pending && self.pipe.is_none() {
             self.reading = Reading::Paused(Pause {
                 by_handler: false,
                 by_backpressure: true,
+                by_pipe: false,
             });
             return Input::Stop;
         }
@@ -667,6 +731,7 @@ impl<S: Socket> Connection<S> {
                 }
                 Ok(n) => {
                     Counters::add(&counters.bytes_in, n as u64);
+                    self.received += n as u64;
                     self.last_active = now;
                     return if closing {
                         Input::Dropped(n)
@@ -779,6 +844,7 @@ impl<S: Socket> Connection<S> {
             == Reading::Paused(Pause {
                 by_handler: false,
                 by_backpressure: false,
+                by_pipe: false,
             })
         {
             self.reading = Reading::Open;
@@ -795,6 +861,7 @@ impl<S: Socket> Connection<S> {
         let before = self.out.len();
         let n = self.out.write_to(&mut self.stream)?;
         Counters::add(&counters.bytes_out, n as u64);
+        self.sent += n as u64;
         counters.unbuffer(n);
         let after = self.out.len();
         self.writing = if after == 0 {
@@ -1074,7 +1141,8 @@ mod tests {
             c.reading(),
             Reading::Paused(Pause {
                 by_handler: false,
-                by_backpressure: true
+                by_backpressure: true,
+                by_pipe: false
             })
         );
         c.stream.window = 40;

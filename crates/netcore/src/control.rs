@@ -96,7 +96,7 @@ pub(crate) struct Core {
 /// }
 ///
 /// impl Handler for Client {
-///     fn on_open(&mut self, conn: &mut Conn<'_>) {
+///     fn on_connect(&mut self, conn: &mut Conn<'_>) {
 ///         let at = conn.control().now() + Duration::from_secs(10);
 ///         conn.control().set_timer(at);
 ///     }
@@ -189,6 +189,49 @@ impl Control<'_> {
         self.touch(id, Connection::shutdown_write)
     }
 
+    /// Joins connections `a` and `b` (accepted or connected, TCP or Unix, a connect still
+    /// in progress included) so that what one receives the other sends, both ways, without
+    /// the handler: [`Handler::on_data`](crate::Handler::on_data) and
+    /// [`on_read_closed`](crate::Handler::on_read_closed) are no longer called for them.
+    ///
+    /// What the pipe guarantees:
+    /// - **Bounded memory.** A side whose output passes
+    ///   [`Config::max_pending_output`](crate::Config::max_pending_output) stops the other
+    ///   side's reading until it falls to half of that, so a peer that does not read holds
+    ///   the sender back through TCP's own window.
+    /// - **Half-close passed on.** One side's EOF shuts the other's sending side once its
+    ///   output is written; when both sides have sent EOF, both close in order.
+    /// - **Errors passed on.** When one side ends any other way (a reset, a failed connect,
+    ///   a timeout, an abort), the other is aborted: its peer sees a reset, never an EOF
+    ///   that would make a cut stream look whole.
+    /// - Input either side had kept unconsumed is sent on at once.
+    /// - [`Handler::on_close`](crate::Handler::on_close) is called for each side, with its
+    ///   byte counts ([`Closed::received`](crate::Closed::received), `sent`).
+    ///
+    /// Returns `false`, changing nothing, when either id is stale, they are the same, or
+    /// either is piped already.
+    ///
+    /// The bytes go through the loop's read buffer: one copy in, one copy out (a kernel
+    /// `splice` would need a pipe pair per connection pair, two more descriptors each).
+    pub fn pipe(&mut self, a: ConnId, b: ConnId) -> bool {
+        let free = |c: Option<&Connection>| c.is_some_and(|c| c.piped_to().is_none());
+        if a == b || !free(self.core.conns.get(a)) || !free(self.core.conns.get(b)) {
+            return false;
+        }
+        for (from, to) in [(a, b), (b, a)] {
+            let Some(c) = self.core.conns.get_mut(from) else {
+                return false;
+            };
+            c.set_pipe(to);
+            let kept = c.take_kept();
+            self.core.touched.push(from);
+            if !kept.is_empty() {
+                self.send_inner(to, &kept, None);
+            }
+        }
+        true
+    }
+
     /// Stops reading connection `id`: its input waits in the kernel, and once that buffer
     /// fills, TCP's window holds the peer back. Returns `false` when `id` is stale.
     ///
@@ -252,7 +295,7 @@ impl Control<'_> {
     }
 
     /// Starts a non-blocking TCP connect to `addr` and returns the new connection's id at
-    /// once. Success arrives as [`Handler::on_open`](crate::Handler::on_open); failure as
+    /// once. Success arrives as [`Handler::on_connect`](crate::Handler::on_connect); failure as
     /// [`Handler::on_close`](crate::Handler::on_close) with [`CloseReason::Refused`] or
     /// [`CloseReason::ConnectFailed`] (after this callback returns, even when the connect
     /// fails at once). `tag` comes back in both. Output sent before the connect completes

@@ -67,10 +67,18 @@ use crate::id::{CloseReason, ConnId, ListenerId, PeerAddr, SocketId, TimerId};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub trait Handler<M = ()> {
-    /// A connection was accepted, or an outgoing connect completed. The fast path: a handler
-    /// that sends its whole reply here and calls [`Conn::close`] costs one `write` and one
-    /// `close`, and the connection is never registered with the poller.
+    /// A listener accepted a connection. The fast path: a handler that sends its whole
+    /// reply here and calls [`Conn::close`] costs one `write` and one `close`, and the
+    /// connection is never registered with the poller.
     fn on_open(&mut self, conn: &mut Conn<'_>) {
+        let _ = conn;
+    }
+
+    /// An outgoing connect ([`Control::connect`], [`Control::connect_unix`]) completed.
+    /// A connect that fails is reported to [`on_close`](Handler::on_close) alone, with
+    /// the reason ([`CloseReason::Refused`], [`CloseReason::ConnectFailed`] and its
+    /// `io::ErrorKind`).
+    fn on_connect(&mut self, conn: &mut Conn<'_>) {
         let _ = conn;
     }
 
@@ -150,6 +158,10 @@ pub struct Closed<'a> {
     pub reason: CloseReason,
     /// Bytes queued but never written.
     pub unsent: usize,
+    /// Bytes read from the connection, all its life.
+    pub received: u64,
+    /// Bytes written to the connection, all its life.
+    pub sent: u64,
 }
 
 /// One connection, as a callback sees it.

@@ -145,7 +145,7 @@
 //! - **Outgoing connects follow mio's recipe.** [`Control::connect`],
 //!   [`Control::connect_unix`] and their [`EventLoop`] twins return the new connection's id
 //!   at once; output sent before the connect completes is queued; success or failure
-//!   arrives as [`Handler::on_open`] or [`Handler::on_close`].
+//!   arrives as [`Handler::on_connect`] or [`Handler::on_close`].
 //! - **Datagrams never block the loop.** Receive is drained until `WouldBlock`; a reply that
 //!   meets a full send buffer waits in a bounded queue ([`Config::udp_queue`]) or is dropped
 //!   and counted.

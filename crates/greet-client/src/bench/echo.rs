@@ -209,7 +209,7 @@ impl EchoLoad {
 }
 
 impl Handler for EchoLoad {
-    fn on_open(&mut self, conn: &mut Conn<'_>) {
+    fn on_connect(&mut self, conn: &mut Conn<'_>) {
         let tag = conn.tag();
         let slot = &mut self.slots[tag as usize];
         slot.start = conn.control().now();

@@ -115,7 +115,7 @@ impl TcpLoad {
 }
 
 impl Handler for TcpLoad {
-    fn on_open(&mut self, conn: &mut Conn<'_>) {
+    fn on_connect(&mut self, conn: &mut Conn<'_>) {
         // The loop's idle deadline restarts with every read, so a server that keeps sending
         // would never time out: the whole exchange gets one deadline from the connect.
         let slot = &self.slots[conn.tag() as usize];

@@ -3,7 +3,7 @@
 
 use super::EventLoop;
 use crate::control::{Control, Deferred};
-use crate::handler::Handler;
+use crate::handler::{Closed, Handler};
 use crate::id::{CloseReason, ConnId, TimerId};
 use crate::timers::TimerKey;
 
@@ -67,7 +67,19 @@ impl<M> EventLoop<M> {
                     peer,
                     tag,
                     reason,
-                } => self.report_close(id, &peer, tag, None, reason, 0, handler),
+                } => {
+                    let closed = Closed {
+                        id,
+                        tag,
+                        peer: &peer,
+                        listener: None,
+                        reason,
+                        unsent: 0,
+                        received: 0,
+                        sent: 0,
+                    };
+                    self.report_close(&closed, handler);
+                }
                 Deferred::Stop => self.mailbox.wake.request_shutdown(),
             }
         }

@@ -6,7 +6,7 @@ use crate::connection::{Input, Phase, Step};
 use crate::control::Control;
 use crate::counters::Counters;
 use crate::handler::{Closed, Conn, Handler};
-use crate::id::{CloseReason, ConnId, ListenerId, PeerAddr};
+use crate::id::{CloseReason, ConnId};
 use crate::timers::TimerKey;
 use crate::token::{self, Target, MAX_INDEX};
 
@@ -80,12 +80,12 @@ impl<M> EventLoop<M> {
             Ok(true) => {
                 c.established(self.core.now);
                 Counters::add(&self.core.counters.connected, 1);
-                self.callback(id, handler, |h, conn| h.on_open(conn));
+                self.callback(id, handler, |h, conn| h.on_connect(conn));
             }
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
                 c.established_then_reset(self.core.now);
                 Counters::add(&self.core.counters.connected, 1);
-                self.callback(id, handler, |h, conn| h.on_open(conn));
+                self.callback(id, handler, |h, conn| h.on_connect(conn));
                 // The caller reads it (the event carries the error): what the peer sent
                 // before its reset is handed on, then the connection ends as reset.
             }
@@ -151,8 +151,13 @@ impl<M> EventLoop<M> {
                 }
                 Input::Dropped(_) => {}
                 Input::Eof => {
-                    if !closing {
-                        self.callback(id, handler, |h, conn| h.on_read_closed(conn));
+                    let pipe = self.core.conns.get(id).and_then(|c| c.piped_to());
+                    match pipe {
+                        Some(to) => self.forward_eof(id, to),
+                        None if !closing => {
+                            self.callback(id, handler, |h, conn| h.on_read_closed(conn));
+                        }
+                        None => {}
                     }
                     break;
                 }
@@ -171,6 +176,9 @@ impl<M> EventLoop<M> {
         let Some(c) = self.core.conns.get_mut(id) else {
             return;
         };
+        if let Some(to) = c.piped_to() {
+            return self.forward(id, to, n);
+        }
         let mut kept = c.take_kept();
         // The scratch buffer is lent out for the handler's calls: nothing reads into it
         // until `after_callback`, which runs after this returns.
@@ -186,6 +194,35 @@ impl<M> EventLoop<M> {
         self.scratch = scratch;
         if let Some(c) = self.core.conns.get_mut(id) {
             c.put_kept(kept, self.config.max_input);
+        }
+    }
+
+    /// Piped: the `n` new bytes go to connection `to`, and reading `id` pauses while too
+    /// much waits there (`settle` of `to` resumes it).
+    fn forward(&mut self, id: ConnId, to: ConnId, n: usize) {
+        let mut ctl = Control {
+            core: &mut self.core,
+        };
+        ctl.send_inner(to, &self.scratch[..n], None);
+        if ctl.pending(to).is_some_and(|p| p > self.limits.max_pending) {
+            if let Some(c) = self.core.conns.get_mut(id) {
+                c.pause_for_pipe();
+            }
+        }
+    }
+
+    /// Piped: the peer's EOF shuts the other connection's sending side, and once both
+    /// sides have sent theirs, both close in order.
+    fn forward_eof(&mut self, id: ConnId, to: ConnId) {
+        let both = self.core.conns.get(to).is_none_or(|c| c.read_closed());
+        let mut ctl = Control {
+            core: &mut self.core,
+        };
+        if both {
+            ctl.close(to);
+            ctl.close(id);
+        } else {
+            ctl.shutdown_write(to);
         }
     }
 
@@ -295,6 +332,17 @@ impl<M> EventLoop<M> {
                 }
                 let flushed = c.take_flushed_owed();
                 let read_owed = c.take_read_owed();
+                if let Some(from) = c.piped_to() {
+                    if c.pending() <= self.limits.max_pending / 2
+                        && self
+                            .core
+                            .conns
+                            .get_mut(from)
+                            .is_some_and(|f| f.resume_for_pipe())
+                    {
+                        self.core.touched.push(from);
+                    }
+                }
                 self.schedule(id);
                 if flushed {
                     self.callback(id, handler, |h, conn| h.on_flushed(conn));
@@ -330,6 +378,8 @@ impl<M> EventLoop<M> {
     /// The end of a connection's life, whatever ended it: out of the slot map (its id is
     /// stale from now on), its deadline dropped, counted, [`Handler::on_close`] called once,
     /// and its socket closed (which also removes it from the poller: no `epoll_ctl(DEL)`).
+    /// A connection piped to this one closes too: in order after an orderly close, with a
+    /// reset (abort) after anything else, so a reset or a failed connect is passed on.
     pub(super) fn close<H: Handler<M>>(
         &mut self,
         id: ConnId,
@@ -342,52 +392,46 @@ impl<M> EventLoop<M> {
         if let Some(at) = conn.scheduled() {
             self.core.timers.remove(at, TimerKey::Conn(id));
         }
+        if let Some(other) = conn.piped_to() {
+            let mut ctl = Control {
+                core: &mut self.core,
+            };
+            if reason == CloseReason::Done {
+                ctl.close(other);
+            } else {
+                ctl.abort(other);
+            }
+        }
         // The handler hears of it before the peer does: the socket closes after `on_close`.
-        let unsent = conn.pending();
-        self.report_close(
+        let (received, sent) = conn.traffic();
+        let closed = Closed {
             id,
-            conn.peer(),
-            conn.tag(),
-            conn.listener(),
+            tag: conn.tag(),
+            peer: conn.peer(),
+            listener: conn.listener(),
             reason,
-            unsent,
-            handler,
-        );
+            unsent: conn.pending(),
+            received,
+            sent,
+        };
+        self.report_close(&closed, handler);
         conn.retire(reason, &self.core.counters);
         self.resume_full_listeners(handler);
     }
 
     /// Counts a closed connection and tells the handler. Called by [`close`](Self::close),
     /// and for a connect that failed before its connection existed.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn report_close<H: Handler<M>>(
-        &mut self,
-        id: ConnId,
-        peer: &PeerAddr,
-        tag: u64,
-        listener: Option<ListenerId>,
-        reason: CloseReason,
-        unsent: usize,
-        handler: &mut H,
-    ) {
+    pub(super) fn report_close<H: Handler<M>>(&mut self, closed: &Closed<'_>, handler: &mut H) {
         Counters::add(&self.core.counters.closed, 1);
-        reason.count(&self.core.counters);
-        if reason != CloseReason::Done {
-            log::debug!("connection {peer:?} closed: {reason:?}");
+        closed.reason.count(&self.core.counters);
+        if closed.reason != CloseReason::Done {
+            log::debug!("connection {:?} closed: {:?}", closed.peer, closed.reason);
         }
-        let closed = Closed {
-            id,
-            tag,
-            peer,
-            listener,
-            reason,
-            unsent,
-        };
         handler.on_close(
             &mut Control {
                 core: &mut self.core,
             },
-            &closed,
+            closed,
         );
     }
 }

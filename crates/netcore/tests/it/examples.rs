@@ -170,10 +170,9 @@ fn unix_echo(dir: &TempDir) -> PathBuf {
     path
 }
 
-#[test]
-fn forward_to_an_echo_server_answers_each_line_at_once() {
+fn to_an_echo_server_answers_each_line_at_once(name: &str) {
     let echo = Example::start("echo", &[]);
-    let forward = Example::start("forward", &["127.0.0.1:0", &echo.addr.to_string()]);
+    let forward = Example::start(name, &["127.0.0.1:0", &echo.addr.to_string()]);
     let mut conn = BufReader::new(client(forward.addr));
     for n in 0..20 {
         let line = format!("line {n}\n");
@@ -183,10 +182,9 @@ fn forward_to_an_echo_server_answers_each_line_at_once() {
     }
 }
 
-#[test]
-fn forward_to_a_greeter_passes_the_greeting_and_its_close() {
+fn to_a_greeter_passes_the_greeting_and_its_close(name: &str) {
     let greeter = Example::start("greeter", &[]);
-    let forward = Example::start("forward", &["127.0.0.1:0", &greeter.addr.to_string()]);
+    let forward = Example::start(name, &["127.0.0.1:0", &greeter.addr.to_string()]);
     let mut conn = client(forward.addr);
     let mut reply = Vec::new();
     conn.read_to_end(&mut reply)
@@ -194,11 +192,10 @@ fn forward_to_a_greeter_passes_the_greeting_and_its_close() {
     assert_eq!(reply, b"Thank you for connecting\n");
 }
 
-#[test]
-fn forward_to_a_unix_socket_keeps_bytes_intact_both_ways() {
+fn to_a_unix_socket_keeps_bytes_intact_both_ways(name: &str) {
     let dir = TempDir::new("forward-unix");
     let target = unix_echo(&dir);
-    let forward = Example::start("forward", &["127.0.0.1:0", &target.to_string_lossy()]);
+    let forward = Example::start(name, &["127.0.0.1:0", &target.to_string_lossy()]);
     let mut conn = client(forward.addr);
     let data: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     let writer = {
@@ -216,10 +213,9 @@ fn forward_to_a_unix_socket_keeps_bytes_intact_both_ways() {
     assert!(echoed == data, "the echo differs from what was sent");
 }
 
-#[test]
-fn forward_passes_a_half_close_through_at_once() {
+fn passes_a_half_close_through_at_once(name: &str) {
     let echo = Example::start("echo", &[]);
-    let forward = Example::start("forward", &["127.0.0.1:0", &echo.addr.to_string()]);
+    let forward = Example::start(name, &["127.0.0.1:0", &echo.addr.to_string()]);
     let mut conn = client(forward.addr);
     conn.write_all(b"last words").expect("send");
     conn.shutdown(Shutdown::Write).expect("half-close");
@@ -236,10 +232,9 @@ fn forward_passes_a_half_close_through_at_once() {
     );
 }
 
-#[test]
-fn forward_holds_a_fast_sender_back_when_its_client_never_reads() {
+fn holds_a_fast_sender_back_when_its_client_never_reads(name: &str) {
     let echo = Example::start("echo", &[]);
-    let forward = Example::start("forward", &["127.0.0.1:0", &echo.addr.to_string()]);
+    let forward = Example::start(name, &["127.0.0.1:0", &echo.addr.to_string()]);
     let mut conn = client(forward.addr);
     // A blocking write that makes no progress for 2 s returns `WouldBlock`: that is the
     // sender held back (no polling, no sleep).
@@ -290,8 +285,7 @@ fn read_to_end_or_error(conn: &mut TcpStream) -> Result<Vec<u8>, (Vec<u8>, Error
     }
 }
 
-#[test]
-fn forward_passes_a_reset_on_as_a_reset() {
+fn passes_a_reset_on_as_a_reset(name: &str) {
     // A target that sends 13 bytes, then resets the connection.
     let target = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the target");
     let target_addr = target.local_addr().expect("target address");
@@ -303,7 +297,7 @@ fn forward_passes_a_reset_on_as_a_reset() {
             .expect("SO_LINGER 0");
         drop(conn);
     });
-    let forward = Example::start("forward", &["127.0.0.1:0", &target_addr.to_string()]);
+    let forward = Example::start(name, &["127.0.0.1:0", &target_addr.to_string()]);
     let mut conn = client(forward.addr);
     server.join().expect("target thread");
     match read_to_end_or_error(&mut conn) {
@@ -321,13 +315,12 @@ fn forward_passes_a_reset_on_as_a_reset() {
     }
 }
 
-#[test]
-fn forward_resets_the_client_when_the_target_refuses() {
+fn resets_the_client_when_the_target_refuses(name: &str) {
     // A port nobody listens on: bound, then closed.
     let refused = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port");
-    let forward = Example::start("forward", &["127.0.0.1:0", &refused.to_string()]);
+    let forward = Example::start(name, &["127.0.0.1:0", &refused.to_string()]);
     let mut conn = client(forward.addr);
     match read_to_end_or_error(&mut conn) {
         Ok(got) => {
@@ -337,5 +330,78 @@ fn forward_resets_the_client_when_the_target_refuses() {
             assert!(got.is_empty());
             assert_eq!(kind, ErrorKind::ConnectionReset);
         }
+    }
+}
+
+/// The pipe by hand (`forward`) and by `Control::pipe` (`proxy`) keep the same promises.
+mod pipes {
+    #[test]
+    fn forward_to_an_echo_server_answers_each_line_at_once() {
+        super::to_an_echo_server_answers_each_line_at_once("forward");
+    }
+
+    #[test]
+    fn proxy_to_an_echo_server_answers_each_line_at_once() {
+        super::to_an_echo_server_answers_each_line_at_once("proxy");
+    }
+
+    #[test]
+    fn forward_to_a_greeter_passes_the_greeting_and_its_close() {
+        super::to_a_greeter_passes_the_greeting_and_its_close("forward");
+    }
+
+    #[test]
+    fn proxy_to_a_greeter_passes_the_greeting_and_its_close() {
+        super::to_a_greeter_passes_the_greeting_and_its_close("proxy");
+    }
+
+    #[test]
+    fn forward_to_a_unix_socket_keeps_bytes_intact_both_ways() {
+        super::to_a_unix_socket_keeps_bytes_intact_both_ways("forward");
+    }
+
+    #[test]
+    fn proxy_to_a_unix_socket_keeps_bytes_intact_both_ways() {
+        super::to_a_unix_socket_keeps_bytes_intact_both_ways("proxy");
+    }
+
+    #[test]
+    fn forward_passes_a_half_close_through_at_once() {
+        super::passes_a_half_close_through_at_once("forward");
+    }
+
+    #[test]
+    fn proxy_passes_a_half_close_through_at_once() {
+        super::passes_a_half_close_through_at_once("proxy");
+    }
+
+    #[test]
+    fn forward_holds_a_fast_sender_back_when_its_client_never_reads() {
+        super::holds_a_fast_sender_back_when_its_client_never_reads("forward");
+    }
+
+    #[test]
+    fn proxy_holds_a_fast_sender_back_when_its_client_never_reads() {
+        super::holds_a_fast_sender_back_when_its_client_never_reads("proxy");
+    }
+
+    #[test]
+    fn forward_passes_a_reset_on_as_a_reset() {
+        super::passes_a_reset_on_as_a_reset("forward");
+    }
+
+    #[test]
+    fn proxy_passes_a_reset_on_as_a_reset() {
+        super::passes_a_reset_on_as_a_reset("proxy");
+    }
+
+    #[test]
+    fn forward_resets_the_client_when_the_target_refuses() {
+        super::resets_the_client_when_the_target_refuses("forward");
+    }
+
+    #[test]
+    fn proxy_resets_the_client_when_the_target_refuses() {
+        super::resets_the_client_when_the_target_refuses("proxy");
     }
 }

@@ -26,7 +26,7 @@ struct Client {
 }
 
 impl Handler for Client {
-    fn on_open(&mut self, conn: &mut Conn<'_>) {
+    fn on_connect(&mut self, conn: &mut Conn<'_>) {
         self.reads.insert(conn.tag(), Vec::new());
         for (addr, tag) in self.later.drain(..) {
             conn.control().connect(addr, tag);

@@ -58,7 +58,7 @@ impl Handler for Client {
         }
     }
 
-    fn on_open(&mut self, conn: &mut Conn<'_>) {
+    fn on_connect(&mut self, conn: &mut Conn<'_>) {
         self.seen.lock().unwrap().opened = Some((conn.tag(), conn.peer().clone()));
         conn.send(&request());
     }
