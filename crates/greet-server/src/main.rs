@@ -1,5 +1,8 @@
 //! `greet-server`: the socket tutorial's greeting server, on netcore.
 
+#[macro_use]
+mod say;
+
 mod logsink;
 mod ratelimit;
 mod restart;
@@ -34,7 +37,14 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     match serve() {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => clap_dist::exit_status("greet-server", &e),
+        // clap prints its own messages and ignores a failed write; the rest is ours.
+        Err(e) if e.downcast_ref::<clap::Error>().is_some() => {
+            clap_dist::exit_status("greet-server", &e)
+        }
+        Err(e) => {
+            say!("greet-server: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -51,7 +61,7 @@ fn serve() -> Result<()> {
     let ready = restart::take_ready_fd();
     let activated = activation::take_listeners().context("socket activation")?;
     let summary = run(&args, activated, ready)?;
-    eprintln!("{summary}");
+    say!("{summary}");
     Ok(())
 }
 
@@ -443,7 +453,7 @@ fn watch_signals(
                     _ => {
                         seen += 1;
                         if seen > 1 {
-                            eprintln!("greet-server: second signal, exiting at once");
+                            say!("greet-server: second signal, exiting at once");
                             std::process::exit(128 + signal);
                         }
                         log::info!("signal {signal}: stopping");

@@ -88,12 +88,12 @@ impl Restarter {
     pub fn request(self: &Arc<Self>) {
         if self.busy.swap(true, Ordering::AcqRel) {
             if self.handed_over() {
-                eprintln!(
+                say!(
                     "greet-server: SIGHUP: this server has handed over to a new one and is \
                      draining; ignored"
                 );
             } else {
-                eprintln!("greet-server: SIGHUP: a restart is already under way; ignored");
+                say!("greet-server: SIGHUP: a restart is already under way; ignored");
             }
             return;
         }
@@ -107,7 +107,7 @@ impl Restarter {
                 }
             });
         if let Err(e) = spawned {
-            eprintln!("greet-server: restart failed: start a thread: {e}; still serving");
+            say!("greet-server: restart failed: start a thread: {e}; still serving");
             self.busy.store(false, Ordering::Release);
         }
     }
@@ -128,9 +128,9 @@ impl Restarter {
         match self.start_new() {
             Ok(Some(pid)) => {
                 if let Err(e) = sd_notify(&format!("MAINPID={pid}\nREADY=1")) {
-                    eprintln!("greet-server: restart: tell systemd the new main process: {e:#}");
+                    say!("greet-server: restart: tell systemd the new main process: {e:#}");
                 }
-                eprintln!(
+                say!(
                     "greet-server: restart: pid {pid} is ready ({} ms); pid {} stops accepting \
                      and finishes its greetings",
                     started.elapsed().as_millis(),
@@ -144,8 +144,8 @@ impl Restarter {
                     handle.shutdown();
                 }
             }
-            Ok(None) => eprintln!("greet-server: SIGHUP while stopping; ignored"),
-            Err(why) => eprintln!("greet-server: restart failed: {why:#}; still serving"),
+            Ok(None) => say!("greet-server: SIGHUP while stopping; ignored"),
+            Err(why) => say!("greet-server: restart failed: {why:#}; still serving"),
         }
     }
 
