@@ -3,11 +3,14 @@
 //! another server already serves, a stderr that cannot be written, and which listeners
 //! `--proxy-protocol` applies to.
 
+use std::io::Read;
 use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Instant;
 
-use e2e::{bin, read_all, PATIENCE};
+use e2e::{bin, read_all, temp_dir, Process, Server, Stderr, PATIENCE};
 
 const GREETING: &[u8] = b"Thank you for connecting";
 
@@ -17,6 +20,140 @@ fn signal(pid: u32, signal: i32) {
     // has not been waited for: the test reads its stderr before it lets it go.
     let rc = unsafe { libc::kill(pid, signal) };
     assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+}
+
+/// A server whose stderr the test reads while it runs (restarted servers share it).
+struct Watched {
+    first: Process,
+    seen: Vec<String>,
+}
+
+impl Watched {
+    fn start(args: &[&str]) -> Watched {
+        let mut cmd = Command::new(bin("greet-server"));
+        cmd.args(args);
+        let first =
+            Process::spawn("greet-server", cmd, Stderr::Piped).unwrap_or_else(|e| panic!("{e}"));
+        Watched {
+            first,
+            seen: Vec::new(),
+        }
+    }
+
+    fn next_stdout(&self) -> String {
+        self.first
+            .next_line(PATIENCE)
+            .expect("a line on the server's stdout")
+    }
+
+    /// The next stderr line that satisfies `want`, within [`PATIENCE`].
+    fn stderr_line(&mut self, what: &str, want: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.first.next_stderr_line(left) {
+                Some(line) if want(&line) => return line,
+                Some(line) => self.seen.push(line),
+                None => panic!("no line: {what}; saw {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// Every stderr line until every server sharing it has exited.
+    fn rest_of_stderr(mut self) -> Vec<String> {
+        let (_, rest) = self.first.wait().expect("wait for the first server");
+        self.seen.extend(rest.lines().map(str::to_string));
+        self.seen
+    }
+}
+
+fn greeting_over_unix(path: &Path) -> Vec<u8> {
+    let mut stream = UnixStream::connect(path).expect("connect to the Unix socket");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got).expect("read the greeting");
+    got
+}
+
+// Defect 4: the socket file removed at exit.
+
+#[test]
+fn exit_leaves_a_unix_path_that_is_no_longer_its_socket() {
+    let dir = temp_dir("unix-replaced");
+    let path = dir.join("greet.sock");
+    let shown = path.to_str().unwrap();
+
+    // A regular file put in the socket's place.
+    let server = Server::start(&["--unix", shown]);
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, b"not the server's").unwrap();
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(
+        std::fs::read(&path).expect("the file that replaced the socket is still there"),
+        b"not the server's"
+    );
+    std::fs::remove_file(&path).unwrap();
+
+    // Another server's socket, bound after the first one's file was removed.
+    let first = Server::start(&["--unix", shown]);
+    std::fs::remove_file(&path).unwrap();
+    let second = Server::start(&["--unix", shown]);
+    let (status, stderr) = first.terminate();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(
+        greeting_over_unix(&path),
+        GREETING,
+        "the second server is still reachable"
+    );
+    // The second one's own file is still its own: removed at its exit.
+    let (status, stderr) = second.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(!path.exists(), "the server removes its own socket file");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_restarted_server_leaves_a_unix_path_that_is_no_longer_its_socket() {
+    let dir = temp_dir("unix-replaced-restart");
+    let path = dir.join("greet.sock");
+    let shown = path.to_str().unwrap();
+    let mut servers = Watched::start(&["--unix", shown]);
+    assert_eq!(
+        servers.next_stdout(),
+        format!("Listening on '{shown}' unix")
+    );
+    signal(servers.first.pid(), libc::SIGHUP);
+    let line = servers.stderr_line("restart: pid N is ready", |l| l.contains("restart"));
+    let new: u32 = line
+        .split_once("restart: pid ")
+        .and_then(|(_, rest)| rest.split(' ').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no new pid in {line:?}"));
+    assert_eq!(
+        servers.next_stdout(),
+        format!("Listening on '{shown}' unix")
+    );
+    assert_eq!(greeting_over_unix(&path), GREETING);
+
+    // The new server owns the handed socket's file, but only while it is that socket.
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, b"not the server's").unwrap();
+    signal(new, libc::SIGTERM);
+    let stderr = servers.rest_of_stderr();
+    assert_eq!(
+        stderr
+            .iter()
+            .filter(|l| l.starts_with("greet-server: accepted "))
+            .count(),
+        2,
+        "{stderr:#?}"
+    );
+    assert_eq!(
+        std::fs::read(&path).expect("the file that replaced the socket is still there"),
+        b"not the server's"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // Defect 7: a stderr that cannot be written.

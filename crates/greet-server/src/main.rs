@@ -7,6 +7,7 @@ mod logsink;
 mod ratelimit;
 mod restart;
 mod service;
+mod socket_file;
 mod stats;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -27,6 +28,7 @@ use greet_server::cli::{self, Args};
 use ratelimit::ReplyLimiter;
 use restart::Restarter;
 use service::{GreetService, Stats};
+use socket_file::{FileId, SocketFile};
 use stats::{Live, Published, Reporter, Summary};
 
 /// After the loops have drained: how long the log writer may take to write what is queued
@@ -56,11 +58,13 @@ fn serve() -> Result<()> {
     }
     let args = Args::try_parse_from(argv)?;
     args.check()?;
-    // Before any thread starts: taking the sockets (and the readiness pipe of a restart)
-    // also removes LISTEN_* (and GREET_READY_FD) from the environment.
+    // Before any thread starts: taking the sockets (and the readiness pipe of a restart, and
+    // the identity of the socket file it hands on) also removes LISTEN_* (GREET_READY_FD,
+    // GREET_UNIX_FILE) from the environment.
     let ready = restart::take_ready_fd();
+    let passed = socket_file::take_passed();
     let activated = activation::take_listeners().context("socket activation")?;
-    let summary = run(&args, activated, ready)?;
+    let summary = run(&args, activated, ready, passed)?;
     say!("{summary}");
     Ok(())
 }
@@ -76,6 +80,7 @@ fn run(
     args: &Args,
     activated: Option<Vec<(Activated, String)>>,
     ready: Option<OwnedFd>,
+    passed: Option<FileId>,
 ) -> Result<Summary> {
     let message: Arc<[u8]> = match &args.message_file {
         Some(path) => clap_dist::read_file_arg(path, clap_dist::MESSAGE_MAX)
@@ -86,13 +91,16 @@ fn run(
     let threads = usize::from(args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, |n| u16::try_from(n.get()).unwrap_or(1))
     }));
-    let (listeners, handover, unix_path) = match activated {
+    let (listeners, handover, unix_file) = match activated {
         Some(sockets) => {
-            // A Unix socket file handed on by a restart is this server's to remove; one
-            // from systemd (or named otherwise) is not.
+            // A Unix socket file handed on by a restart is this server's to remove (while it
+            // is the socket the old server bound); one from systemd (or named otherwise) is
+            // not.
             let restarted = ready.is_some();
             let owned = sockets.iter().find_map(|(socket, name)| match socket {
-                Activated::Unix(_, path) if restarted && name == "unix" => Some(path.clone()),
+                Activated::Unix(_, path) if restarted && name == "unix" => {
+                    SocketFile::handed(path, passed)
+                }
                 _ => None,
             });
             let handover = sockets
@@ -103,13 +111,13 @@ fn run(
             (share(sockets, threads)?, handover, owned)
         }
         None => {
-            let groups = bind(args, threads)?;
+            let (groups, file) = bind(args, threads)?;
             let handover = groups
                 .iter()
                 .flatten()
-                .map(|listener| duplicate_listener(listener))
+                .map(|listener| duplicate_listener(listener, file.is_some()))
                 .collect::<Result<_, _>>()?;
-            (groups, handover, args.unix.clone())
+            (groups, handover, file)
         }
     };
     // Before the readiness lines: a signal sent once they are out is handled (it waits in
@@ -161,6 +169,7 @@ fn run(
     let restarter = Arc::new(Restarter::new(
         handover,
         args.upgrade_binary.clone(),
+        unix_file.as_ref().map(SocketFile::id),
         args.restart_timeout,
         handles.clone(),
     ));
@@ -192,7 +201,10 @@ fn run(
         .collect();
     // Only the loops hold the log sink now: when they end, the writer sees the end.
     drop(sink);
-    restart::notify_ready(ready);
+    // A server started by a restart that could not say it is ready (the old one gave up on
+    // it and goes on serving) leaves the socket file to the old one.
+    let told = restart::notify_ready(ready);
+    let unix_file = unix_file.filter(|_| told);
     let mut total = Stats::default();
     let mut failure = None;
     for worker in workers {
@@ -207,10 +219,8 @@ fn run(
     }
     let log = writer.map(|w| w.finish(Instant::now() + LOG_FLUSH_GRACE));
     // The socket file stays when a new server took it over.
-    if let Some(path) = unix_path.filter(|_| !restarter.handed_over()) {
-        if let Err(e) = std::fs::remove_file(&path) {
-            log::warn!("remove {}: {e}", path.display());
-        }
+    if let Some(file) = unix_file.filter(|_| !restarter.handed_over()) {
+        file.remove();
     }
     match failure {
         Some(e) => Err(e),
@@ -233,12 +243,14 @@ fn duplicate(socket: &Activated, owned: bool) -> Result<(OwnedFd, &'static str)>
         .context("duplicate a listening socket")
 }
 
-/// The same for a socket this server bound (a Unix socket file it created is its own).
-fn duplicate_listener(listener: &Listener) -> Result<(OwnedFd, &'static str)> {
+/// The same for a socket this server bound (a Unix socket file it created is its own, when
+/// `owned`).
+fn duplicate_listener(listener: &Listener, owned: bool) -> Result<(OwnedFd, &'static str)> {
     let (fd, role) = match listener {
         Listener::Tcp(l) => (l.as_fd().try_clone_to_owned(), "tcp"),
         Listener::Udp(s) => (s.as_fd().try_clone_to_owned(), "udp"),
-        Listener::Unix(l, _) => (l.as_fd().try_clone_to_owned(), "unix"),
+        Listener::Unix(l, _) if owned => (l.as_fd().try_clone_to_owned(), "unix"),
+        Listener::Unix(l, _) => (l.as_fd().try_clone_to_owned(), "unix-keep"),
     };
     fd.map(|fd| (fd, role))
         .context("duplicate a listening socket")
@@ -270,11 +282,13 @@ fn share(sockets: Vec<Activated>, threads: usize) -> Result<Vec<Vec<Listener>>> 
 
 /// Binds what the flags name, in groups, one group per loop: TCP and UDP one listener per
 /// loop each (each transport's listeners share the port through SO_REUSEPORT, and UDP takes
-/// the port number TCP got), the one Unix socket in the first group.
-fn bind(args: &Args, threads: usize) -> Result<Vec<Vec<Listener>>> {
+/// the port number TCP got), the one Unix socket in the first group; with it the socket file
+/// this server created, to remove at exit.
+fn bind(args: &Args, threads: usize) -> Result<(Vec<Vec<Listener>>, Option<SocketFile>)> {
     let backlog = args.backlog.unwrap_or_else(netcore::max_backlog);
     let (tcp, udp) = (args.serves_tcp(), args.udp);
     let mut groups = Vec::new();
+    let mut file = None;
     if tcp || udp {
         let family = Family::from_flags(args.ipv4, args.ipv6);
         let transport = if tcp { Transport::Tcp } else { Transport::Udp };
@@ -302,13 +316,14 @@ fn bind(args: &Args, threads: usize) -> Result<Vec<Vec<Listener>>> {
             ..ListenOptions::default()
         };
         let listener = with_umask(args.unix_mode, || netcore::unix_listener(path, &opts))?;
+        file = SocketFile::bound(path);
         let unix = Listener::Unix(listener, path.clone());
         match groups.first_mut() {
             Some(first) => first.push(unix),
             None => groups.push(vec![unix]),
         }
     }
-    Ok(groups)
+    Ok((groups, file))
 }
 
 /// With `--port 0` and both TCP and UDP: how many ephemeral TCP ports to try before giving

@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 
 use netcore::ShutdownHandle;
 
+use crate::socket_file::{self, FileId};
+
 use greet_server::activation::FIRST_FD;
 
 /// The variable naming the readiness pipe's descriptor in the new server.
@@ -51,6 +53,9 @@ pub struct Restarter {
     /// closed then, so that the sockets close when the loops let go of theirs.
     sockets: Mutex<Option<Sockets>>,
     program: Option<PathBuf>,
+    /// The socket file handed on with role `unix`: what this server bound, passed to the new
+    /// server in `GREET_UNIX_FILE`.
+    unix_file: Option<FileId>,
     timeout: Duration,
     handles: Vec<ShutdownHandle>,
     busy: AtomicBool,
@@ -60,16 +65,19 @@ pub struct Restarter {
 }
 
 impl Restarter {
-    /// `program`: `--upgrade-binary`, or `None` for this binary's own path.
+    /// `program`: `--upgrade-binary`, or `None` for this binary's own path; `unix_file`: the
+    /// identity of the socket file among `sockets` (role `unix`).
     pub fn new(
         sockets: Sockets,
         program: Option<PathBuf>,
+        unix_file: Option<FileId>,
         timeout: Duration,
         handles: Vec<ShutdownHandle>,
     ) -> Restarter {
         Restarter {
             sockets: Mutex::new(Some(sockets)),
             program,
+            unix_file,
             timeout,
             handles,
             busy: AtomicBool::new(false),
@@ -166,7 +174,7 @@ impl Restarter {
             let Some(sockets) = guard.as_ref() else {
                 return Ok(None);
             };
-            let plan = ExecPlan::new(&program, sockets, &ready_w)?;
+            let plan = ExecPlan::new(&program, sockets, &ready_w, self.unix_file)?;
             spawn(&program, plan).with_context(|| format!("start {shown}"))?
         };
         drop(ready_w);
@@ -341,7 +349,12 @@ unsafe impl Sync for ExecPlan {}
 const PID_PREFIX: &[u8] = b"LISTEN_PID=";
 
 impl ExecPlan {
-    fn new(program: &std::path::Path, sockets: &Sockets, ready: &OwnedFd) -> Result<ExecPlan> {
+    fn new(
+        program: &std::path::Path,
+        sockets: &Sockets,
+        ready: &OwnedFd,
+        unix_file: Option<FileId>,
+    ) -> Result<ExecPlan> {
         let cstr = |bytes: &[u8]| {
             CString::new(bytes)
                 .with_context(|| format!("a NUL byte in {:?}", String::from_utf8_lossy(bytes)))
@@ -356,9 +369,15 @@ impl ExecPlan {
         let names: Vec<&str> = sockets.iter().map(|(_, name)| *name).collect();
         let mut env = Vec::new();
         for (key, value) in std::env::vars_os() {
-            if ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", READY_FD_VAR]
-                .iter()
-                .any(|k| key == OsStr::new(k))
+            if [
+                "LISTEN_PID",
+                "LISTEN_FDS",
+                "LISTEN_FDNAMES",
+                READY_FD_VAR,
+                socket_file::VAR,
+            ]
+            .iter()
+            .any(|k| key == OsStr::new(k))
             {
                 continue;
             }
@@ -372,6 +391,11 @@ impl ExecPlan {
             format!("LISTEN_FDNAMES={}", names.join(":")).as_bytes(),
         )?);
         env.push(cstr(format!("{READY_FD_VAR}={ready_target}").as_bytes())?);
+        if let Some(id) = unix_file {
+            env.push(cstr(
+                format!("{}={}", socket_file::VAR, id.to_env()).as_bytes(),
+            )?);
+        }
         let mut pid_entry = PID_PREFIX.to_vec();
         pid_entry.resize(PID_PREFIX.len() + 21, 0);
 
@@ -510,13 +534,15 @@ fn rustix_cloexec(fd: &OwnedFd) -> std::io::Result<()> {
 }
 
 /// Tells whoever started this server that it is ready: the restarting server through its
-/// pipe, or else systemd (`Type=notify`) through `NOTIFY_SOCKET`.
-pub fn notify_ready(pipe: Option<OwnedFd>) {
+/// pipe, or else systemd (`Type=notify`) through `NOTIFY_SOCKET`. False only when the
+/// restarting server could not be told (it gave up waiting and keeps serving).
+pub fn notify_ready(pipe: Option<OwnedFd>) -> bool {
     match pipe {
         Some(fd) => {
             let mut file = std::fs::File::from(fd);
             if let Err(e) = std::io::Write::write_all(&mut file, b"READY=1\n") {
                 log::warn!("tell the old server we are ready: {e}");
+                return false;
             }
         }
         None => {
@@ -525,6 +551,7 @@ pub fn notify_ready(pipe: Option<OwnedFd>) {
             }
         }
     }
+    true
 }
 
 /// Sends `message` to the service manager's `NOTIFY_SOCKET` (`sd_notify(3)`); nothing
