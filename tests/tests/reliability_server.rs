@@ -5,6 +5,7 @@
 
 use std::io::Read;
 use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -153,6 +154,109 @@ fn a_restarted_server_leaves_a_unix_path_that_is_no_longer_its_socket() {
         std::fs::read(&path).expect("the file that replaced the socket is still there"),
         b"not the server's"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// Defect 5: a failed restart's grandchildren.
+
+/// A process the test must not leave behind: killed on drop if it still runs, recognised by
+/// its command line so that a recycled pid is never hit.
+struct Survivor {
+    pid: Option<libc::pid_t>,
+}
+
+impl Survivor {
+    fn from_file(path: &Path) -> Survivor {
+        let pid = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.trim().parse().ok());
+        Survivor { pid }
+    }
+
+    /// Whether the process is alive (not gone, not a zombie) and still `sleep`.
+    fn alive(&self) -> bool {
+        let Some(pid) = self.pid else { return false };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+        cmdline.starts_with(b"sleep") && state != Some(Some('Z'))
+    }
+}
+
+impl Drop for Survivor {
+    fn drop(&mut self) {
+        if let (true, Some(pid)) = (self.alive(), self.pid) {
+            // SAFETY: kill(2) on the test's own `sleep`, checked by its command line above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+#[test]
+fn a_failed_upgrade_leaves_no_process_holding_the_listening_sockets() {
+    let dir = temp_dir("restart-orphan");
+    let pid_file = dir.join("sleep.pid");
+    let script = dir.join("never-ready.sh");
+    // The shell does not exec its last command: `sleep` is a grandchild of the server, with
+    // the listening sockets (and the readiness pipe) it inherited. Its output goes nowhere,
+    // so that it holds none of the server's pipes either.
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexec >/dev/null 2>&1\nsleep 40 &\necho $! > '{}'\nwait\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut server = Watched::start(&[
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--threads",
+        "2",
+        "--upgrade-binary",
+        script.to_str().unwrap(),
+        "--restart-timeout",
+        "1s",
+    ]);
+    let ready = server.next_stdout();
+    let port = e2e::port_of(&ready).unwrap_or_else(|| panic!("no port in {ready:?}"));
+    signal(server.first.pid(), libc::SIGHUP);
+    let line = server.stderr_line("restart failed", |l| l.contains("restart"));
+    let survivor = Survivor::from_file(&pid_file);
+    assert!(
+        line.starts_with("greet-server: restart failed: ") && line.contains("not ready within"),
+        "{line}"
+    );
+    assert!(survivor.pid.is_some(), "the script never started sleep");
+    signal(server.first.pid(), libc::SIGTERM);
+    let stderr = server.rest_of_stderr();
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.starts_with("greet-server: accepted ")),
+        "{stderr:#?}"
+    );
+
+    // The server is gone, and so must be every process that inherited its listeners. One
+    // that is dying is gone within moments; `sleep 40` would outlive this bound by far.
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while survivor.alive() {
+        assert!(
+            Instant::now() < deadline,
+            "the failed successor's sleep survived the server, with its listeners"
+        );
+        std::thread::yield_now();
+    }
+    // Nothing accepts on the port any more (a survivor's backlog would take the connect).
+    let connected = TcpStream::connect(("127.0.0.1", port));
+    assert!(
+        matches!(&connected, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
+        "port {port} after the server exited: {connected:?}"
+    );
+    drop(survivor);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -12,7 +12,10 @@
 //! its loops run); the old one waits for that within `--restart-timeout`, then stops
 //! accepting and drains exactly as on SIGTERM. The pipe also tells a failure at once: a new
 //! server that exits closes it. If the new server fails or is not ready in time, it is
-//! stopped and the old one keeps serving, saying why on stderr. Both share stdout and
+//! stopped and the old one keeps serving, saying why on stderr. The new server starts in a
+//! process group of its own, and a failed one is stopped with its whole group: whatever it
+//! started inherited the listening sockets too, and must not keep them (clients would
+//! queue in a backlog nobody accepts from). One that became ready stays in its group. Both share stdout and
 //! stderr, so the new server's lines go where the old one's went, and the old one's
 //! summary still appears when it has drained.
 //!
@@ -120,14 +123,15 @@ impl Restarter {
         }
     }
 
-    /// SIGTERM/SIGINT: no restart from now on; a new server still starting is stopped too.
+    /// SIGTERM/SIGINT: no restart from now on; a new server still starting is stopped too
+    /// (its process group; the restart thread then reaps it and ends what is left).
     pub fn stop(&self) {
         if let Ok(mut sockets) = self.sockets.lock() {
             *sockets = None;
         }
         let pid = self.pending.load(Ordering::Acquire);
         if pid != 0 {
-            signal(pid, libc::SIGTERM);
+            signal_group(pid, libc::SIGTERM);
         }
     }
 
@@ -186,17 +190,19 @@ impl Restarter {
             Ok(()) => Ok(Some(pid)),
             Err(Wait::Closed) => {
                 let status = reap(&mut child, Instant::now() + STOP_GRACE);
+                // What it started may live on in its group, with the listening sockets.
+                stop_group(&mut child);
                 Err(anyhow!("{shown} (pid {pid}) {status} before it was ready"))
             }
             Err(Wait::Timeout) => {
-                stop_child(&mut child);
+                stop_group(&mut child);
                 Err(anyhow!(
                     "{shown} (pid {pid}) was not ready within {} (--restart-timeout); stopped it",
                     humantime::format_duration(self.timeout)
                 ))
             }
             Err(Wait::Failed(e)) => {
-                stop_child(&mut child);
+                stop_group(&mut child);
                 Err(anyhow!("waiting for {shown} (pid {pid}): {e}; stopped it"))
             }
         }
@@ -295,7 +301,7 @@ fn reap(child: &mut Child, deadline: Instant) -> String {
                 std::thread::sleep(Duration::from_millis(10));
             }
             Ok(None) => {
-                stop_child(child);
+                stop_group(child);
                 return "closed its readiness pipe and was stopped".into();
             }
             Err(e) => return format!("could not be waited for ({e})"),
@@ -303,24 +309,57 @@ fn reap(child: &mut Child, deadline: Instant) -> String {
     }
 }
 
-/// SIGTERM, then SIGKILL after [`STOP_GRACE`]; reaped either way.
-fn stop_child(child: &mut Child) {
-    signal(child.id(), libc::SIGTERM);
+/// Ends a new server that failed, with its whole process group (whatever it started, which
+/// inherited the listening sockets): SIGTERM, then SIGKILL to what is left after
+/// [`STOP_GRACE`]; the new server itself is reaped either way. Its group id stays its pid
+/// while any member lives, even once it is reaped.
+fn stop_group(child: &mut Child) {
+    let pgid = child.id();
+    signal_group(pgid, libc::SIGTERM);
     let deadline = Instant::now() + STOP_GRACE;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
+    let mut reaped = false;
+    loop {
+        // An error is ECHILD: reaped already.
+        reaped = reaped || !matches!(child.try_wait(), Ok(None));
+        if reaped && !group_alive(pgid) {
             return;
+        }
+        if Instant::now() >= deadline {
+            break;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    signal_group(pgid, libc::SIGKILL);
+    if !reaped {
+        let _ = child.wait();
+    }
+    // SIGKILL is delivered at once, but a process closes its descriptors as it exits.
+    let deadline = Instant::now() + STOP_GRACE;
+    while group_alive(pgid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
-fn signal(pid: u32, signal: libc::c_int) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: kill(2) on our own child, not yet reaped, so the pid is not recycled.
-        unsafe { libc::kill(pid, signal) };
+/// Whether any process is left in process group `pgid`. A zombie counts until its parent
+/// (for orphans, init) reaps it, so this is bounded by the callers' deadlines.
+fn group_alive(pgid: u32) -> bool {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return false;
+    };
+    // SAFETY: kill(2) with signal 0 only checks; the group is the new server's own.
+    if unsafe { libc::kill(-pgid, 0) } == 0 {
+        return true;
+    }
+    std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Sends `signal` to process group `pgid`: the new server and everything it started.
+fn signal_group(pgid: u32, signal: libc::c_int) {
+    if let Ok(pgid) = libc::pid_t::try_from(pgid) {
+        // SAFETY: kill(2) on the group the new server leads (setpgid(0, 0) before its exec).
+        // The group id is not reused while the group has a member, nor while its leader is
+        // not reaped.
+        unsafe { libc::kill(-pgid, signal) };
     }
 }
 
@@ -441,9 +480,16 @@ impl ExecPlan {
         Ok(plan)
     }
 
-    /// In the child, between fork and exec: only async-signal-safe calls (dup2, getpid,
-    /// execve) and writes into memory allocated before the fork.
+    /// In the child, between fork and exec: only async-signal-safe calls (setpgid, dup2,
+    /// getpid, execve) and writes into memory allocated before the fork.
     fn exec(&mut self) -> std::io::Error {
+        // Its own process group, so that a failure is stopped with everything it started.
+        // Done in the child before exec, and spawn() returns only after the exec: no moment
+        // when the old server could signal a group that does not exist yet.
+        // SAFETY: setpgid is async-signal-safe; (0, 0) makes this process a group leader.
+        if unsafe { libc::setpgid(0, 0) } < 0 {
+            return std::io::Error::last_os_error();
+        }
         for (source, target) in &self.moves {
             // SAFETY: dup2 is async-signal-safe; both descriptors are valid in the child
             // (the source was inherited, the target is a number we choose). The target
@@ -490,7 +536,7 @@ fn write_decimal(buf: &mut [u8], mut n: u32) {
 fn spawn(program: &std::path::Path, mut plan: ExecPlan) -> std::io::Result<Child> {
     let mut cmd = Command::new(program);
     // SAFETY: the closure runs in the child between fork and exec, and calls only
-    // async-signal-safe functions (dup2, getpid, execve) on memory prepared before the
+    // async-signal-safe functions (setpgid, dup2, getpid, execve) on memory prepared before the
     // fork (`ExecPlan::exec`); it never allocates. It returns only if execve failed, and
     // std then reports that error from spawn().
     unsafe {
