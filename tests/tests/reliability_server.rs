@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Instant;
 
-use e2e::{bin, read_all, temp_dir, Process, Server, Stderr, PATIENCE};
+use e2e::{bin, client, read_all, temp_dir, Process, Server, Stderr, PATIENCE};
 
 const GREETING: &[u8] = b"Thank you for connecting";
 
@@ -258,6 +258,73 @@ fn a_failed_upgrade_leaves_no_process_holding_the_listening_sockets() {
     );
     drop(survivor);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// Defect 6: a port another server serves.
+
+/// Starts `greet-server ARGS` expecting it to refuse to start: its status and stderr. A
+/// server that starts anyway fails the test (and is killed).
+fn refused(args: &[&str]) -> (ExitStatus, String) {
+    let mut cmd = Command::new(bin("greet-server"));
+    cmd.args(args);
+    match Process::start("greet-server", cmd) {
+        Ok(started) => panic!(
+            "greet-server {args:?} started on a port another server serves: {}",
+            started.ready()
+        ),
+        Err(proc_harness::Error::NotReady { status, stderr, .. }) => {
+            (status.expect("an exit status"), stderr)
+        }
+        Err(other) => panic!("{other}"),
+    }
+}
+
+#[test]
+fn a_port_another_server_serves_is_in_use_for_tcp_and_udp() {
+    for transport in ["--tcp", "--udp"] {
+        let first = Server::local(&[transport, "--threads", "2"]);
+        let port = first.port().to_string();
+        let (status, stderr) = refused(&[
+            transport,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--threads",
+            "2",
+        ]);
+        assert_eq!(status.code(), Some(1), "{transport}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{transport}: {stderr}");
+        assert!(
+            stderr.contains(&format!("127.0.0.1:{port}")) && stderr.contains("in use"),
+            "{transport}: {stderr}"
+        );
+        // The first server still serves, alone.
+        if transport == "--tcp" {
+            let stream = TcpStream::connect(first.addr()).unwrap();
+            assert_eq!(read_all(stream).unwrap(), GREETING);
+        } else {
+            let out = client(&["--udp", "--host", "127.0.0.1", "--port", &port]);
+            assert!(out.status.success(), "{out:?}");
+        }
+        let (status, stderr) = first.terminate();
+        assert!(status.success(), "{stderr}");
+
+        // Once it is gone the port is free again, TIME_WAIT of its greeted connection
+        // notwithstanding (the server closes first).
+        let again = Server::start(&[
+            transport,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--threads",
+            "2",
+        ]);
+        assert!(again.ready().contains(&port), "{}", again.ready());
+        let (status, stderr) = again.terminate();
+        assert!(status.success(), "{stderr}");
+    }
 }
 
 // Defect 7: a stderr that cannot be written.

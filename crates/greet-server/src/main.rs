@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use netcore::{Config, EventLoop, ListenOptions, ShutdownHandle};
 use resolver::{Family, PyAddr, Transport};
+use socket2::{Domain, Socket, Type};
 
 use greet_server::activation::{self, Activated};
 use greet_server::cli::{self, Args};
@@ -326,8 +327,8 @@ fn bind(args: &Args, threads: usize) -> Result<(Vec<Vec<Listener>>, Option<Socke
     Ok((groups, file))
 }
 
-/// With `--port 0` and both TCP and UDP: how many ephemeral TCP ports to try before giving
-/// up when the same UDP port is taken.
+/// With `--port 0`: how many ports to try before giving up when the one found free is
+/// taken before it is bound (with both TCP and UDP: the same UDP port is taken).
 const SAME_PORT_ATTEMPTS: usize = 8;
 
 /// TCP and UDP listeners on `addr`, one of each per loop, UDP on the port TCP got.
@@ -340,41 +341,85 @@ fn bind_inet(
 ) -> Result<Vec<Vec<Listener>>> {
     let mut attempt = 1;
     loop {
-        let mut groups: Vec<Vec<Listener>> = (0..threads).map(|_| Vec::new()).collect();
-        let mut at = addr;
-        if tcp {
-            for group in &mut groups {
-                let listener = netcore::tcp_listener(at, opts)?;
-                at = listener.local_addr()?;
-                group.push(Listener::Tcp(listener));
+        match bind_inet_once(addr, tcp, udp, threads, opts) {
+            Err(e) if addr.port() == 0 && in_use(&e) && attempt < SAME_PORT_ATTEMPTS => {
+                log::debug!("{e:#}; another port");
+                attempt += 1;
             }
+            bound => return bound,
         }
-        if udp {
-            let mut taken = None;
-            for group in &mut groups {
-                match netcore::udp_socket(at, opts) {
-                    Ok(socket) => {
-                        at = socket.local_addr()?;
-                        group.push(Listener::Udp(socket));
-                    }
-                    Err(e) => {
-                        taken = Some(e);
-                        break;
-                    }
-                }
-            }
-            if let Some(e) = taken {
-                let in_use = e.io_error().kind() == std::io::ErrorKind::AddrInUse;
-                if tcp && addr.port() == 0 && in_use && attempt < SAME_PORT_ATTEMPTS {
-                    log::debug!("UDP port {} is taken; another TCP port", at.port());
-                    attempt += 1;
-                    continue;
-                }
-                return Err(e.into());
-            }
-        }
-        return Ok(groups);
     }
+}
+
+fn bind_inet_once(
+    addr: SocketAddr,
+    tcp: bool,
+    udp: bool,
+    threads: usize,
+    opts: &ListenOptions,
+) -> Result<Vec<Vec<Listener>>> {
+    let mut groups: Vec<Vec<Listener>> = (0..threads).map(|_| Vec::new()).collect();
+    let mut at = addr;
+    if tcp {
+        if opts.reuse_port {
+            at = unshared_port(at, Type::STREAM, opts)?;
+        }
+        for group in &mut groups {
+            let listener = netcore::tcp_listener(at, opts)?;
+            at = listener.local_addr()?;
+            group.push(Listener::Tcp(listener));
+        }
+    }
+    if udp {
+        if opts.reuse_port {
+            at = unshared_port(at, Type::DGRAM, opts)?;
+        }
+        for group in &mut groups {
+            let socket = netcore::udp_socket(at, opts)?;
+            at = socket.local_addr()?;
+            group.push(Listener::Udp(socket));
+        }
+    }
+    Ok(groups)
+}
+
+/// `SO_REUSEPORT` lets any socket of the same user join a port's group, so another server
+/// on the port would silently take a share of the clients. Before binding the loops'
+/// listeners, this binds one socket of the same kind without it (and does not listen): it
+/// fails with "Address already in use" when any other process serves `addr`. TCP sets
+/// `SO_REUSEADDR`, as the listeners do, so that connections in `TIME_WAIT` do not count.
+/// Returns the address bound (with port 0: a port nobody holds), then closes the socket.
+fn unshared_port(addr: SocketAddr, kind: Type, opts: &ListenOptions) -> Result<SocketAddr> {
+    let probe = || -> std::io::Result<SocketAddr> {
+        let socket = Socket::new(Domain::for_address(addr), kind, None)?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(opts.v6_only)?;
+        }
+        if kind == Type::STREAM {
+            socket.set_reuse_address(true)?;
+        }
+        socket.bind(&addr.into())?;
+        socket
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| std::io::Error::other("not an IP address"))
+    };
+    probe().with_context(|| format!("bind {addr}"))
+}
+
+/// Whether `e` is "Address already in use".
+fn in_use(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        let kind = match (
+            cause.downcast_ref::<netcore::Error>(),
+            cause.downcast_ref::<std::io::Error>(),
+        ) {
+            (Some(netcore), _) => Some(netcore.io_error().kind()),
+            (None, Some(io)) => Some(io.kind()),
+            (None, None) => None,
+        };
+        kind == Some(std::io::ErrorKind::AddrInUse)
+    })
 }
 
 /// Runs `create` with the umask that makes a new socket file's mode exactly `mode` (bind(2)
