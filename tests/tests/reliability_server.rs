@@ -415,3 +415,93 @@ fn a_full_stdout_refuses_to_start_with_one_line_and_status_1() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("greet-server: stdout: "), "{stderr}");
 }
+
+// Defect 8: --proxy-protocol and Unix listeners.
+
+#[test]
+fn proxy_protocol_applies_to_tcp_and_unix_clients_are_greeted_directly() {
+    let dir = temp_dir("proxy-unix");
+    let path = dir.join("greet.sock");
+    let shown = path.to_str().unwrap();
+    let server = Server::local(&["--tcp", "--unix", shown, "--proxy-protocol"]);
+    assert_eq!(
+        server.next_line().as_deref(),
+        Some(format!("Listening on '{shown}' unix").as_str())
+    );
+    assert_eq!(greeting_over_unix(&path), GREETING);
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        b"PROXY TCP4 192.0.2.7 127.0.0.1 4567 12345\r\n",
+    )
+    .unwrap();
+    assert_eq!(read_all(stream).unwrap(), GREETING);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "accepted 2, greeted 2, errors 0, datagrams 0, rate-limited 0, proxy errors 0"
+        ),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn proxy_protocol_without_tcp_is_refused_on_the_command_line() {
+    let out = e2e::server_output(&["--unix", "/nonexistent/greet.sock", "--proxy-protocol"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--proxy-protocol applies to TCP"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_handed_unix_listener_under_proxy_protocol_greets_unix_clients_directly() {
+    let Some(tool) = e2e::tool("systemd-socket-activate", "systemd") else {
+        return;
+    };
+    let dir = temp_dir("proxy-unix-activation");
+    let path = dir.join("greet.sock");
+    let shown = path.to_str().unwrap();
+    let mut cmd = Command::new(&tool);
+    cmd.args(["-l", shown])
+        .arg(bin("greet-server"))
+        .arg("--proxy-protocol");
+    let activator = Process::spawn("systemd-socket-activate", cmd, Stderr::Piped)
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_for_activator(&activator, shown);
+    // Connecting starts greet-server, which serves the socket it was handed.
+    assert_eq!(greeting_over_unix(&path), GREETING);
+    assert_eq!(
+        activator.next_line(PATIENCE).as_deref(),
+        Some(format!("Listening on '{shown}' unix").as_str())
+    );
+    assert_eq!(greeting_over_unix(&path), GREETING);
+    let (status, stderr) = activator.stop().expect("stop greet-server");
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains(
+            "accepted 2, greeted 2, errors 0, datagrams 0, rate-limited 0, proxy errors 0"
+        ),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits for `systemd-socket-activate` to say it listens on `what` (on stderr).
+fn wait_for_activator(activator: &Process, what: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    let mut said = Vec::new();
+    while let Some(line) =
+        activator.next_stderr_line(deadline.saturating_duration_since(Instant::now()))
+    {
+        if line.starts_with("Listening on ") {
+            return;
+        }
+        said.push(line);
+    }
+    panic!("systemd-socket-activate did not listen on {what}: {said:#?}");
+}
