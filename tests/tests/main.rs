@@ -14,4 +14,5 @@ mod lookup;
 mod operations;
 mod reliability;
 mod reliability_client;
+mod reliability_server;
 mod server;

@@ -127,10 +127,11 @@ pub struct Args {
     #[arg(value_hint = clap::ValueHint::Other, long, value_name = "N")]
     pub udp_rate: Option<u32>,
 
-    /// TCP: every connection must first send a PROXY protocol header (v1 or v2, as HAProxy's
-    /// send-proxy and send-proxy-v2 do); the client it names is the one logged. A
+    /// TCP: every TCP connection must first send a PROXY protocol header (v1 or v2, as
+    /// HAProxy's send-proxy and send-proxy-v2 do); the client it names is the one logged. A
     /// connection whose header is malformed, too long or too slow is closed and counted.
-    #[arg(long, conflicts_with = "unix")]
+    /// Unix-domain listeners (--unix, or one handed over by systemd) are greeted directly.
+    #[arg(long)]
     pub proxy_protocol: bool,
 
     /// With --proxy-protocol: close a connection whose header is not complete within this

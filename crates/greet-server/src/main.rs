@@ -1,9 +1,13 @@
 //! `greet-server`: the socket tutorial's greeting server, on netcore.
 
+#[macro_use]
+mod say;
+
 mod logsink;
 mod ratelimit;
 mod restart;
 mod service;
+mod socket_file;
 mod stats;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -18,12 +22,14 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use netcore::{Config, EventLoop, ListenOptions, ShutdownHandle};
 use resolver::{Family, PyAddr, Transport};
+use socket2::{Domain, Socket, Type};
 
 use greet_server::activation::{self, Activated};
 use greet_server::cli::{self, Args};
 use ratelimit::ReplyLimiter;
 use restart::Restarter;
 use service::{GreetService, Stats};
+use socket_file::{FileId, SocketFile};
 use stats::{Live, Published, Reporter, Summary};
 
 /// After the loops have drained: how long the log writer may take to write what is queued
@@ -34,7 +40,14 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     match serve() {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => clap_dist::exit_status("greet-server", &e),
+        // clap prints its own messages and ignores a failed write; the rest is ours.
+        Err(e) if e.downcast_ref::<clap::Error>().is_some() => {
+            clap_dist::exit_status("greet-server", &e)
+        }
+        Err(e) => {
+            say!("greet-server: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -46,12 +59,14 @@ fn serve() -> Result<()> {
     }
     let args = Args::try_parse_from(argv)?;
     args.check()?;
-    // Before any thread starts: taking the sockets (and the readiness pipe of a restart)
-    // also removes LISTEN_* (and GREET_READY_FD) from the environment.
+    // Before any thread starts: taking the sockets (and the readiness pipe of a restart, and
+    // the identity of the socket file it hands on) also removes LISTEN_* (GREET_READY_FD,
+    // GREET_UNIX_FILE) from the environment.
     let ready = restart::take_ready_fd();
+    let passed = socket_file::take_passed();
     let activated = activation::take_listeners().context("socket activation")?;
-    let summary = run(&args, activated, ready)?;
-    eprintln!("{summary}");
+    let summary = run(&args, activated, ready, passed)?;
+    say!("{summary}");
     Ok(())
 }
 
@@ -66,6 +81,7 @@ fn run(
     args: &Args,
     activated: Option<Vec<(Activated, String)>>,
     ready: Option<OwnedFd>,
+    passed: Option<FileId>,
 ) -> Result<Summary> {
     let message: Arc<[u8]> = match &args.message_file {
         Some(path) => clap_dist::read_file_arg(path, clap_dist::MESSAGE_MAX)
@@ -76,13 +92,16 @@ fn run(
     let threads = usize::from(args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, |n| u16::try_from(n.get()).unwrap_or(1))
     }));
-    let (listeners, handover, unix_path) = match activated {
+    let (listeners, handover, unix_file) = match activated {
         Some(sockets) => {
-            // A Unix socket file handed on by a restart is this server's to remove; one
-            // from systemd (or named otherwise) is not.
+            // A Unix socket file handed on by a restart is this server's to remove (while it
+            // is the socket the old server bound); one from systemd (or named otherwise) is
+            // not.
             let restarted = ready.is_some();
             let owned = sockets.iter().find_map(|(socket, name)| match socket {
-                Activated::Unix(_, path) if restarted && name == "unix" => Some(path.clone()),
+                Activated::Unix(_, path) if restarted && name == "unix" => {
+                    SocketFile::handed(path, passed)
+                }
                 _ => None,
             });
             let handover = sockets
@@ -93,13 +112,13 @@ fn run(
             (share(sockets, threads)?, handover, owned)
         }
         None => {
-            let groups = bind(args, threads)?;
+            let (groups, file) = bind(args, threads)?;
             let handover = groups
                 .iter()
                 .flatten()
-                .map(|listener| duplicate_listener(listener))
+                .map(|listener| duplicate_listener(listener, file.is_some()))
                 .collect::<Result<_, _>>()?;
-            (groups, handover, args.unix.clone())
+            (groups, handover, file)
         }
     };
     // Before the readiness lines: a signal sent once they are out is handled (it waits in
@@ -151,6 +170,7 @@ fn run(
     let restarter = Arc::new(Restarter::new(
         handover,
         args.upgrade_binary.clone(),
+        unix_file.as_ref().map(SocketFile::id),
         args.restart_timeout,
         handles.clone(),
     ));
@@ -182,7 +202,10 @@ fn run(
         .collect();
     // Only the loops hold the log sink now: when they end, the writer sees the end.
     drop(sink);
-    restart::notify_ready(ready);
+    // A server started by a restart that could not say it is ready (the old one gave up on
+    // it and goes on serving) leaves the socket file to the old one.
+    let told = restart::notify_ready(ready);
+    let unix_file = unix_file.filter(|_| told);
     let mut total = Stats::default();
     let mut failure = None;
     for worker in workers {
@@ -197,10 +220,8 @@ fn run(
     }
     let log = writer.map(|w| w.finish(Instant::now() + LOG_FLUSH_GRACE));
     // The socket file stays when a new server took it over.
-    if let Some(path) = unix_path.filter(|_| !restarter.handed_over()) {
-        if let Err(e) = std::fs::remove_file(&path) {
-            log::warn!("remove {}: {e}", path.display());
-        }
+    if let Some(file) = unix_file.filter(|_| !restarter.handed_over()) {
+        file.remove();
     }
     match failure {
         Some(e) => Err(e),
@@ -223,12 +244,14 @@ fn duplicate(socket: &Activated, owned: bool) -> Result<(OwnedFd, &'static str)>
         .context("duplicate a listening socket")
 }
 
-/// The same for a socket this server bound (a Unix socket file it created is its own).
-fn duplicate_listener(listener: &Listener) -> Result<(OwnedFd, &'static str)> {
+/// The same for a socket this server bound (a Unix socket file it created is its own, when
+/// `owned`).
+fn duplicate_listener(listener: &Listener, owned: bool) -> Result<(OwnedFd, &'static str)> {
     let (fd, role) = match listener {
         Listener::Tcp(l) => (l.as_fd().try_clone_to_owned(), "tcp"),
         Listener::Udp(s) => (s.as_fd().try_clone_to_owned(), "udp"),
-        Listener::Unix(l, _) => (l.as_fd().try_clone_to_owned(), "unix"),
+        Listener::Unix(l, _) if owned => (l.as_fd().try_clone_to_owned(), "unix"),
+        Listener::Unix(l, _) => (l.as_fd().try_clone_to_owned(), "unix-keep"),
     };
     fd.map(|fd| (fd, role))
         .context("duplicate a listening socket")
@@ -260,11 +283,13 @@ fn share(sockets: Vec<Activated>, threads: usize) -> Result<Vec<Vec<Listener>>> 
 
 /// Binds what the flags name, in groups, one group per loop: TCP and UDP one listener per
 /// loop each (each transport's listeners share the port through SO_REUSEPORT, and UDP takes
-/// the port number TCP got), the one Unix socket in the first group.
-fn bind(args: &Args, threads: usize) -> Result<Vec<Vec<Listener>>> {
+/// the port number TCP got), the one Unix socket in the first group; with it the socket file
+/// this server created, to remove at exit.
+fn bind(args: &Args, threads: usize) -> Result<(Vec<Vec<Listener>>, Option<SocketFile>)> {
     let backlog = args.backlog.unwrap_or_else(netcore::max_backlog);
     let (tcp, udp) = (args.serves_tcp(), args.udp);
     let mut groups = Vec::new();
+    let mut file = None;
     if tcp || udp {
         let family = Family::from_flags(args.ipv4, args.ipv6);
         let transport = if tcp { Transport::Tcp } else { Transport::Udp };
@@ -292,17 +317,18 @@ fn bind(args: &Args, threads: usize) -> Result<Vec<Vec<Listener>>> {
             ..ListenOptions::default()
         };
         let listener = with_umask(args.unix_mode, || netcore::unix_listener(path, &opts))?;
+        file = SocketFile::bound(path);
         let unix = Listener::Unix(listener, path.clone());
         match groups.first_mut() {
             Some(first) => first.push(unix),
             None => groups.push(vec![unix]),
         }
     }
-    Ok(groups)
+    Ok((groups, file))
 }
 
-/// With `--port 0` and both TCP and UDP: how many ephemeral TCP ports to try before giving
-/// up when the same UDP port is taken.
+/// With `--port 0`: how many ports to try before giving up when the one found free is
+/// taken before it is bound (with both TCP and UDP: the same UDP port is taken).
 const SAME_PORT_ATTEMPTS: usize = 8;
 
 /// TCP and UDP listeners on `addr`, one of each per loop, UDP on the port TCP got.
@@ -315,41 +341,85 @@ fn bind_inet(
 ) -> Result<Vec<Vec<Listener>>> {
     let mut attempt = 1;
     loop {
-        let mut groups: Vec<Vec<Listener>> = (0..threads).map(|_| Vec::new()).collect();
-        let mut at = addr;
-        if tcp {
-            for group in &mut groups {
-                let listener = netcore::tcp_listener(at, opts)?;
-                at = listener.local_addr()?;
-                group.push(Listener::Tcp(listener));
+        match bind_inet_once(addr, tcp, udp, threads, opts) {
+            Err(e) if addr.port() == 0 && in_use(&e) && attempt < SAME_PORT_ATTEMPTS => {
+                log::debug!("{e:#}; another port");
+                attempt += 1;
             }
+            bound => return bound,
         }
-        if udp {
-            let mut taken = None;
-            for group in &mut groups {
-                match netcore::udp_socket(at, opts) {
-                    Ok(socket) => {
-                        at = socket.local_addr()?;
-                        group.push(Listener::Udp(socket));
-                    }
-                    Err(e) => {
-                        taken = Some(e);
-                        break;
-                    }
-                }
-            }
-            if let Some(e) = taken {
-                let in_use = e.io_error().kind() == std::io::ErrorKind::AddrInUse;
-                if tcp && addr.port() == 0 && in_use && attempt < SAME_PORT_ATTEMPTS {
-                    log::debug!("UDP port {} is taken; another TCP port", at.port());
-                    attempt += 1;
-                    continue;
-                }
-                return Err(e.into());
-            }
-        }
-        return Ok(groups);
     }
+}
+
+fn bind_inet_once(
+    addr: SocketAddr,
+    tcp: bool,
+    udp: bool,
+    threads: usize,
+    opts: &ListenOptions,
+) -> Result<Vec<Vec<Listener>>> {
+    let mut groups: Vec<Vec<Listener>> = (0..threads).map(|_| Vec::new()).collect();
+    let mut at = addr;
+    if tcp {
+        if opts.reuse_port {
+            at = unshared_port(at, Type::STREAM, opts)?;
+        }
+        for group in &mut groups {
+            let listener = netcore::tcp_listener(at, opts)?;
+            at = listener.local_addr()?;
+            group.push(Listener::Tcp(listener));
+        }
+    }
+    if udp {
+        if opts.reuse_port {
+            at = unshared_port(at, Type::DGRAM, opts)?;
+        }
+        for group in &mut groups {
+            let socket = netcore::udp_socket(at, opts)?;
+            at = socket.local_addr()?;
+            group.push(Listener::Udp(socket));
+        }
+    }
+    Ok(groups)
+}
+
+/// `SO_REUSEPORT` lets any socket of the same user join a port's group, so another server
+/// on the port would silently take a share of the clients. Before binding the loops'
+/// listeners, this binds one socket of the same kind without it (and does not listen): it
+/// fails with "Address already in use" when any other process serves `addr`. TCP sets
+/// `SO_REUSEADDR`, as the listeners do, so that connections in `TIME_WAIT` do not count.
+/// Returns the address bound (with port 0: a port nobody holds), then closes the socket.
+fn unshared_port(addr: SocketAddr, kind: Type, opts: &ListenOptions) -> Result<SocketAddr> {
+    let probe = || -> std::io::Result<SocketAddr> {
+        let socket = Socket::new(Domain::for_address(addr), kind, None)?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(opts.v6_only)?;
+        }
+        if kind == Type::STREAM {
+            socket.set_reuse_address(true)?;
+        }
+        socket.bind(&addr.into())?;
+        socket
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| std::io::Error::other("not an IP address"))
+    };
+    probe().with_context(|| format!("bind {addr}"))
+}
+
+/// Whether `e` is "Address already in use".
+fn in_use(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        let kind = match (
+            cause.downcast_ref::<netcore::Error>(),
+            cause.downcast_ref::<std::io::Error>(),
+        ) {
+            (Some(netcore), _) => Some(netcore.io_error().kind()),
+            (None, Some(io)) => Some(io.kind()),
+            (None, None) => None,
+        };
+        kind == Some(std::io::ErrorKind::AddrInUse)
+    })
 }
 
 /// Runs `create` with the umask that makes a new socket file's mode exactly `mode` (bind(2)
@@ -443,7 +513,7 @@ fn watch_signals(
                     _ => {
                         seen += 1;
                         if seen > 1 {
-                            eprintln!("greet-server: second signal, exiting at once");
+                            say!("greet-server: second signal, exiting at once");
                             std::process::exit(128 + signal);
                         }
                         log::info!("signal {signal}: stopping");

@@ -12,7 +12,10 @@
 //! its loops run); the old one waits for that within `--restart-timeout`, then stops
 //! accepting and drains exactly as on SIGTERM. The pipe also tells a failure at once: a new
 //! server that exits closes it. If the new server fails or is not ready in time, it is
-//! stopped and the old one keeps serving, saying why on stderr. Both share stdout and
+//! stopped and the old one keeps serving, saying why on stderr. The new server starts in a
+//! process group of its own, and a failed one is stopped with its whole group: whatever it
+//! started inherited the listening sockets too, and must not keep them (clients would
+//! queue in a backlog nobody accepts from). One that became ready stays in its group. Both share stdout and
 //! stderr, so the new server's lines go where the old one's went, and the old one's
 //! summary still appears when it has drained.
 //!
@@ -33,6 +36,8 @@ use std::time::{Duration, Instant};
 
 use netcore::ShutdownHandle;
 
+use crate::socket_file::{self, FileId};
+
 use greet_server::activation::FIRST_FD;
 
 /// The variable naming the readiness pipe's descriptor in the new server.
@@ -51,6 +56,9 @@ pub struct Restarter {
     /// closed then, so that the sockets close when the loops let go of theirs.
     sockets: Mutex<Option<Sockets>>,
     program: Option<PathBuf>,
+    /// The socket file handed on with role `unix`: what this server bound, passed to the new
+    /// server in `GREET_UNIX_FILE`.
+    unix_file: Option<FileId>,
     timeout: Duration,
     handles: Vec<ShutdownHandle>,
     busy: AtomicBool,
@@ -60,16 +68,19 @@ pub struct Restarter {
 }
 
 impl Restarter {
-    /// `program`: `--upgrade-binary`, or `None` for this binary's own path.
+    /// `program`: `--upgrade-binary`, or `None` for this binary's own path; `unix_file`: the
+    /// identity of the socket file among `sockets` (role `unix`).
     pub fn new(
         sockets: Sockets,
         program: Option<PathBuf>,
+        unix_file: Option<FileId>,
         timeout: Duration,
         handles: Vec<ShutdownHandle>,
     ) -> Restarter {
         Restarter {
             sockets: Mutex::new(Some(sockets)),
             program,
+            unix_file,
             timeout,
             handles,
             busy: AtomicBool::new(false),
@@ -88,12 +99,12 @@ impl Restarter {
     pub fn request(self: &Arc<Self>) {
         if self.busy.swap(true, Ordering::AcqRel) {
             if self.handed_over() {
-                eprintln!(
+                say!(
                     "greet-server: SIGHUP: this server has handed over to a new one and is \
                      draining; ignored"
                 );
             } else {
-                eprintln!("greet-server: SIGHUP: a restart is already under way; ignored");
+                say!("greet-server: SIGHUP: a restart is already under way; ignored");
             }
             return;
         }
@@ -107,19 +118,20 @@ impl Restarter {
                 }
             });
         if let Err(e) = spawned {
-            eprintln!("greet-server: restart failed: start a thread: {e}; still serving");
+            say!("greet-server: restart failed: start a thread: {e}; still serving");
             self.busy.store(false, Ordering::Release);
         }
     }
 
-    /// SIGTERM/SIGINT: no restart from now on; a new server still starting is stopped too.
+    /// SIGTERM/SIGINT: no restart from now on; a new server still starting is stopped too
+    /// (its process group; the restart thread then reaps it and ends what is left).
     pub fn stop(&self) {
         if let Ok(mut sockets) = self.sockets.lock() {
             *sockets = None;
         }
         let pid = self.pending.load(Ordering::Acquire);
         if pid != 0 {
-            signal(pid, libc::SIGTERM);
+            signal_group(pid, libc::SIGTERM);
         }
     }
 
@@ -128,9 +140,9 @@ impl Restarter {
         match self.start_new() {
             Ok(Some(pid)) => {
                 if let Err(e) = sd_notify(&format!("MAINPID={pid}\nREADY=1")) {
-                    eprintln!("greet-server: restart: tell systemd the new main process: {e:#}");
+                    say!("greet-server: restart: tell systemd the new main process: {e:#}");
                 }
-                eprintln!(
+                say!(
                     "greet-server: restart: pid {pid} is ready ({} ms); pid {} stops accepting \
                      and finishes its greetings",
                     started.elapsed().as_millis(),
@@ -144,8 +156,8 @@ impl Restarter {
                     handle.shutdown();
                 }
             }
-            Ok(None) => eprintln!("greet-server: SIGHUP while stopping; ignored"),
-            Err(why) => eprintln!("greet-server: restart failed: {why:#}; still serving"),
+            Ok(None) => say!("greet-server: SIGHUP while stopping; ignored"),
+            Err(why) => say!("greet-server: restart failed: {why:#}; still serving"),
         }
     }
 
@@ -166,7 +178,7 @@ impl Restarter {
             let Some(sockets) = guard.as_ref() else {
                 return Ok(None);
             };
-            let plan = ExecPlan::new(&program, sockets, &ready_w)?;
+            let plan = ExecPlan::new(&program, sockets, &ready_w, self.unix_file)?;
             spawn(&program, plan).with_context(|| format!("start {shown}"))?
         };
         drop(ready_w);
@@ -178,17 +190,19 @@ impl Restarter {
             Ok(()) => Ok(Some(pid)),
             Err(Wait::Closed) => {
                 let status = reap(&mut child, Instant::now() + STOP_GRACE);
+                // What it started may live on in its group, with the listening sockets.
+                stop_group(&mut child);
                 Err(anyhow!("{shown} (pid {pid}) {status} before it was ready"))
             }
             Err(Wait::Timeout) => {
-                stop_child(&mut child);
+                stop_group(&mut child);
                 Err(anyhow!(
                     "{shown} (pid {pid}) was not ready within {} (--restart-timeout); stopped it",
                     humantime::format_duration(self.timeout)
                 ))
             }
             Err(Wait::Failed(e)) => {
-                stop_child(&mut child);
+                stop_group(&mut child);
                 Err(anyhow!("waiting for {shown} (pid {pid}): {e}; stopped it"))
             }
         }
@@ -287,7 +301,7 @@ fn reap(child: &mut Child, deadline: Instant) -> String {
                 std::thread::sleep(Duration::from_millis(10));
             }
             Ok(None) => {
-                stop_child(child);
+                stop_group(child);
                 return "closed its readiness pipe and was stopped".into();
             }
             Err(e) => return format!("could not be waited for ({e})"),
@@ -295,24 +309,57 @@ fn reap(child: &mut Child, deadline: Instant) -> String {
     }
 }
 
-/// SIGTERM, then SIGKILL after [`STOP_GRACE`]; reaped either way.
-fn stop_child(child: &mut Child) {
-    signal(child.id(), libc::SIGTERM);
+/// Ends a new server that failed, with its whole process group (whatever it started, which
+/// inherited the listening sockets): SIGTERM, then SIGKILL to what is left after
+/// [`STOP_GRACE`]; the new server itself is reaped either way. Its group id stays its pid
+/// while any member lives, even once it is reaped.
+fn stop_group(child: &mut Child) {
+    let pgid = child.id();
+    signal_group(pgid, libc::SIGTERM);
     let deadline = Instant::now() + STOP_GRACE;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
+    let mut reaped = false;
+    loop {
+        // An error is ECHILD: reaped already.
+        reaped = reaped || !matches!(child.try_wait(), Ok(None));
+        if reaped && !group_alive(pgid) {
             return;
+        }
+        if Instant::now() >= deadline {
+            break;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    signal_group(pgid, libc::SIGKILL);
+    if !reaped {
+        let _ = child.wait();
+    }
+    // SIGKILL is delivered at once, but a process closes its descriptors as it exits.
+    let deadline = Instant::now() + STOP_GRACE;
+    while group_alive(pgid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
-fn signal(pid: u32, signal: libc::c_int) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: kill(2) on our own child, not yet reaped, so the pid is not recycled.
-        unsafe { libc::kill(pid, signal) };
+/// Whether any process is left in process group `pgid`. A zombie counts until its parent
+/// (for orphans, init) reaps it, so this is bounded by the callers' deadlines.
+fn group_alive(pgid: u32) -> bool {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return false;
+    };
+    // SAFETY: kill(2) with signal 0 only checks; the group is the new server's own.
+    if unsafe { libc::kill(-pgid, 0) } == 0 {
+        return true;
+    }
+    std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Sends `signal` to process group `pgid`: the new server and everything it started.
+fn signal_group(pgid: u32, signal: libc::c_int) {
+    if let Ok(pgid) = libc::pid_t::try_from(pgid) {
+        // SAFETY: kill(2) on the group the new server leads (setpgid(0, 0) before its exec).
+        // The group id is not reused while the group has a member, nor while its leader is
+        // not reaped.
+        unsafe { libc::kill(-pgid, signal) };
     }
 }
 
@@ -341,7 +388,12 @@ unsafe impl Sync for ExecPlan {}
 const PID_PREFIX: &[u8] = b"LISTEN_PID=";
 
 impl ExecPlan {
-    fn new(program: &std::path::Path, sockets: &Sockets, ready: &OwnedFd) -> Result<ExecPlan> {
+    fn new(
+        program: &std::path::Path,
+        sockets: &Sockets,
+        ready: &OwnedFd,
+        unix_file: Option<FileId>,
+    ) -> Result<ExecPlan> {
         let cstr = |bytes: &[u8]| {
             CString::new(bytes)
                 .with_context(|| format!("a NUL byte in {:?}", String::from_utf8_lossy(bytes)))
@@ -356,9 +408,15 @@ impl ExecPlan {
         let names: Vec<&str> = sockets.iter().map(|(_, name)| *name).collect();
         let mut env = Vec::new();
         for (key, value) in std::env::vars_os() {
-            if ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", READY_FD_VAR]
-                .iter()
-                .any(|k| key == OsStr::new(k))
+            if [
+                "LISTEN_PID",
+                "LISTEN_FDS",
+                "LISTEN_FDNAMES",
+                READY_FD_VAR,
+                socket_file::VAR,
+            ]
+            .iter()
+            .any(|k| key == OsStr::new(k))
             {
                 continue;
             }
@@ -372,6 +430,11 @@ impl ExecPlan {
             format!("LISTEN_FDNAMES={}", names.join(":")).as_bytes(),
         )?);
         env.push(cstr(format!("{READY_FD_VAR}={ready_target}").as_bytes())?);
+        if let Some(id) = unix_file {
+            env.push(cstr(
+                format!("{}={}", socket_file::VAR, id.to_env()).as_bytes(),
+            )?);
+        }
         let mut pid_entry = PID_PREFIX.to_vec();
         pid_entry.resize(PID_PREFIX.len() + 21, 0);
 
@@ -417,9 +480,16 @@ impl ExecPlan {
         Ok(plan)
     }
 
-    /// In the child, between fork and exec: only async-signal-safe calls (dup2, getpid,
-    /// execve) and writes into memory allocated before the fork.
+    /// In the child, between fork and exec: only async-signal-safe calls (setpgid, dup2,
+    /// getpid, execve) and writes into memory allocated before the fork.
     fn exec(&mut self) -> std::io::Error {
+        // Its own process group, so that a failure is stopped with everything it started.
+        // Done in the child before exec, and spawn() returns only after the exec: no moment
+        // when the old server could signal a group that does not exist yet.
+        // SAFETY: setpgid is async-signal-safe; (0, 0) makes this process a group leader.
+        if unsafe { libc::setpgid(0, 0) } < 0 {
+            return std::io::Error::last_os_error();
+        }
         for (source, target) in &self.moves {
             // SAFETY: dup2 is async-signal-safe; both descriptors are valid in the child
             // (the source was inherited, the target is a number we choose). The target
@@ -466,7 +536,7 @@ fn write_decimal(buf: &mut [u8], mut n: u32) {
 fn spawn(program: &std::path::Path, mut plan: ExecPlan) -> std::io::Result<Child> {
     let mut cmd = Command::new(program);
     // SAFETY: the closure runs in the child between fork and exec, and calls only
-    // async-signal-safe functions (dup2, getpid, execve) on memory prepared before the
+    // async-signal-safe functions (setpgid, dup2, getpid, execve) on memory prepared before the
     // fork (`ExecPlan::exec`); it never allocates. It returns only if execve failed, and
     // std then reports that error from spawn().
     unsafe {
@@ -510,13 +580,15 @@ fn rustix_cloexec(fd: &OwnedFd) -> std::io::Result<()> {
 }
 
 /// Tells whoever started this server that it is ready: the restarting server through its
-/// pipe, or else systemd (`Type=notify`) through `NOTIFY_SOCKET`.
-pub fn notify_ready(pipe: Option<OwnedFd>) {
+/// pipe, or else systemd (`Type=notify`) through `NOTIFY_SOCKET`. False only when the
+/// restarting server could not be told (it gave up waiting and keeps serving).
+pub fn notify_ready(pipe: Option<OwnedFd>) -> bool {
     match pipe {
         Some(fd) => {
             let mut file = std::fs::File::from(fd);
             if let Err(e) = std::io::Write::write_all(&mut file, b"READY=1\n") {
                 log::warn!("tell the old server we are ready: {e}");
+                return false;
             }
         }
         None => {
@@ -525,6 +597,7 @@ pub fn notify_ready(pipe: Option<OwnedFd>) {
             }
         }
     }
+    true
 }
 
 /// Sends `message` to the service manager's `NOTIFY_SOCKET` (`sd_notify(3)`); nothing

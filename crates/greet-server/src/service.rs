@@ -97,7 +97,7 @@ impl GreetService {
     }
 
     /// Requires a PROXY protocol header (v1 or v2) first on every TCP connection, within
-    /// `timeout` of the accept.
+    /// `timeout` of the accept; Unix-domain connections are greeted directly.
     pub fn with_proxy_protocol(mut self, timeout: Duration) -> GreetService {
         self.proxy = Some(ProxyHeaders {
             timeout,
@@ -129,7 +129,11 @@ impl GreetService {
 
 impl Handler for GreetService {
     fn on_open(&mut self, conn: &mut Conn<'_>) {
-        if let Some(proxy) = &mut self.proxy {
+        // A PROXY header comes from a load balancer in front of a TCP listener; a Unix
+        // listener's clients are local, and greeted directly (as with --unix on the command
+        // line, so with a Unix socket handed over too).
+        let tcp = matches!(conn.peer(), PeerAddr::Inet(_));
+        if let (Some(proxy), true) = (&mut self.proxy, tcp) {
             let deadline = conn.control().now() + proxy.timeout;
             conn.set_deadline(Some(deadline));
             let received = Vec::new();

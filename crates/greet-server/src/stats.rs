@@ -151,7 +151,7 @@ impl Reporter {
     pub fn report(&mut self) {
         if self.requests.is_none() {
             if let Err(e) = self.start() {
-                eprintln!("greet-server: {e:#}");
+                say!("greet-server: {e:#}");
                 return;
             }
         }
@@ -179,7 +179,7 @@ fn start_reporter(live: Live, requests: Receiver<()>, interval: Option<Duration>
                 None => requests.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match asked {
-                Ok(()) | Err(RecvTimeoutError::Timeout) => eprintln!("{}", live.summary()),
+                Ok(()) | Err(RecvTimeoutError::Timeout) => say!("{}", live.summary()),
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         })
