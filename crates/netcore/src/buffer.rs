@@ -61,6 +61,15 @@ impl WriteBuffer {
         });
     }
 
+    /// Queues `data[start..]`, taking the buffer as it is (no copy).
+    pub(crate) fn push_owned(&mut self, data: Vec<u8>, start: usize) {
+        if start >= data.len() {
+            return;
+        }
+        self.len += data.len() - start;
+        self.chunks.push_back(Chunk::Owned { data, start });
+    }
+
     /// Queues `data[start..]` without copying it.
     pub(crate) fn push_shared(&mut self, data: Arc<[u8]>, start: usize) {
         if start >= data.len() {

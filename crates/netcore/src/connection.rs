@@ -396,6 +396,36 @@ impl<S: Socket> Connection<S> {
         shared: Option<&Arc<[u8]>>,
         counters: &Counters,
     ) -> bool {
+        let Some(start) = self.write_now(data, counters) else {
+            return false;
+        };
+        let before = self.out.len();
+        match shared {
+            Some(arc) => self.out.push_shared(Arc::clone(arc), start),
+            None => self.out.push_copy(&data[start..]),
+        }
+        counters.buffer(self.out.len() - before);
+        true
+    }
+
+    /// [`send`](Self::send) of a buffer the caller gives up: what the socket does not take
+    /// at once is kept as it is, never copied.
+    pub(crate) fn send_owned(&mut self, data: Vec<u8>, counters: &Counters) -> bool {
+        let Some(start) = self.write_now(&data, counters) else {
+            return false;
+        };
+        let before = self.out.len();
+        self.out.push_owned(data, start);
+        counters.buffer(self.out.len() - before);
+        true
+    }
+
+    /// The part of a send that happens at once: refused (`None`) after our side is shut or
+    /// the connection ended; otherwise, when nothing waits before it, as much of `data` as
+    /// the socket takes is written straight from the caller's bytes. Returns where the
+    /// rest, to be queued, starts (all of it after a write error, which ends the
+    /// connection at its next step).
+    fn write_now(&mut self, data: &[u8], counters: &Counters) -> Option<usize> {
         if matches!(self.phase, Phase::Ended(_) | Phase::Draining) || self.writing == Writing::Shut
         {
             log::debug!(
@@ -403,16 +433,15 @@ impl<S: Socket> Connection<S> {
                 data.len(),
                 self.peer
             );
-            return false;
+            return None;
         }
         let mut start = 0;
         if self.out.is_empty() && self.writing == Writing::Ready && self.phase == Phase::Open {
-            // The fast path: straight to the socket, no copy into the buffer.
             while start < data.len() {
                 match self.stream.write(&data[start..]) {
                     Ok(0) => {
                         self.fail(&io::ErrorKind::WriteZero.into());
-                        return true;
+                        return Some(data.len());
                     }
                     Ok(n) => {
                         Counters::add(&counters.bytes_out, n as u64);
@@ -426,19 +455,12 @@ impl<S: Socket> Connection<S> {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
                         self.fail(&e);
-                        return true;
+                        return Some(data.len());
                     }
                 }
             }
         }
-        let before = self.out.len();
-        match shared {
-            Some(arc) if start < arc.len() => self.out.push_shared(Arc::clone(arc), start),
-            Some(_) => {}
-            None => self.out.push_copy(&data[start..]),
-        }
-        counters.buffer(self.out.len() - before);
-        true
+        Some(start)
     }
 
     /// Orderly close once the output is written.
@@ -1188,6 +1210,21 @@ mod tests {
             Input::Dropped(7),
             "a paused connection that is closing still drains"
         );
+    }
+
+    #[test]
+    fn an_owned_buffer_is_written_at_once_as_far_as_it_goes_then_kept() {
+        let (mut c, now, counters) = open(Fake {
+            window: 4,
+            ..Fake::default()
+        });
+        assert!(c.send_owned(b"owned bytes".to_vec(), &counters));
+        assert_eq!(c.stream.written, b"owne");
+        assert_eq!(c.pending(), 7);
+        c.stream.window = 64;
+        c.on_writable(now, &LIMITS, &counters);
+        assert_eq!(c.stream.written, b"owned bytes");
+        assert_eq!(counters.snapshot().buffered, 0);
     }
 
     #[test]

@@ -158,6 +158,17 @@ impl Control<'_> {
         self.send_inner(id, data, None)
     }
 
+    /// Sends `data`, which the caller gives up, on connection `id`: what the socket does
+    /// not take at once is kept as it is, never copied; see [`send`](Self::send).
+    pub fn send_owned(&mut self, id: ConnId, data: Vec<u8>) -> bool {
+        let Some(c) = self.core.conns.get_mut(id) else {
+            return false;
+        };
+        let sent = c.send_owned(data, &self.core.counters);
+        self.core.touched.push(id);
+        sent
+    }
+
     /// Queues `data` on connection `id` without copying it; see [`send`](Self::send). One
     /// message sent to many connections is held in memory once.
     pub fn send_shared(&mut self, id: ConnId, data: &Arc<[u8]>) -> bool {

@@ -258,6 +258,15 @@ impl<'a> Conn<'a> {
         }
     }
 
+    /// Sends `data`, which the caller gives up: written at once as far as the socket
+    /// takes it, the rest kept as it is (never copied). The way to send a reply built
+    /// into a `Vec<u8>`.
+    pub fn send_owned(&mut self, data: Vec<u8>) {
+        if let Some(c) = self.ctl.core.conns.get_mut(self.id) {
+            c.send_owned(data, &self.ctl.core.counters);
+        }
+    }
+
     /// Queues `data` without copying it: what the socket does not take at once stays
     /// shared, so one large message sent to many slow peers is held in memory once.
     pub fn send_shared(&mut self, data: &Arc<[u8]>) {
