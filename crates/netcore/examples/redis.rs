@@ -160,7 +160,10 @@ fn execute(args: &[&[u8]], store: &mut HashMap<Vec<u8>, Vec<u8>>, out: &mut Vec<
         }
         [cmd, ..] if COMMANDS.iter().any(|name| cmd.eq_ignore_ascii_case(name)) => {
             let cmd = printable(cmd).to_lowercase();
-            let _ = write!(out, "-ERR wrong number of arguments for '{cmd}' command\r\n");
+            let _ = write!(
+                out,
+                "-ERR wrong number of arguments for '{cmd}' command\r\n"
+            );
         }
         [cmd, ..] => {
             let _ = write!(out, "-ERR unknown command '{}'\r\n", printable(cmd));

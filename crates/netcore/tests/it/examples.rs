@@ -21,13 +21,13 @@ use std::time::{Duration, Instant};
 use util::{wait_for, TempDir, BOUND};
 
 /// An example program, running (killed and reaped when dropped).
-struct Example {
+pub(crate) struct Example {
     process: Process,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Example {
-    fn start(name: &str, args: &[&str]) -> Example {
+    pub(crate) fn start(name: &str, args: &[&str]) -> Example {
         let mut cmd = Command::new(example_path(name));
         cmd.args(args);
         let process = Process::start_with(name, cmd, Stderr::Null)
@@ -41,7 +41,7 @@ impl Example {
     }
 
     /// Resident memory now (`VmRSS`), in bytes.
-    fn rss(&self) -> u64 {
+    pub(crate) fn rss(&self) -> u64 {
         self.process.status_kb("VmRSS:") * 1024
     }
 }

@@ -12,6 +12,7 @@ mod flow_control;
 mod kept_input;
 mod messages;
 mod multi_loop;
+mod real_clients;
 mod regressions;
 mod shutdown;
 mod tcp_connect;
