@@ -158,10 +158,12 @@
 //! # Examples to read
 //!
 //! `examples/greeter.rs` (the fast path), `examples/echo.rs` (back-pressure),
-//! `examples/chat.rs` (acting on other connections; dropping a client that does not read)
-//! and `examples/forward.rs` (piping one socket into another with bounded memory, TCP or
-//! Unix targets, half-close passed on). Each takes its listen address as its first argument
-//! and prints `Listening on ADDR` first.
+//! `examples/chat.rs` (acting on other connections; dropping a client that does not read;
+//! one line per call, kept input), `examples/http.rs` (HTTP/1.1 keep-alive and pipelining
+//! on kept input), `examples/redis.rs` (a Redis-protocol subset: kept input, owned sends),
+//! `examples/proxy.rs` ([`Control::pipe`]: a whole proxy in one call) and
+//! `examples/forward.rs` (the same pipe by hand, with bounded memory and half-close). Each
+//! takes its listen address as its first argument and prints `Listening on ADDR` first.
 
 #![deny(missing_docs)]
 
