@@ -163,6 +163,8 @@ fn test() -> Result<()> {
             "tokio-echo",
             "--exclude",
             "tokio-http",
+            "--exclude",
+            "tokio-redis",
         ]),
     )?;
     run_step(
