@@ -165,6 +165,8 @@ fn test() -> Result<()> {
             "tokio-http",
             "--exclude",
             "tokio-redis",
+            "--exclude",
+            "tokio-proxy",
         ]),
     )?;
     run_step(
