@@ -149,9 +149,9 @@ fn test() -> Result<()> {
             "warnings",
         ]),
     )?;
-    // The benchmark peers (bench/mio-echo, bench/tokio-echo) have no tests, and only
-    // `cargo xtask bench` runs them, built in release: a debug build of tokio here would
-    // cost time and nothing else. clippy still checks them.
+    // The benchmark peers (bench/mio-echo, bench/tokio-*) have no tests, and only the
+    // benchmarks run them, built in release: a debug build of tokio here would cost time and
+    // nothing else. clippy still checks them.
     run_step(
         "cargo test",
         cargo().args([
@@ -161,6 +161,12 @@ fn test() -> Result<()> {
             "mio-echo",
             "--exclude",
             "tokio-echo",
+            "--exclude",
+            "tokio-http",
+            "--exclude",
+            "tokio-redis",
+            "--exclude",
+            "tokio-proxy",
         ]),
     )?;
     run_step(
