@@ -253,6 +253,10 @@ pub(crate) struct Connection<S = Stream> {
     /// The peer reset the connection and `SO_ERROR` (which said so) was already taken:
     /// input still queued is read, and then the connection ends as reset, not at an EOF.
     reset_behind_input: bool,
+    /// Sends queue instead of writing at once: set while the loop hands the handler the
+    /// second and later requests of one batch of input, so that their replies leave in one
+    /// `writev` when the batch is done, not one `write` each.
+    corked: bool,
     /// The connection this one is piped to ([`Control::pipe`](crate::Control::pipe)):
     /// what one reads, the other sends.
     pipe: Option<ConnId>,
@@ -333,6 +337,7 @@ impl<S: Socket> Connection<S> {
             reset_behind_input: false,
             kept: Vec::new(),
             input_owed: false,
+            corked: false,
             pipe: None,
             received: 0,
             sent: 0,
@@ -436,7 +441,11 @@ impl<S: Socket> Connection<S> {
             return None;
         }
         let mut start = 0;
-        if self.out.is_empty() && self.writing == Writing::Ready && self.phase == Phase::Open {
+        if self.out.is_empty()
+            && !self.corked
+            && self.writing == Writing::Ready
+            && self.phase == Phase::Open
+        {
             while start < data.len() {
                 match self.stream.write(&data[start..]) {
                     Ok(0) => {
@@ -555,6 +564,12 @@ impl<S: Socket> Connection<S> {
     /// paused reading): the read the loop owes once that is lifted hands it back first.
     pub(crate) fn owe_input(&mut self) {
         self.input_owed = true;
+    }
+
+    /// While corked, sends queue; uncorking leaves the queued output to the next step
+    /// ([`advance`](Self::advance) flushes it).
+    pub(crate) fn set_corked(&mut self, corked: bool) {
+        self.corked = corked;
     }
 
     /// The connection this one is piped to.

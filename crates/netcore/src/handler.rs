@@ -251,7 +251,16 @@ impl<'a> Conn<'a> {
         self.with(|c| c.set_tag(tag));
     }
 
-    /// Queues a copy of `data` and writes what the socket takes at once.
+    /// Sends `data`: written at once as far as the socket takes it when nothing else waits
+    /// to be written on this connection; the rest is copied and written as the peer takes
+    /// it.
+    ///
+    /// Replies to a pipelined batch are batched by the loop: when
+    /// [`Handler::on_data`] is called again for the rest of one batch of input, what those
+    /// calls send queues, and leaves with the first call's rest in one `writev` once the
+    /// batch is handled (the connection's turn ends). A handler that wants one write for
+    /// replies it makes across callbacks sends them from
+    /// [`Handler::on_turn_end`] or builds them in one `Vec` ([`send_owned`](Self::send_owned)).
     pub fn send(&mut self, data: &[u8]) {
         if let Some(c) = self.ctl.core.conns.get_mut(self.id) {
             c.send(data, None, &self.ctl.core.counters);

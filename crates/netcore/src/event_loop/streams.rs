@@ -231,7 +231,19 @@ impl<M> EventLoop<M> {
     /// owed, and handed again once the output drained: one request at a time per call
     /// keeps an amplifying protocol bounded with no code of the handler's). Returns how
     /// much was consumed; all of it when the connection is closing (the rest is dropped).
+    ///
+    /// The first call's replies are written at once; those of the calls after it (a
+    /// pipelined batch) queue and leave together when the batch is done, in one `writev`
+    /// (the connection is corked meanwhile).
     fn feed<H: Handler<M>>(&mut self, id: ConnId, input: &[u8], handler: &mut H) -> usize {
+        let used = self.feed_calls(id, input, handler);
+        if let Some(c) = self.core.conns.get_mut(id) {
+            c.set_corked(false);
+        }
+        used
+    }
+
+    fn feed_calls<H: Handler<M>>(&mut self, id: ConnId, input: &[u8], handler: &mut H) -> usize {
         let mut used = 0;
         while used < input.len() {
             let rest = &input[used..];
@@ -256,6 +268,7 @@ impl<M> EventLoop<M> {
                 c.owe_input();
                 break;
             }
+            c.set_corked(true);
         }
         used
     }

