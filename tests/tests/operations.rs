@@ -26,7 +26,7 @@ fn is_summary(line: &str) -> bool {
     line.starts_with("greet-server: accepted ")
 }
 
-fn signal(pid: u32, signal: i32) {
+pub(crate) fn signal(pid: u32, signal: i32) {
     let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
     // SAFETY: kill(2) on a server this test started (directly or through a restart) and
     // that has not exited yet: the test waits for its summary before it lets it go.
@@ -36,15 +36,15 @@ fn signal(pid: u32, signal: i32) {
 
 /// A server whose stdout and stderr the test reads line by line while it runs, across
 /// restarts (the new servers share both pipes).
-struct Watched {
+pub(crate) struct Watched {
     /// The first server, through the shared harness: killed and reaped on drop.
-    first: Process,
+    pub(crate) first: Process,
     /// stderr lines read so far that were not waited for.
     seen: Vec<String>,
 }
 
 impl Watched {
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Watched {
+    pub(crate) fn start(args: &[&str], env: &[(&str, &str)]) -> Watched {
         let mut cmd = Command::new(bin("greet-server"));
         cmd.args(args).envs(env.iter().copied());
         let first =
@@ -55,14 +55,14 @@ impl Watched {
         }
     }
 
-    fn next_stdout(&self) -> String {
+    pub(crate) fn next_stdout(&self) -> String {
         self.first
             .next_line(PATIENCE)
             .expect("a line on the server's stdout")
     }
 
     /// The next stderr line that satisfies `want`, within [`PATIENCE`]; the others are kept.
-    fn stderr_line(&mut self, what: &str, want: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn stderr_line(&mut self, what: &str, want: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -75,7 +75,7 @@ impl Watched {
     }
 
     /// SIGHUP to `pid`, then the new server's pid from the old one's stderr line.
-    fn restart(&mut self, pid: u32) -> u32 {
+    pub(crate) fn restart(&mut self, pid: u32) -> u32 {
         signal(pid, libc::SIGHUP);
         let line = self.stderr_line("restart: pid N is ready", |l| {
             l.contains("restart: pid ") || l.contains("restart failed")
@@ -87,7 +87,7 @@ impl Watched {
 
     /// After SIGTERM to the last server: every stderr line up to EOF (all servers exited;
     /// the harness reads until then, within [`PATIENCE`]).
-    fn rest_of_stderr(mut self) -> Vec<String> {
+    pub(crate) fn rest_of_stderr(mut self) -> Vec<String> {
         let (_, rest) = self.first.wait().expect("wait for the first server");
         self.seen.extend(rest.lines().map(str::to_string));
         self.seen

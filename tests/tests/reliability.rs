@@ -154,11 +154,13 @@ fn connect_and_reset_at_once() {
     assert_next_client_greeted(&server);
 }
 
-#[test]
-fn clients_that_never_read_a_large_message_cost_no_copy_and_time_out() {
-    // The kernel takes up to ~4 MB of a reply into a loopback socket's buffers here (the
-    // send buffer autotunes), so a 1 MiB greeting never has to wait: 8 MiB does, every time.
-    let dir = temp_dir("big-message");
+/// A server whose greeting is 8 MiB, with a 1 s write timeout: the greeting, and the
+/// temporary directory its file is in.
+///
+/// The kernel takes up to ~4 MB of a reply into a loopback socket's buffers here (the send
+/// buffer autotunes), so a 1 MiB greeting never has to wait: 8 MiB does, every time.
+fn large_greeting_server(name: &str) -> (Server, Vec<u8>, std::path::PathBuf) {
+    let dir = temp_dir(name);
     let path = dir.join("8mib.txt");
     let body: Vec<u8> = (0..(8u32 << 20)).map(|i| b'a' + (i % 26) as u8).collect();
     std::fs::write(&path, &body).unwrap();
@@ -171,6 +173,12 @@ fn clients_that_never_read_a_large_message_cost_no_copy_and_time_out() {
         "--write-timeout",
         "1s",
     ]);
+    (server, body, dir)
+}
+
+#[test]
+fn clients_that_never_read_a_large_message_cost_no_copy_and_time_out() {
+    let (server, body, dir) = large_greeting_server("big-message");
     let rss_before = server.status_kb("VmRSS:");
     let sluggards: Vec<TcpStream> = (0..100)
         .map(|_| TcpStream::connect(server.addr()).unwrap())
@@ -193,19 +201,7 @@ fn clients_that_never_read_a_large_message_cost_no_copy_and_time_out() {
 
 #[test]
 fn a_greeting_cut_by_the_write_timeout_ends_with_a_reset_not_an_eof() {
-    let dir = temp_dir("cut-greeting");
-    let path = dir.join("8mib.txt");
-    let body: Vec<u8> = (0..(8u32 << 20)).map(|i| b'a' + (i % 26) as u8).collect();
-    std::fs::write(&path, &body).unwrap();
-    let server = Server::local(&[
-        "--threads",
-        "1",
-        "--quiet",
-        "--message-file",
-        path.to_str().unwrap(),
-        "--write-timeout",
-        "1s",
-    ]);
+    let (server, body, dir) = large_greeting_server("cut-greeting");
     let mut sluggard = TcpStream::connect(server.addr()).unwrap();
     // Seen from the client's side without reading: the server's reset (or FIN) moves the
     // socket out of ESTABLISHED.

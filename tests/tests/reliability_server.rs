@@ -11,62 +11,10 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Instant;
 
+use crate::operations::{signal, Watched};
 use e2e::{bin, client, read_all, temp_dir, Process, Server, Stderr, PATIENCE};
 
 const GREETING: &[u8] = b"Thank you for connecting";
-
-fn signal(pid: u32, signal: i32) {
-    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
-    // SAFETY: kill(2) on a server this test started (directly or through a restart) that
-    // has not been waited for: the test reads its stderr before it lets it go.
-    let rc = unsafe { libc::kill(pid, signal) };
-    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
-}
-
-/// A server whose stderr the test reads while it runs (restarted servers share it).
-struct Watched {
-    first: Process,
-    seen: Vec<String>,
-}
-
-impl Watched {
-    fn start(args: &[&str]) -> Watched {
-        let mut cmd = Command::new(bin("greet-server"));
-        cmd.args(args);
-        let first =
-            Process::spawn("greet-server", cmd, Stderr::Piped).unwrap_or_else(|e| panic!("{e}"));
-        Watched {
-            first,
-            seen: Vec::new(),
-        }
-    }
-
-    fn next_stdout(&self) -> String {
-        self.first
-            .next_line(PATIENCE)
-            .expect("a line on the server's stdout")
-    }
-
-    /// The next stderr line that satisfies `want`, within [`PATIENCE`].
-    fn stderr_line(&mut self, what: &str, want: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.first.next_stderr_line(left) {
-                Some(line) if want(&line) => return line,
-                Some(line) => self.seen.push(line),
-                None => panic!("no line: {what}; saw {:#?}", self.seen),
-            }
-        }
-    }
-
-    /// Every stderr line until every server sharing it has exited.
-    fn rest_of_stderr(mut self) -> Vec<String> {
-        let (_, rest) = self.first.wait().expect("wait for the first server");
-        self.seen.extend(rest.lines().map(str::to_string));
-        self.seen
-    }
-}
 
 fn greeting_over_unix(path: &Path) -> Vec<u8> {
     let mut stream = UnixStream::connect(path).expect("connect to the Unix socket");
@@ -119,7 +67,7 @@ fn a_restarted_server_leaves_a_unix_path_that_is_no_longer_its_socket() {
     let dir = temp_dir("unix-replaced-restart");
     let path = dir.join("greet.sock");
     let shown = path.to_str().unwrap();
-    let mut servers = Watched::start(&["--unix", shown]);
+    let mut servers = Watched::start(&["--unix", shown], &[]);
     assert_eq!(
         servers.next_stdout(),
         format!("Listening on '{shown}' unix")
@@ -209,18 +157,21 @@ fn a_failed_upgrade_leaves_no_process_holding_the_listening_sockets() {
     )
     .unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut server = Watched::start(&[
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--threads",
-        "2",
-        "--upgrade-binary",
-        script.to_str().unwrap(),
-        "--restart-timeout",
-        "1s",
-    ]);
+    let mut server = Watched::start(
+        &[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--threads",
+            "2",
+            "--upgrade-binary",
+            script.to_str().unwrap(),
+            "--restart-timeout",
+            "1s",
+        ],
+        &[],
+    );
     let ready = server.next_stdout();
     let port = e2e::port_of(&ready).unwrap_or_else(|| panic!("no port in {ready:?}"));
     signal(server.first.pid(), libc::SIGHUP);

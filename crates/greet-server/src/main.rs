@@ -360,24 +360,24 @@ fn bind_inet_once(
 ) -> Result<Vec<Vec<Listener>>> {
     let mut groups: Vec<Vec<Listener>> = (0..threads).map(|_| Vec::new()).collect();
     let mut at = addr;
-    if tcp {
+    for (wanted, kind) in [(tcp, Type::STREAM), (udp, Type::DGRAM)] {
+        if !wanted {
+            continue;
+        }
         if opts.reuse_port {
-            at = unshared_port(at, Type::STREAM, opts)?;
+            at = unshared_port(at, kind, opts)?;
         }
         for group in &mut groups {
-            let listener = netcore::tcp_listener(at, opts)?;
-            at = listener.local_addr()?;
-            group.push(Listener::Tcp(listener));
-        }
-    }
-    if udp {
-        if opts.reuse_port {
-            at = unshared_port(at, Type::DGRAM, opts)?;
-        }
-        for group in &mut groups {
-            let socket = netcore::udp_socket(at, opts)?;
-            at = socket.local_addr()?;
-            group.push(Listener::Udp(socket));
+            // Each loop's socket on the port the first one got (`--port 0` included).
+            group.push(if kind == Type::STREAM {
+                let listener = netcore::tcp_listener(at, opts)?;
+                at = listener.local_addr()?;
+                Listener::Tcp(listener)
+            } else {
+                let socket = netcore::udp_socket(at, opts)?;
+                at = socket.local_addr()?;
+                Listener::Udp(socket)
+            });
         }
     }
     Ok(groups)
