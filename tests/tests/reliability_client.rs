@@ -68,6 +68,16 @@ fn trickle_echo(mut stream: TcpStream) {
     }
 }
 
+/// The bench failed (status 1) because each of its 4 connections got a wrong reply, and
+/// none was left unstarted.
+fn assert_all_four_wrong(out: &std::process::Output, r: &e2e::BenchReport) {
+    assert_eq!(out.status.code(), Some(1), "{r:?}");
+    assert_eq!(r.ok, 0, "{r:?}");
+    assert_eq!(r.errors.wrong_payload, 4, "{r:?}");
+    assert_eq!(r.errors.total, 4, "{r:?}");
+    assert_eq!(r.not_started, 0, "{r:?}");
+}
+
 #[test]
 fn bench_ends_a_server_that_streams_forever_at_once_and_counts_it_wrong() {
     let port = serve_each(4, stream_forever).to_string();
@@ -87,11 +97,7 @@ fn bench_ends_a_server_that_streams_forever_at_once_and_counts_it_wrong() {
         took < Duration::from_secs(10),
         "bench took {took:?}, half its --duration: {r:?}"
     );
-    assert_eq!(out.status.code(), Some(1), "{r:?}");
-    assert_eq!(r.ok, 0, "{r:?}");
-    assert_eq!(r.errors.wrong_payload, 4, "{r:?}");
-    assert_eq!(r.errors.total, 4, "{r:?}");
-    assert_eq!(r.not_started, 0, "{r:?}");
+    assert_all_four_wrong(&out, &r);
 }
 
 #[test]
@@ -116,11 +122,7 @@ fn bench_counts_a_longer_than_expected_reply_wrong_without_waiting_for_the_close
         took < Duration::from_secs(20),
         "bench waited {took:?}, as for the timeout or the close: {r:?}"
     );
-    assert_eq!(out.status.code(), Some(1), "{r:?}");
-    assert_eq!(r.ok, 0, "{r:?}");
-    assert_eq!(r.errors.wrong_payload, 4, "{r:?}");
-    assert_eq!(r.errors.total, 4, "{r:?}");
-    assert_eq!(r.not_started, 0, "{r:?}");
+    assert_all_four_wrong(&out, &r);
 }
 
 #[test]
