@@ -6,13 +6,16 @@ what it reads), then for DURATION seconds: FLOODERS clients each write 1 MiB chu
 fast as the server takes them and read their echo back (so back-pressure never holds
 them); one probe client sends 5 bytes every 20 ms and times each echo; every 100 ms a new
 client connects and times its first 5-byte echo. Prints one JSON line: the probe's and
-the new clients' worst and median latency in ms, and the flood's echoed MiB/s.
+the new clients' worst and median latency in ms, the flood's echoed MiB/s, and the
+server's CPU time per echoed MiB (user + system, from /proc), which the client's own
+scheduling does not blur.
 
     bench/flood_latency.py target/release/examples/echo [DURATION] [FLOODERS]
 
 Loopback only; every loop is bounded by DURATION.
 """
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -31,6 +34,13 @@ def echo_once(sock, payload=b"hello"):
             raise RuntimeError("echo closed")
         got += chunk
     return (time.perf_counter() - start) * 1000
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of process `pid` so far (/proc/PID/stat, clock ticks)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main():
@@ -66,6 +76,7 @@ def main():
             threads.append(threading.Thread(target=flood_writer, args=(s,)))
             threads.append(threading.Thread(target=flood_reader, args=(s, i)))
         started = time.monotonic()
+        cpu_before = cpu_seconds(server.pid)
         for t in threads:
             t.start()
         probe = socket.create_connection(addr)
@@ -86,6 +97,7 @@ def main():
         for t in threads:
             t.join(timeout=duration + 10)
         elapsed = time.monotonic() - started
+        cpu = cpu_seconds(server.pid) - cpu_before
         print(json.dumps({
             "server": server_cmd,
             "probe_max_ms": round(max(probe_ms), 2),
@@ -94,6 +106,7 @@ def main():
             "new_client_max_ms": round(max(new_ms), 2),
             "new_client_median_ms": round(statistics.median(new_ms), 3),
             "flood_mib_per_s": round(sum(echoed) / elapsed / (1 << 20), 1),
+            "server_cpu_ms_per_mib": round(cpu * 1000 / (sum(echoed) / (1 << 20)), 3),
         }))
     finally:
         server.kill()

@@ -130,8 +130,8 @@
 //!   sees an error, never a cut reply that looks whole, and the kernel frees the socket's
 //!   send buffer at once. [`CounterSnapshot::reset_sent`] counts them. (A Unix-domain
 //!   stream has no reset: its peer reads what was delivered, then EOF.)
-//! - **One peer cannot starve the others.** A connection is read at most 16 times
-//!   (1 MiB) per turn of the loop; one that still has input is read again next turn,
+//! - **One peer cannot starve the others.** A connection is read at most 64 times
+//!   (4 MiB) per turn of the loop; one that still has input is read again next turn,
 //!   after every other ready connection, the listeners, timers and messages had theirs.
 //! - **Nothing lives forever.** Registered connections have an idle deadline, and queued
 //!   output a write deadline that moves whenever the peer takes some of it ([`Config`]): a

@@ -101,8 +101,9 @@ fn a_peer_that_keeps_its_socket_full_is_read_in_turns() {
         total.load(Ordering::SeqCst) == QUOTA
     });
     let most = most.load(Ordering::SeqCst);
+    // The budget (4 MiB) and what the first read found: far from the whole flood.
     assert!(
-        most <= 2 << 20,
+        most <= 8 << 20,
         "one connection was handed {most} of {QUOTA} bytes in one turn"
     );
     let at_timer = read_at_timer.load(Ordering::SeqCst);
