@@ -224,7 +224,8 @@ impl Plan {
         self.progress.done.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn event_loop(&self) -> Result<EventLoop> {
+    /// A loop for one load thread; `T` is its handler's state per connection.
+    fn event_loop<T: Default>(&self) -> Result<EventLoop<(), T>> {
         let config = Config {
             idle_timeout: Some(self.timeout),
             write_timeout: Some(self.timeout),

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! What it shows: one socket piped into another with bounded memory, by hand, with the
-//! general engine's calls (`examples/proxy.rs` does the same in one call, `Control::pipe`). Each accepted client
+//! general engine's calls (`examples/proxy.rs` does the same in one call, `Control::pipe`),
+//! and the loop keeping each connection's state (`Side`: no map keyed by connection). Each accepted client
 //! gets an outgoing connection (`Control::connect` returns its id at once; bytes sent before
 //! it completes are queued). Data read from one side is sent to the other; when the other
 //! side's pending output passes `HIGH_WATER`, reading this side pauses, and
@@ -18,7 +19,6 @@
 //! (`Control::shutdown_write`); once both directions are done, both close. A reset or a
 //! failed connect on one side aborts the other.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -34,82 +34,69 @@ enum Target {
     Unix(PathBuf),
 }
 
-/// One side of a pipe: who gets what it sends, and whether its input has ended.
+/// Each connection's state, kept by the loop: the other side of its pipe, and whether its
+/// own input has ended.
+#[derive(Default)]
 struct Side {
-    other: ConnId,
+    other: Option<ConnId>,
     read_done: bool,
 }
 
 struct Forward {
     target: Target,
-    sides: HashMap<ConnId, Side>,
 }
 
-impl Handler for Forward {
-    fn on_open(&mut self, conn: &mut Conn<'_>) {
+impl Handler<(), Side> for Forward {
+    fn on_open(&mut self, conn: &mut Conn<'_, Side>) {
         let client = conn.id();
-        let ctl = conn.control();
-        let upstream = match &self.target {
-            Target::Tcp(addr) => ctl.connect(*addr, 0),
-            Target::Unix(path) => ctl.connect_unix(path, 0),
+        let upstream = Side {
+            other: Some(client),
+            read_done: false,
         };
-        self.sides.insert(
-            client,
-            Side {
-                other: upstream,
-                read_done: false,
-            },
-        );
-        self.sides.insert(
-            upstream,
-            Side {
-                other: client,
-                read_done: false,
-            },
-        );
+        let upstream = match &self.target {
+            Target::Tcp(addr) => conn.control().connect(*addr, upstream),
+            Target::Unix(path) => conn.control().connect_unix(path, upstream),
+        };
+        conn.state().other = Some(upstream);
     }
 
-    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) -> usize {
-        let Some(side) = self.sides.get(&conn.id()) else {
-            return data.len();
-        };
-        let other = side.other;
-        let ctl = conn.control();
-        ctl.send(other, data);
-        if ctl.pending(other).is_some_and(|n| n > HIGH_WATER) {
-            conn.pause_reading();
+    fn on_data(&mut self, conn: &mut Conn<'_, Side>, data: &[u8]) -> usize {
+        if let Some(other) = conn.state().other {
+            let ctl = conn.control();
+            ctl.send(other, data);
+            if ctl.pending(other).is_some_and(|n| n > HIGH_WATER) {
+                conn.pause_reading();
+            }
         }
         data.len()
     }
 
-    fn on_flushed(&mut self, conn: &mut Conn<'_>) {
-        if let Some(side) = self.sides.get(&conn.id()) {
-            conn.control().resume_reading(side.other);
+    fn on_flushed(&mut self, conn: &mut Conn<'_, Side>) {
+        if let Some(other) = conn.state().other {
+            conn.control().resume_reading(other);
         }
     }
 
-    fn on_read_closed(&mut self, conn: &mut Conn<'_>) {
-        let id = conn.id();
-        let Some(side) = self.sides.get_mut(&id) else {
+    fn on_read_closed(&mut self, conn: &mut Conn<'_, Side>) {
+        conn.state().read_done = true;
+        let Some(other) = conn.state().other else {
             return conn.close();
         };
-        side.read_done = true;
-        let other = side.other;
         let ctl = conn.control();
         ctl.shutdown_write(other);
-        if self.sides.get(&other).is_some_and(|s| s.read_done) {
+        if ctl.state(other).is_some_and(|s| s.read_done) {
             ctl.close(other);
             conn.close();
         }
     }
 
-    fn on_close(&mut self, ctl: &mut Control<'_>, closed: &Closed<'_>) {
-        let Some(side) = self.sides.remove(&closed.id) else {
+    fn on_close(&mut self, ctl: &mut Control<'_, Side>, closed: &Closed<'_, Side>) {
+        let Some(other) = closed.state.other else {
             return;
         };
         match closed.reason {
-            CloseReason::Done => ctl.close(side.other),
-            _ => ctl.abort(side.other),
+            CloseReason::Done => ctl.close(other),
+            _ => ctl.abort(other),
         };
     }
 }
@@ -131,9 +118,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut event_loop = EventLoop::new(config)?;
     println!("Listening on {}", listener.local_addr()?);
     event_loop.add_tcp_listener(listener)?;
-    event_loop.run(&mut Forward {
-        target,
-        sides: HashMap::new(),
-    })?;
+    event_loop.run(&mut Forward { target })?;
     Ok(())
 }

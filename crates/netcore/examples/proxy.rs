@@ -31,8 +31,8 @@ impl Handler for Proxy {
         let client = conn.id();
         let ctl = conn.control();
         let upstream = match &self.target {
-            Target::Tcp(addr) => ctl.connect(*addr, 0),
-            Target::Unix(path) => ctl.connect_unix(path, 0),
+            Target::Tcp(addr) => ctl.connect(*addr, ()),
+            Target::Unix(path) => ctl.connect_unix(path, ()),
         };
         ctl.pipe(client, upstream);
     }

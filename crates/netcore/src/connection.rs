@@ -225,12 +225,13 @@ pub(crate) struct Limits {
 }
 
 #[derive(Debug)]
-pub(crate) struct Connection<S = Stream> {
+pub(crate) struct Connection<T = (), S = Stream> {
     stream: S,
     peer: PeerAddr,
     listener: Option<ListenerId>,
     out: WriteBuffer,
-    tag: u64,
+    /// The handler's own state for this connection (`Handler`'s `T`).
+    state: T,
     phase: Phase,
     reading: Reading,
     writing: Writing,
@@ -273,7 +274,7 @@ pub(crate) struct Connection<S = Stream> {
     handler_deadline: Option<Instant>,
 }
 
-impl Connection<Stream> {
+impl<T> Connection<T, Stream> {
     /// Registers the socket with the poller (once: interest never changes).
     pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         self.stream.register(registry, token)?;
@@ -301,18 +302,24 @@ enum Unread {
     Eof,
 }
 
-impl<S: Socket> Connection<S> {
+impl<T, S: Socket> Connection<T, S> {
     pub(crate) fn accepted(
         stream: S,
         peer: PeerAddr,
         listener: ListenerId,
+        state: T,
         now: Instant,
-    ) -> Connection<S> {
-        Connection::new(stream, peer, Some(listener), Phase::Open, 0, now)
+    ) -> Connection<T, S> {
+        Connection::new(stream, peer, Some(listener), Phase::Open, state, now)
     }
 
-    pub(crate) fn connecting(stream: S, peer: PeerAddr, tag: u64, now: Instant) -> Connection<S> {
-        Connection::new(stream, peer, None, Phase::Connecting, tag, now)
+    pub(crate) fn connecting(
+        stream: S,
+        peer: PeerAddr,
+        state: T,
+        now: Instant,
+    ) -> Connection<T, S> {
+        Connection::new(stream, peer, None, Phase::Connecting, state, now)
     }
 
     fn new(
@@ -320,15 +327,15 @@ impl<S: Socket> Connection<S> {
         peer: PeerAddr,
         listener: Option<ListenerId>,
         phase: Phase,
-        tag: u64,
+        state: T,
         now: Instant,
-    ) -> Connection<S> {
+    ) -> Connection<T, S> {
         Connection {
             stream,
             peer,
             listener,
             out: WriteBuffer::default(),
-            tag,
+            state,
             phase,
             reading: Reading::Open,
             writing: Writing::Ready,
@@ -362,12 +369,21 @@ impl<S: Socket> Connection<S> {
         self.listener
     }
 
-    pub(crate) fn tag(&self) -> u64 {
-        self.tag
+    pub(crate) fn state_mut(&mut self) -> &mut T {
+        &mut self.state
     }
 
-    pub(crate) fn set_tag(&mut self, tag: u64) {
-        self.tag = tag;
+    /// Takes the state out, for the length of a callback that hands it to the handler, or
+    /// for good when the connection ends.
+    pub(crate) fn take_state(&mut self) -> T
+    where
+        T: Default,
+    {
+        std::mem::take(&mut self.state)
+    }
+
+    pub(crate) fn put_state(&mut self, state: T) {
+        self.state = state;
     }
 
     pub(crate) fn stream(&self) -> &S {
@@ -1047,17 +1063,17 @@ mod tests {
         ..LIMITS
     };
 
-    fn open(fake: Fake) -> (Connection<Fake>, Instant, Counters) {
+    fn open(fake: Fake) -> (Connection<u64, Fake>, Instant, Counters) {
         let now = Instant::now();
         let peer = PeerAddr::Unix(None);
         (
-            Connection::accepted(fake, peer, ListenerId(0), now),
+            Connection::accepted(fake, peer, ListenerId(0), 0, now),
             now,
             Counters::default(),
         )
     }
 
-    fn step(c: &mut Connection<Fake>, now: Instant, counters: &Counters) -> Step {
+    fn step(c: &mut Connection<u64, Fake>, now: Instant, counters: &Counters) -> Step {
         c.advance(now, &LIMITS, &mut [0; 64], counters)
     }
 
@@ -1331,8 +1347,8 @@ mod tests {
         c.established(now);
         assert_eq!(step(&mut c, now, &counters), Step::Keep);
         assert_eq!(c.stream.written, b"early");
-        assert_eq!(c.tag(), 9);
-        let mut refused = Connection::connecting(Fake::default(), PeerAddr::Unix(None), 0, now);
+        assert_eq!(*c.state_mut(), 9);
+        let mut refused = Connection::connecting(Fake::default(), PeerAddr::Unix(None), 0u64, now);
         refused.fail(&io::ErrorKind::ConnectionRefused.into());
         assert_eq!(
             step(&mut refused, now, &counters),

@@ -33,12 +33,12 @@ pub(crate) enum Source {
 
 /// What the loop must do once a callback returns: things that call the handler again.
 #[derive(Debug)]
-pub(crate) enum Deferred {
+pub(crate) enum Deferred<T> {
     /// A connect that failed at once: its `on_close`.
     ConnectFailed {
         id: ConnId,
         peer: PeerAddr,
-        tag: u64,
+        state: T,
         reason: CloseReason,
     },
     Stop,
@@ -46,10 +46,10 @@ pub(crate) enum Deferred {
 
 /// The loop's state that callbacks act on, through [`Control`].
 #[derive(Debug)]
-pub(crate) struct Core {
+pub(crate) struct Core<T = ()> {
     /// Every open connection, registered or not (a fast-path connection lives here only
     /// during its `on_open`).
-    pub(crate) conns: Slots<Connection>,
+    pub(crate) conns: Slots<Connection<T>>,
     /// Listeners and UDP sockets; emptied when the loop stops.
     pub(crate) sources: Slab<Source>,
     /// Every deadline: connections', paused listeners', the handler's timers, the drain's.
@@ -60,7 +60,7 @@ pub(crate) struct Core {
     /// Connections a callback changed through [`Control`]: the loop settles each (flush,
     /// close, register, deadline, owed read) once the callback returns. May repeat an id.
     pub(crate) touched: Vec<ConnId>,
-    pub(crate) deferred: Vec<Deferred>,
+    pub(crate) deferred: Vec<Deferred<T>>,
     pub(crate) counters: Arc<Counters>,
     /// When this batch of events was taken from the poller.
     pub(crate) now: Instant,
@@ -117,17 +117,17 @@ pub(crate) struct Core {
 /// std::thread::spawn(move || server.accept()?.0.write_all(b"hello"));
 ///
 /// let mut event_loop = EventLoop::new(netcore::Config::default())?;
-/// event_loop.connect(addr, 0)?;
+/// event_loop.connect(addr, ())?;
 /// let mut client = Client::default();
 /// event_loop.run(&mut client)?;
 /// assert_eq!(client.greeting, b"hello");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Control<'a> {
-    pub(crate) core: &'a mut Core,
+pub struct Control<'a, T = ()> {
+    pub(crate) core: &'a mut Core<T>,
 }
 
-impl std::fmt::Debug for Control<'_> {
+impl<T> std::fmt::Debug for Control<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Control")
             .field("now", &self.core.now)
@@ -136,7 +136,7 @@ impl std::fmt::Debug for Control<'_> {
     }
 }
 
-impl Control<'_> {
+impl<T> Control<'_, T> {
     /// The time this batch of events was taken from the poller (cheaper than
     /// `Instant::now()` per callback, and the same for every callback of the batch).
     pub fn now(&self) -> Instant {
@@ -225,7 +225,7 @@ impl Control<'_> {
     /// The bytes go through the loop's read buffer: one copy in, one copy out (a kernel
     /// `splice` would need a pipe pair per connection pair, two more descriptors each).
     pub fn pipe(&mut self, a: ConnId, b: ConnId) -> bool {
-        let free = |c: Option<&Connection>| c.is_some_and(|c| c.piped_to().is_none());
+        let free = |c: Option<&Connection<T>>| c.is_some_and(|c| c.piped_to().is_none());
         if a == b || !free(self.core.conns.get(a)) || !free(self.core.conns.get(b)) {
             return false;
         }
@@ -266,9 +266,11 @@ impl Control<'_> {
         self.touch(id, |c| c.set_deadline(at))
     }
 
-    /// The handler's own number for connection `id`; `None` when `id` is stale.
-    pub fn tag(&self, id: ConnId) -> Option<u64> {
-        self.core.conns.get(id).map(Connection::tag)
+    /// The handler's state for connection `id` (the `T` of
+    /// [`Handler<M, T>`](crate::Handler)); `None` when `id` is stale, and for the connection
+    /// whose callback is running (its state is that callback's [`Conn::state`](crate::Conn::state)).
+    pub fn state(&mut self, id: ConnId) -> Option<&mut T> {
+        self.core.conns.get_mut(id).map(Connection::state_mut)
     }
 
     /// Our end's address of connection `id` (`getsockname`, asked when called).
@@ -309,7 +311,8 @@ impl Control<'_> {
     /// once. Success arrives as [`Handler::on_connect`](crate::Handler::on_connect); failure as
     /// [`Handler::on_close`](crate::Handler::on_close) with [`CloseReason::Refused`] or
     /// [`CloseReason::ConnectFailed`] (after this callback returns, even when the connect
-    /// fails at once). `tag` comes back in both. Output sent before the connect completes
+    /// fails at once). `state` is the connection's state from then on ([`Conn::state`](crate::Conn::state),
+    /// [`Closed::state`](crate::Closed::state)). Output sent before the connect completes
     /// is queued and written once it does.
     ///
     /// The loop follows mio's recipe: `connect` returns at once (`EINPROGRESS`); the socket
@@ -317,18 +320,18 @@ impl Control<'_> {
     /// events are checked with `take_error` and `peer_addr`). Bytes the peer sent with its
     /// handshake are read in that same event. Until it completes the connection is under
     /// the idle deadline, so a connect that hangs ends with [`CloseReason::Timeout`].
-    pub fn connect(&mut self, addr: SocketAddr, tag: u64) -> ConnId {
+    pub fn connect(&mut self, addr: SocketAddr, state: T) -> ConnId {
         let result = mio::net::TcpStream::connect(addr).map(Stream::Tcp);
-        self.start_connect(result, PeerAddr::Inet(addr), tag)
+        self.start_connect(result, PeerAddr::Inet(addr), state)
     }
 
     /// Starts a connect to the Unix-domain stream socket at `path`; see
     /// [`connect`](Self::connect). A listener whose queue is full refuses at once
     /// (`EAGAIN`, [`CloseReason::ConnectFailed`]) instead of making the caller wait.
-    pub fn connect_unix(&mut self, path: impl AsRef<Path>, tag: u64) -> ConnId {
+    pub fn connect_unix(&mut self, path: impl AsRef<Path>, state: T) -> ConnId {
         let path = path.as_ref();
         let result = mio::net::UnixStream::connect(path).map(Stream::Unix);
-        self.start_connect(result, PeerAddr::Unix(Some(PathBuf::from(path))), tag)
+        self.start_connect(result, PeerAddr::Unix(Some(PathBuf::from(path))), state)
     }
 
     /// Calls [`Handler::on_timer`](crate::Handler::on_timer) at `at` (at once if it has
@@ -370,7 +373,7 @@ impl Control<'_> {
         sent
     }
 
-    pub(crate) fn touch(&mut self, id: ConnId, change: impl FnOnce(&mut Connection)) -> bool {
+    pub(crate) fn touch(&mut self, id: ConnId, change: impl FnOnce(&mut Connection<T>)) -> bool {
         let Some(c) = self.core.conns.get_mut(id) else {
             return false;
         };
@@ -379,7 +382,7 @@ impl Control<'_> {
         true
     }
 
-    pub(crate) fn live(&self, id: ConnId) -> io::Result<&Connection> {
+    pub(crate) fn live(&self, id: ConnId) -> io::Result<&Connection<T>> {
         self.core.conns.get(id).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotConnected,
@@ -388,10 +391,10 @@ impl Control<'_> {
         })
     }
 
-    fn start_connect(&mut self, stream: io::Result<Stream>, peer: PeerAddr, tag: u64) -> ConnId {
+    fn start_connect(&mut self, stream: io::Result<Stream>, peer: PeerAddr, state: T) -> ConnId {
         match stream {
             Ok(stream) => {
-                let conn = Connection::connecting(stream, peer, tag, self.core.now);
+                let conn = Connection::connecting(stream, peer, state, self.core.now);
                 let id = self.core.conns.insert(conn);
                 // Settling registers it with the poller.
                 self.core.touched.push(id);
@@ -404,7 +407,7 @@ impl Control<'_> {
                 self.core.deferred.push(Deferred::ConnectFailed {
                     id,
                     peer,
-                    tag,
+                    state,
                     reason: CloseReason::from_connect(&err),
                 });
                 id

@@ -29,6 +29,10 @@ use crate::id::{CloseReason, ConnId, ListenerId, PeerAddr, SocketId, TimerId};
 /// - `M` is the type of the messages other threads post to the loop through a
 ///   [`Sender`](crate::Sender); a handler that takes none implements `Handler` (that is,
 ///   `Handler<()>`) and never sees [`on_message`](Handler::on_message).
+/// - `T` is the handler's state per connection: the loop creates it (`T::default()`) when
+///   a connection is accepted, or takes it from [`Control::connect`]; every callback for
+///   that connection reaches it as [`Conn::state`]; it ends in [`Closed::state`]. A
+///   handler with none implements `Handler<M>` (`T = ()`).
 ///
 /// # Examples
 ///
@@ -66,11 +70,11 @@ use crate::id::{CloseReason, ConnId, ListenerId, PeerAddr, SocketId, TimerId};
 /// server.join().expect("server thread")?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub trait Handler<M = ()> {
+pub trait Handler<M = (), T = ()> {
     /// A listener accepted a connection. The fast path: a handler that sends its whole
     /// reply here and calls [`Conn::close`] costs one `write` and one `close`, and the
     /// connection is never registered with the poller.
-    fn on_open(&mut self, conn: &mut Conn<'_>) {
+    fn on_open(&mut self, conn: &mut Conn<'_, T>) {
         let _ = conn;
     }
 
@@ -78,7 +82,7 @@ pub trait Handler<M = ()> {
     /// A connect that fails is reported to [`on_close`](Handler::on_close) alone, with
     /// the reason ([`CloseReason::Refused`], [`CloseReason::ConnectFailed`] and its
     /// `io::ErrorKind`).
-    fn on_connect(&mut self, conn: &mut Conn<'_>) {
+    fn on_connect(&mut self, conn: &mut Conn<'_, T>) {
         let _ = conn;
     }
 
@@ -93,14 +97,14 @@ pub trait Handler<M = ()> {
     /// goes on once the output drained. A handler that consumes nothing (an incomplete
     /// frame) is called again when more input arrives. The default consumes and drops
     /// everything.
-    fn on_data(&mut self, conn: &mut Conn<'_>, input: &[u8]) -> usize {
+    fn on_data(&mut self, conn: &mut Conn<'_, T>, input: &[u8]) -> usize {
         let _ = conn;
         input.len()
     }
 
     /// The peer shut its sending side (EOF). The default closes our side too, after
     /// flushing; a handler that still has things to say may send them first.
-    fn on_read_closed(&mut self, conn: &mut Conn<'_>) {
+    fn on_read_closed(&mut self, conn: &mut Conn<'_, T>) {
         conn.close();
     }
 
@@ -108,36 +112,36 @@ pub trait Handler<M = ()> {
     /// fell from above [`Config::low_water`](crate::Config::low_water) (default 0: all of
     /// it written) to at or below it. The place to resume a producer paused for this
     /// connection's sake, as a forwarder resumes reading the other side.
-    fn on_flushed(&mut self, conn: &mut Conn<'_>) {
+    fn on_flushed(&mut self, conn: &mut Conn<'_, T>) {
         let _ = conn;
     }
 
     /// The connection is gone; `closed` says why. Called before its socket is closed, so
     /// whatever the handler records here is recorded before the peer sees the close.
-    fn on_close(&mut self, ctl: &mut Control<'_>, closed: &Closed<'_>) {
+    fn on_close(&mut self, ctl: &mut Control<'_, T>, closed: &Closed<'_, T>) {
         let _ = (ctl, closed);
     }
 
     /// A datagram arrived on a UDP socket added with
     /// [`EventLoop::add_udp_socket`](crate::EventLoop::add_udp_socket).
-    fn on_datagram(&mut self, socket: &mut Datagram<'_>, data: &[u8], from: SocketAddr) {
+    fn on_datagram(&mut self, socket: &mut Datagram<'_, T>, data: &[u8], from: SocketAddr) {
         let _ = (socket, data, from);
     }
 
     /// A timer set with [`Control::set_timer`] is due.
-    fn on_timer(&mut self, ctl: &mut Control<'_>, timer: TimerId) {
+    fn on_timer(&mut self, ctl: &mut Control<'_, T>, timer: TimerId) {
         let _ = (ctl, timer);
     }
 
     /// The loop handled one batch of events and is about to wait again: the place to flush
     /// output buffered across callbacks (one `write` per turn, not one per connection).
-    fn on_turn_end(&mut self, ctl: &mut Control<'_>) {
+    fn on_turn_end(&mut self, ctl: &mut Control<'_, T>) {
         let _ = ctl;
     }
 
     /// Another thread posted `message` through a [`Sender`](crate::Sender). Messages arrive
     /// in the order each thread posted them.
-    fn on_message(&mut self, ctl: &mut Control<'_>, message: M) {
+    fn on_message(&mut self, ctl: &mut Control<'_, T>, message: M) {
         let _ = (ctl, message);
     }
 }
@@ -145,11 +149,12 @@ pub trait Handler<M = ()> {
 /// What [`Handler::on_close`] learns about a connection that ended.
 #[derive(Debug)]
 #[non_exhaustive]
-pub struct Closed<'a> {
+pub struct Closed<'a, T = ()> {
     /// The connection's id (its slot may be reused from now on).
     pub id: ConnId,
-    /// The tag set with [`Conn::set_tag`] or given to [`Control::connect`].
-    pub tag: u64,
+    /// The handler's state for the connection ([`Conn::state`], or what was given to
+    /// [`Control::connect`]), as the connection left it.
+    pub state: T,
     /// The peer.
     pub peer: &'a PeerAddr,
     /// The listener that accepted it; `None` for an outgoing connection.
@@ -169,31 +174,34 @@ pub struct Closed<'a> {
 /// # Examples
 ///
 /// Half-close: answer, shut our sending side (the peer reads EOF), and go on reading what
-/// the peer still sends.
+/// the peer still sends. The connection's state (`T = bool` here: answered yet?) is the
+/// loop's to keep: no map keyed by connection.
 ///
 /// ```
 /// use netcore::{Conn, Handler};
 ///
 /// struct Answer;
 ///
-/// impl Handler for Answer {
-///     fn on_data(&mut self, conn: &mut Conn<'_>, input: &[u8]) -> usize {
-///         if conn.tag() == 0 {
+/// impl Handler<(), bool> for Answer {
+///     fn on_data(&mut self, conn: &mut Conn<'_, bool>, input: &[u8]) -> usize {
+///         if !*conn.state() {
 ///             conn.send(&input.len().to_be_bytes());
 ///             conn.shutdown_write();
-///             conn.set_tag(1);
+///             *conn.state() = true;
 ///         }
 ///         input.len()
 ///     }
 /// }
 /// # let _ = Answer;
 /// ```
-pub struct Conn<'a> {
-    pub(crate) ctl: Control<'a>,
+pub struct Conn<'a, T = ()> {
+    pub(crate) ctl: Control<'a, T>,
     pub(crate) id: ConnId,
+    /// The connection's state, out of its slot for the length of the callback.
+    pub(crate) state: &'a mut T,
 }
 
-impl std::fmt::Debug for Conn<'_> {
+impl<T> std::fmt::Debug for Conn<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Conn")
             .field("id", &self.id)
@@ -205,7 +213,7 @@ impl std::fmt::Debug for Conn<'_> {
 // The connection is live for the whole callback (the loop removes connections only between
 // callbacks), so the lookups below find it; a miss would be a bug in the loop, and is
 // handled as a stale id rather than a panic.
-impl<'a> Conn<'a> {
+impl<'a, T> Conn<'a, T> {
     /// This connection's id: keep it to act on the connection later, from any callback,
     /// through [`Control`].
     pub fn id(&self) -> ConnId {
@@ -241,14 +249,12 @@ impl<'a> Conn<'a> {
         self.this().and_then(Connection::listener)
     }
 
-    /// The handler's own number for this connection.
-    pub fn tag(&self) -> u64 {
-        self.this().map_or(0, Connection::tag)
-    }
-
-    /// Sets the handler's own number for this connection.
-    pub fn set_tag(&mut self, tag: u64) {
-        self.with(|c| c.set_tag(tag));
+    /// The handler's state for this connection: the `T` of [`Handler<M, T>`](Handler),
+    /// created with `T::default()` when the connection was accepted, or given to
+    /// [`Control::connect`]; it lives as long as the connection and ends in
+    /// [`Closed::state`]. No map keyed by [`ConnId`] is needed to find it.
+    pub fn state(&mut self) -> &mut T {
+        self.state
     }
 
     /// Sends `data`: written at once as far as the socket takes it when nothing else waits
@@ -351,15 +357,15 @@ impl<'a> Conn<'a> {
     }
 
     /// The loop's controls: timers, connects, and every other connection by id.
-    pub fn control(&mut self) -> &mut Control<'a> {
+    pub fn control(&mut self) -> &mut Control<'a, T> {
         &mut self.ctl
     }
 
-    fn this(&self) -> Option<&Connection> {
+    fn this(&self) -> Option<&Connection<T>> {
         self.ctl.core.conns.get(self.id)
     }
 
-    fn with(&mut self, change: impl FnOnce(&mut Connection)) {
+    fn with(&mut self, change: impl FnOnce(&mut Connection<T>)) {
         if let Some(c) = self.ctl.core.conns.get_mut(self.id) {
             change(c);
         }
@@ -402,18 +408,18 @@ impl<'a> Conn<'a> {
 /// server.join().expect("server thread")?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Datagram<'a> {
-    pub(crate) ctl: Control<'a>,
+pub struct Datagram<'a, T = ()> {
+    pub(crate) ctl: Control<'a, T>,
     pub(crate) id: SocketId,
 }
 
-impl std::fmt::Debug for Datagram<'_> {
+impl<T> std::fmt::Debug for Datagram<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Datagram").field("id", &self.id).finish()
     }
 }
 
-impl<'a> Datagram<'a> {
+impl<'a, T> Datagram<'a, T> {
     /// This socket's id (for [`Control::send_datagram`] from other callbacks).
     pub fn id(&self) -> SocketId {
         self.id
@@ -429,7 +435,7 @@ impl<'a> Datagram<'a> {
     }
 
     /// The loop's controls.
-    pub fn control(&mut self) -> &mut Control<'a> {
+    pub fn control(&mut self) -> &mut Control<'a, T> {
         &mut self.ctl
     }
 }

@@ -18,7 +18,7 @@ pub struct ListenerId(pub(crate) usize);
 /// # Examples
 ///
 /// ```
-/// let mut event_loop = netcore::EventLoop::new(netcore::Config::default())?;
+/// let mut event_loop: netcore::EventLoop = netcore::EventLoop::new(netcore::Config::default())?;
 /// let socket = netcore::udp_socket("127.0.0.1:0".parse()?, &Default::default())?;
 /// let id: netcore::SocketId = event_loop.add_udp_socket(socket)?;
 /// # let _ = id;

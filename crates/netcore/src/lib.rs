@@ -93,6 +93,11 @@
 //!   read that did not fill its buffer, which empties the socket just as surely: later
 //!   data raises a new edge) and writes until the output is gone or `WouldBlock`, so a
 //!   handler never sees a half-handled event; spurious wake-ups are harmless.
+//! - **Each connection has the handler's state.** `Handler<M, T>`: the loop keeps a `T`
+//!   per connection (`T::default()` when accepted, the value given to
+//!   [`Control::connect`] otherwise), hands it to every callback for that connection
+//!   ([`Conn::state`]), lets other callbacks reach it by id ([`Control::state`]), and
+//!   gives it to [`Handler::on_close`] ([`Closed::state`]). No map keyed by [`ConnId`].
 //! - **Input is kept until consumed.** [`Handler::on_data`] sees everything its
 //!   connection received that earlier calls did not consume, and returns how much it
 //!   consumed; it is called again at once while it consumes something and input is left,

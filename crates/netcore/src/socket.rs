@@ -102,7 +102,7 @@ pub fn tcp_listener(addr: SocketAddr, opts: &ListenOptions) -> Result<net::TcpLi
 /// let port = listeners[0].local_addr()?.port();
 /// assert!(listeners.iter().all(|l| l.local_addr().unwrap().port() == port));
 /// for listener in listeners {
-///     let mut event_loop = EventLoop::new(netcore::Config::default())?;
+///     let mut event_loop: EventLoop = EventLoop::new(netcore::Config::default())?;
 ///     event_loop.add_tcp_listener(listener)?;
 ///     // ... std::thread::spawn(move || event_loop.run(&mut handler));
 /// }

@@ -167,7 +167,7 @@ impl EchoLoad {
         self.record_done(now);
     }
 
-    fn start_next(&mut self, ctl: &mut Control<'_>) {
+    fn start_next(&mut self, ctl: &mut Control<'_, u64>) {
         if self.over || self.started_conns >= self.plan.total {
             return;
         }
@@ -177,8 +177,8 @@ impl EchoLoad {
     }
 
     /// Sends the next message on `conn`, or closes it when its requests are done.
-    fn next_request(&mut self, conn: &mut Conn<'_>) {
-        let tag = conn.tag();
+    fn next_request(&mut self, conn: &mut Conn<'_, u64>) {
+        let tag = *conn.state();
         let slot = &mut self.slots[tag as usize];
         let more = self.echo.requests == 0 || slot.sent < self.echo.requests;
         if self.over || !more {
@@ -201,16 +201,16 @@ impl EchoLoad {
         self.plan.record_done(&mut self.tally, now);
     }
 
-    fn maybe_stop(&mut self, ctl: &mut Control<'_>) {
+    fn maybe_stop(&mut self, ctl: &mut Control<'_, u64>) {
         if self.in_flight == 0 && (self.over || self.started_conns >= self.plan.total) {
             ctl.stop();
         }
     }
 }
 
-impl Handler for EchoLoad {
-    fn on_connect(&mut self, conn: &mut Conn<'_>) {
-        let tag = conn.tag();
+impl Handler<(), u64> for EchoLoad {
+    fn on_connect(&mut self, conn: &mut Conn<'_, u64>) {
+        let tag = *conn.state();
         let slot = &mut self.slots[tag as usize];
         slot.start = conn.control().now();
         // The loop's idle deadline restarts with every read, so an echo that trickles back
@@ -220,10 +220,10 @@ impl Handler for EchoLoad {
         conn.send(message);
     }
 
-    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) -> usize {
+    fn on_data(&mut self, conn: &mut Conn<'_, u64>, data: &[u8]) -> usize {
         let now = conn.control().now();
         let size = self.echo.size;
-        let slot = &mut self.slots[conn.tag() as usize];
+        let slot = &mut self.slots[*conn.state() as usize];
         if !slot.waiting {
             // Bytes nobody asked for (after the last echo, or while closing).
             self.tally.wrong_bytes += data.len() as u64;
@@ -269,9 +269,9 @@ impl Handler for EchoLoad {
         data.len()
     }
 
-    fn on_read_closed(&mut self, conn: &mut Conn<'_>) {
+    fn on_read_closed(&mut self, conn: &mut Conn<'_, u64>) {
         let now = conn.control().now();
-        let slot = &mut self.slots[conn.tag() as usize];
+        let slot = &mut self.slots[*conn.state() as usize];
         if slot.waiting {
             // The server closed before the whole echo came back: a truncated reply.
             slot.waiting = false;
@@ -281,8 +281,8 @@ impl Handler for EchoLoad {
         conn.close();
     }
 
-    fn on_close(&mut self, ctl: &mut Control<'_>, closed: &Closed<'_>) {
-        let tag = closed.tag;
+    fn on_close(&mut self, ctl: &mut Control<'_, u64>, closed: &Closed<'_, u64>) {
+        let tag = closed.state;
         let slot = &mut self.slots[tag as usize];
         if slot.waiting {
             slot.waiting = false;
@@ -300,7 +300,7 @@ impl Handler for EchoLoad {
         self.maybe_stop(ctl);
     }
 
-    fn on_timer(&mut self, ctl: &mut Control<'_>, timer: TimerId) {
+    fn on_timer(&mut self, ctl: &mut Control<'_, u64>, timer: TimerId) {
         if Some(timer) == self.end_timer {
             // Requests still outstanding: with a fixed count they are late (timed out); a
             // run until the deadline simply ends them, uncounted.

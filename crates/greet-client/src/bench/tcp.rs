@@ -81,7 +81,7 @@ impl TcpLoad {
         Some(tag)
     }
 
-    fn start_one_direct(&mut self, event_loop: &mut EventLoop) {
+    fn start_one_direct(&mut self, event_loop: &mut EventLoop<(), u64>) {
         let Some(tag) = self.take_slot(Instant::now()) else {
             return;
         };
@@ -93,7 +93,7 @@ impl TcpLoad {
         }
     }
 
-    fn start_next(&mut self, ctl: &mut Control<'_>) {
+    fn start_next(&mut self, ctl: &mut Control<'_, u64>) {
         let now = ctl.now();
         if self.over || self.started_ops >= self.plan.total {
             return;
@@ -107,24 +107,24 @@ impl TcpLoad {
         self.plan.record_done(&mut self.tally, now);
     }
 
-    fn maybe_stop(&mut self, ctl: &mut Control<'_>) {
+    fn maybe_stop(&mut self, ctl: &mut Control<'_, u64>) {
         if self.in_flight == 0 && (self.over || self.started_ops >= self.plan.total) {
             ctl.stop();
         }
     }
 }
 
-impl Handler for TcpLoad {
-    fn on_connect(&mut self, conn: &mut Conn<'_>) {
+impl Handler<(), u64> for TcpLoad {
+    fn on_connect(&mut self, conn: &mut Conn<'_, u64>) {
         // The loop's idle deadline restarts with every read, so a server that keeps sending
         // would never time out: the whole exchange gets one deadline from the connect.
-        let slot = &self.slots[conn.tag() as usize];
+        let slot = &self.slots[*conn.state() as usize];
         conn.set_deadline(Some(slot.start + self.plan.timeout));
     }
 
-    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) -> usize {
+    fn on_data(&mut self, conn: &mut Conn<'_, u64>, data: &[u8]) -> usize {
         let now = conn.control().now();
-        let slot = &mut self.slots[conn.tag() as usize];
+        let slot = &mut self.slots[*conn.state() as usize];
         if slot.finished {
             return data.len();
         }
@@ -142,9 +142,9 @@ impl Handler for TcpLoad {
         data.len()
     }
 
-    fn on_read_closed(&mut self, conn: &mut Conn<'_>) {
+    fn on_read_closed(&mut self, conn: &mut Conn<'_, u64>) {
         let now = conn.control().now();
-        let slot = &mut self.slots[conn.tag() as usize];
+        let slot = &mut self.slots[*conn.state() as usize];
         if slot.finished {
             return;
         }
@@ -162,8 +162,8 @@ impl Handler for TcpLoad {
         conn.close();
     }
 
-    fn on_close(&mut self, ctl: &mut Control<'_>, closed: &Closed<'_>) {
-        let tag = closed.tag;
+    fn on_close(&mut self, ctl: &mut Control<'_, u64>, closed: &Closed<'_, u64>) {
+        let tag = closed.state;
         let slot = self.slots[tag as usize];
         if !slot.finished && slot.got > 0 {
             // Some bytes, then a reset or a deadline: a truncated reply, whatever the cause.
@@ -179,7 +179,7 @@ impl Handler for TcpLoad {
         self.maybe_stop(ctl);
     }
 
-    fn on_timer(&mut self, ctl: &mut Control<'_>, timer: TimerId) {
+    fn on_timer(&mut self, ctl: &mut Control<'_, u64>, timer: TimerId) {
         if Some(timer) == self.end_timer {
             self.over = true;
             ctl.stop();

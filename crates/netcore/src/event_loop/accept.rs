@@ -15,9 +15,9 @@ use crate::timers::TimerKey;
 /// A zero back-off would be the busy loop it exists to prevent.
 const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(1);
 
-impl<M> EventLoop<M> {
+impl<M, T: Default> EventLoop<M, T> {
     /// Accepts until `WouldBlock`, a pause, or the connection limit.
-    pub(super) fn accept_from<H: Handler<M>>(&mut self, key: usize, handler: &mut H) {
+    pub(super) fn accept_from<H: Handler<M, T>>(&mut self, key: usize, handler: &mut H) {
         loop {
             if self.stopping {
                 return;
@@ -69,7 +69,7 @@ impl<M> EventLoop<M> {
     }
 
     /// A paused listener's back-off is over.
-    pub(super) fn resume_listener<H: Handler<M>>(&mut self, key: usize, handler: &mut H) {
+    pub(super) fn resume_listener<H: Handler<M, T>>(&mut self, key: usize, handler: &mut H) {
         if let Some(Source::TcpListener { paused, .. } | Source::UnixListener { paused, .. }) =
             self.core.sources.get_mut(key)
         {
@@ -81,14 +81,14 @@ impl<M> EventLoop<M> {
     /// Runs `on_open` for a new connection, then settles it: the fast path (reply written,
     /// close asked, nothing unread) ends here without the connection ever being registered
     /// with the poller.
-    fn open<H: Handler<M>>(
+    fn open<H: Handler<M, T>>(
         &mut self,
         stream: Stream,
         peer: PeerAddr,
         listener: ListenerId,
         handler: &mut H,
     ) {
-        let conn = Connection::accepted(stream, peer, listener, self.core.now);
+        let conn = Connection::accepted(stream, peer, listener, T::default(), self.core.now);
         let id = self.core.conns.insert(conn);
         self.callback(id, handler, |h, conn| h.on_open(conn));
         self.settle(id, handler);
@@ -96,7 +96,7 @@ impl<M> EventLoop<M> {
     }
 
     /// A connection closed while listeners were held back by `max_connections`.
-    pub(super) fn resume_full_listeners<H: Handler<M>>(&mut self, handler: &mut H) {
+    pub(super) fn resume_full_listeners<H: Handler<M, T>>(&mut self, handler: &mut H) {
         if !self.full || self.core.conns.len() >= self.config.max_connections {
             return;
         }

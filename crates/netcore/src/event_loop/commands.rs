@@ -7,8 +7,8 @@ use crate::handler::{Closed, Handler};
 use crate::id::{CloseReason, ConnId, TimerId};
 use crate::timers::TimerKey;
 
-impl<M> EventLoop<M> {
-    pub(super) fn fire_timers<H: Handler<M>>(&mut self, handler: &mut H) {
+impl<M, T: Default> EventLoop<M, T> {
+    pub(super) fn fire_timers<H: Handler<M, T>>(&mut self, handler: &mut H) {
         while let Some(key) = self.core.timers.pop_due(self.core.now) {
             match key {
                 TimerKey::Conn(id) => self.conn_deadline(id, handler),
@@ -29,7 +29,7 @@ impl<M> EventLoop<M> {
         }
     }
 
-    fn conn_deadline<H: Handler<M>>(&mut self, id: ConnId, handler: &mut H) {
+    fn conn_deadline<H: Handler<M, T>>(&mut self, id: ConnId, handler: &mut H) {
         let Some(c) = self.core.conns.get_mut(id) else {
             return;
         };
@@ -41,7 +41,7 @@ impl<M> EventLoop<M> {
     }
 
     /// The waker fired: a shutdown request (seen at the top of the turn) or messages.
-    pub(super) fn deliver_messages<H: Handler<M>>(&mut self, handler: &mut H) {
+    pub(super) fn deliver_messages<H: Handler<M, T>>(&mut self, handler: &mut H) {
         let mut inbox = std::mem::take(&mut self.inbox);
         self.mailbox.take_all(&mut inbox);
         for message in inbox.drain(..) {
@@ -58,19 +58,19 @@ impl<M> EventLoop<M> {
 
     /// Carries out what callbacks left for the loop: reports connects that failed at once
     /// and stop requests.
-    pub(super) fn run_deferred<H: Handler<M>>(&mut self, handler: &mut H) {
+    pub(super) fn run_deferred<H: Handler<M, T>>(&mut self, handler: &mut H) {
         let deferred = std::mem::take(&mut self.core.deferred);
         for item in deferred {
             match item {
                 Deferred::ConnectFailed {
                     id,
                     peer,
-                    tag,
+                    state,
                     reason,
                 } => {
                     let closed = Closed {
                         id,
-                        tag,
+                        state,
                         peer: &peer,
                         listener: None,
                         reason,

@@ -10,8 +10,8 @@ use crate::handler::{Datagram, Handler};
 use crate::id::SocketId;
 use crate::udp;
 
-impl<M> EventLoop<M> {
-    pub(super) fn udp_event<H: Handler<M>>(
+impl<M, T: Default> EventLoop<M, T> {
+    pub(super) fn udp_event<H: Handler<M, T>>(
         &mut self,
         key: usize,
         event: &mio::event::Event,
@@ -27,7 +27,7 @@ impl<M> EventLoop<M> {
         }
     }
 
-    fn receive_datagrams<H: Handler<M>>(&mut self, key: usize, handler: &mut H) {
+    fn receive_datagrams<H: Handler<M, T>>(&mut self, key: usize, handler: &mut H) {
         // Each report clears itself; the bound only guards against a socket that errs forever.
         const MAX_PEER_ERRORS: u32 = 64;
         let mut peer_errors = 0;

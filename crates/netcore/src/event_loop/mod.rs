@@ -49,7 +49,7 @@ use crate::udp::UdpSource;
 ///     idle_timeout: Some(Duration::from_secs(5)),
 ///     ..netcore::Config::default()
 /// };
-/// let event_loop = netcore::EventLoop::new(config)?;
+/// let event_loop: netcore::EventLoop = netcore::EventLoop::new(config)?;
 /// # drop(event_loop);
 /// # Ok::<(), netcore::Error>(())
 /// ```
@@ -119,7 +119,9 @@ impl Default for Config {
 ///
 /// `M` is the type of the messages other threads may post to it ([`Sender`]); a loop made
 /// with [`EventLoop::new`] takes none (`M = ()`), one made with
-/// [`EventLoop::with_messages`] takes `M`.
+/// [`EventLoop::with_messages`] takes `M`. `T` is the handler's state per connection
+/// ([`Conn::state`](crate::Conn::state)), `()` for none; both are usually inferred from the
+/// handler given to [`run`](Self::run).
 ///
 /// # Examples
 ///
@@ -142,14 +144,14 @@ impl Default for Config {
 /// std::fs::remove_file(&path)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct EventLoop<M = ()> {
+pub struct EventLoop<M = (), T = ()> {
     /// The poller. Every socket in `core` is registered with it at most once, read and
     /// write interest together, and never modified.
     poll: Poll,
     /// The poller's event buffer, kept between runs (taken out while `run` uses it).
     events: Option<Events>,
     /// Everything a callback may act on through `Control`: connections, sources, timers.
-    core: Core,
+    core: Core<T>,
     /// Messages from other threads; closed whenever `run` is not running it.
     mailbox: Arc<Mailbox<M>>,
     /// A batch of messages taken from the mailbox (kept for its allocation).
@@ -176,7 +178,7 @@ pub struct EventLoop<M = ()> {
     carrying: Vec<ConnId>,
 }
 
-impl<M> std::fmt::Debug for EventLoop<M> {
+impl<M, T> std::fmt::Debug for EventLoop<M, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventLoop")
             .field("sources", &self.core.sources.len())
@@ -189,19 +191,21 @@ impl<M> std::fmt::Debug for EventLoop<M> {
 /// Bytes read per `read` call into the shared scratch buffer.
 const READ_CHUNK: usize = 64 * 1024;
 
-impl EventLoop {
-    /// Creates a loop with no sources, that takes no messages.
+impl<T: Default> EventLoop<(), T> {
+    /// Creates a loop with no sources, that takes no messages. `T` is the handler's state
+    /// per connection (`()` for none; inferred from the handler given to
+    /// [`run`](Self::run)).
     ///
     /// # Errors
     ///
     /// [`ErrorKind::Poll`] when the poller or its waker cannot be created (out of
     /// descriptors).
-    pub fn new(config: Config) -> Result<EventLoop, Error> {
+    pub fn new(config: Config) -> Result<EventLoop<(), T>, Error> {
         EventLoop::with_messages(config)
     }
 }
 
-impl<M> EventLoop<M> {
+impl<M, T: Default> EventLoop<M, T> {
     /// Creates a loop with no sources, to which other threads post messages of type `M`
     /// through [`sender`](Self::sender).
     ///
@@ -209,7 +213,7 @@ impl<M> EventLoop<M> {
     ///
     /// [`ErrorKind::Poll`] when the poller or its waker cannot be created (out of
     /// descriptors).
-    pub fn with_messages(config: Config) -> Result<EventLoop<M>, Error> {
+    pub fn with_messages(config: Config) -> Result<EventLoop<M, T>, Error> {
         let poll = Poll::new().map_err(|e| Error::new(ErrorKind::Poll, "create poller", e))?;
         let waker = Waker::new(poll.registry(), token::encode(Target::Waker))
             .map_err(|e| Error::new(ErrorKind::Poll, "create waker", e))?;
@@ -253,7 +257,7 @@ impl<M> EventLoop<M> {
     }
 
     /// Uses `counters` instead of the loop's own, so that several loops can add up into one.
-    pub fn with_counters(mut self, counters: Arc<Counters>) -> EventLoop<M> {
+    pub fn with_counters(mut self, counters: Arc<Counters>) -> EventLoop<M, T> {
         self.core.counters = counters;
         self
     }
@@ -346,10 +350,10 @@ impl<M> EventLoop<M> {
     /// # Errors
     ///
     /// [`ErrorKind::Connect`] when the connect fails at once (no route, no descriptors).
-    pub fn connect(&mut self, addr: SocketAddr, tag: u64) -> Result<ConnId, Error> {
+    pub fn connect(&mut self, addr: SocketAddr, state: T) -> Result<ConnId, Error> {
         let stream = mio::net::TcpStream::connect(addr)
             .map_err(|e| Error::new(ErrorKind::Connect, format!("connect {addr}"), e))?;
-        Ok(self.add_connecting(Stream::Tcp(stream), PeerAddr::Inet(addr), tag))
+        Ok(self.add_connecting(Stream::Tcp(stream), PeerAddr::Inet(addr), state))
     }
 
     /// Starts a connect to a Unix-domain stream socket before (or outside) `run`; see
@@ -359,13 +363,13 @@ impl<M> EventLoop<M> {
     ///
     /// [`ErrorKind::Connect`] when the connect fails at once (no such socket, refused, a
     /// full listen queue).
-    pub fn connect_unix(&mut self, path: impl AsRef<Path>, tag: u64) -> Result<ConnId, Error> {
+    pub fn connect_unix(&mut self, path: impl AsRef<Path>, state: T) -> Result<ConnId, Error> {
         let path = path.as_ref();
         let stream = mio::net::UnixStream::connect(path).map_err(|e| {
             Error::new(ErrorKind::Connect, format!("connect {}", path.display()), e)
         })?;
         let peer = PeerAddr::Unix(Some(path.to_path_buf()));
-        Ok(self.add_connecting(Stream::Unix(stream), peer, tag))
+        Ok(self.add_connecting(Stream::Unix(stream), peer, state))
     }
 
     /// Calls [`Handler::on_timer`] at `at`, once `run` has started; see
@@ -378,11 +382,11 @@ impl<M> EventLoop<M> {
         .set_timer(at)
     }
 
-    fn add_connecting(&mut self, stream: Stream, peer: PeerAddr, tag: u64) -> ConnId {
-        let id = self
-            .core
-            .conns
-            .insert(Connection::connecting(stream, peer, tag, Instant::now()));
+    fn add_connecting(&mut self, stream: Stream, peer: PeerAddr, state: T) -> ConnId {
+        let id =
+            self.core
+                .conns
+                .insert(Connection::connecting(stream, peer, state, Instant::now()));
         // Registered when `run` settles it.
         self.core.touched.push(id);
         id
@@ -419,7 +423,7 @@ impl<M> EventLoop<M> {
     ///
     /// [`ErrorKind::Poll`] when waiting on the poller fails (it never does in practice);
     /// I/O errors on sockets are handled inside the loop, counted, and never end it.
-    pub fn run<H: Handler<M>>(&mut self, handler: &mut H) -> Result<(), Error> {
+    pub fn run<H: Handler<M, T>>(&mut self, handler: &mut H) -> Result<(), Error> {
         let mut events = self
             .events
             .take()
@@ -434,7 +438,7 @@ impl<M> EventLoop<M> {
         result
     }
 
-    fn run_with<H: Handler<M>>(
+    fn run_with<H: Handler<M, T>>(
         &mut self,
         handler: &mut H,
         events: &mut Events,
@@ -478,7 +482,7 @@ impl<M> EventLoop<M> {
 
     /// Reads again the connections that spent their read budget last turn (those that
     /// spend it again now are carried to the next turn).
-    fn read_carried<H: Handler<M>>(&mut self, handler: &mut H) {
+    fn read_carried<H: Handler<M, T>>(&mut self, handler: &mut H) {
         if self.carried.is_empty() {
             return;
         }
@@ -503,7 +507,7 @@ impl<M> EventLoop<M> {
         self.scratch = scratch;
     }
 
-    fn source_event<H: Handler<M>>(
+    fn source_event<H: Handler<M, T>>(
         &mut self,
         key: usize,
         event: &mio::event::Event,
@@ -519,7 +523,7 @@ impl<M> EventLoop<M> {
     }
 }
 
-impl<M> Drop for EventLoop<M> {
+impl<M, T> Drop for EventLoop<M, T> {
     /// Senders of a loop that is gone (or never ran) get `PostError::Closed`.
     fn drop(&mut self) {
         self.mailbox.close();

@@ -8,10 +8,10 @@ use crate::handler::Handler;
 use crate::id::CloseReason;
 use crate::timers::TimerKey;
 
-impl<M> EventLoop<M> {
+impl<M, T: Default> EventLoop<M, T> {
     /// Stop accepting, close UDP sockets, and ask every connection to finish within the
     /// drain timeout.
-    pub(super) fn begin_stop<H: Handler<M>>(&mut self, handler: &mut H) {
+    pub(super) fn begin_stop<H: Handler<M, T>>(&mut self, handler: &mut H) {
         self.stopping = true;
         // Deregister before closing: epoll watches the open file, not the descriptor, so a
         // socket another process still holds (a server handing its listeners to its
@@ -47,7 +47,7 @@ impl<M> EventLoop<M> {
     }
 
     /// The drain timeout passed: whatever is left is closed.
-    pub(super) fn drain_over<H: Handler<M>>(&mut self, handler: &mut H) {
+    pub(super) fn drain_over<H: Handler<M, T>>(&mut self, handler: &mut H) {
         for id in self.core.conns.ids() {
             self.close(id, CloseReason::Shutdown, handler);
         }

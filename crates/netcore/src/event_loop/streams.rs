@@ -26,8 +26,8 @@ pub(super) enum Drain {
     UntilShortRead,
 }
 
-impl<M> EventLoop<M> {
-    pub(super) fn conn_event<H: Handler<M>>(
+impl<M, T: Default> EventLoop<M, T> {
+    pub(super) fn conn_event<H: Handler<M, T>>(
         &mut self,
         id: ConnId,
         event: &mio::event::Event,
@@ -69,7 +69,7 @@ impl<M> EventLoop<M> {
         }
     }
 
-    fn finish_connect<H: Handler<M>>(&mut self, id: ConnId, established: bool, handler: &mut H) {
+    fn finish_connect<H: Handler<M, T>>(&mut self, id: ConnId, established: bool, handler: &mut H) {
         let Some(c) = self.core.conns.get_mut(id) else {
             return;
         };
@@ -98,7 +98,7 @@ impl<M> EventLoop<M> {
         self.after_callback(handler);
     }
 
-    fn on_writable<H: Handler<M>>(&mut self, id: ConnId, handler: &mut H) {
+    fn on_writable<H: Handler<M, T>>(&mut self, id: ConnId, handler: &mut H) {
         if let Some(c) = self.core.conns.get_mut(id) {
             c.on_writable(self.core.now, &self.limits, &self.core.counters);
         }
@@ -114,7 +114,12 @@ impl<M> EventLoop<M> {
     /// starving every other connection, the listeners, timers and messages: a connection
     /// that spends it is carried over and read again next turn, after one poll that does
     /// not wait (its edge was consumed, so no event would come for it).
-    pub(super) fn on_readable<H: Handler<M>>(&mut self, id: ConnId, drain: Drain, handler: &mut H) {
+    pub(super) fn on_readable<H: Handler<M, T>>(
+        &mut self,
+        id: ConnId,
+        drain: Drain,
+        handler: &mut H,
+    ) {
         let Some(c) = self.core.conns.get_mut(id) else {
             return;
         };
@@ -175,7 +180,7 @@ impl<M> EventLoop<M> {
     /// the `n` new bytes in the scratch buffer. What the handler does not consume is kept
     /// for its next call (up to `Config::max_input`); the common case, a handler that
     /// consumes everything, copies nothing and allocates nothing.
-    fn deliver<H: Handler<M>>(&mut self, id: ConnId, n: usize, handler: &mut H) {
+    fn deliver<H: Handler<M, T>>(&mut self, id: ConnId, n: usize, handler: &mut H) {
         let Some(c) = self.core.conns.get_mut(id) else {
             return;
         };
@@ -238,7 +243,7 @@ impl<M> EventLoop<M> {
     /// The first call's replies are written at once; those of the calls after it (a
     /// pipelined batch) queue and leave together when the batch is done, in one `writev`
     /// (the connection is corked meanwhile).
-    fn feed<H: Handler<M>>(&mut self, id: ConnId, input: &[u8], handler: &mut H) -> usize {
+    fn feed<H: Handler<M, T>>(&mut self, id: ConnId, input: &[u8], handler: &mut H) -> usize {
         let used = self.feed_calls(id, input, handler);
         if let Some(c) = self.core.conns.get_mut(id) {
             c.set_corked(false);
@@ -246,7 +251,7 @@ impl<M> EventLoop<M> {
         used
     }
 
-    fn feed_calls<H: Handler<M>>(&mut self, id: ConnId, input: &[u8], handler: &mut H) -> usize {
+    fn feed_calls<H: Handler<M, T>>(&mut self, id: ConnId, input: &[u8], handler: &mut H) -> usize {
         let mut used = 0;
         while used < input.len() {
             let rest = &input[used..];
@@ -279,19 +284,26 @@ impl<M> EventLoop<M> {
     /// Calls `f` with connection `id`, live for the whole call.
     pub(super) fn callback<H, F>(&mut self, id: ConnId, handler: &mut H, f: F)
     where
-        H: Handler<M>,
-        F: FnOnce(&mut H, &mut Conn<'_>),
+        H: Handler<M, T>,
+        F: FnOnce(&mut H, &mut Conn<'_, T>),
     {
-        if self.core.conns.get(id).is_none() {
+        let Some(c) = self.core.conns.get_mut(id) else {
             return;
-        }
+        };
+        // The state goes out of its slot for the call (so that `Conn` can lend it while
+        // its `Control` borrows the rest), and back once it returns.
+        let mut state = c.take_state();
         let mut conn = Conn {
             ctl: Control {
                 core: &mut self.core,
             },
             id,
+            state: &mut state,
         };
         f(handler, &mut conn);
+        if let Some(c) = self.core.conns.get_mut(id) {
+            c.put_state(state);
+        }
     }
 
     /// After a callback: settles every connection it changed through `Control` (a send to
@@ -301,7 +313,7 @@ impl<M> EventLoop<M> {
     /// callback run while settling) leaves the list to the outer one, so the stack stays
     /// flat however connections feed each other.
     #[inline]
-    pub(super) fn after_callback<H: Handler<M>>(&mut self, handler: &mut H) {
+    pub(super) fn after_callback<H: Handler<M, T>>(&mut self, handler: &mut H) {
         // The common case (a callback that touched only its own connection) costs two
         // length checks.
         if self.settling || (self.core.touched.is_empty() && self.core.deferred.is_empty()) {
@@ -322,7 +334,7 @@ impl<M> EventLoop<M> {
 
     /// After anything happened to a connection: move it along, close it, or make sure it is
     /// registered, has its deadline, and gets the read it is owed.
-    pub(super) fn settle<H: Handler<M>>(&mut self, id: ConnId, handler: &mut H) {
+    pub(super) fn settle<H: Handler<M, T>>(&mut self, id: ConnId, handler: &mut H) {
         let Some(c) = self.core.conns.get_mut(id) else {
             return;
         };
@@ -396,7 +408,7 @@ impl<M> EventLoop<M> {
     /// and its socket closed (which also removes it from the poller: no `epoll_ctl(DEL)`).
     /// A connection piped to this one closes too: in order after an orderly close, with a
     /// reset (abort) after anything else, so a reset or a failed connect is passed on.
-    pub(super) fn close<H: Handler<M>>(
+    pub(super) fn close<H: Handler<M, T>>(
         &mut self,
         id: ConnId,
         reason: CloseReason,
@@ -422,7 +434,7 @@ impl<M> EventLoop<M> {
         let (received, sent) = conn.traffic();
         let closed = Closed {
             id,
-            tag: conn.tag(),
+            state: conn.take_state(),
             peer: conn.peer(),
             listener: conn.listener(),
             reason,
@@ -437,7 +449,11 @@ impl<M> EventLoop<M> {
 
     /// Counts a closed connection and tells the handler. Called by [`close`](Self::close),
     /// and for a connect that failed before its connection existed.
-    pub(super) fn report_close<H: Handler<M>>(&mut self, closed: &Closed<'_>, handler: &mut H) {
+    pub(super) fn report_close<H: Handler<M, T>>(
+        &mut self,
+        closed: &Closed<'_, T>,
+        handler: &mut H,
+    ) {
         Counters::add(&self.core.counters.closed, 1);
         closed.reason.count(&self.core.counters);
         if closed.reason != CloseReason::Done {

@@ -66,15 +66,15 @@ struct Remote {
     timed: HashMap<TimerId, String>,
 }
 
-impl Handler for Remote {
-    fn on_open(&mut self, conn: &mut Conn<'_>) {
+impl Handler<(), u64> for Remote {
+    fn on_open(&mut self, conn: &mut Conn<'_, u64>) {
         let mut ids = self.seen.ids.lock().unwrap();
-        conn.set_tag(ids.len() as u64);
+        *conn.state() = ids.len() as u64;
         ids.push(conn.id());
     }
 
-    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) -> usize {
-        let n = conn.tag() as usize;
+    fn on_data(&mut self, conn: &mut Conn<'_, u64>, data: &[u8]) -> usize {
+        let n = *conn.state() as usize;
         if n != 0 {
             let mut seen = self.seen.data.lock().unwrap();
             seen.entry(n).or_default().extend_from_slice(data);
@@ -91,19 +91,19 @@ impl Handler for Remote {
         data.len()
     }
 
-    fn on_timer(&mut self, ctl: &mut Control<'_>, timer: TimerId) {
+    fn on_timer(&mut self, ctl: &mut Control<'_, u64>, timer: TimerId) {
         if let Some(command) = self.timed.remove(&timer) {
             let answer = self.run(ctl, &command);
             self.seen.later.lock().unwrap().push(answer);
         }
     }
 
-    fn on_close(&mut self, _: &mut Control<'_>, closed: &Closed<'_>) {
+    fn on_close(&mut self, _: &mut Control<'_, u64>, closed: &Closed<'_, u64>) {
         self.seen
             .closes
             .lock()
             .unwrap()
-            .insert(closed.tag as usize, (closed.reason, closed.unsent));
+            .insert(closed.state as usize, (closed.reason, closed.unsent));
     }
 }
 
@@ -111,7 +111,7 @@ impl Remote {
     /// Runs one command, `OP N [ARG]`, on connection number `N`; returns what `Control`
     /// returned, written out. `later OP N [ARG]` runs `OP N [ARG]` from a timer's callback
     /// (its answer goes to [`Seen::later`]).
-    fn run(&mut self, ctl: &mut Control<'_>, line: &str) -> String {
+    fn run(&mut self, ctl: &mut Control<'_, u64>, line: &str) -> String {
         if let Some(command) = line.strip_prefix("later ") {
             let timer = ctl.set_timer(ctl.now());
             self.timed.insert(timer, command.to_string());
@@ -143,7 +143,7 @@ impl Remote {
             }
             "open" => ctl.is_open(id).to_string(),
             "pending" => format!("{:?}", ctl.pending(id)),
-            "tag" => format!("{:?}", ctl.tag(id)),
+            "tag" => format!("{:?}", ctl.state(id).map(|n| *n)),
             "local" => io_result(ctl.local_addr(id).map(|a| format!("{a:?}"))),
             "nodelay" => io_result(ctl.set_nodelay(id, true).map(|()| "Ok".to_string())),
             other => panic!("unknown command {other:?}"),
@@ -153,7 +153,7 @@ impl Remote {
 
 /// A [`Remote`] loop on its own thread, and its controller.
 struct Setup {
-    server: Running<Remote>,
+    server: Running<Remote, (), u64>,
     addr: SocketAddr,
     seen: Seen,
     controller: Controller,
@@ -179,7 +179,7 @@ impl Controller {
     }
 }
 
-fn setup(event_loop: EventLoop, addr: SocketAddr) -> Setup {
+fn setup(event_loop: EventLoop<(), u64>, addr: SocketAddr) -> Setup {
     let remote = Remote::default();
     let seen = remote.seen.clone();
     let server = util::spawn(event_loop, remote);

@@ -15,6 +15,7 @@ mod multi_loop;
 mod real_clients;
 mod regressions;
 mod shutdown;
+mod state;
 mod tcp_connect;
 mod tcp_listener;
 mod timers;

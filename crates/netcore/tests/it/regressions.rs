@@ -34,7 +34,7 @@ impl Handler for Collect {
 fn greeting_that_arrives_with_the_handshake_is_read() {
     let (listener, addr) = util::tcp_listener();
     let mut client_loop = EventLoop::new(util::config()).unwrap();
-    client_loop.connect(addr, 0).unwrap();
+    client_loop.connect(addr, ()).unwrap();
     // Accept, greet and close before the client's loop ever polls.
     std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
@@ -343,7 +343,7 @@ struct QueueWhileConnecting {
 
 impl Handler for QueueWhileConnecting {
     fn on_timer(&mut self, ctl: &mut Control<'_>, _: netcore::TimerId) {
-        let id = ctl.connect(self.target, 0);
+        let id = ctl.connect(self.target, ());
         assert!(ctl.send(id, &vec![b'q'; self.size]));
         assert!(ctl.pending(id).unwrap_or(0) > 64 << 10, "above the mark");
     }

@@ -12,24 +12,36 @@ use util::{Greeter, BOUND};
 /// (tag, bytes read, close reason) of one connection.
 type Done = (u64, Vec<u8>, CloseReason);
 
-/// A client: collects what each connection reads, and stops the loop once `expect`
-/// connections have closed.
+/// Each connection's state: the test's number for it, and what it has read.
+#[derive(Debug, Default)]
+struct Reads {
+    tag: u64,
+    bytes: Vec<u8>,
+}
+
+fn tagged(tag: u64) -> Reads {
+    Reads {
+        tag,
+        bytes: Vec::new(),
+    }
+}
+
+/// A client: collects what each connection reads (in its state: no map), and stops the
+/// loop once `expect` connections have closed.
 #[derive(Default)]
 struct Client {
     expect: usize,
     /// (tag, bytes read, close reason) per connection.
     done: Arc<Mutex<Vec<Done>>>,
-    reads: std::collections::HashMap<u64, Vec<u8>>,
     send_on_open: Option<Vec<u8>>,
-    /// Addresses to connect to from the first `on_open`, with their tags.
+    /// Addresses to connect to from the first `on_connect`, with their tags.
     later: Vec<(SocketAddr, u64)>,
 }
 
-impl Handler for Client {
-    fn on_connect(&mut self, conn: &mut Conn<'_>) {
-        self.reads.insert(conn.tag(), Vec::new());
+impl Handler<(), Reads> for Client {
+    fn on_connect(&mut self, conn: &mut Conn<'_, Reads>) {
         for (addr, tag) in self.later.drain(..) {
-            conn.control().connect(addr, tag);
+            conn.control().connect(addr, tagged(tag));
         }
         if let Some(data) = &self.send_on_open {
             conn.send(data);
@@ -37,18 +49,14 @@ impl Handler for Client {
         }
     }
 
-    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) -> usize {
-        self.reads
-            .get_mut(&conn.tag())
-            .expect("data after on_open")
-            .extend_from_slice(data);
+    fn on_data(&mut self, conn: &mut Conn<'_, Reads>, data: &[u8]) -> usize {
+        conn.state().bytes.extend_from_slice(data);
         data.len()
     }
 
-    fn on_close(&mut self, ctl: &mut Control<'_>, closed: &Closed<'_>) {
-        let read = self.reads.remove(&closed.tag).unwrap_or_default();
+    fn on_close(&mut self, ctl: &mut Control<'_, Reads>, closed: &Closed<'_, Reads>) {
         let mut done = self.done.lock().unwrap();
-        done.push((closed.tag, read, closed.reason));
+        done.push((closed.state.tag, closed.state.bytes.clone(), closed.reason));
         if done.len() == self.expect {
             ctl.stop();
         }
@@ -68,7 +76,7 @@ fn connect_reads_the_greeting_then_eof() {
     let server = util::spawn(server_loop, Greeter::new(b"Thank you for connecting"));
 
     let mut client_loop = EventLoop::new(util::config()).unwrap();
-    client_loop.connect(addr, 7).unwrap();
+    client_loop.connect(addr, tagged(7)).unwrap();
     let client = Client {
         expect: 1,
         ..Client::default()
@@ -96,9 +104,9 @@ fn connect_to_a_closed_port_is_refused_and_not_fatal() {
     let server = util::spawn(server_loop, Greeter::new(b"hello"));
 
     let mut client_loop = EventLoop::new(util::config()).unwrap();
-    client_loop.connect(refused, 1).unwrap();
-    client_loop.connect(addr, 2).unwrap();
-    client_loop.connect(refused, 3).unwrap();
+    client_loop.connect(refused, tagged(1)).unwrap();
+    client_loop.connect(addr, tagged(2)).unwrap();
+    client_loop.connect(refused, tagged(3)).unwrap();
     let client = Client {
         expect: 3,
         ..Client::default()
@@ -130,7 +138,7 @@ fn control_connect_from_a_callback() {
 
     // The first connection's `on_open` starts the others from inside the loop.
     let mut client_loop = EventLoop::new(util::config()).unwrap();
-    client_loop.connect(addr, 10).unwrap();
+    client_loop.connect(addr, tagged(10)).unwrap();
     let client = Client {
         expect: 3,
         send_on_open: Some(b"ping".to_vec()),

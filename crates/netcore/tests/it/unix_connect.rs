@@ -49,8 +49,8 @@ impl Client {
     }
 }
 
-impl Handler for Client {
-    fn on_timer(&mut self, ctl: &mut Control<'_>, _: TimerId) {
+impl Handler<(), u64> for Client {
+    fn on_timer(&mut self, ctl: &mut Control<'_, u64>, _: TimerId) {
         if self.connect_from_timer && self.started.is_none() {
             self.started = Some(ctl.connect_unix(&self.path, 7));
         } else {
@@ -58,19 +58,19 @@ impl Handler for Client {
         }
     }
 
-    fn on_connect(&mut self, conn: &mut Conn<'_>) {
-        self.seen.lock().unwrap().opened = Some((conn.tag(), conn.peer().clone()));
+    fn on_connect(&mut self, conn: &mut Conn<'_, u64>) {
+        self.seen.lock().unwrap().opened = Some((*conn.state(), conn.peer().clone()));
         conn.send(&request());
     }
 
-    fn on_data(&mut self, _: &mut Conn<'_>, data: &[u8]) -> usize {
+    fn on_data(&mut self, _: &mut Conn<'_, u64>, data: &[u8]) -> usize {
         self.seen.lock().unwrap().read.extend_from_slice(data);
         data.len()
     }
 
-    fn on_close(&mut self, ctl: &mut Control<'_>, closed: &Closed<'_>) {
+    fn on_close(&mut self, ctl: &mut Control<'_, u64>, closed: &Closed<'_, u64>) {
         self.seen.lock().unwrap().closed =
-            Some((closed.id, closed.tag, closed.peer.clone(), closed.reason));
+            Some((closed.id, closed.state, closed.peer.clone(), closed.reason));
         ctl.stop();
     }
 }
@@ -96,7 +96,7 @@ fn serve_one(listener: UnixListener) -> std::thread::JoinHandle<Vec<u8>> {
 
 /// Runs `event_loop` with `client` (a timer ends it after `BOUND` at most) and checks the
 /// whole exchange with a server on `path`.
-fn exchange(mut event_loop: EventLoop, client: Client, path: &Path, tag: u64) {
+fn exchange(mut event_loop: EventLoop<(), u64>, client: Client, path: &Path, tag: u64) {
     let server = serve_one(UnixListener::bind(path).unwrap());
     event_loop.set_timer(Instant::now() + BOUND);
     let seen = Arc::clone(&client.seen);

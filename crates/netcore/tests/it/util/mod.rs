@@ -21,20 +21,22 @@ use netcore::{
 pub const BOUND: Duration = Duration::from_secs(20);
 
 /// What a loop thread hands back: its handler, the loop, and what `run` returned.
-type Finished<H, M> = (H, EventLoop<M>, Result<(), netcore::Error>);
+type Finished<H, M, T> = (H, EventLoop<M, T>, Result<(), netcore::Error>);
 
-/// A loop running on its own thread (`M`: the type of the messages it takes).
-pub struct Running<H, M = ()> {
+/// A loop running on its own thread (`M`: the type of the messages it takes; `T`: its
+/// handler's state per connection).
+pub struct Running<H, M = (), T = ()> {
     pub shutdown: netcore::ShutdownHandle,
     pub counters: Arc<Counters>,
-    thread: Option<JoinHandle<Finished<H, M>>>,
+    thread: Option<JoinHandle<Finished<H, M, T>>>,
 }
 
 /// Runs `event_loop` with `handler` on a new thread.
-pub fn spawn<M, H>(mut event_loop: EventLoop<M>, mut handler: H) -> Running<H, M>
+pub fn spawn<M, T, H>(mut event_loop: EventLoop<M, T>, mut handler: H) -> Running<H, M, T>
 where
     M: Send + 'static,
-    H: Handler<M> + Send + 'static,
+    T: Default + Send + 'static,
+    H: Handler<M, T> + Send + 'static,
 {
     let shutdown = event_loop.shutdown_handle();
     let counters = event_loop.counters();
@@ -52,9 +54,9 @@ where
     }
 }
 
-impl<H, M> Running<H, M> {
+impl<H, M, T> Running<H, M, T> {
     /// Waits (at most `bound`) for `run` to return by itself, and checks it returned `Ok`.
-    pub fn join_within(mut self, bound: Duration) -> (H, EventLoop<M>) {
+    pub fn join_within(mut self, bound: Duration) -> (H, EventLoop<M, T>) {
         let thread = self.thread.take().expect("joined once");
         let deadline = Instant::now() + bound;
         while !thread.is_finished() {
@@ -83,7 +85,7 @@ impl<H, M> Running<H, M> {
     }
 }
 
-impl<H, M> Drop for Running<H, M> {
+impl<H, M, T> Drop for Running<H, M, T> {
     fn drop(&mut self) {
         // A failed assertion must not leave a loop serving in the background.
         if self.thread.is_some() {
@@ -139,7 +141,7 @@ pub fn tcp_listener() -> (std::net::TcpListener, SocketAddr) {
 }
 
 /// A loop with `config` serving one fresh loopback TCP listener.
-pub fn tcp_loop(config: Config) -> (EventLoop, SocketAddr) {
+pub fn tcp_loop<T: Default>(config: Config) -> (EventLoop<(), T>, SocketAddr) {
     let (listener, addr) = tcp_listener();
     let mut event_loop = EventLoop::new(config).unwrap();
     event_loop.add_tcp_listener(listener).unwrap();
