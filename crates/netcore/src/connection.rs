@@ -212,9 +212,11 @@ pub(crate) enum Step {
     Close(CloseReason),
 }
 
-/// Settings [`Connection::advance`] needs from the loop's configuration.
+/// A connection's settings: the loop's configuration, or the connection's own where the
+/// handler changed one ([`Connection::limits_mut`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
+    pub(crate) idle_timeout: Option<Duration>,
     pub(crate) write_timeout: Option<Duration>,
     pub(crate) linger: Duration,
     /// Stop reading a connection whose own pending output passes this (back-pressure),
@@ -222,6 +224,8 @@ pub(crate) struct Limits {
     pub(crate) max_pending: usize,
     /// Pending output falling from above this to at or below it is reported (`on_flushed`).
     pub(crate) low_water: usize,
+    /// Reads per turn of the loop (fairness).
+    pub(crate) read_budget: usize,
 }
 
 #[derive(Debug)]
@@ -264,6 +268,9 @@ pub(crate) struct Connection<T = (), S = Stream> {
     /// Bytes read from and written to this connection's socket, for `Closed`.
     received: u64,
     sent: u64,
+    /// Settings the handler changed for this connection alone (boxed: most connections
+    /// have none, and pay one pointer for the possibility).
+    own: Option<Box<Limits>>,
     /// It spent its read budget this turn and waits in the loop's list to be read next
     /// turn; reads before then would spend a second budget in the same turn.
     carried: bool,
@@ -352,6 +359,7 @@ impl<T, S: Socket> Connection<T, S> {
             registered: false,
             scheduled: None,
             carried: false,
+            own: None,
             last_active: now,
             write_deadline: None,
             linger_deadline: None,
@@ -551,6 +559,16 @@ impl<T, S: Socket> Connection<T, S> {
         self.scheduled = at;
     }
 
+    /// This connection's settings: its own where the handler changed any, else the loop's.
+    pub(crate) fn limits(&self, base: &Limits) -> Limits {
+        *self.own.as_deref().unwrap_or(base)
+    }
+
+    /// This connection's own settings, to change (copied from the loop's the first time).
+    pub(crate) fn limits_mut(&mut self, base: &Limits) -> &mut Limits {
+        self.own.get_or_insert_with(|| Box::new(*base))
+    }
+
     /// Ended (closed, aborted, failed): it goes at its next step.
     pub(crate) fn is_ended(&self) -> bool {
         matches!(self.phase, Phase::Ended(_))
@@ -719,6 +737,7 @@ impl<T, S: Socket> Connection<T, S> {
     /// Handles a writable event: writes what is queued (the low-water and back-pressure
     /// bookkeeping is in [`flush`](Self::flush), shared with [`advance`](Self::advance)).
     pub(crate) fn on_writable(&mut self, now: Instant, limits: &Limits, counters: &Counters) {
+        let limits = &self.limits(limits);
         if self.writing == Writing::Blocked {
             self.writing = Writing::Ready;
         }
@@ -752,6 +771,7 @@ impl<T, S: Socket> Connection<T, S> {
         limits: &Limits,
         counters: &Counters,
     ) -> Input {
+        let limits = &self.limits(limits);
         let closing = self.is_closing();
         match self.reading {
             Reading::Closed => return Input::Stop,
@@ -803,8 +823,8 @@ impl<T, S: Socket> Connection<T, S> {
     }
 
     /// The earliest of this connection's deadlines.
-    pub(crate) fn next_deadline(&self, idle: Option<Duration>) -> Option<Instant> {
-        let idle = idle.map(|d| self.last_active + d);
+    pub(crate) fn next_deadline(&self, base: &Limits) -> Option<Instant> {
+        let idle = self.limits(base).idle_timeout.map(|d| self.last_active + d);
         [
             idle,
             self.write_deadline,
@@ -831,6 +851,7 @@ impl<T, S: Socket> Connection<T, S> {
         scratch: &mut [u8],
         counters: &Counters,
     ) -> Step {
+        let limits = &self.limits(limits);
         match self.phase {
             Phase::Ended(reason) => return Step::Close(reason),
             Phase::Connecting => return Step::Keep,
@@ -1052,10 +1073,12 @@ mod tests {
     }
 
     const LIMITS: Limits = Limits {
+        idle_timeout: None,
         write_timeout: Some(Duration::from_secs(30)),
         linger: Duration::from_secs(2),
         max_pending: 64,
         low_water: 0,
+        read_budget: 64,
     };
 
     const BIG: Limits = Limits {
@@ -1104,7 +1127,10 @@ mod tests {
         assert_eq!(c.writing(), Writing::Blocked);
         assert_eq!(c.pending(), 2);
         assert_eq!(counters.snapshot().buffered, 2);
-        assert_eq!(c.next_deadline(None), Some(now + Duration::from_secs(30)));
+        assert_eq!(
+            c.next_deadline(&LIMITS),
+            Some(now + Duration::from_secs(30))
+        );
         c.stream.window = 10;
         let later = now + Duration::from_secs(1);
         c.on_writable(later, &LIMITS, &counters);
@@ -1152,7 +1178,7 @@ mod tests {
         assert_eq!(c.phase(), Phase::Draining);
         assert!(c.stream.shut.get(), "our side is shut so the peer sees EOF");
         assert_eq!(
-            c.next_deadline(None),
+            c.next_deadline(&LIMITS),
             Some(now + LIMITS.linger),
             "draining is bounded by the linger deadline"
         );

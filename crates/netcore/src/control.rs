@@ -5,12 +5,12 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::Registry;
 use slab::Slab;
 
-use crate::connection::{Connection, Stream};
+use crate::connection::{Connection, Limits, Stream};
 use crate::counters::Counters;
 use crate::id::{CloseReason, ConnId, PeerAddr, SocketId, TimerId};
 use crate::slots::Slots;
@@ -62,6 +62,8 @@ pub(crate) struct Core<T = ()> {
     pub(crate) touched: Vec<ConnId>,
     pub(crate) deferred: Vec<Deferred<T>>,
     pub(crate) counters: Arc<Counters>,
+    /// The loop's settings for every connection (a connection may have its own).
+    pub(crate) limits: Limits,
     /// When this batch of events was taken from the poller.
     pub(crate) now: Instant,
     pub(crate) registry: Registry,
@@ -257,6 +259,49 @@ impl<T> Control<'_, T> {
     /// output may still hold it. Returns `false` when `id` is stale.
     pub fn resume_reading(&mut self, id: ConnId) -> bool {
         self.touch(id, Connection::resume_reading)
+    }
+
+    /// Connection `id`'s own idle timeout, in place of
+    /// [`Config::idle_timeout`](crate::Config::idle_timeout): closed after this long with
+    /// nothing read or written (`None`: never, for a pooled connection that may idle for
+    /// hours while the loop keeps a short timeout for everyone else). Returns `false`
+    /// when `id` is stale. The connection's other settings stay the loop's.
+    pub fn set_idle_timeout(&mut self, id: ConnId, timeout: Option<Duration>) -> bool {
+        let base = self.core.limits;
+        self.touch(id, |c| c.limits_mut(&base).idle_timeout = timeout)
+    }
+
+    /// Connection `id`'s own write timeout, in place of
+    /// [`Config::write_timeout`](crate::Config::write_timeout). Returns `false` when `id`
+    /// is stale.
+    pub fn set_write_timeout(&mut self, id: ConnId, timeout: Option<Duration>) -> bool {
+        let base = self.core.limits;
+        self.touch(id, |c| c.limits_mut(&base).write_timeout = timeout)
+    }
+
+    /// Connection `id`'s own back-pressure bound, in place of
+    /// [`Config::max_pending_output`](crate::Config::max_pending_output). Returns `false`
+    /// when `id` is stale.
+    pub fn set_max_pending_output(&mut self, id: ConnId, bytes: usize) -> bool {
+        let base = self.core.limits;
+        self.touch(id, |c| c.limits_mut(&base).max_pending = bytes)
+    }
+
+    /// Connection `id`'s own low-water mark, in place of
+    /// [`Config::low_water`](crate::Config::low_water): where
+    /// [`Handler::on_flushed`](crate::Handler::on_flushed) fires for it. Returns `false`
+    /// when `id` is stale.
+    pub fn set_low_water(&mut self, id: ConnId, bytes: usize) -> bool {
+        let base = self.core.limits;
+        self.touch(id, |c| c.limits_mut(&base).low_water = bytes)
+    }
+
+    /// Connection `id`'s own read budget, in place of
+    /// [`Config::read_budget`](crate::Config::read_budget) (at least 1). Returns `false`
+    /// when `id` is stale.
+    pub fn set_read_budget(&mut self, id: ConnId, reads: usize) -> bool {
+        let base = self.core.limits;
+        self.touch(id, |c| c.limits_mut(&base).read_budget = reads.max(1))
     }
 
     /// Closes connection `id` with [`CloseReason::Timeout`] if it is still open at `at`

@@ -3,7 +3,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::connection::Connection;
 use crate::control::Control;
@@ -347,6 +347,33 @@ impl<'a, T> Conn<'a, T> {
     /// ```
     pub fn set_deadline(&mut self, at: Option<Instant>) {
         self.with(|c| c.set_deadline(at));
+    }
+
+    /// This connection's own idle timeout (`None`: never); see
+    /// [`Control::set_idle_timeout`].
+    pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
+        self.ctl.set_idle_timeout(self.id, timeout);
+    }
+
+    /// This connection's own write timeout; see [`Control::set_write_timeout`].
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
+        self.ctl.set_write_timeout(self.id, timeout);
+    }
+
+    /// This connection's own back-pressure bound; see
+    /// [`Control::set_max_pending_output`].
+    pub fn set_max_pending_output(&mut self, bytes: usize) {
+        self.ctl.set_max_pending_output(self.id, bytes);
+    }
+
+    /// This connection's own low-water mark; see [`Control::set_low_water`].
+    pub fn set_low_water(&mut self, bytes: usize) {
+        self.ctl.set_low_water(self.id, bytes);
+    }
+
+    /// This connection's own read budget per turn; see [`Control::set_read_budget`].
+    pub fn set_read_budget(&mut self, reads: usize) {
+        self.ctl.set_read_budget(self.id, reads);
     }
 
     /// Closes now, dropping queued output; a TCP peer sees a reset (`SO_LINGER` 0), never

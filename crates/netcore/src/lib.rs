@@ -140,7 +140,9 @@
 //!   after every other ready connection, the listeners, timers and messages had theirs.
 //! - **Nothing lives forever.** Registered connections have an idle deadline, and queued
 //!   output a write deadline that moves whenever the peer takes some of it ([`Config`]): a
-//!   peer that stops reading is closed and its buffer freed; a slow one is not.
+//!   peer that stops reading is closed and its buffer freed; a slow one is not. Each
+//!   connection may have its own timeouts, water marks and read budget
+//!   ([`Conn::set_idle_timeout`] and its siblings); the others keep the loop's.
 //! - **Ids are generational.** A [`ConnId`] is valid until [`Handler::on_close`] for it;
 //!   its slot is then reused under a new generation, and stale events for the old one are
 //!   dropped.

@@ -34,7 +34,7 @@ impl<M, T: Default> EventLoop<M, T> {
             return;
         };
         c.set_scheduled(None);
-        match c.next_deadline(self.config.idle_timeout) {
+        match c.next_deadline(&self.core.limits) {
             Some(at) if at <= self.core.now => self.close(id, CloseReason::Timeout, handler),
             _ => self.schedule(id),
         }

@@ -78,6 +78,11 @@ pub struct Config {
     /// above this many bytes to this many or fewer. Default 0: once all of it is written.
     /// A forwarder that sets it higher resumes its producer before the pipe runs dry.
     pub low_water: usize,
+    /// Reads one connection may make per turn of the loop (of up to 64 KiB each) before
+    /// the loop turns to everything else that is ready: one peer that keeps its socket
+    /// full cannot starve the others, the listeners, timers and messages. Default 64
+    /// (4 MiB); at least 1.
+    pub read_budget: usize,
     /// Stop accepting while this many connections are open. Default: no limit.
     pub max_connections: usize,
     /// How long a listener pauses after `accept()` fails for lack of descriptors or memory
@@ -104,6 +109,7 @@ impl Default for Config {
             max_pending_output: 1 << 20,
             max_input: 1 << 20,
             low_water: 0,
+            read_budget: 64,
             max_connections: usize::MAX,
             accept_backoff: Duration::from_millis(100),
             udp_queue: 1024,
@@ -162,7 +168,6 @@ pub struct EventLoop<M = (), T = ()> {
     /// callback resumed) always finds it in place.
     scratch: Vec<u8>,
     config: Config,
-    limits: Limits,
     /// `begin_stop` has run: no listener or UDP socket is left, connections are draining,
     /// and `run` returns once `core.conns` is empty.
     stopping: bool,
@@ -223,6 +228,8 @@ impl<M, T: Default> EventLoop<M, T> {
             .map_err(|e| Error::new(ErrorKind::Poll, "clone poller registry", e))?;
         let wake = Arc::new(Wake::new(waker));
         let limits = Limits {
+            idle_timeout: config.idle_timeout,
+            read_budget: config.read_budget.max(1),
             write_timeout: config.write_timeout,
             linger: config.linger,
             max_pending: config.max_pending_output,
@@ -240,6 +247,7 @@ impl<M, T: Default> EventLoop<M, T> {
                 touched: Vec::new(),
                 deferred: Vec::new(),
                 counters: Arc::new(Counters::default()),
+                limits,
                 now: Instant::now(),
                 registry,
             },
@@ -247,7 +255,6 @@ impl<M, T: Default> EventLoop<M, T> {
             inbox: VecDeque::new(),
             scratch: vec![0; READ_CHUNK],
             config,
-            limits,
             stopping: false,
             full: false,
             settling: false,

@@ -10,13 +10,6 @@ use crate::id::{CloseReason, ConnId};
 use crate::timers::TimerKey;
 use crate::token::{self, Target, MAX_INDEX};
 
-/// Reads one connection may make per turn (of up to 64 KiB each): 4 MiB, a few
-/// milliseconds of copying, before the loop turns to everything else that is ready.
-/// Measured with `bench/flood_latency.py` (two clients flooding the echo example): 16
-/// reads cost the flood about 15% more server CPU per byte, 64 none measurable, and a
-/// third client's worst echo stays near 10 ms (it was 160-560 ms with no budget).
-pub(super) const READ_BUDGET: usize = 64;
-
 /// How far [`EventLoop::on_readable`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Drain {
@@ -100,7 +93,7 @@ impl<M, T: Default> EventLoop<M, T> {
 
     fn on_writable<H: Handler<M, T>>(&mut self, id: ConnId, handler: &mut H) {
         if let Some(c) = self.core.conns.get_mut(id) {
-            c.on_writable(self.core.now, &self.limits, &self.core.counters);
+            c.on_writable(self.core.now, &self.core.limits, &self.core.counters);
         }
         self.settle(id, handler);
         self.after_callback(handler);
@@ -110,7 +103,8 @@ impl<M, T: Default> EventLoop<M, T> {
     /// back-pressure, or the end of this turn's read budget, handing data to the handler
     /// (or dropping it, when closing).
     ///
-    /// The budget ([`READ_BUDGET`] reads) keeps one peer that keeps its socket full from
+    /// The budget (`Config::read_budget` reads, or the connection's own) keeps one peer
+    /// that keeps its socket full from
     /// starving every other connection, the listeners, timers and messages: a connection
     /// that spends it is carried over and read again next turn, after one poll that does
     /// not wait (its edge was consumed, so no event would come for it).
@@ -126,11 +120,12 @@ impl<M, T: Default> EventLoop<M, T> {
         if c.is_carried() {
             return; // its turn's reads are spent: the carried pass reads it
         }
-        if c.take_input_owed(self.limits.max_pending) {
+        let limits = c.limits(&self.core.limits);
+        if c.take_input_owed(limits.max_pending) {
             // Output drained: the input the handler was stopped on comes first.
             self.deliver(id, 0, handler);
         }
-        let mut budget = READ_BUDGET;
+        let mut budget = limits.read_budget;
         // Looked up again after every callback: the handler may have paused, closed or
         // aborted this connection, through `Conn` or through `Control`.
         while let Some(c) = self.core.conns.get_mut(id) {
@@ -144,7 +139,7 @@ impl<M, T: Default> EventLoop<M, T> {
             match c.read_step(
                 &mut self.scratch,
                 self.core.now,
-                &self.limits,
+                &self.core.limits,
                 &self.core.counters,
             ) {
                 Input::Data(n) => {
@@ -212,7 +207,12 @@ impl<M, T: Default> EventLoop<M, T> {
             core: &mut self.core,
         };
         ctl.send_inner(to, &self.scratch[..n], None);
-        if ctl.pending(to).is_some_and(|p| p > self.limits.max_pending) {
+        let full = self
+            .core
+            .conns
+            .get(to)
+            .is_some_and(|t| t.pending() > t.limits(&self.core.limits).max_pending);
+        if full {
             if let Some(c) = self.core.conns.get_mut(id) {
                 c.pause_for_pipe();
             }
@@ -267,7 +267,7 @@ impl<M, T: Default> EventLoop<M, T> {
             if took == 0 {
                 break;
             }
-            if c.pending() > self.limits.max_pending {
+            if c.pending() > c.limits(&self.core.limits).max_pending {
                 c.owe_input();
                 c.pause_for_output();
                 break;
@@ -340,7 +340,7 @@ impl<M, T: Default> EventLoop<M, T> {
         };
         match c.advance(
             self.core.now,
-            &self.limits,
+            &self.core.limits,
             &mut self.scratch,
             &self.core.counters,
         ) {
@@ -361,7 +361,7 @@ impl<M, T: Default> EventLoop<M, T> {
                 let flushed = c.take_flushed_owed();
                 let read_owed = c.take_read_owed();
                 if let Some(from) = c.piped_to() {
-                    if c.pending() <= self.limits.max_pending / 2
+                    if c.pending() <= c.limits(&self.core.limits).max_pending / 2
                         && self
                             .core
                             .conns
@@ -392,7 +392,7 @@ impl<M, T: Default> EventLoop<M, T> {
         let Some(c) = self.core.conns.get_mut(id) else {
             return;
         };
-        let Some(want) = c.next_deadline(self.config.idle_timeout) else {
+        let Some(want) = c.next_deadline(&self.core.limits) else {
             return;
         };
         if c.scheduled().is_some_and(|at| at <= want) {

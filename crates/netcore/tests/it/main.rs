@@ -14,6 +14,7 @@ mod messages;
 mod multi_loop;
 mod real_clients;
 mod regressions;
+mod settings;
 mod shutdown;
 mod state;
 mod tcp_connect;
