@@ -1,13 +1,12 @@
 //! The greeting service: what the tutorial's server does for each client, as a netcore
 //! handler.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use netcore::{CloseReason, Closed, Conn, ConnId, Control, Datagram, Handler, PeerAddr};
+use netcore::{CloseReason, Closed, Conn, Control, Datagram, Handler, PeerAddr};
 use resolver::PyAddr;
 
 use crate::logsink::LogSink;
@@ -49,32 +48,25 @@ pub struct GreetService {
     /// Where `stats` is published at the end of each turn, for reports while running.
     published: Arc<Published>,
     limiter: Option<ReplyLimiter>,
-    /// With `--proxy-protocol`: TCP connections must send a PROXY header before they are
-    /// greeted. `None` keeps the fast path: greet in `on_open`, never registered.
-    proxy: Option<ProxyHeaders>,
+    /// With `--proxy-protocol`: how long a TCP connection has to send its PROXY header
+    /// before it is greeted. `None` keeps the fast path: greet in `on_open`, never
+    /// registered.
+    proxy_timeout: Option<Duration>,
     pub stats: Stats,
 }
 
-/// The connections of one loop whose PROXY header has not been read yet.
-struct ProxyHeaders {
-    timeout: Duration,
-    pending: HashMap<ConnId, Pending>,
-}
-
-enum Pending {
-    /// Waiting for the header (the connection's deadline bounds the wait): what arrived so
-    /// far, kept only when it came in several reads.
-    Reading { received: Vec<u8> },
-    /// The header was refused; the connection is closing and counts as a proxy error.
+/// Where a connection is, as the service sees it: its state, which the loop keeps.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Greeted in `on_open` (or about to be): the common case.
+    #[default]
+    Greeted,
+    /// Waiting for its PROXY header; the connection's deadline bounds the wait, and the
+    /// loop keeps what arrived so far (kept input).
+    AwaitingHeader,
+    /// Its header was refused: closing, counted as a proxy error.
     Refused,
 }
-
-/// The most bytes a header can take before [`proxy::parse`] has decided.
-const HEADER_MAX: usize = if proxy::V2_MAX > proxy::V1_MAX {
-    proxy::V2_MAX
-} else {
-    proxy::V1_MAX
-};
 
 impl GreetService {
     /// Greets with `message`; logs through `sink` (`None`: `--quiet`).
@@ -91,7 +83,7 @@ impl GreetService {
             sink,
             published,
             limiter,
-            proxy: None,
+            proxy_timeout: None,
             stats: Stats::default(),
         }
     }
@@ -99,14 +91,11 @@ impl GreetService {
     /// Requires a PROXY protocol header (v1 or v2) first on every TCP connection, within
     /// `timeout` of the accept; Unix-domain connections are greeted directly.
     pub fn with_proxy_protocol(mut self, timeout: Duration) -> GreetService {
-        self.proxy = Some(ProxyHeaders {
-            timeout,
-            pending: HashMap::new(),
-        });
+        self.proxy_timeout = Some(timeout);
         self
     }
 
-    fn greet(&mut self, conn: &mut Conn<'_>, client: Option<SocketAddr>) {
+    fn greet(&mut self, conn: &mut Conn<'_, Stage>, client: Option<SocketAddr>) {
         match client {
             Some(addr) => self.print_peer("connection", &PeerAddr::Inet(addr)),
             None => self.print_peer("connection", conn.peer()),
@@ -127,19 +116,16 @@ impl GreetService {
     }
 }
 
-impl Handler for GreetService {
-    fn on_open(&mut self, conn: &mut Conn<'_>) {
+impl Handler<(), Stage> for GreetService {
+    fn on_open(&mut self, conn: &mut Conn<'_, Stage>) {
         // A PROXY header comes from a load balancer in front of a TCP listener; a Unix
         // listener's clients are local, and greeted directly (as with --unix on the command
         // line, so with a Unix socket handed over too).
         let tcp = matches!(conn.peer(), PeerAddr::Inet(_));
-        if let (Some(proxy), true) = (&mut self.proxy, tcp) {
-            let deadline = conn.control().now() + proxy.timeout;
+        if let (Some(timeout), true) = (self.proxy_timeout, tcp) {
+            let deadline = conn.control().now() + timeout;
             conn.set_deadline(Some(deadline));
-            let received = Vec::new();
-            proxy
-                .pending
-                .insert(conn.id(), Pending::Reading { received });
+            *conn.state() = Stage::AwaitingHeader;
             return;
         }
         self.print_peer("connection", conn.peer());
@@ -147,71 +133,59 @@ impl Handler for GreetService {
         conn.close();
     }
 
-    fn on_data(&mut self, conn: &mut Conn<'_>, data: &[u8]) -> usize {
+    fn on_data(&mut self, conn: &mut Conn<'_, Stage>, input: &[u8]) -> usize {
         // The protocol has the server speak first and only; what a client sends is ignored,
         // except for the PROXY header a load balancer sends before its client's bytes.
-        let Some(proxy) = &mut self.proxy else {
-            return data.len();
-        };
-        let id = conn.id();
-        let Some(Pending::Reading { received }) = proxy.pending.get_mut(&id) else {
-            return data.len();
-        };
-        // The common case, a header in one read, is parsed in place without a copy.
-        let result = if received.is_empty() {
-            proxy::parse(data)
-        } else {
-            let room = HEADER_MAX.saturating_sub(received.len());
-            received.extend_from_slice(&data[..data.len().min(room)]);
-            proxy::parse(received)
-        };
-        if result == Ok(Parsed::Incomplete) && received.is_empty() {
-            received.extend_from_slice(&data[..data.len().min(HEADER_MAX)]);
+        if *conn.state() != Stage::AwaitingHeader {
+            return input.len();
         }
-        match result {
-            Ok(Parsed::Incomplete) => {}
+        // The parser decides within the protocol's maximum header length, so what the loop
+        // keeps while it waits is bounded.
+        match proxy::parse(input) {
+            Ok(Parsed::Incomplete) => return 0,
             Ok(Parsed::Header { header, .. }) => {
-                proxy.pending.remove(&id);
+                *conn.state() = Stage::Greeted;
                 conn.set_deadline(None);
                 self.greet(conn, header.source);
             }
             Err(why) => {
                 log::info!("{}: {why}; closing", PeerText(conn.peer()));
-                proxy.pending.insert(id, Pending::Refused);
+                *conn.state() = Stage::Refused;
                 conn.close();
             }
         }
-        data.len()
+        input.len()
     }
 
-    fn on_close(&mut self, _ctl: &mut Control<'_>, closed: &Closed<'_>) {
-        if let Some(proxy) = &mut self.proxy {
-            if let Some(pending) = proxy.pending.remove(&closed.id) {
-                if let Pending::Reading { .. } = pending {
-                    let why = match closed.reason {
-                        CloseReason::Timeout => "no complete PROXY header in time",
-                        _ => "closed before sending a complete PROXY header",
-                    };
-                    log::info!("{}: {why} ({:?})", PeerText(closed.peer), closed.reason);
-                }
+    fn on_close(&mut self, _ctl: &mut Control<'_, Stage>, closed: &Closed<'_, Stage>) {
+        match closed.state {
+            Stage::AwaitingHeader => {
+                let why = match closed.reason {
+                    CloseReason::Timeout => "no complete PROXY header in time",
+                    _ => "closed before sending a complete PROXY header",
+                };
+                log::info!("{}: {why} ({:?})", PeerText(closed.peer), closed.reason);
                 self.stats.proxy_errors += 1;
-                return;
+            }
+            Stage::Refused => self.stats.proxy_errors += 1,
+            Stage::Greeted => {
+                // Every byte went to the kernel before an orderly shutdown. A peer that then
+                // lingers past a deadline, or a server shutdown, does not undo that; a reset
+                // can.
+                let in_order = matches!(
+                    closed.reason,
+                    CloseReason::Done | CloseReason::Timeout | CloseReason::Shutdown
+                );
+                if in_order && closed.unsent == 0 {
+                    self.stats.greeted += 1;
+                } else {
+                    self.stats.errors += 1;
+                }
             }
         }
-        // Greeted: every byte went to the kernel before an orderly shutdown. A peer that then
-        // lingers past a deadline, or a server shutdown, does not undo that; a reset can.
-        let in_order = matches!(
-            closed.reason,
-            CloseReason::Done | CloseReason::Timeout | CloseReason::Shutdown
-        );
-        if in_order && closed.unsent == 0 {
-            self.stats.greeted += 1;
-        } else {
-            self.stats.errors += 1;
-        }
     }
 
-    fn on_datagram(&mut self, socket: &mut Datagram<'_>, _data: &[u8], from: SocketAddr) {
+    fn on_datagram(&mut self, socket: &mut Datagram<'_, Stage>, _data: &[u8], from: SocketAddr) {
         let now = socket.control().now();
         if let Some(false) = self.limiter.as_mut().map(|l| l.allow(from.ip(), now)) {
             self.stats.limited += 1;
@@ -221,7 +195,7 @@ impl Handler for GreetService {
         socket.send_to(&self.message, from);
     }
 
-    fn on_turn_end(&mut self, _ctl: &mut Control<'_>) {
+    fn on_turn_end(&mut self, _ctl: &mut Control<'_, Stage>) {
         self.published.publish(&self.stats);
         let (Some(log), Some(sink)) = (&mut self.log, &self.sink) else {
             return;
