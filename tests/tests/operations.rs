@@ -1,4 +1,4 @@
-//! Operating the server (SPEC 7, issue 12): a stdout nobody reads never stalls service,
+//! Operating the server: a stdout nobody reads never stalls service,
 //! every transport in one process, SIGHUP restarts that lose nothing, counters while it
 //! runs.
 

@@ -1,4 +1,4 @@
-//! The fault suite of SPEC section 6: the server under abuse keeps every promise, and the
+//! The fault suite (the README's "What happens under faults"): the server under abuse keeps every promise, and the
 //! next normal client is greeted.
 
 use std::io::Write;

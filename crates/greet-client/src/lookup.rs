@@ -343,7 +343,7 @@ fn parse_proto(s: &str) -> Result<i32, String> {
     }
 }
 
-/// Forward lookup's `--json` document (SPEC section 3): `{"hostname": ..., "addresses": [...]}`.
+/// Forward lookup's `--json` document: `{"hostname": ..., "addresses": [...]}`.
 /// Field order is the document's key order.
 #[derive(Serialize)]
 struct ForwardDoc<'a> {

@@ -75,7 +75,8 @@ impl Family {
     }
 }
 
-/// Socket-address resolution (Python's `setipaddr` path, SPEC §2 "Socket addresses").
+/// Socket-address resolution (Python's `setipaddr` path: what `bind`, `connect` and
+/// `sendto` take; see the crate docs for every form).
 ///
 /// Host forms:
 /// - `""`: the wildcard address, `0.0.0.0` (`::` with [`Family::V6`]);

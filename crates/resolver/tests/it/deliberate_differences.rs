@@ -1,4 +1,4 @@
-//! The deliberate differences from Python (SPEC §2), each shown against Python's own answer,
+//! The deliberate differences from Python (listed in the crate docs), each shown against Python's own answer,
 //! computed by `python3` at test time.
 
 use crate::common;
