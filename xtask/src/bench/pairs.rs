@@ -241,7 +241,7 @@ pub(super) fn print(pairs: &PairsSummary) {
     for w in &pairs.workloads {
         let verdict = match w.verdict {
             Verdict::Pass => "pass",
-            Verdict::Miss => "MISS",
+            Verdict::Miss => "miss",
             Verdict::Unmeasured => "unmeasured",
         };
         println!(
@@ -342,17 +342,17 @@ struct ClientReport {
     errors: u64,
 }
 
-/// The client's argument list against `host` and `port`.
+/// The client's argument list against `host` and `port`, run in the workspace root.
 fn client_argv(workload: Workload, host: &str, port: &str) -> Vec<String> {
-    let script = root().join("bench").join("wrk-pipeline.lua");
     let wrk = |pipelined: bool| {
-        let mut argv: Vec<String> = ["wrk", "-t1", "-c", &CONNECTIONS.to_string()]
-            .into_iter()
-            .map(String::from)
-            .chain(["-d".into(), WRK_DURATION.into()])
-            .collect();
+        let mut argv = vec![
+            "wrk".to_string(),
+            "-t1".into(),
+            format!("-c{CONNECTIONS}"),
+            format!("-d{WRK_DURATION}"),
+        ];
         if pipelined {
-            argv.extend(["-s".into(), script.display().to_string()]);
+            argv.extend(["-s".into(), "bench/wrk-pipeline.lua".into()]);
         }
         argv.push(format!("http://{host}:{port}/"));
         if pipelined {
@@ -395,6 +395,7 @@ fn run_client(workload: Workload, addr: SocketAddr, taskset: bool) -> Result<Cli
     }
     let out = cmd
         .args(&argv)
+        .current_dir(root())
         .output()
         .with_context(|| format!("run {}", argv[0]))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -618,10 +619,12 @@ Transfer/sec:      8.03MB
         let shown = |w| client_argv(w, "127.0.0.1", "PORT").join(" ");
         assert_eq!(
             shown(Workload::Http),
-            "wrk -t1 -c 50 -d 2s http://127.0.0.1:PORT/"
+            "wrk -t1 -c50 -d2s http://127.0.0.1:PORT/"
         );
-        assert!(shown(Workload::HttpPipelined)
-            .ends_with("wrk-pipeline.lua http://127.0.0.1:PORT/ -- 16"));
+        assert_eq!(
+            shown(Workload::HttpPipelined),
+            "wrk -t1 -c50 -d2s -s bench/wrk-pipeline.lua http://127.0.0.1:PORT/ -- 16"
+        );
         assert_eq!(
             shown(Workload::RedisPipelined),
             "redis-benchmark -h 127.0.0.1 -p PORT -t get,set -n 100000 -c 50 -q -P 16"
