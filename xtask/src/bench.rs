@@ -10,6 +10,9 @@
 //! The echo section (also alone: `cargo xtask bench echo`) measures the engine's own overhead:
 //! netcore's `examples/echo.rs` against `bench/mio-echo` (raw mio) and `bench/tokio-echo`, each
 //! pinned to one core, loaded by `greet-client bench --echo` on the other.
+//!
+//! The pairs section (also alone: `cargo xtask bench pairs`, in [`pairs`]) runs netcore's
+//! http, redis and proxy examples against their tokio twins under wrk and redis-benchmark.
 
 //! What `greet-client bench --json` prints is read as a [`BenchReport`] (the shared schema,
 //! `crates/bench-report`); what this task writes is typed too ([`BenchDoc`]). Scenarios and
@@ -26,6 +29,8 @@ use proc_harness::{Process, Stderr};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::{cargo, root, run_step};
+
+mod pairs;
 
 /// A measured load, named once: its name is its `Display`, in tables and JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +91,10 @@ enum ServerName {
     MioEcho,
     /// `bench/tokio-echo`.
     TokioEcho,
+    /// netcore's example of this name (`http`, `redis`, `proxy`).
+    NetcoreExample(&'static str),
+    /// Its twin on tokio, `bench/tokio-NAME`.
+    TokioTwin(&'static str),
 }
 
 impl fmt::Display for ServerName {
@@ -98,20 +107,26 @@ impl fmt::Display for ServerName {
             ServerName::NetcoreEcho => f.write_str("netcore-echo"),
             ServerName::MioEcho => f.write_str("mio-echo"),
             ServerName::TokioEcho => f.write_str("tokio-echo"),
+            ServerName::NetcoreExample(name) => write!(f, "netcore-{name}"),
+            ServerName::TokioTwin(name) => write!(f, "tokio-{name}"),
         }
     }
 }
 
-/// Both names are written as their `Display`.
+/// Names are written as their `Display` (paths in full: [`pairs`] uses it too).
 macro_rules! serialize_as_display {
     ($($t:ty),*) => {$(
-        impl Serialize for $t {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
                 s.collect_str(self)
             }
         }
     )*};
 }
+use serialize_as_display;
 serialize_as_display!(Scenario, ServerName);
 
 /// One server under test.
@@ -161,6 +176,8 @@ struct BenchDoc {
     #[serde(skip_serializing_if = "Option::is_none")]
     loadgen_check: Option<Option<LoadgenCheck>>,
     echo: EchoSummary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pairs: Option<pairs::PairsSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     summary: Option<Summary>,
 }
@@ -256,12 +273,20 @@ struct Tools {
     taskset: bool,
 }
 
-/// `section`: `None` for everything, `Some("echo")` for the echo section alone.
+/// A section run alone.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Echo,
+    Pairs,
+}
+
+/// `section`: `None` for everything, `Some("echo")` or `Some("pairs")` for that section alone.
 pub fn run(section: Option<&str>) -> Result<()> {
-    let echo_only = match section {
-        None => false,
-        Some("echo") => true,
-        Some(other) => bail!("unknown bench section {other:?} (known: echo)"),
+    let only = match section {
+        None => None,
+        Some("echo") => Some(Section::Echo),
+        Some("pairs") => Some(Section::Pairs),
+        Some(other) => bail!("unknown bench section {other:?} (known: echo, pairs)"),
     };
     run_step(
         "cargo build --release",
@@ -278,6 +303,12 @@ pub fn run(section: Option<&str>) -> Result<()> {
             "mio-echo",
             "-p",
             "tokio-echo",
+            "-p",
+            "tokio-http",
+            "-p",
+            "tokio-redis",
+            "-p",
+            "tokio-proxy",
             "--examples",
             "--bins",
         ]),
@@ -300,7 +331,19 @@ pub fn run(section: Option<&str>) -> Result<()> {
     };
     let started = Instant::now();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if echo_only {
+    if only == Some(Section::Pairs) {
+        let pairs = pairs::section(&tools, &release)?;
+        pairs::print(&pairs);
+        let doc = pairs::PairsDoc {
+            date: unix_time(),
+            cores,
+            kernel: kernel_release(),
+            seconds: started.elapsed().as_secs_f64(),
+            pairs,
+        };
+        return write_json(&doc, "pairs");
+    }
+    if only == Some(Section::Echo) {
         let mut rows = Vec::new();
         let echo = echo_section(&tools, &mut rows)?;
         print_echo_table(&echo);
@@ -314,6 +357,7 @@ pub fn run(section: Option<&str>) -> Result<()> {
             idle_connections: None,
             loadgen_check: None,
             echo,
+            pairs: None,
             summary: None,
         };
         write_json(&doc, "echo")?;
@@ -461,10 +505,21 @@ pub fn run(section: Option<&str>) -> Result<()> {
         None => None,
     };
     let echo = echo_section(&tools, &mut rows)?;
+    // Needs wrk and redis-benchmark: without them the rest of the bench still runs.
+    let pairs = match pairs::clients_present() {
+        true => Some(pairs::section(&tools, &release)?),
+        false => {
+            eprintln!("bench: pairs section skipped: no wrk, redis-benchmark or redis-cli (apt-get install wrk redis-tools)");
+            None
+        }
+    };
 
     let summary = summarize(&rows, idle.as_ref(), loadgen.as_ref(), &echo);
     print_table(&rows);
     print_echo_table(&echo);
+    if let Some(pairs) = &pairs {
+        pairs::print(pairs);
+    }
     println!(
         "\n{}",
         serde_json::to_string(&summary).context("encode the summary")?
@@ -474,17 +529,13 @@ pub fn run(section: Option<&str>) -> Result<()> {
     let doc = BenchDoc {
         date: unix_time(),
         cores,
-        kernel: Some(
-            std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
-        ),
+        kernel: kernel_release(),
         seconds: started.elapsed().as_secs_f64(),
         rows,
         idle_connections: Some(idle),
         loadgen_check: Some(loadgen),
         echo,
+        pairs,
         summary: Some(summary),
     };
     write_json(&doc, "bench")?;
@@ -511,8 +562,8 @@ fn greet_server_argv(server: &Path, threads: u16) -> Vec<String> {
 }
 
 /// Writes `doc` as `target/bench/PREFIX-TIME.json` and `PREFIX`'s latest (`latest.json` for
-/// the whole bench, `echo-latest.json` for the echo section alone).
-fn write_json(doc: &BenchDoc, prefix: &str) -> Result<()> {
+/// the whole bench, `echo-latest.json` or `pairs-latest.json` for a section alone).
+fn write_json(doc: &impl Serialize, prefix: &str) -> Result<()> {
     let dir = target_dir().join("bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     let text = serde_json::to_string_pretty(doc).context("encode the bench document")?;
@@ -530,6 +581,12 @@ fn write_json(doc: &BenchDoc, prefix: &str) -> Result<()> {
 
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
+}
+
+fn kernel_release() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 fn unix_time() -> u64 {

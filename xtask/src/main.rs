@@ -24,7 +24,9 @@ const TASKS: [(&str, &str); 5] = [
         "bench",
         "release build, then SPEC section 5's scenarios against the tutorial's Python server\n\
          (and ../shared/peers where built): a table, and JSON under target/bench/;\n\
-         `bench echo`: only the echo section (netcore's echo example vs raw mio and tokio)",
+         `bench echo`: only the echo section (netcore's echo example vs raw mio and tokio);\n\
+         `bench pairs`: only netcore's http, redis and proxy examples vs their tokio twins\n\
+         under wrk and redis-benchmark (JSON in target/bench/pairs-latest.json)",
     ),
     (
         "test",
@@ -69,7 +71,8 @@ fn main() -> ExitCode {
         print!("{}", usage(task));
         return ExitCode::SUCCESS;
     }
-    let takes_arguments = (task == Some("bench") && rest == ["echo"]) || task == Some("fuzz");
+    let takes_arguments =
+        (task == Some("bench") && (rest == ["echo"] || rest == ["pairs"])) || task == Some("fuzz");
     if known && !rest.is_empty() && !takes_arguments {
         eprintln!(
             "xtask: {} takes no arguments, got {rest:?}\n\n{}",
