@@ -258,9 +258,9 @@ pub(crate) struct Connection<T = (), S = Stream> {
     /// The peer reset the connection and `SO_ERROR` (which said so) was already taken:
     /// input still queued is read, and then the connection ends as reset, not at an EOF.
     reset_behind_input: bool,
-    /// Sends queue instead of writing at once: set while the loop hands the handler the
-    /// second and later requests of one batch of input, so that their replies leave in one
-    /// `writev` when the batch is done, not one `write` each.
+    /// Sends queue instead of writing at once: set while the loop hands the handler one
+    /// batch of input, so that the replies to pipelined requests leave in one `writev`
+    /// when the batch is done, not one `write` each.
     corked: bool,
     /// The connection this one is piped to ([`Control::pipe`](crate::Control::pipe)):
     /// what one reads, the other sends.
@@ -600,10 +600,21 @@ impl<T, S: Socket> Connection<T, S> {
         self.input_owed = true;
     }
 
-    /// While corked, sends queue; uncorking leaves the queued output to the next step
-    /// ([`advance`](Self::advance) flushes it).
-    pub(crate) fn set_corked(&mut self, corked: bool) {
-        self.corked = corked;
+    /// From now on sends queue instead of writing at once (see [`uncork`](Self::uncork)).
+    pub(crate) fn cork(&mut self) {
+        self.corked = true;
+    }
+
+    /// Sends write at once again, and what queued meanwhile is written now, in one
+    /// `writev` (a write error ends the connection at its next step).
+    pub(crate) fn uncork(&mut self, base: &Limits, counters: &Counters) {
+        self.corked = false;
+        if !self.out.is_empty() && self.writing == Writing::Ready && self.phase == Phase::Open {
+            let limits = self.limits(base);
+            if let Err(err) = self.flush(&limits, counters) {
+                self.fail(&err);
+            }
+        }
     }
 
     /// The connection this one is piped to.
@@ -677,6 +688,11 @@ impl<T, S: Socket> Connection<T, S> {
             Reading::Paused(pause) => pause.by_backpressure = true,
             Reading::Closed => {}
         }
+    }
+
+    /// Kept input waits to be handed back to the handler.
+    pub(crate) fn is_input_owed(&self) -> bool {
+        self.input_owed && !self.kept.is_empty()
     }
 
     /// Kept input is owed to the handler and reading is not held back (forgets it).

@@ -261,12 +261,11 @@ impl<'a, T> Conn<'a, T> {
     /// to be written on this connection; the rest is copied and written as the peer takes
     /// it.
     ///
-    /// Replies to a pipelined batch are batched by the loop: when
-    /// [`Handler::on_data`] is called again for the rest of one batch of input, what those
-    /// calls send queues, and leaves with the first call's rest in one `writev` once the
-    /// batch is handled (the connection's turn ends). A handler that wants one write for
-    /// replies it makes across callbacks sends them from
-    /// [`Handler::on_turn_end`] or builds them in one `Vec` ([`send_owned`](Self::send_owned)).
+    /// Inside [`Handler::on_data`] the loop batches: what the calls for one batch of
+    /// input send (the replies to pipelined requests) queues, and leaves in one `writev`
+    /// once the batch is handled, so a single request still costs one write and sixteen
+    /// pipelined ones one too. A handler that wants one write for replies it makes across
+    /// other callbacks builds them in one `Vec` ([`send_owned`](Self::send_owned)).
     pub fn send(&mut self, data: &[u8]) {
         if let Some(c) = self.ctl.core.conns.get_mut(self.id) {
             c.send(data, None, &self.ctl.core.counters);

@@ -121,10 +121,6 @@ impl<M, T: Default> EventLoop<M, T> {
             return; // its turn's reads are spent: the carried pass reads it
         }
         let limits = c.limits(&self.core.limits);
-        if c.take_input_owed(limits.max_pending) {
-            // Output drained: the input the handler was stopped on comes first.
-            self.deliver(id, 0, handler);
-        }
         let mut budget = limits.read_budget;
         // Looked up again after every callback: the handler may have paused, closed or
         // aborted this connection, through `Conn` or through `Control`.
@@ -135,6 +131,17 @@ impl<M, T: Default> EventLoop<M, T> {
                 break;
             }
             budget -= 1;
+            // Input the handler was stopped on comes before anything read after it (an
+            // EOF behind it included): handed once the output has room, else left for the
+            // drain that makes room.
+            if c.is_input_owed() {
+                if !c.take_input_owed(limits.max_pending) {
+                    break;
+                }
+                self.deliver(id, 0, handler);
+                self.after_callback(handler);
+                continue;
+            }
             let closing = c.is_closing();
             match c.read_step(
                 &mut self.scratch,
@@ -240,13 +247,16 @@ impl<M, T: Default> EventLoop<M, T> {
     /// keeps an amplifying protocol bounded with no code of the handler's). Returns how
     /// much was consumed; all of it when the connection is closing (the rest is dropped).
     ///
-    /// The first call's replies are written at once; those of the calls after it (a
-    /// pipelined batch) queue and leave together when the batch is done, in one `writev`
-    /// (the connection is corked meanwhile).
+    /// Replies queue while the batch is handled (the connection is corked) and leave
+    /// together once it is, in one `writev`: one write per batch of pipelined requests, and
+    /// still one for a single request.
     fn feed<H: Handler<M, T>>(&mut self, id: ConnId, input: &[u8], handler: &mut H) -> usize {
+        if let Some(c) = self.core.conns.get_mut(id) {
+            c.cork();
+        }
         let used = self.feed_calls(id, input, handler);
         if let Some(c) = self.core.conns.get_mut(id) {
-            c.set_corked(false);
+            c.uncork(&self.core.limits, &self.core.counters);
         }
         used
     }
@@ -276,7 +286,6 @@ impl<M, T: Default> EventLoop<M, T> {
                 c.owe_input();
                 break;
             }
-            c.set_corked(true);
         }
         used
     }
