@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: SPEC section 5's scenarios in one run, as ratios against peers
+//! `cargo xtask bench`: the README's performance scenarios in one run, as ratios against peers
 //! measured in the same run.
 //!
 //! Every server is started fresh per measurement and waited for through its readiness line.
@@ -205,7 +205,7 @@ struct LoadgenOutput {
     conn_per_s: f64,
 }
 
-/// The targets of SPEC section 5, as ratios measured in this run.
+/// The README's performance targets, as ratios measured in this run.
 #[derive(Serialize)]
 struct Summary {
     tcp_cpu_per_conn_vs_c: Option<f64>,
@@ -795,7 +795,7 @@ fn echo_section(tools: &Tools, rows: &mut Vec<Row>) -> Result<EchoSummary> {
     Ok(echo_summary(&rows[first..]))
 }
 
-/// Medians per load and server, and netcore's ratios to the peers (SPEC 5's targets: CPU per
+/// Medians per load and server, and netcore's ratios to the peers (the targets: CPU per
 /// request at most 1.0x mio's and 0.85x tokio's).
 fn echo_summary(rows: &[Row]) -> EchoSummary {
     let mut loads = Vec::new();
@@ -1031,7 +1031,7 @@ fn print_table(rows: &[Row]) {
     }
 }
 
-/// The targets of SPEC section 5, as ratios measured in this run.
+/// The README's performance targets, as ratios measured in this run.
 fn summarize(
     rows: &[Row],
     idle: Option<&Idle>,

@@ -22,7 +22,7 @@ const TASKS: [(&str, &str); 5] = [
     ),
     (
         "bench",
-        "release build, then SPEC section 5's scenarios against the tutorial's Python server\n\
+        "release build, then the README's performance scenarios against the tutorial's Python server\n\
          (and ../shared/peers where built): a table, and JSON under target/bench/;\n\
          `bench echo`: only the echo section (netcore's echo example vs raw mio and tokio);\n\
          `bench pairs`: only netcore's http, redis and proxy examples vs their tokio twins\n\
