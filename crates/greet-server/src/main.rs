@@ -28,9 +28,9 @@ use greet_server::activation::{self, Activated};
 use greet_server::cli::{self, Args};
 use ratelimit::ReplyLimiter;
 use restart::Restarter;
-use service::{GreetService, Stats};
+use service::GreetService;
 use socket_file::{FileId, SocketFile};
-use stats::{Live, Published, Reporter, Summary};
+use stats::{Live, Published, Reporter, Stats, Summary};
 
 /// After the loops have drained: how long the log writer may take to write what is queued
 /// before the server exits anyway, counting the rest as dropped.

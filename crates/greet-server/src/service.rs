@@ -11,30 +11,8 @@ use resolver::PyAddr;
 
 use crate::logsink::LogSink;
 use crate::ratelimit::ReplyLimiter;
-use crate::stats::Published;
+use crate::stats::{Published, Stats};
 use greet_server::proxy::{self, Parsed};
-
-/// Per-loop totals of what only the service knows, added up for the summary line (accepted
-/// connections and datagrams are netcore's counters).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Stats {
-    pub greeted: u64,
-    pub errors: u64,
-    /// Datagrams not answered because their source passed its reply rate.
-    pub limited: u64,
-    /// Connections closed because their PROXY header was malformed, too long, too slow or
-    /// missing (only with `--proxy-protocol`).
-    pub proxy_errors: u64,
-}
-
-impl std::ops::AddAssign for Stats {
-    fn add_assign(&mut self, other: Stats) {
-        self.greeted += other.greeted;
-        self.errors += other.errors;
-        self.limited += other.limited;
-        self.proxy_errors += other.proxy_errors;
-    }
-}
 
 /// Greets every connection and answers every datagram with one shared message.
 pub struct GreetService {

@@ -14,7 +14,28 @@ use std::time::Duration;
 use netcore::Counters;
 
 use crate::logsink::{LogCounter, LogCounts};
-use crate::service::Stats;
+
+/// Per-loop totals of what only the service knows, added up for the summary line (accepted
+/// connections and datagrams are netcore's counters).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub greeted: u64,
+    pub errors: u64,
+    /// Datagrams not answered because their source passed its reply rate.
+    pub limited: u64,
+    /// Connections closed because their PROXY header was malformed, too long, too slow or
+    /// missing (only with `--proxy-protocol`).
+    pub proxy_errors: u64,
+}
+
+impl std::ops::AddAssign for Stats {
+    fn add_assign(&mut self, other: Stats) {
+        self.greeted += other.greeted;
+        self.errors += other.errors;
+        self.limited += other.limited;
+        self.proxy_errors += other.proxy_errors;
+    }
+}
 
 /// A loop's service counts as of its last turn.
 #[derive(Debug, Default)]
