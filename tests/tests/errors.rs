@@ -2,7 +2,7 @@
 //! address, the right exit status, no panic.
 
 use e2e::{bin, temp_dir};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 struct Case {
     program: &'static str,
@@ -287,4 +287,48 @@ fn permission_denied_names_the_address() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("127.0.0.1:80"), "{stderr}");
     assert!(stderr.contains("Permission denied"), "{stderr}");
+}
+
+/// In a container whose name is not in /etc/hosts, the tutorial's default host (the
+/// machine's name) does not resolve: the error says that the name came from the default,
+/// and what to give instead. Run in a UTS namespace of its own (`unshare --uts`, as root)
+/// whose host name resolves nowhere.
+#[test]
+fn a_default_host_that_does_not_resolve_says_it_was_the_default_and_what_to_use() {
+    let Some(unshare) = e2e::tool("unshare", "util-linux") else {
+        return;
+    };
+    let probe = Command::new(&unshare)
+        .args(["--uts", "true"])
+        .output()
+        .expect("run unshare");
+    if !probe.status.success() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "unshare --uts needs root, which CI has"
+        );
+        eprintln!("SKIPPED: unshare --uts is not permitted here (not root)");
+        return;
+    }
+    let script = format!(
+        "hostname no-such-host-for-greet.invalid && exec {} --port 0",
+        bin("greet-server").display()
+    );
+    let out = Command::new(&unshare)
+        .args(["--uts", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run greet-server in its own UTS namespace");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty(), "no readiness line");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    for part in [
+        "no --host given",
+        "the default",
+        "--host 127.0.0.1",
+        "no-such-host-for-greet.invalid",
+    ] {
+        assert!(stderr.contains(part), "{part:?} missing from {stderr:?}");
+    }
 }

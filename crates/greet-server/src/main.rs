@@ -294,7 +294,20 @@ fn bind(args: &Args, threads: usize) -> Result<(Vec<Vec<Listener>>, Option<Socke
         let family = Family::from_flags(args.ipv4, args.ipv6);
         let transport = if tcp { Transport::Tcp } else { Transport::Udp };
         let mut addr =
-            resolver::socket_addr_or_hostname(args.host.as_deref(), &args.port, family, transport)?;
+            resolver::socket_addr_or_hostname(args.host.as_deref(), &args.port, family, transport)
+                .map_err(|e| {
+                    let e = anyhow::Error::new(e);
+                    if args.host.is_some() {
+                        return e;
+                    }
+                    // The tutorial's default: this machine's name, which a container or a
+                    // fresh VM often does not list in /etc/hosts.
+                    e.context(
+                        "no --host given, and this machine's name (the default, as the \
+                         tutorial's gethostname()) does not resolve; use --host 127.0.0.1 \
+                         (this machine only) or --host '' (every address)",
+                    )
+                })?;
         // `--host ""` is every address. With neither -4 nor -6 that is IPv6's `::` with
         // IPV6_V6ONLY off, which takes IPv4 clients too (as Python's
         // `socket.create_server(("", port), family=AF_INET6, dualstack_ipv6=True)`), or
