@@ -1,5 +1,6 @@
 //! TCP load: N connections, C in flight; each is read to EOF and compared with the expected
-//! greeting, then the next one starts in its slot. `--timeout` bounds a connection from its
+//! greeting, then the next one starts. What the load knows of each connection is its
+//! state, which netcore keeps (no slot table). `--timeout` bounds a connection from its
 //! connect to its EOF; a reply that differs or runs past the expected one is counted wrong
 //! as soon as it does, and the connection aborted.
 
@@ -16,18 +17,17 @@ struct TcpLoad {
     plan: Plan,
     started_ops: u64,
     in_flight: u64,
-    /// Per connection (by tag): when it started, bytes matched so far, whether it is counted.
-    slots: Vec<TcpSlot>,
-    free: Vec<u64>,
     tally: Tally,
     end_timer: Option<TimerId>,
     progress_timer: Option<TimerId>,
     over: bool,
 }
 
-#[derive(Clone, Copy)]
+/// Each connection's state, kept by the loop: when it started, bytes matched so far,
+/// whether it is counted.
+#[derive(Clone, Copy, Default)]
 struct TcpSlot {
-    start: Instant,
+    start: Option<Instant>,
     got: usize,
     finished: bool,
 }
@@ -37,15 +37,6 @@ pub(super) fn run(plan: Plan) -> Result<Tally> {
     let concurrency = plan.concurrency;
     let now = Instant::now();
     let mut load = TcpLoad {
-        slots: vec![
-            TcpSlot {
-                start: now,
-                got: 0,
-                finished: true,
-            };
-            concurrency as usize
-        ],
-        free: (0..concurrency).rev().collect(),
         plan,
         started_ops: 0,
         in_flight: 0,
@@ -69,62 +60,55 @@ pub(super) fn run(plan: Plan) -> Result<Tally> {
 }
 
 impl TcpLoad {
-    fn take_slot(&mut self, now: Instant) -> Option<u64> {
-        let tag = self.free.pop()?;
-        self.slots[tag as usize] = TcpSlot {
-            start: now,
-            got: 0,
-            finished: false,
-        };
+    /// A new connection's state, counted as started and in flight.
+    fn start(&mut self, now: Instant) -> TcpSlot {
         self.started_ops += 1;
         self.in_flight += 1;
-        Some(tag)
+        TcpSlot {
+            start: Some(now),
+            ..TcpSlot::default()
+        }
     }
 
-    fn start_one_direct(&mut self, event_loop: &mut EventLoop<(), u64>) {
-        let Some(tag) = self.take_slot(Instant::now()) else {
-            return;
-        };
-        if let Err(e) = event_loop.connect(self.plan.addr, tag) {
+    fn start_one_direct(&mut self, event_loop: &mut EventLoop<(), TcpSlot>) {
+        let slot = self.start(Instant::now());
+        if let Err(e) = event_loop.connect(self.plan.addr, slot) {
             self.in_flight -= 1;
-            self.free.push(tag);
             count_io_error(&mut self.tally.errors, e.io_error().kind());
             self.record_done(Instant::now());
         }
     }
 
-    fn start_next(&mut self, ctl: &mut Control<'_, u64>) {
-        let now = ctl.now();
+    fn start_next(&mut self, ctl: &mut Control<'_, TcpSlot>) {
         if self.over || self.started_ops >= self.plan.total {
             return;
         }
-        if let Some(tag) = self.take_slot(now) {
-            ctl.connect(self.plan.addr, tag);
-        }
+        let slot = self.start(ctl.now());
+        ctl.connect(self.plan.addr, slot);
     }
 
     fn record_done(&mut self, now: Instant) {
         self.plan.record_done(&mut self.tally, now);
     }
 
-    fn maybe_stop(&mut self, ctl: &mut Control<'_, u64>) {
+    fn maybe_stop(&mut self, ctl: &mut Control<'_, TcpSlot>) {
         if self.in_flight == 0 && (self.over || self.started_ops >= self.plan.total) {
             ctl.stop();
         }
     }
 }
 
-impl Handler<(), u64> for TcpLoad {
-    fn on_connect(&mut self, conn: &mut Conn<'_, u64>) {
+impl Handler<(), TcpSlot> for TcpLoad {
+    fn on_connect(&mut self, conn: &mut Conn<'_, TcpSlot>) {
         // The loop's idle deadline restarts with every read, so a server that keeps sending
         // would never time out: the whole exchange gets one deadline from the connect.
-        let slot = &self.slots[*conn.state() as usize];
-        conn.set_deadline(Some(slot.start + self.plan.timeout));
+        let start = conn.state().start.unwrap_or_else(|| conn.control().now());
+        conn.set_deadline(Some(start + self.plan.timeout));
     }
 
-    fn on_data(&mut self, conn: &mut Conn<'_, u64>, data: &[u8]) -> usize {
+    fn on_data(&mut self, conn: &mut Conn<'_, TcpSlot>, data: &[u8]) -> usize {
         let now = conn.control().now();
-        let slot = &mut self.slots[*conn.state() as usize];
+        let slot = conn.state();
         if slot.finished {
             return data.len();
         }
@@ -142,9 +126,9 @@ impl Handler<(), u64> for TcpLoad {
         data.len()
     }
 
-    fn on_read_closed(&mut self, conn: &mut Conn<'_, u64>) {
+    fn on_read_closed(&mut self, conn: &mut Conn<'_, TcpSlot>) {
         let now = conn.control().now();
-        let slot = &mut self.slots[*conn.state() as usize];
+        let slot = conn.state();
         if slot.finished {
             return;
         }
@@ -153,7 +137,9 @@ impl Handler<(), u64> for TcpLoad {
             self.tally.errors.wrong_payload += 1;
         } else {
             self.tally.ok += 1;
-            let us = now.duration_since(slot.start).as_micros();
+            let us = slot
+                .start
+                .map_or(0, |start| now.duration_since(start).as_micros());
             self.tally
                 .latencies_us
                 .push(u32::try_from(us).unwrap_or(u32::MAX));
@@ -162,9 +148,8 @@ impl Handler<(), u64> for TcpLoad {
         conn.close();
     }
 
-    fn on_close(&mut self, ctl: &mut Control<'_, u64>, closed: &Closed<'_, u64>) {
-        let tag = closed.state;
-        let slot = self.slots[tag as usize];
+    fn on_close(&mut self, ctl: &mut Control<'_, TcpSlot>, closed: &Closed<'_, TcpSlot>) {
+        let slot = closed.state;
         if !slot.finished && slot.got > 0 {
             // Some bytes, then a reset or a deadline: a truncated reply, whatever the cause.
             self.tally.errors.wrong_payload += 1;
@@ -174,12 +159,11 @@ impl Handler<(), u64> for TcpLoad {
             self.record_done(ctl.now());
         }
         self.in_flight -= 1;
-        self.free.push(tag);
         self.start_next(ctl);
         self.maybe_stop(ctl);
     }
 
-    fn on_timer(&mut self, ctl: &mut Control<'_, u64>, timer: TimerId) {
+    fn on_timer(&mut self, ctl: &mut Control<'_, TcpSlot>, timer: TimerId) {
         if Some(timer) == self.end_timer {
             self.over = true;
             ctl.stop();
