@@ -1286,6 +1286,34 @@ mod tests {
     }
 
     #[test]
+    fn a_pipe_pause_holds_with_any_other_and_its_lifting_owes_a_read() {
+        let (mut c, _, _) = open(Fake::default());
+        assert!(!c.resume_for_pipe(), "nothing to lift");
+        c.pause_for_pipe();
+        c.pause_reading();
+        assert!(c.resume_for_pipe());
+        assert!(!c.take_read_owed(), "the handler's pause still holds");
+        c.resume_reading();
+        assert!(c.take_read_owed(), "both lifted: the loop owes a read");
+        assert_eq!(c.reading(), Reading::Open);
+    }
+
+    #[test]
+    fn a_corked_connection_queues_and_writes_once_uncorked() {
+        let (mut c, _, counters) = open(Fake {
+            window: 1 << 20,
+            ..Fake::default()
+        });
+        c.cork();
+        assert!(c.send(b"one ", None, &counters));
+        assert!(c.send_owned(b"two".to_vec(), &counters));
+        assert!(c.stream.written.is_empty(), "nothing written while corked");
+        c.uncork(&LIMITS, &counters);
+        assert_eq!(c.stream.written, b"one two");
+        assert_eq!(c.pending(), 0);
+    }
+
+    #[test]
     fn an_owned_buffer_is_written_at_once_as_far_as_it_goes_then_kept() {
         let (mut c, now, counters) = open(Fake {
             window: 4,
