@@ -10,7 +10,15 @@ use std::sync::Arc;
 pub(crate) struct WriteBuffer {
     chunks: VecDeque<Chunk>,
     len: usize,
+    /// A written-out owned chunk's allocation, kept for the next copy (at most
+    /// [`SPARE_MAX`] bytes of capacity), so that a connection that queues a small reply per
+    /// request does not allocate and free one per request.
+    spare: Vec<u8>,
 }
+
+/// The most capacity a connection keeps in [`WriteBuffer::spare`] while it waits: small,
+/// since an idle connection holds it for as long as it lives.
+const SPARE_MAX: usize = 4 * 1024;
 
 #[derive(Debug)]
 enum Chunk {
@@ -55,8 +63,11 @@ impl WriteBuffer {
             last.extend_from_slice(data);
             return;
         }
+        let mut copy = std::mem::take(&mut self.spare);
+        copy.clear();
+        copy.extend_from_slice(data);
         self.chunks.push_back(Chunk::Owned {
-            data: data.to_vec(),
+            data: copy,
             start: 0,
         });
     }
@@ -124,7 +135,11 @@ impl WriteBuffer {
                 return;
             }
             n -= left;
-            self.chunks.pop_front();
+            if let Some(Chunk::Owned { data, .. }) = self.chunks.pop_front() {
+                if data.capacity() <= SPARE_MAX && data.capacity() > self.spare.capacity() {
+                    self.spare = data;
+                }
+            }
         }
     }
 

@@ -560,8 +560,8 @@ impl<T, S: Socket> Connection<T, S> {
     }
 
     /// This connection's settings: its own where the handler changed any, else the loop's.
-    pub(crate) fn limits(&self, base: &Limits) -> Limits {
-        *self.own.as_deref().unwrap_or(base)
+    pub(crate) fn limits<'a>(&'a self, base: &'a Limits) -> &'a Limits {
+        self.own.as_deref().unwrap_or(base)
     }
 
     /// This connection's own settings, to change (copied from the loop's the first time).
@@ -610,9 +610,15 @@ impl<T, S: Socket> Connection<T, S> {
     pub(crate) fn uncork(&mut self, base: &Limits, counters: &Counters) {
         self.corked = false;
         if !self.out.is_empty() && self.writing == Writing::Ready && self.phase == Phase::Open {
-            let limits = self.limits(base);
+            // Output held only by the cork never waited for the peer: writing it all is
+            // not the drain `on_flushed` reports.
+            let owed = self.flushed_owed;
+            let limits = *self.limits(base);
             if let Err(err) = self.flush(&limits, counters) {
                 self.fail(&err);
+            }
+            if self.out.is_empty() {
+                self.flushed_owed = owed;
             }
         }
     }
@@ -753,7 +759,14 @@ impl<T, S: Socket> Connection<T, S> {
     /// Handles a writable event: writes what is queued (the low-water and back-pressure
     /// bookkeeping is in [`flush`](Self::flush), shared with [`advance`](Self::advance)).
     pub(crate) fn on_writable(&mut self, now: Instant, limits: &Limits, counters: &Counters) {
-        let limits = &self.limits(limits);
+        let own;
+        let limits = match self.own.as_deref() {
+            Some(o) => {
+                own = *o;
+                &own
+            }
+            None => limits,
+        };
         if self.writing == Writing::Blocked {
             self.writing = Writing::Ready;
         }
@@ -787,7 +800,14 @@ impl<T, S: Socket> Connection<T, S> {
         limits: &Limits,
         counters: &Counters,
     ) -> Input {
-        let limits = &self.limits(limits);
+        let own;
+        let limits = match self.own.as_deref() {
+            Some(o) => {
+                own = *o;
+                &own
+            }
+            None => limits,
+        };
         let closing = self.is_closing();
         match self.reading {
             Reading::Closed => return Input::Stop,
@@ -840,7 +860,8 @@ impl<T, S: Socket> Connection<T, S> {
 
     /// The earliest of this connection's deadlines.
     pub(crate) fn next_deadline(&self, base: &Limits) -> Option<Instant> {
-        let idle = self.limits(base).idle_timeout.map(|d| self.last_active + d);
+        let idle = self.own.as_deref().unwrap_or(base).idle_timeout;
+        let idle = idle.map(|d| self.last_active + d);
         [
             idle,
             self.write_deadline,
@@ -867,7 +888,14 @@ impl<T, S: Socket> Connection<T, S> {
         scratch: &mut [u8],
         counters: &Counters,
     ) -> Step {
-        let limits = &self.limits(limits);
+        let own;
+        let limits = match self.own.as_deref() {
+            Some(o) => {
+                own = *o;
+                &own
+            }
+            None => limits,
+        };
         match self.phase {
             Phase::Ended(reason) => return Step::Close(reason),
             Phase::Connecting => return Step::Keep,

@@ -120,8 +120,10 @@ impl<M, T: Default> EventLoop<M, T> {
         if c.is_carried() {
             return; // its turn's reads are spent: the carried pass reads it
         }
-        let limits = c.limits(&self.core.limits);
-        let mut budget = limits.read_budget;
+        let (max_pending, mut budget) = {
+            let limits = c.limits(&self.core.limits);
+            (limits.max_pending, limits.read_budget)
+        };
         // Looked up again after every callback: the handler may have paused, closed or
         // aborted this connection, through `Conn` or through `Control`.
         while let Some(c) = self.core.conns.get_mut(id) {
@@ -135,7 +137,7 @@ impl<M, T: Default> EventLoop<M, T> {
             // EOF behind it included): handed once the output has room, else left for the
             // drain that makes room.
             if c.is_input_owed() {
-                if !c.take_input_owed(limits.max_pending) {
+                if !c.take_input_owed(max_pending) {
                     break;
                 }
                 self.deliver(id, 0, handler);
