@@ -6,14 +6,15 @@
 //! wrk -t1 -c10 -d5s http://ADDR/
 //! ```
 //!
-//! What it shows: kept input. `on_data` answers one request per call and returns its
-//! length; the loop keeps a request that is not complete yet and calls again at once while
-//! whole ones are left (a pipelined batch), so there is no per-connection buffer here.
+//! What it shows: kept input and connection state. `on_data` answers one request per call
+//! and returns its length; the loop keeps a request head that is not complete yet and calls
+//! again at once while whole ones are left (a pipelined batch), so there is no
+//! per-connection buffer here; what is left of a body to drop is the connection's state.
 //!
 //! Every request gets these 78 bytes (no `Date`, no `Server`):
 //! `HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!`.
-//! A body announced by `Content-Length` is read and dropped (up to the loop's `max_input`,
-//! 1 MiB: a request that does not fit closes the connection). `Connection: close` is
+//! A body announced by `Content-Length` is read and dropped, whatever its size (the
+//! connection's state counts what is left of it). `Connection: close` is
 //! answered, then the connection closed. A head longer than 8 KiB gets a 431, a bad
 //! `Content-Length` or a `Transfer-Encoding` a 400, then the connection is closed.
 
@@ -45,28 +46,34 @@ enum Head {
 
 struct Http;
 
-impl Handler for Http {
-    fn on_open(&mut self, conn: &mut Conn<'_>) {
+/// Each connection's state (netcore keeps it): bytes of the current request's body still
+/// to read and drop.
+impl Handler<(), usize> for Http {
+    fn on_open(&mut self, conn: &mut Conn<'_, usize>) {
         // A pipelined batch's last responses would otherwise wait for the client's delayed
         // ACK of the first ones (Nagle).
         let _ = conn.set_nodelay(true);
     }
 
-    fn on_data(&mut self, conn: &mut Conn<'_>, input: &[u8]) -> usize {
+    fn on_data(&mut self, conn: &mut Conn<'_, usize>, input: &[u8]) -> usize {
+        let body_left = *conn.state();
+        if body_left > 0 {
+            let dropped = body_left.min(input.len());
+            *conn.state() -= dropped;
+            return dropped;
+        }
         match parse_head(input) {
             Head::Complete {
                 len,
                 body_len,
                 closes,
             } => {
-                if input.len() < len + body_len {
-                    return 0; // the body is still coming
-                }
                 conn.send(RESPONSE);
                 if closes {
                     conn.close();
                 }
-                len + body_len
+                *conn.state() = body_len;
+                len
             }
             Head::Partial => 0,
             Head::Rejected(response) => {

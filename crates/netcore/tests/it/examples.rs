@@ -405,3 +405,25 @@ mod pipes {
         super::resets_the_client_when_the_target_refuses("proxy");
     }
 }
+
+#[test]
+fn http_drops_a_large_body_and_answers_the_request_behind_it() {
+    let http = Example::start("http", &["127.0.0.1:0"]);
+    let mut conn = client(http.addr);
+    let body = vec![b'b'; 2 << 20];
+    let mut requests =
+        format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    requests.extend_from_slice(&body);
+    requests.extend_from_slice(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let writer = {
+        let mut conn = conn.try_clone().expect("clone");
+        std::thread::spawn(move || conn.write_all(&requests))
+    };
+    let mut replies = Vec::new();
+    conn.read_to_end(&mut replies)
+        .expect("two replies, then the close");
+    writer.join().expect("writer").expect("send the requests");
+    let one =
+        b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!";
+    assert_eq!(replies, [&one[..], &one[..]].concat());
+}
