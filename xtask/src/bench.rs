@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::{cargo, root, run_step};
 
+mod ir;
 mod pairs;
 
 /// A measured load, named once: its name is its `Display`, in tables and JSON.
@@ -278,15 +279,18 @@ struct Tools {
 enum Section {
     Echo,
     Pairs,
+    Ir,
 }
 
-/// `section`: `None` for everything, `Some("echo")` or `Some("pairs")` for that section alone.
+/// `section`: `None` for everything, `Some("echo")`, `Some("pairs")` or `Some("ir")` for
+/// that section alone (`ir`, instruction counts under callgrind, runs only when asked).
 pub fn run(section: Option<&str>) -> Result<()> {
     let only = match section {
         None => None,
         Some("echo") => Some(Section::Echo),
         Some("pairs") => Some(Section::Pairs),
-        Some(other) => bail!("unknown bench section {other:?} (known: echo, pairs)"),
+        Some("ir") => Some(Section::Ir),
+        Some(other) => bail!("unknown bench section {other:?} (known: echo, pairs, ir)"),
     };
     run_step(
         "cargo build --release",
@@ -331,6 +335,14 @@ pub fn run(section: Option<&str>) -> Result<()> {
     };
     let started = Instant::now();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if only == Some(Section::Ir) {
+        if !ir::valgrind_present() {
+            bail!("bench ir counts instructions with valgrind: apt-get install valgrind");
+        }
+        let rows = ir::section(&release, &tools.client)?;
+        ir::print(&rows);
+        return write_json(&rows, "ir");
+    }
     if only == Some(Section::Pairs) {
         let pairs = pairs::section(&tools, &release)?;
         pairs::print(&pairs);

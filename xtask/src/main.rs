@@ -26,7 +26,9 @@ const TASKS: [(&str, &str); 5] = [
          (and ../shared/peers where built): a table, and JSON under target/bench/;\n\
          `bench echo`: only the echo section (netcore's echo example vs raw mio and tokio);\n\
          `bench pairs`: only netcore's http, redis and proxy examples vs their tokio twins\n\
-         under wrk and redis-benchmark (JSON in target/bench/pairs-latest.json)",
+         under wrk and redis-benchmark (JSON in target/bench/pairs-latest.json);\n\
+         `bench ir`: user-space instructions per echo request under callgrind (netcore,\n\
+         raw mio, tokio, C epoll; needs valgrind; not part of the full run)",
     ),
     (
         "test",
@@ -71,8 +73,9 @@ fn main() -> ExitCode {
         print!("{}", usage(task));
         return ExitCode::SUCCESS;
     }
-    let takes_arguments =
-        (task == Some("bench") && (rest == ["echo"] || rest == ["pairs"])) || task == Some("fuzz");
+    let takes_arguments = (task == Some("bench")
+        && (rest == ["echo"] || rest == ["pairs"] || rest == ["ir"]))
+        || task == Some("fuzz");
     if known && !rest.is_empty() && !takes_arguments {
         eprintln!(
             "xtask: {} takes no arguments, got {rest:?}\n\n{}",
