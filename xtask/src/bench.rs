@@ -725,10 +725,15 @@ fn run_load(tools: &Tools, port: u16, load: &Load) -> Result<BenchReport> {
         .stderr(std::process::Stdio::inherit())
         .output()
         .context("run greet-client bench")?;
-    serde_json::from_slice(&out.stdout).with_context(|| {
+    report_of(&out.stdout)
+}
+
+/// The `BenchReport` that `greet-client bench --json` printed on `stdout`.
+fn report_of(stdout: &[u8]) -> Result<BenchReport> {
+    serde_json::from_slice(stdout).with_context(|| {
         format!(
             "greet-client bench printed no report: {}",
-            String::from_utf8_lossy(&out.stdout)
+            String::from_utf8_lossy(stdout)
         )
     })
 }

@@ -17,7 +17,7 @@ use bench_report::BenchReport;
 use proc_harness::{Process, Stderr};
 use serde::Serialize;
 
-use super::target_dir;
+use super::{report_of, target_dir};
 
 /// Connections of the load, each with one request outstanding at a time.
 const CONNECTIONS: u32 = 10;
@@ -134,12 +134,7 @@ fn load(client: &Path, port: u16, per_connection: u32) -> Result<BenchReport> {
         .args(["--timeout", "60s", "--duration", "300s"])
         .output()
         .context("run greet-client bench --echo")?;
-    serde_json::from_slice(&out.stdout).with_context(|| {
-        format!(
-            "greet-client bench printed no report: {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    report_of(&out.stdout)
 }
 
 /// The instruction total of a callgrind output file (its `summary:` or `totals:` line).
