@@ -51,7 +51,13 @@ impl<M, T: Default> EventLoop<M, T> {
                 return;
             }
         } else if event.is_writable() {
-            self.on_writable(id, handler);
+            let read_follows = event.is_readable() || event.is_read_closed() || event.is_error();
+            if !read_follows {
+                self.on_writable(id, handler);
+            } else if let Some(c) = self.core.conns.get_mut(id) {
+                // The read below settles the connection once, after both directions.
+                c.on_writable(self.core.now, &self.core.limits, &self.core.counters);
+            }
         }
         if event.is_read_closed() || event.is_error() {
             // The peer's FIN (or an error) is queued behind any data: no later edge will
