@@ -862,15 +862,17 @@ impl<T, S: Socket> Connection<T, S> {
     pub(crate) fn next_deadline(&self, base: &Limits) -> Option<Instant> {
         let idle = self.own.as_deref().unwrap_or(base).idle_timeout;
         let idle = idle.map(|d| self.last_active + d);
-        [
-            idle,
-            self.write_deadline,
-            self.linger_deadline,
-            self.handler_deadline,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        // Asked after every event the connection has: written out rather than through an
+        // iterator chain, which did not fold away.
+        let earliest = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, None) => a,
+            (None, b) => b,
+        };
+        earliest(
+            earliest(idle, self.write_deadline),
+            earliest(self.linger_deadline, self.handler_deadline),
+        )
     }
 
     /// Moves the connection as far as it can go without waiting: flushes output, carries
