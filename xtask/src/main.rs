@@ -155,7 +155,7 @@ fn test() -> Result<()> {
             "warnings",
         ]),
     )?;
-    // The benchmark peers (bench/mio-echo, bench/tokio-*) have no tests, and only the
+    // The benchmark peers (bench/mio-echo, bench/loadgen, bench/tokio-*) have no tests, and only the
     // benchmarks run them, built in release: a debug build of tokio here would cost time and
     // nothing else. clippy still checks them.
     run_step(
@@ -165,6 +165,8 @@ fn test() -> Result<()> {
             "--workspace",
             "--exclude",
             "mio-echo",
+            "--exclude",
+            "loadgen",
             "--exclude",
             "tokio-echo",
             "--exclude",
