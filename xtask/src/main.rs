@@ -23,7 +23,8 @@ const TASKS: [(&str, &str); 5] = [
     (
         "bench",
         "release build, then the README's performance scenarios against the tutorial's Python server\n\
-         (and ../shared/peers where built): a table, and JSON under target/bench/;\n\
+         and the C epoll server of bench/c-greet, checked by bench/loadgen: a table, a verdict\n\
+         per README target, and JSON under target/bench/;\n\
          `bench echo`: only the echo section (netcore's echo example vs raw mio and tokio);\n\
          `bench pairs`: only netcore's http, redis and proxy examples vs their tokio twins\n\
          under wrk and redis-benchmark (JSON in target/bench/pairs-latest.json);\n\

@@ -188,7 +188,6 @@ pub(super) fn section(tools: &Tools, release: &Path) -> Result<PairsSummary> {
         let backend = match workload {
             Workload::Proxy => Some(start(
                 &spec(release, Engine::Netcore, "http", None),
-                None,
                 Some(1),
                 tools.taskset,
             )?),
@@ -287,7 +286,7 @@ fn spec(
 }
 
 fn measure(tools: &Tools, spec: &ServerSpec, workload: Workload, engine: Engine) -> Result<Run> {
-    let (server, port) = start(spec, None, Some(0), tools.taskset)?;
+    let (server, port) = start(spec, Some(0), tools.taskset)?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     if matches!(workload, Workload::Redis | Workload::RedisPipelined) {
         // redis-benchmark spins until its timeout on a server it cannot reach: ask first.
