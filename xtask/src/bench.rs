@@ -179,6 +179,143 @@ struct BenchDoc {
     pairs: Option<pairs::PairsSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     summary: Option<Summary>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    verdict: Vec<Verdict>,
+}
+
+/// How a README target compares its figure with the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Bound {
+    AtMost(f64),
+    AtLeast(f64),
+    /// A ratio within this fraction of 1.0, either way.
+    Within(f64),
+}
+
+impl Bound {
+    fn holds(self, value: f64) -> bool {
+        match self {
+            Bound::AtMost(limit) => value <= limit,
+            Bound::AtLeast(limit) => value >= limit,
+            Bound::Within(fraction) => (value - 1.0).abs() <= fraction,
+        }
+    }
+}
+
+/// What a verdict's figure is, for printing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Unit {
+    Ratio,
+    KiloBytes,
+    Count,
+}
+
+/// One README target, the figure this run measured for it (a ratio of medians, or a
+/// count), and whether it is met. A target with nothing measured is a miss.
+#[derive(Debug, Serialize)]
+struct Verdict {
+    target: &'static str,
+    bound: Bound,
+    unit: Unit,
+    measured: Option<f64>,
+    pass: bool,
+}
+
+impl Verdict {
+    fn new(target: &'static str, bound: Bound, unit: Unit, measured: Option<f64>) -> Verdict {
+        Verdict {
+            target,
+            bound,
+            unit,
+            measured,
+            pass: measured.is_some_and(|v| bound.holds(v)),
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let measured = match (self.measured, self.unit) {
+            (None, _) => "not measured".to_string(),
+            (Some(v), Unit::Ratio) => format!("{v:.2}x"),
+            (Some(v), Unit::KiloBytes) => format!("{v:.0} kB"),
+            (Some(v), Unit::Count) => format!("{v:.0}"),
+        };
+        let outcome = if self.pass { "pass" } else { "miss" };
+        write!(f, "{}, {measured}, {outcome}", self.target)
+    }
+}
+
+/// The README's targets against this run's figures, in the README's order; the pairs
+/// target only when that section ran.
+fn verdicts(summary: &Summary, pairs: Option<&pairs::PairsSummary>) -> Vec<Verdict> {
+    let mut out = vec![
+        Verdict::new(
+            "TCP greeting, server CPU per connection vs C (<= 1.0x)",
+            Bound::AtMost(1.0),
+            Unit::Ratio,
+            summary.tcp_cpu_per_conn_vs_c,
+        ),
+        Verdict::new(
+            "UDP greeting, server CPU per request vs C (<= 1.0x)",
+            Bound::AtMost(1.0),
+            Unit::Ratio,
+            summary.udp_cpu_per_req_vs_c,
+        ),
+        Verdict::new(
+            "greet-server peak RSS (<= 2 MB = 2048 kB)",
+            Bound::AtMost(2048.0),
+            Unit::KiloBytes,
+            summary.peak_rss_kb.map(|kb| kb as f64),
+        ),
+        Verdict::new(
+            "TCP rate, two-thread load, vs C (>= 1.0x)",
+            Bound::AtLeast(1.0),
+            Unit::Ratio,
+            summary.tcp_rate_lg2_vs_c,
+        ),
+        Verdict::new(
+            "greet-server connections hung or truncated (= 0)",
+            Bound::AtMost(0.0),
+            Unit::Count,
+            Some(summary.greet_server_failures as f64),
+        ),
+        Verdict::new(
+            "rate at 200k vs 10k connections (within 10%)",
+            Bound::Within(0.10),
+            Unit::Ratio,
+            summary.scale_rate_200k_vs_10k,
+        ),
+        Verdict::new(
+            "greet-client bench vs bench/loadgen (>= 0.95x)",
+            Bound::AtLeast(0.95),
+            Unit::Ratio,
+            summary.greet_client_vs_loadgen,
+        ),
+        Verdict::new(
+            "echo, CPU per request vs raw mio, worst load (<= 1.0x)",
+            Bound::AtMost(1.0),
+            Unit::Ratio,
+            summary.echo_cpu_per_req_vs_mio_max,
+        ),
+        Verdict::new(
+            "echo, CPU per request vs tokio, worst load (<= 0.85x)",
+            Bound::AtMost(0.85),
+            Unit::Ratio,
+            summary.echo_cpu_per_req_vs_tokio_max,
+        ),
+    ];
+    if let Some(pairs) = pairs {
+        out.push(Verdict::new(
+            "pairs, CPU per request vs tokio, worst workload (<= 0.95x)",
+            Bound::AtMost(0.95),
+            Unit::Ratio,
+            pairs.worst_ratio(),
+        ));
+    }
+    out
 }
 
 /// RSS per idle connection.
@@ -376,6 +513,7 @@ pub fn run(section: Option<&str>) -> Result<()> {
             echo,
             pairs: None,
             summary: None,
+            verdict: Vec::new(),
         };
         write_json(&doc, "echo")?;
         return verdict;
@@ -511,6 +649,7 @@ pub fn run(section: Option<&str>) -> Result<()> {
     );
     let ours_failed = summary.greet_server_failures;
     let verdict = echo_verdict(&rows);
+    let targets = verdicts(&summary, pairs.as_ref());
     let doc = BenchDoc {
         date: unix_time(),
         cores,
@@ -522,8 +661,14 @@ pub fn run(section: Option<&str>) -> Result<()> {
         echo,
         pairs,
         summary: Some(summary),
+        verdict: targets,
     };
     write_json(&doc, "bench")?;
+    // A miss is reported, not an error: the figures move with the machine's load.
+    println!("\nverdict (target, measured median, pass|miss):");
+    for line in &doc.verdict {
+        println!("  {line}");
+    }
     verdict?;
     if ours_failed > 0 {
         bail!("greet-server lost or truncated {ours_failed} operations");
@@ -1076,6 +1221,47 @@ fn summarize(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn summary() -> Summary {
+        Summary {
+            tcp_cpu_per_conn_vs_c: Some(1.0),
+            udp_cpu_per_req_vs_c: Some(1.04),
+            tcp_cpu_per_conn_vs_python: None,
+            tcp_rate_lg2_vs_c: Some(0.88),
+            peak_rss_kb: Some(3500),
+            greet_server_failures: 0,
+            scale_rate_200k_vs_10k: Some(0.91),
+            idle_bytes_per_connection: None,
+            greet_client_vs_loadgen: Some(0.95),
+            echo_cpu_per_req_vs_mio_max: None,
+            echo_cpu_per_req_vs_tokio_max: Some(0.86),
+            echo_wrong_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn verdict_holds_bounds_inclusive_and_misses_what_was_not_measured() {
+        let lines: Vec<String> = verdicts(&summary(), None)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "TCP greeting, server CPU per connection vs C (<= 1.0x), 1.00x, pass",
+                "UDP greeting, server CPU per request vs C (<= 1.0x), 1.04x, miss",
+                "greet-server peak RSS (<= 2 MB = 2048 kB), 3500 kB, miss",
+                "TCP rate, two-thread load, vs C (>= 1.0x), 0.88x, miss",
+                "greet-server connections hung or truncated (= 0), 0, pass",
+                "rate at 200k vs 10k connections (within 10%), 0.91x, pass",
+                "greet-client bench vs bench/loadgen (>= 0.95x), 0.95x, pass",
+                "echo, CPU per request vs raw mio, worst load (<= 1.0x), not measured, miss",
+                "echo, CPU per request vs tokio, worst load (<= 0.85x), 0.86x, miss",
+            ]
+        );
+        assert!(!Bound::Within(0.10).holds(1.11));
+        assert!(!Bound::Within(0.10).holds(0.89));
+    }
 
     #[test]
     fn scenario_and_server_names_are_the_documented_ones() {

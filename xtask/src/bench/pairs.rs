@@ -122,6 +122,16 @@ pub(super) struct PairsSummary {
     runs: Vec<Run>,
 }
 
+impl PairsSummary {
+    /// netcore's worst CPU per request over tokio's across the workloads.
+    pub(super) fn worst_ratio(&self) -> Option<f64> {
+        self.workloads
+            .iter()
+            .filter_map(|w| w.cpu_per_req_vs_tokio)
+            .reduce(f64::max)
+    }
+}
+
 /// `target/bench/pairs-latest.json`.
 #[derive(Serialize)]
 pub(super) struct PairsDoc {
