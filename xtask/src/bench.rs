@@ -4,8 +4,9 @@
 //! Every server is started fresh per measurement and waited for through its readiness line.
 //! The load is `greet-client bench` (every reply checked byte for byte). Per run we read the
 //! server's on-CPU time from `/proc/PID/task/*/schedstat` before and after the load (so start-up
-//! is not counted) and its peak RSS (`VmHWM`). Where `../shared/peers` is built, its C and tokio
-//! servers run as extra rows and its independent load generator checks ours.
+//! is not counted) and its peak RSS (`VmHWM`). The C reference, `bench/c-greet` (epoll, compiled
+//! with `cc` into `target/bench/`), runs beside greet-server, and `bench/loadgen`, a load
+//! generator that shares no code with ours, checks `greet-client bench`'s rate.
 //!
 //! The echo section (also alone: `cargo xtask bench echo`) measures the engine's own overhead:
 //! netcore's `examples/echo.rs` against `bench/mio-echo` (raw mio) and `bench/tokio-echo`, each
@@ -82,10 +83,8 @@ enum ServerName {
     Greet(u16),
     /// The tutorial's Python server, `bench/seed_server.py`.
     Python,
-    /// `../shared/peers`' C server with this many threads.
-    PeerC(u16),
-    /// `../shared/peers`' tokio server with this many threads.
-    PeerTokio(u16),
+    /// `bench/c-greet`, the C epoll server, with this many threads.
+    CGreet(u16),
     /// netcore's `examples/echo.rs`.
     NetcoreEcho,
     /// `bench/mio-echo`.
@@ -103,8 +102,7 @@ impl fmt::Display for ServerName {
         match self {
             ServerName::Greet(threads) => write!(f, "greet-server/{threads}"),
             ServerName::Python => f.write_str("python-tutorial"),
-            ServerName::PeerC(threads) => write!(f, "peer-c/{threads}"),
-            ServerName::PeerTokio(threads) => write!(f, "peer-tokio/{threads}"),
+            ServerName::CGreet(threads) => write!(f, "c-greet/{threads}"),
             ServerName::NetcoreEcho => f.write_str("netcore-echo"),
             ServerName::MioEcho => f.write_str("mio-echo"),
             ServerName::TokioEcho => f.write_str("tokio-echo"),
@@ -175,12 +173,149 @@ struct BenchDoc {
     #[serde(skip_serializing_if = "Option::is_none")]
     idle_connections: Option<Option<Idle>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    loadgen_check: Option<Option<LoadgenCheck>>,
+    loadgen_check: Option<LoadgenCheck>,
     echo: EchoSummary,
     #[serde(skip_serializing_if = "Option::is_none")]
     pairs: Option<pairs::PairsSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     summary: Option<Summary>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    verdict: Vec<Verdict>,
+}
+
+/// How a README target compares its figure with the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Bound {
+    AtMost(f64),
+    AtLeast(f64),
+    /// A ratio within this fraction of 1.0, either way.
+    Within(f64),
+}
+
+impl Bound {
+    fn holds(self, value: f64) -> bool {
+        match self {
+            Bound::AtMost(limit) => value <= limit,
+            Bound::AtLeast(limit) => value >= limit,
+            Bound::Within(fraction) => (value - 1.0).abs() <= fraction,
+        }
+    }
+}
+
+/// What a verdict's figure is, for printing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Unit {
+    Ratio,
+    KiloBytes,
+    Count,
+}
+
+/// One README target, the figure this run measured for it (a ratio of medians, or a
+/// count), and whether it is met. A target with nothing measured is a miss.
+#[derive(Debug, Serialize)]
+struct Verdict {
+    target: &'static str,
+    bound: Bound,
+    unit: Unit,
+    measured: Option<f64>,
+    pass: bool,
+}
+
+impl Verdict {
+    fn new(target: &'static str, bound: Bound, unit: Unit, measured: Option<f64>) -> Verdict {
+        Verdict {
+            target,
+            bound,
+            unit,
+            measured,
+            pass: measured.is_some_and(|v| bound.holds(v)),
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let measured = match (self.measured, self.unit) {
+            (None, _) => "not measured".to_string(),
+            (Some(v), Unit::Ratio) => format!("{v:.2}x"),
+            (Some(v), Unit::KiloBytes) => format!("{v:.0} kB"),
+            (Some(v), Unit::Count) => format!("{v:.0}"),
+        };
+        let outcome = if self.pass { "pass" } else { "miss" };
+        write!(f, "{}, {measured}, {outcome}", self.target)
+    }
+}
+
+/// The README's targets against this run's figures, in the README's order; the pairs
+/// target only when that section ran.
+fn verdicts(summary: &Summary, pairs: Option<&pairs::PairsSummary>) -> Vec<Verdict> {
+    let mut out = vec![
+        Verdict::new(
+            "TCP greeting, server CPU per connection vs C (<= 1.0x)",
+            Bound::AtMost(1.0),
+            Unit::Ratio,
+            summary.tcp_cpu_per_conn_vs_c,
+        ),
+        Verdict::new(
+            "UDP greeting, server CPU per request vs C (<= 1.0x)",
+            Bound::AtMost(1.0),
+            Unit::Ratio,
+            summary.udp_cpu_per_req_vs_c,
+        ),
+        Verdict::new(
+            "greet-server peak RSS (<= 2 MB = 2048 kB)",
+            Bound::AtMost(2048.0),
+            Unit::KiloBytes,
+            summary.peak_rss_kb.map(|kb| kb as f64),
+        ),
+        Verdict::new(
+            "TCP rate, two-thread load, vs C (>= 1.0x)",
+            Bound::AtLeast(1.0),
+            Unit::Ratio,
+            summary.tcp_rate_lg2_vs_c,
+        ),
+        Verdict::new(
+            "greet-server connections hung or truncated (= 0)",
+            Bound::AtMost(0.0),
+            Unit::Count,
+            Some(summary.greet_server_failures as f64),
+        ),
+        Verdict::new(
+            "rate at 200k vs 10k connections (within 10%)",
+            Bound::Within(0.10),
+            Unit::Ratio,
+            summary.scale_rate_200k_vs_10k,
+        ),
+        Verdict::new(
+            "greet-client bench vs bench/loadgen (>= 0.95x)",
+            Bound::AtLeast(0.95),
+            Unit::Ratio,
+            summary.greet_client_vs_loadgen,
+        ),
+        Verdict::new(
+            "echo, CPU per request vs raw mio, worst load (<= 1.0x)",
+            Bound::AtMost(1.0),
+            Unit::Ratio,
+            summary.echo_cpu_per_req_vs_mio_max,
+        ),
+        Verdict::new(
+            "echo, CPU per request vs tokio, worst load (<= 0.85x)",
+            Bound::AtMost(0.85),
+            Unit::Ratio,
+            summary.echo_cpu_per_req_vs_tokio_max,
+        ),
+    ];
+    if let Some(pairs) = pairs {
+        out.push(Verdict::new(
+            "pairs, CPU per request vs tokio, worst workload (<= 0.95x)",
+            Bound::AtMost(0.95),
+            Unit::Ratio,
+            pairs.worst_ratio(),
+        ));
+    }
+    out
 }
 
 /// RSS per idle connection.
@@ -200,9 +335,11 @@ struct LoadgenCheck {
     ratio: f64,
 }
 
-/// What `../shared/peers`' load generator prints (the part read here).
+/// What `bench/loadgen` prints (the part read here).
 #[derive(Deserialize)]
 struct LoadgenOutput {
+    conns: u64,
+    ok: u64,
     conn_per_s: f64,
 }
 
@@ -270,7 +407,9 @@ struct Tools {
     mio_echo: PathBuf,
     tokio_echo: PathBuf,
     python: PathBuf,
-    peers: Option<PathBuf>,
+    /// The C reference server and the independent load generator.
+    c_greet: PathBuf,
+    loadgen: PathBuf,
     taskset: bool,
 }
 
@@ -306,6 +445,8 @@ pub fn run(section: Option<&str>) -> Result<()> {
             "-p",
             "mio-echo",
             "-p",
+            "loadgen",
+            "-p",
             "tokio-echo",
             "-p",
             "tokio-http",
@@ -317,9 +458,9 @@ pub fn run(section: Option<&str>) -> Result<()> {
             "--bins",
         ]),
     )?;
+    let c_greet = build_c("c-greet", &["-lpthread"])?;
     raise_fd_limit();
     let release = target_dir().join("release");
-    let peers = root().join("..").join("shared").join("peers");
     let tools = Tools {
         server: release.join("greet-server"),
         client: release.join("greet-client"),
@@ -327,7 +468,8 @@ pub fn run(section: Option<&str>) -> Result<()> {
         mio_echo: release.join("mio-echo"),
         tokio_echo: release.join("tokio-echo"),
         python: root().join("bench").join("seed_server.py"),
-        peers: Some(peers).filter(|p| p.join("c-greet").join("c-greet").exists()),
+        c_greet,
+        loadgen: release.join("loadgen"),
         taskset: Command::new("taskset")
             .arg("--version")
             .output()
@@ -371,6 +513,7 @@ pub fn run(section: Option<&str>) -> Result<()> {
             echo,
             pairs: None,
             summary: None,
+            verdict: Vec::new(),
         };
         write_json(&doc, "echo")?;
         return verdict;
@@ -394,29 +537,18 @@ pub fn run(section: Option<&str>) -> Result<()> {
         .chain(udp.then(|| "--udp".to_string()))
         .collect(),
     };
-    let peer = |name: ServerName, udp: bool| -> Option<ServerSpec> {
-        let dir = tools.peers.as_ref()?;
-        let (bin, threads) = match name {
-            ServerName::PeerC(threads) => (dir.join("c-greet").join("c-greet"), threads),
-            ServerName::PeerTokio(threads) => (
-                dir.join("tokio-greet").join("target/release/tokio-greet"),
-                threads,
-            ),
-            _ => return None,
-        };
-        bin.exists().then(|| ServerSpec {
-            name,
-            argv: [
-                bin.display().to_string(),
-                "--threads".into(),
-                threads.to_string(),
-                "--quiet".into(),
-            ]
-            .into_iter()
-            .chain(udp.then(|| "--udp".to_string()))
-            .chain(["127.0.0.1".to_string(), "0".to_string()])
-            .collect(),
-        })
+    let c_greet = |threads: u16, udp: bool| ServerSpec {
+        name: ServerName::CGreet(threads),
+        argv: [
+            tools.c_greet.display().to_string(),
+            "--threads".into(),
+            threads.to_string(),
+            "--quiet".into(),
+        ]
+        .into_iter()
+        .chain(udp.then(|| "--udp".to_string()))
+        .chain(["127.0.0.1".to_string(), "0".to_string()])
+        .collect(),
     };
     let with_udp = |mut spec: ServerSpec| {
         spec.argv.push("--udp".into());
@@ -442,23 +574,10 @@ pub fn run(section: Option<&str>) -> Result<()> {
     // The CPU-per-operation measures: server pinned to one core, load on the other.
     for _ in 0..reps {
         let load = tcp(Scenario::TcpPinned, 50_000, 64, 1, true);
+        measure_each(&tools, [ours(1), c_greet(1, false)], &load, &mut rows)?;
         measure_each(
             &tools,
-            [
-                Some(ours(1)),
-                peer(ServerName::PeerC(1), false),
-                peer(ServerName::PeerTokio(1), false),
-            ],
-            &load,
-            &mut rows,
-        )?;
-        measure_each(
-            &tools,
-            [
-                Some(with_udp(ours(1))),
-                peer(ServerName::PeerC(1), true),
-                peer(ServerName::PeerTokio(1), true),
-            ],
+            [with_udp(ours(1)), c_greet(1, true)],
             &udp_pinned(200_000),
             &mut rows,
         )?;
@@ -487,12 +606,7 @@ pub fn run(section: Option<&str>) -> Result<()> {
     let lg2 = tcp(Scenario::TcpLg2, 50_000, 64, 2, false);
     measure_each(
         &tools,
-        [
-            Some(ours(2)),
-            Some(ours(1)),
-            peer(ServerName::PeerC(2), false),
-            peer(ServerName::PeerTokio(2), false),
-        ],
+        [ours(2), ours(1), c_greet(2, false)],
         &lg2,
         &mut rows,
     )?;
@@ -512,10 +626,7 @@ pub fn run(section: Option<&str>) -> Result<()> {
         Some(echo) => Some(idle_connections(echo, 10_000)?),
         None => None,
     };
-    let loadgen = match &tools.peers {
-        Some(dir) => loadgen_check(&tools, dir)?,
-        None => None,
-    };
+    let loadgen = loadgen_check(&tools)?;
     let echo = echo_section(&tools, &mut rows)?;
     // Needs wrk and redis-benchmark: without them the rest of the bench still runs.
     let pairs = match pairs::clients_present() {
@@ -526,7 +637,7 @@ pub fn run(section: Option<&str>) -> Result<()> {
         }
     };
 
-    let summary = summarize(&rows, idle.as_ref(), loadgen.as_ref(), &echo);
+    let summary = summarize(&rows, idle.as_ref(), &loadgen, &echo);
     print_table(&rows);
     print_echo_table(&echo);
     if let Some(pairs) = &pairs {
@@ -538,6 +649,7 @@ pub fn run(section: Option<&str>) -> Result<()> {
     );
     let ours_failed = summary.greet_server_failures;
     let verdict = echo_verdict(&rows);
+    let targets = verdicts(&summary, pairs.as_ref());
     let doc = BenchDoc {
         date: unix_time(),
         cores,
@@ -549,13 +661,39 @@ pub fn run(section: Option<&str>) -> Result<()> {
         echo,
         pairs,
         summary: Some(summary),
+        verdict: targets,
     };
     write_json(&doc, "bench")?;
+    // A miss is reported, not an error: the figures move with the machine's load.
+    println!("\nverdict (target, measured median, pass|miss):");
+    for line in &doc.verdict {
+        println!("  {line}");
+    }
     verdict?;
     if ours_failed > 0 {
         bail!("greet-server lost or truncated {ours_failed} operations");
     }
     Ok(())
+}
+
+/// Compiles `bench/NAME/NAME.c` with the system's C compiler (Debian package gcc) into
+/// `target/bench/NAME`, never into the source tree; `libs` go last on the command line.
+fn build_c(name: &str, libs: &[&str]) -> Result<PathBuf> {
+    let dir = target_dir().join("bench");
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let out = dir.join(name);
+    let source = root().join("bench").join(name).join(format!("{name}.c"));
+    let status = Command::new("cc")
+        .args(["-O2", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&out)
+        .arg(&source)
+        .args(libs)
+        .status()
+        .with_context(|| format!("run cc (Debian package gcc) for bench/{name}"))?;
+    if !status.success() {
+        bail!("cc {}: {status}", source.display());
+    }
+    Ok(out)
 }
 
 /// `greet-server --host 127.0.0.1 --port 0 --quiet --threads N`.
@@ -622,15 +760,10 @@ fn raise_fd_limit() {
     }
 }
 
-/// Starts `spec` (in `dir` when given, pinned to `pin_cpu` when given and `taskset` is
-/// there) through the shared harness; the process and the port of its readiness line.
-fn start(
-    spec: &ServerSpec,
-    dir: Option<&Path>,
-    pin_cpu: Option<u32>,
-    taskset: bool,
-) -> Result<(Process, u16)> {
-    let mut cmd = match pin_cpu.filter(|_| taskset) {
+/// Starts `spec` (pinned to `pin_cpu` when given and `taskset` is there) through
+/// proc-harness; the process and the port of its readiness line.
+fn start(spec: &ServerSpec, pin_cpu: Option<u32>, taskset: bool) -> Result<(Process, u16)> {
+    let cmd = match pin_cpu.filter(|_| taskset) {
         Some(cpu) => {
             let mut cmd = Command::new("taskset");
             cmd.args(["-c", &cpu.to_string()]).args(&spec.argv);
@@ -642,9 +775,6 @@ fn start(
             cmd
         }
     };
-    if let Some(dir) = dir {
-        cmd.current_dir(dir);
-    }
     let name = spec.name.to_string();
     let process = Process::start_with(&name, cmd, Stderr::Null)?;
     let port = process
@@ -653,26 +783,21 @@ fn start(
     Ok((process, port))
 }
 
-/// Measures `load` against each server that exists (a peer that is not built is `None`).
+/// Measures `load` against each server in turn.
 fn measure_each<const N: usize>(
     tools: &Tools,
-    specs: [Option<ServerSpec>; N],
+    specs: [ServerSpec; N],
     load: &Load,
     rows: &mut Vec<Row>,
 ) -> Result<()> {
-    for spec in specs.into_iter().flatten() {
+    for spec in specs {
         rows.push(measure(tools, &spec, load)?);
     }
     Ok(())
 }
 
 fn measure(tools: &Tools, spec: &ServerSpec, load: &Load) -> Result<Row> {
-    let (server, port) = start(
-        spec,
-        tools.peers.as_deref(),
-        load.pinned.then_some(0),
-        tools.taskset,
-    )?;
+    let (server, port) = start(spec, load.pinned.then_some(0), tools.taskset)?;
     let before = server.cpu_time();
     let result = run_load(tools, port, load);
     let cpu = server.cpu_time().saturating_sub(before);
@@ -912,7 +1037,7 @@ fn idle_connections(echo: &Path, count: usize) -> Result<Idle> {
         name: ServerName::NetcoreEcho,
         argv: vec![echo.display().to_string(), "127.0.0.1:0".into()],
     };
-    let (server, port) = start(&spec, None, None, false)?;
+    let (server, port) = start(&spec, None, false)?;
     let base_fds = server.open_fds();
     let rss_before = server.status_kb("VmRSS:");
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
@@ -943,54 +1068,57 @@ fn idle_connections(echo: &Path, count: usize) -> Result<Idle> {
     })
 }
 
-/// The independent load generator and ours against the same server: ours must reach at
-/// least 0.95x its rate while checking every byte. `None` when it is not built.
-fn loadgen_check(tools: &Tools, peers: &Path) -> Result<Option<LoadgenCheck>> {
-    let loadgen = peers.join("loadgen/target/release/loadgen");
-    if !loadgen.exists() {
-        return Ok(None);
-    }
+/// The independent load generator and ours against the same server, pinned as in the CPU
+/// measures: ours must reach at least 0.95x its rate while checking every byte.
+fn loadgen_check(tools: &Tools) -> Result<LoadgenCheck> {
     let mut theirs = Vec::new();
     let mut ours = Vec::new();
     let spec = ServerSpec {
         name: ServerName::Greet(1),
         argv: greet_server_argv(&tools.server, 1),
     };
+    let load = Load {
+        scenario: Scenario::LoadgenCheck,
+        udp: false,
+        echo: None,
+        n: 50_000,
+        c: 64,
+        threads: 1,
+        pinned: true,
+        timeout: "5s",
+        duration: "60s",
+    };
     for _ in 0..3 {
-        let (server, port) = start(&spec, tools.peers.as_deref(), Some(0), tools.taskset)?;
-        let out = Command::new("taskset")
-            .args(["-c", "1"])
-            .arg(&loadgen)
-            .args([
-                "tcp",
-                "--port",
-                &port.to_string(),
-                "-n",
-                "50000",
-                "-c",
-                "64",
-            ])
+        let (server, port) = start(&spec, Some(0), tools.taskset)?;
+        let mut cmd = match tools.taskset {
+            true => {
+                let mut cmd = Command::new("taskset");
+                cmd.args(["-c", "1"]).arg(&tools.loadgen);
+                cmd
+            }
+            false => Command::new(&tools.loadgen),
+        };
+        let out = cmd
+            .args(["tcp", "--port", &port.to_string()])
+            .args(["-n", &load.n.to_string(), "-c", &load.c.to_string()])
+            .args(["--max-secs", "60"])
+            .stderr(std::process::Stdio::inherit())
             .output()
-            .context("run loadgen")?;
-        let measured =
-            serde_json::from_slice::<LoadgenOutput>(&out.stdout).map_or(0.0, |o| o.conn_per_s);
-        theirs.push(measured);
-        let load = run_load(
-            tools,
-            port,
-            &Load {
-                scenario: Scenario::LoadgenCheck,
-                udp: false,
-                echo: None,
-                n: 50_000,
-                c: 64,
-                threads: 1,
-                pinned: true,
-                timeout: "5s",
-                duration: "60s",
-            },
-        )?;
-        ours.push(load.rate);
+            .context("run bench/loadgen")?;
+        let measured: LoadgenOutput = serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "bench/loadgen printed no report: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })?;
+        if measured.ok != measured.conns {
+            eprintln!(
+                "bench: loadgen: only {} of {} connections got the greeting",
+                measured.ok, measured.conns
+            );
+        }
+        theirs.push(measured.conn_per_s);
+        ours.push(run_load(tools, port, &load)?.rate);
         server.kill();
     }
     let (t, o) = (median(&theirs), median(&ours));
@@ -998,11 +1126,11 @@ fn loadgen_check(tools: &Tools, peers: &Path) -> Result<Option<LoadgenCheck>> {
         "bench: loadgen {t:.0}/s vs greet-client bench {o:.0}/s: {:.3}x",
         o / t
     );
-    Ok(Some(LoadgenCheck {
+    Ok(LoadgenCheck {
         loadgen_rate: t,
         greet_client_rate: o,
         ratio: o / t,
-    }))
+    })
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -1052,21 +1180,21 @@ fn print_table(rows: &[Row]) {
 fn summarize(
     rows: &[Row],
     idle: Option<&Idle>,
-    loadgen: Option<&LoadgenCheck>,
+    loadgen: &LoadgenCheck,
     echo: &EchoSummary,
 ) -> Summary {
-    use ServerName::{Greet, PeerC, Python};
+    use ServerName::{CGreet, Greet, Python};
     let cpu = |s, srv| median_of(rows, s, srv, |r| r.server_cpu_us_per_op);
     let rate = |s, srv| median_of(rows, s, srv, |r| r.load.rate);
     let ours = || rows.iter().filter(|r| matches!(r.server, Greet(_)));
     Summary {
         tcp_cpu_per_conn_vs_c: ratio(
             cpu(Scenario::TcpPinned, Greet(1)),
-            cpu(Scenario::TcpPinned, PeerC(1)),
+            cpu(Scenario::TcpPinned, CGreet(1)),
         ),
         udp_cpu_per_req_vs_c: ratio(
             cpu(Scenario::UdpPinned, Greet(1)),
-            cpu(Scenario::UdpPinned, PeerC(1)),
+            cpu(Scenario::UdpPinned, CGreet(1)),
         ),
         tcp_cpu_per_conn_vs_python: ratio(
             cpu(Scenario::TcpPinned, Greet(1)),
@@ -1074,7 +1202,7 @@ fn summarize(
         ),
         tcp_rate_lg2_vs_c: ratio(
             rate(Scenario::TcpLg2, Greet(2)),
-            rate(Scenario::TcpLg2, PeerC(2)),
+            rate(Scenario::TcpLg2, CGreet(2)),
         ),
         peak_rss_kb: ours().map(|r| r.server_peak_rss_kb).max(),
         greet_server_failures: ours().map(|r| r.load.failures()).sum(),
@@ -1083,7 +1211,7 @@ fn summarize(
             rate(Scenario::Scale10k, Greet(1)),
         ),
         idle_bytes_per_connection: idle.map(|i| i.bytes_per_connection),
-        greet_client_vs_loadgen: loadgen.map(|l| l.ratio),
+        greet_client_vs_loadgen: Some(loadgen.ratio),
         echo_cpu_per_req_vs_mio_max: echo.cpu_per_req_vs_mio_max,
         echo_cpu_per_req_vs_tokio_max: echo.cpu_per_req_vs_tokio_max,
         echo_wrong_bytes: echo.wrong_bytes,
@@ -1093,6 +1221,47 @@ fn summarize(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn summary() -> Summary {
+        Summary {
+            tcp_cpu_per_conn_vs_c: Some(1.0),
+            udp_cpu_per_req_vs_c: Some(1.04),
+            tcp_cpu_per_conn_vs_python: None,
+            tcp_rate_lg2_vs_c: Some(0.88),
+            peak_rss_kb: Some(3500),
+            greet_server_failures: 0,
+            scale_rate_200k_vs_10k: Some(0.91),
+            idle_bytes_per_connection: None,
+            greet_client_vs_loadgen: Some(0.95),
+            echo_cpu_per_req_vs_mio_max: None,
+            echo_cpu_per_req_vs_tokio_max: Some(0.86),
+            echo_wrong_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn verdict_holds_bounds_inclusive_and_misses_what_was_not_measured() {
+        let lines: Vec<String> = verdicts(&summary(), None)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "TCP greeting, server CPU per connection vs C (<= 1.0x), 1.00x, pass",
+                "UDP greeting, server CPU per request vs C (<= 1.0x), 1.04x, miss",
+                "greet-server peak RSS (<= 2 MB = 2048 kB), 3500 kB, miss",
+                "TCP rate, two-thread load, vs C (>= 1.0x), 0.88x, miss",
+                "greet-server connections hung or truncated (= 0), 0, pass",
+                "rate at 200k vs 10k connections (within 10%), 0.91x, pass",
+                "greet-client bench vs bench/loadgen (>= 0.95x), 0.95x, pass",
+                "echo, CPU per request vs raw mio, worst load (<= 1.0x), not measured, miss",
+                "echo, CPU per request vs tokio, worst load (<= 0.85x), 0.86x, miss",
+            ]
+        );
+        assert!(!Bound::Within(0.10).holds(1.11));
+        assert!(!Bound::Within(0.10).holds(0.89));
+    }
 
     #[test]
     fn scenario_and_server_names_are_the_documented_ones() {
@@ -1108,7 +1277,7 @@ mod tests {
         );
         assert_eq!(Scenario::TcpPinned.to_string(), "tcp c=64 pinned");
         assert_eq!(ServerName::Greet(2).to_string(), "greet-server/2");
-        assert_eq!(ServerName::PeerTokio(1).to_string(), "peer-tokio/1");
+        assert_eq!(ServerName::CGreet(1).to_string(), "c-greet/1");
         let json = serde_json::to_string(&PerEchoServer([Some(1.5), None, Some(2.0)])).unwrap();
         assert_eq!(
             json,

@@ -23,7 +23,8 @@ const TASKS: [(&str, &str); 5] = [
     (
         "bench",
         "release build, then the README's performance scenarios against the tutorial's Python server\n\
-         (and ../shared/peers where built): a table, and JSON under target/bench/;\n\
+         and the C epoll server of bench/c-greet, checked by bench/loadgen: a table, a verdict\n\
+         per README target, and JSON under target/bench/;\n\
          `bench echo`: only the echo section (netcore's echo example vs raw mio and tokio);\n\
          `bench pairs`: only netcore's http, redis and proxy examples vs their tokio twins\n\
          under wrk and redis-benchmark (JSON in target/bench/pairs-latest.json);\n\
@@ -155,7 +156,7 @@ fn test() -> Result<()> {
             "warnings",
         ]),
     )?;
-    // The benchmark peers (bench/mio-echo, bench/tokio-*) have no tests, and only the
+    // The benchmark peers (bench/mio-echo, bench/loadgen, bench/tokio-*) have no tests, and only the
     // benchmarks run them, built in release: a debug build of tokio here would cost time and
     // nothing else. clippy still checks them.
     run_step(
@@ -165,6 +166,8 @@ fn test() -> Result<()> {
             "--workspace",
             "--exclude",
             "mio-echo",
+            "--exclude",
+            "loadgen",
             "--exclude",
             "tokio-echo",
             "--exclude",

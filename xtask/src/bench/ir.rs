@@ -9,7 +9,7 @@
 //! requests per connection. The difference of the two totals divided by the 10,000 extra
 //! requests is the cost per request; start-up and shutdown cancel out.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -42,30 +42,13 @@ pub(super) fn valgrind_present() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// Builds `bench/c-echo` with the system's C compiler, under `target/bench/`.
-fn build_c_echo() -> Result<PathBuf> {
-    let out = target_dir().join("bench").join("c-echo");
-    std::fs::create_dir_all(target_dir().join("bench")).context("create target/bench")?;
-    let source = crate::root().join("bench").join("c-echo").join("c-echo.c");
-    let status = Command::new("cc")
-        .args(["-O2", "-Wall", "-Wextra", "-Werror", "-o"])
-        .arg(&out)
-        .arg(&source)
-        .status()
-        .context("run cc (Debian package gcc) for bench/c-echo")?;
-    if !status.success() {
-        bail!("cc {}: {status}", source.display());
-    }
-    Ok(out)
-}
-
 /// The section: every server's instructions per request, netcore's first.
 pub(super) fn section(release: &Path, client: &Path) -> Result<Vec<IrRow>> {
     let servers = [
         ("netcore-echo", release.join("examples").join("echo")),
         ("mio-echo", release.join("mio-echo")),
         ("tokio-echo", release.join("tokio-echo")),
-        ("c-echo", build_c_echo()?),
+        ("c-echo", super::build_c("c-echo", &[])?),
     ];
     let mut rows = Vec::new();
     for (name, path) in &servers {

@@ -122,6 +122,16 @@ pub(super) struct PairsSummary {
     runs: Vec<Run>,
 }
 
+impl PairsSummary {
+    /// netcore's worst CPU per request over tokio's across the workloads.
+    pub(super) fn worst_ratio(&self) -> Option<f64> {
+        self.workloads
+            .iter()
+            .filter_map(|w| w.cpu_per_req_vs_tokio)
+            .reduce(f64::max)
+    }
+}
+
 /// `target/bench/pairs-latest.json`.
 #[derive(Serialize)]
 pub(super) struct PairsDoc {
@@ -188,7 +198,6 @@ pub(super) fn section(tools: &Tools, release: &Path) -> Result<PairsSummary> {
         let backend = match workload {
             Workload::Proxy => Some(start(
                 &spec(release, Engine::Netcore, "http", None),
-                None,
                 Some(1),
                 tools.taskset,
             )?),
@@ -287,7 +296,7 @@ fn spec(
 }
 
 fn measure(tools: &Tools, spec: &ServerSpec, workload: Workload, engine: Engine) -> Result<Run> {
-    let (server, port) = start(spec, None, Some(0), tools.taskset)?;
+    let (server, port) = start(spec, Some(0), tools.taskset)?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     if matches!(workload, Workload::Redis | Workload::RedisPipelined) {
         // redis-benchmark spins until its timeout on a server it cannot reach: ask first.
