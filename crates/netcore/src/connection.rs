@@ -519,15 +519,18 @@ impl<T, S: Socket> Connection<T, S> {
 
     /// Stops reading until [`resume_reading`](Self::resume_reading).
     pub(crate) fn pause_reading(&mut self) {
+        self.pause(|cause| cause.by_handler = true);
+    }
+
+    /// Adds a cause to the pause (reading stops, or stays stopped); after EOF, nothing.
+    fn pause(&mut self, cause: fn(&mut Pause)) {
         match &mut self.reading {
             Reading::Open => {
-                self.reading = Reading::Paused(Pause {
-                    by_handler: true,
-                    by_backpressure: false,
-                    by_pipe: false,
-                })
+                let mut pause = Pause::default();
+                cause(&mut pause);
+                self.reading = Reading::Paused(pause);
             }
-            Reading::Paused(pause) => pause.by_handler = true,
+            Reading::Paused(pause) => cause(pause),
             Reading::Closed => {}
         }
     }
@@ -644,16 +647,7 @@ impl<T, S: Socket> Connection<T, S> {
 
     /// Stops reading because the connection it is piped to has too much waiting.
     pub(crate) fn pause_for_pipe(&mut self) {
-        match &mut self.reading {
-            Reading::Open => {
-                self.reading = Reading::Paused(Pause {
-                    by_pipe: true,
-                    ..Pause::default()
-                })
-            }
-            Reading::Paused(pause) => pause.by_pipe = true,
-            Reading::Closed => {}
-        }
+        self.pause(|cause| cause.by_pipe = true);
     }
 
     /// The connection it is piped to drained: reading goes on (unless another pause holds
@@ -683,17 +677,7 @@ impl<T, S: Socket> Connection<T, S> {
     /// Stops reading until the output falls to half the bound (back-pressure), as a read
     /// would if it came first; lifting it owes the loop a read.
     pub(crate) fn pause_for_output(&mut self) {
-        match &mut self.reading {
-            Reading::Open => {
-                self.reading = Reading::Paused(Pause {
-                    by_handler: false,
-                    by_backpressure: true,
-                    by_pipe: false,
-                })
-            }
-            Reading::Paused(pause) => pause.by_backpressure = true,
-            Reading::Closed => {}
-        }
+        self.pause(|cause| cause.by_backpressure = true);
     }
 
     /// Kept input waits to be handed back to the handler.
@@ -821,11 +805,7 @@ impl<T, S: Socket> Connection<T, S> {
         // by pausing that side: holding this one back too would stop the very reads that
         // let its peer take that output (a deadlock).
         if !closing && self.out.len() > limits.max_pending && self.pipe.is_none() {
-            self.reading = Reading::Paused(Pause {
-                by_handler: false,
-                by_backpressure: true,
-                by_pipe: false,
-            });
+            self.pause_for_output();
             return Input::Stop;
         }
         loop {
