@@ -110,10 +110,10 @@ impl<M, T: Default> EventLoop<M, T> {
     /// (or dropping it, when closing).
     ///
     /// The budget (`Config::read_budget` reads, or the connection's own) keeps one peer
-    /// that keeps its socket full from
-    /// starving every other connection, the listeners, timers and messages: a connection
-    /// that spends it is carried over and read again next turn, after one poll that does
-    /// not wait (its edge was consumed, so no event would come for it).
+    /// that keeps its socket full from starving every other connection, the listeners,
+    /// timers and messages: a connection that spends it is carried over and read again next
+    /// turn, after one poll that does not wait (its edge was consumed, so no event would
+    /// come for it).
     pub(super) fn on_readable<H: Handler<M, T>>(
         &mut self,
         id: ConnId,
