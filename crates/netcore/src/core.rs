@@ -1,0 +1,361 @@
+//! [`Core`]: the loop's state, shared by the dispatcher (which drives it from events) and
+//! [`Control`](crate::Control) (through which callbacks act on it): connections, sources,
+//! deadlines, and the one queue of work that callbacks leave for the loop.
+//!
+//! Its fields are private: both sides go through the methods below, so that what keeps
+//! the state consistent (a connection's deadline entry, its place in the work queue) is
+//! done in one place.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::Registry;
+use slab::Slab;
+
+use crate::connection::{Actions, Connection, Limits, Stream};
+use crate::counters::Counters;
+use crate::id::{CloseReason, ConnId, PeerAddr, TimerId};
+use crate::slots::Slots;
+use crate::timers::{TimerKey, Timers};
+use crate::token::{self, Target, MAX_INDEX};
+use crate::udp::UdpSource;
+
+/// A listener or UDP socket in the loop.
+#[derive(Debug)]
+pub(crate) enum Source {
+    TcpListener {
+        listener: mio::net::TcpListener,
+        paused: bool,
+    },
+    UnixListener {
+        listener: mio::net::UnixListener,
+        paused: bool,
+    },
+    Udp(UdpSource),
+}
+
+impl Source {
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        match self {
+            Source::TcpListener { listener, .. } => registry.deregister(listener),
+            Source::UnixListener { listener, .. } => registry.deregister(listener),
+            Source::Udp(udp) => registry.deregister(&mut udp.socket),
+        }
+    }
+}
+
+/// What the loop owes once the code running now (a callback, a step of the loop's own)
+/// returns. Worked in order by the dispatcher until none is left; the work may call the
+/// handler, which may queue more.
+#[derive(Debug)]
+pub(crate) enum Work<T> {
+    /// Something changed the connection from outside its own callback (a send from
+    /// another connection's, a close, a pipe): move it along, register it, schedule it.
+    Settle(ConnId),
+    /// Reading resumed: read what waited, without waiting for an edge that will not come.
+    Read(ConnId),
+    /// Its output fell to the low-water mark: `on_flushed`.
+    Flushed(ConnId),
+    /// A connect that failed at once, before it had a socket: its `on_close`.
+    ConnectFailed {
+        id: ConnId,
+        peer: PeerAddr,
+        state: T,
+        reason: CloseReason,
+    },
+}
+
+/// What every connection transition reads: the time, the loop's settings, its counters.
+#[derive(Debug)]
+pub(crate) struct Env {
+    /// When this batch of events was taken from the poller.
+    pub(crate) now: Instant,
+    /// The loop's settings for every connection (a connection may have its own).
+    pub(crate) limits: Limits,
+    pub(crate) counters: Arc<Counters>,
+}
+
+/// The loop's state that callbacks act on and the dispatcher drives.
+#[derive(Debug)]
+pub(crate) struct Core<T = ()> {
+    /// Every open connection, registered or not (a fast-path connection lives here only
+    /// during its `on_open`).
+    conns: Slots<Connection<T>>,
+    /// Listeners and UDP sockets; emptied when the loop stops.
+    sources: Slab<Source>,
+    /// Every deadline: connections', paused listeners', the handler's timers, the drain's.
+    timers: Timers,
+    /// The handler's live timers and when each is due (a cancelled timer is absent).
+    user_timers: HashMap<u64, Instant>,
+    next_timer: u64,
+    work: VecDeque<Work<T>>,
+    /// The handler asked the loop to stop ([`Control::stop`](crate::Control::stop)).
+    stop: bool,
+    env: Env,
+    registry: Registry,
+}
+
+impl<T> Core<T> {
+    pub(crate) fn new(registry: Registry, limits: Limits) -> Core<T> {
+        Core {
+            conns: Slots::default(),
+            sources: Slab::new(),
+            timers: Timers::default(),
+            user_timers: HashMap::new(),
+            next_timer: 0,
+            work: VecDeque::new(),
+            stop: false,
+            env: Env {
+                now: Instant::now(),
+                limits,
+                counters: Arc::new(Counters::default()),
+            },
+            registry,
+        }
+    }
+
+    // ---- The environment.
+
+    pub(crate) fn env(&self) -> &Env {
+        &self.env
+    }
+
+    pub(crate) fn now(&self) -> Instant {
+        self.env.now
+    }
+
+    pub(crate) fn set_now(&mut self, now: Instant) {
+        self.env.now = now;
+    }
+
+    pub(crate) fn counters(&self) -> &Arc<Counters> {
+        &self.env.counters
+    }
+
+    pub(crate) fn set_counters(&mut self, counters: Arc<Counters>) {
+        self.env.counters = counters;
+    }
+
+    // ---- Connections.
+
+    pub(crate) fn conn(&self, id: ConnId) -> Option<&Connection<T>> {
+        self.conns.get(id)
+    }
+
+    pub(crate) fn conn_mut(&mut self, id: ConnId) -> Option<&mut Connection<T>> {
+        self.conns.get_mut(id)
+    }
+
+    /// Connection `id` with what its transitions read.
+    pub(crate) fn conn_env(&mut self, id: ConnId) -> Option<(&mut Connection<T>, &Env)> {
+        Some((self.conns.get_mut(id)?, &self.env))
+    }
+
+    pub(crate) fn insert(&mut self, conn: Connection<T>) -> ConnId {
+        self.conns.insert(conn)
+    }
+
+    /// Takes connection `id` out (its id is stale from now on) with its deadline entry.
+    pub(crate) fn remove(&mut self, id: ConnId) -> Option<Connection<T>> {
+        let conn = self.conns.remove(id)?;
+        if let Some(at) = conn.scheduled() {
+            self.timers.remove(at, TimerKey::Conn(id));
+        }
+        Some(conn)
+    }
+
+    /// An id for a connect that failed before it had a socket: never live, never reused.
+    pub(crate) fn burn_id(&mut self) -> ConnId {
+        let id = self.conns.next_id();
+        self.conns.burn(id);
+        id
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    pub(crate) fn ids(&self) -> Vec<ConnId> {
+        self.conns.ids()
+    }
+
+    /// Registers connection `id` with the poller, once: read and write, edge-triggered.
+    pub(crate) fn register(&mut self, id: ConnId) -> io::Result<()> {
+        match self.conns.get_mut(id) {
+            Some(c) if !c.is_registered() => {
+                if id.index > MAX_INDEX {
+                    return Err(io::Error::other("too many connections for one loop"));
+                }
+                c.register(&self.registry, token::encode(Target::Conn(id)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes sure the connection's earliest deadline is in the timer set. A later deadline
+    /// is left for the earlier entry to find when it fires (idle deadlines move on every
+    /// read; moving the timer entry each time would cost more than the rare early wake-up).
+    pub(crate) fn schedule(&mut self, id: ConnId) {
+        let Some(c) = self.conns.get_mut(id) else {
+            return;
+        };
+        let Some(want) = c.next_deadline(&self.env.limits) else {
+            return;
+        };
+        if c.scheduled().is_some_and(|at| at <= want) {
+            return;
+        }
+        self.timers
+            .reschedule(TimerKey::Conn(id), c.scheduled(), Some(want));
+        c.set_scheduled(Some(want));
+    }
+
+    // ---- Sources.
+
+    /// Adds a source, registered by `register` under its token.
+    pub(crate) fn add_source(
+        &mut self,
+        mut source: Source,
+        register: impl FnOnce(&mut Source, &Registry, mio::Token) -> io::Result<()>,
+    ) -> io::Result<usize> {
+        let entry = self.sources.vacant_entry();
+        register(
+            &mut source,
+            &self.registry,
+            token::encode(Target::Source(entry.key())),
+        )?;
+        let key = entry.key();
+        entry.insert(source);
+        Ok(key)
+    }
+
+    pub(crate) fn source(&self, key: usize) -> Option<&Source> {
+        self.sources.get(key)
+    }
+
+    /// Source `key` with what its I/O reads.
+    pub(crate) fn source_env(&mut self, key: usize) -> Option<(&mut Source, &Env)> {
+        Some((self.sources.get_mut(key)?, &self.env))
+    }
+
+    pub(crate) fn listener_keys(&self) -> Vec<usize> {
+        self.sources
+            .iter()
+            .filter(|(_, s)| !matches!(s, Source::Udp(_)))
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    pub(crate) fn source_count(&self) -> usize {
+        self.sources.len()
+    }
+
+    /// Closes every source. Deregistered before closing: epoll watches the open file, not
+    /// the descriptor, so a socket another process still holds (a server handing its
+    /// listeners to its successor) would go on waking this loop after our descriptor is
+    /// closed.
+    pub(crate) fn close_sources(&mut self) {
+        for (_, source) in self.sources.iter_mut() {
+            if let Err(err) = source.deregister(&self.registry) {
+                log::debug!("deregister a source at shutdown: {err}");
+            }
+        }
+        self.sources.clear();
+    }
+
+    // ---- Deadlines and timers.
+
+    pub(crate) fn add_deadline(&mut self, at: Instant, key: TimerKey) {
+        self.timers.insert(at, key);
+    }
+
+    pub(crate) fn pop_due(&mut self) -> Option<TimerKey> {
+        self.timers.pop_due(self.env.now)
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<Duration> {
+        self.timers.poll_timeout(Instant::now())
+    }
+
+    pub(crate) fn set_timer(&mut self, at: Instant) -> TimerId {
+        let id = self.next_timer;
+        self.next_timer += 1;
+        self.user_timers.insert(id, at);
+        self.timers.insert(at, TimerKey::User(id));
+        TimerId(id)
+    }
+
+    pub(crate) fn cancel_timer(&mut self, id: TimerId) {
+        if let Some(at) = self.user_timers.remove(&id.0) {
+            self.timers.remove(at, TimerKey::User(id.0));
+        }
+    }
+
+    /// A handler's timer fell due: whether it is still live (it was not cancelled).
+    pub(crate) fn take_timer(&mut self, id: u64) -> bool {
+        self.user_timers.remove(&id).is_some()
+    }
+
+    // ---- The work queue.
+
+    pub(crate) fn push(&mut self, work: Work<T>) {
+        self.work.push_back(work);
+    }
+
+    /// Queues what a transition of connection `id` left for the loop.
+    pub(crate) fn owe(&mut self, id: ConnId, actions: Actions) {
+        if actions.read {
+            self.work.push_back(Work::Read(id));
+        }
+        if actions.flushed {
+            self.work.push_back(Work::Flushed(id));
+        }
+    }
+
+    pub(crate) fn next_work(&mut self) -> Option<Work<T>> {
+        self.work.pop_front()
+    }
+
+    pub(crate) fn request_stop(&mut self) {
+        self.stop = true;
+    }
+
+    pub(crate) fn stop_requested(&self) -> bool {
+        self.stop
+    }
+}
+
+/// How a new connection's socket came to be, for [`Core::start_connect`].
+pub(crate) type Connecting = io::Result<Stream>;
+
+impl<T> Core<T> {
+    /// A connect started: the connection waits in the slot map for settling to register
+    /// it; one that failed at once is reported (`on_close`) once the callback returns.
+    pub(crate) fn start_connect(&mut self, stream: Connecting, peer: PeerAddr, state: T) -> ConnId {
+        match stream {
+            Ok(stream) => {
+                let conn = Connection::connecting(stream, peer, state, self.env.now);
+                let id = self.conns.insert(conn);
+                self.work.push_back(Work::Settle(id));
+                id
+            }
+            Err(err) => {
+                log::debug!("connect {peer:?}: {err}");
+                let id = self.burn_id();
+                self.work.push_back(Work::ConnectFailed {
+                    id,
+                    peer,
+                    state,
+                    reason: CloseReason::from_connect(&err),
+                });
+                id
+            }
+        }
+    }
+}
