@@ -268,6 +268,10 @@ pub(crate) struct Connection<T = (), S = Stream> {
     registered: bool,
     /// The deadline this connection has in the loop's timer set.
     scheduled: Option<Instant>,
+    /// A deadline may have moved earlier than `scheduled` since it was set (a new write,
+    /// linger or handler deadline, changed settings). Deadlines that only move later
+    /// (idle, on every read) leave it clear: the earlier entry finds them when it fires.
+    reschedule: bool,
     /// Input the handler has not consumed yet, handed to it again with what arrives next.
     /// Empty, with no allocation, for a connection whose handler consumes everything.
     kept: Vec<u8>,
@@ -375,6 +379,7 @@ impl<T, S: Socket> Connection<T, S> {
             sent: 0,
             registered: false,
             scheduled: None,
+            reschedule: true,
             carried: false,
             own: None,
             last_active: now,
@@ -445,6 +450,9 @@ impl<T, S: Socket> Connection<T, S> {
         let Some(start) = self.write_now(data, counters) else {
             return false;
         };
+        if start == data.len() {
+            return true;
+        }
         let before = self.out.len();
         match shared {
             Some(arc) => self.out.push_shared(Arc::clone(arc), start),
@@ -510,6 +518,11 @@ impl<T, S: Socket> Connection<T, S> {
         Some(start)
     }
 
+    /// Whether a send now would be taken (not once our side is shut or it ended).
+    pub(crate) fn accepts_output(&self) -> bool {
+        matches!(self.state, State::Connecting { .. } | State::Open { .. })
+    }
+
     fn set_blocked(&mut self, now_blocked: bool) {
         if let State::Open { blocked, .. } = &mut self.state {
             *blocked = now_blocked;
@@ -541,6 +554,7 @@ impl<T, S: Socket> Connection<T, S> {
 
     pub(crate) fn set_deadline(&mut self, at: Option<Instant>) {
         self.handler_deadline = at;
+        self.reschedule = true;
     }
 
     /// Stops reading until [`resume_reading`](Self::resume_reading).
@@ -626,19 +640,27 @@ impl<T, S: Socket> Connection<T, S> {
         self.scheduled = at;
     }
 
+    /// Whether the deadline in the timer set may be later than the connection's earliest
+    /// (none is there, or one moved earlier since); clears it.
+    pub(crate) fn take_reschedule(&mut self) -> bool {
+        std::mem::take(&mut self.reschedule) || self.scheduled.is_none()
+    }
+
     /// This connection's settings: its own where the handler changed any, else the loop's.
     pub(crate) fn limits<'a>(&'a self, base: &'a Limits) -> &'a Limits {
         self.own.as_deref().unwrap_or(base)
     }
 
-    /// This connection's settings by value (they are small, and a transition that takes
-    /// `&mut self` cannot hold a borrow of its own).
-    fn limits_of(&self, base: &Limits) -> Limits {
-        *self.limits(base)
+    /// A copy of the connection's own settings, if it has any: a transition that takes
+    /// `&mut self` cannot hold a borrow of them (`own.as_ref().unwrap_or(base)`; most
+    /// connections have none, and copy nothing).
+    fn own_limits(&self) -> Option<Limits> {
+        self.own.as_deref().copied()
     }
 
     /// This connection's own settings, to change (copied from the loop's the first time).
     pub(crate) fn limits_mut(&mut self, base: &Limits) -> &mut Limits {
+        self.reschedule = true;
         self.own.get_or_insert_with(|| Box::new(*base))
     }
 
@@ -687,17 +709,23 @@ impl<T, S: Socket> Connection<T, S> {
         self.corked = true;
     }
 
-    /// Sends write at once again, and what queued meanwhile is written now, in one
-    /// `writev` (a write error ends the connection at its next step). Output held only by
-    /// the cork never waited for the peer: writing it all is not the drain `on_flushed`
-    /// reports, so only a resumed read is left for the loop.
-    pub(crate) fn uncork(&mut self, base: &Limits, counters: &Counters) -> Actions {
+    /// Sends write at once again: `batch` (what the loop gathered while corked) is sent
+    /// behind what queued meanwhile, and all of it is written now, in one system call
+    /// where it fits (a write error ends the connection at its next step). Output held
+    /// only by the cork never waited for the peer: writing it all is not the drain
+    /// `on_flushed` reports, so only a resumed read is left for the loop.
+    pub(crate) fn uncork(&mut self, batch: &[u8], base: &Limits, counters: &Counters) -> Actions {
         self.corked = false;
+        if !batch.is_empty() {
+            // With nothing queued before it, this is the batch's one `write`.
+            self.send(batch, None, counters);
+        }
         if self.out.is_empty() || !matches!(self.state, State::Open { blocked: false, .. }) {
             return Actions::NONE;
         }
-        let limits = self.limits_of(base);
-        match self.flush(&limits, counters) {
+        let own = self.own_limits();
+        let limits = own.as_ref().unwrap_or(base);
+        match self.flush(limits, counters) {
             Ok((_, actions)) => Actions {
                 flushed: actions.flushed && !self.out.is_empty(),
                 ..actions
@@ -802,8 +830,9 @@ impl<T, S: Socket> Connection<T, S> {
         if self.out.is_empty() || !matches!(self.state, State::Open { .. }) {
             return Actions::NONE;
         }
-        let limits = self.limits_of(base);
-        match self.flush(&limits, counters) {
+        let own = self.own_limits();
+        let limits = own.as_ref().unwrap_or(base);
+        match self.flush(limits, counters) {
             Ok((0, actions)) => actions,
             Ok((_, actions)) => {
                 self.last_active = now;
@@ -918,10 +947,11 @@ impl<T, S: Socket> Connection<T, S> {
             State::WriteShut { closing: true } => (false, Then::Close),
             State::Open { blocked, then } => (blocked, then),
         };
-        let limits = self.limits_of(base);
+        let own = self.own_limits();
+        let limits = own.as_ref().unwrap_or(base);
         let mut actions = Actions::NONE;
         if !self.out.is_empty() && !blocked {
-            match self.flush(&limits, counters) {
+            match self.flush(limits, counters) {
                 Ok((_, flushed)) => actions = flushed,
                 Err(err) => return Step::Close(CloseReason::from_io(&err)),
             }
@@ -929,6 +959,7 @@ impl<T, S: Socket> Connection<T, S> {
         if !self.out.is_empty() {
             if self.write_deadline.is_none() {
                 self.write_deadline = limits.write_timeout.map(|d| now + d);
+                self.reschedule = true;
             }
             return Step::Keep(actions);
         }
@@ -939,7 +970,7 @@ impl<T, S: Socket> Connection<T, S> {
                 Ok(()) => Step::Keep(actions),
                 Err(err) => Step::Close(CloseReason::from_io(&err)),
             },
-            Then::Close => match self.close_step(now, &limits, scratch, counters) {
+            Then::Close => match self.close_step(now, limits, scratch, counters) {
                 Step::Keep(more) => Step::Keep(actions.and(more)),
                 close => close,
             },
@@ -966,6 +997,7 @@ impl<T, S: Socket> Connection<T, S> {
         }
         self.state = State::Draining;
         self.linger_deadline = Some(now + limits.linger);
+        self.reschedule = true;
         Step::Keep(Actions::NONE)
     }
 
@@ -1386,11 +1418,11 @@ mod tests {
         assert!(c.send_owned(b"two".to_vec(), &counters));
         assert!(c.stream.written.is_empty(), "nothing written while corked");
         assert_eq!(
-            c.uncork(&LIMITS, &counters),
+            c.uncork(b" three", &LIMITS, &counters),
             Actions::NONE,
             "output only the cork held is no drain"
         );
-        assert_eq!(c.stream.written, b"one two");
+        assert_eq!(c.stream.written, b"one two three");
         assert_eq!(c.pending(), 0);
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::connection::{Connection, Stream};
-use crate::core::{Core, Env, Source, Work};
+use crate::core::{Core, Env, Output, Source, Work};
 use crate::id::{ConnId, PeerAddr, SocketId, TimerId};
 
 /// What any callback may ask of its loop: act on any live connection by its [`ConnId`],
@@ -118,28 +118,25 @@ impl<T> Control<'_, T> {
     /// [`pending`](Self::pending) (or [`Handler::on_flushed`](crate::Handler::on_flushed))
     /// and pause the producer, as `examples/forward.rs` does.
     pub fn send(&mut self, id: ConnId, data: &[u8]) -> bool {
-        self.touch(id, |c, env| c.send(data, None, &env.counters))
-            .unwrap_or(false)
+        self.send_output(id, Output::Copy(data))
     }
 
     /// Sends `data`, which the caller gives up, on connection `id`: what the socket does
     /// not take at once is kept as it is, never copied; see [`send`](Self::send).
     pub fn send_owned(&mut self, id: ConnId, data: Vec<u8>) -> bool {
-        self.touch(id, |c, env| c.send_owned(data, &env.counters))
-            .unwrap_or(false)
+        self.send_output(id, Output::Owned(data))
     }
 
     /// Queues `data` on connection `id` without copying it; see [`send`](Self::send). One
     /// message sent to many connections is held in memory once.
     pub fn send_shared(&mut self, id: ConnId, data: &Arc<[u8]>) -> bool {
-        self.touch(id, |c, env| c.send(data, Some(data), &env.counters))
-            .unwrap_or(false)
+        self.send_output(id, Output::Shared(data))
     }
 
     /// Bytes queued on connection `id` and not yet taken by its socket; `None` when `id` is
     /// stale.
     pub fn pending(&self, id: ConnId) -> Option<usize> {
-        self.core.conn(id).map(Connection::pending)
+        self.core.pending(id)
     }
 
     /// Closes connection `id` in order once its output is written (see
@@ -371,6 +368,22 @@ impl<T> Control<'_, T> {
         self.core.conn(id)
     }
 
+    fn send_output(&mut self, id: ConnId, output: Output<'_>) -> bool {
+        let Some(sent) = self.core.send(id, output) else {
+            return false;
+        };
+        self.settle_later(id);
+        sent
+    }
+
+    /// The loop settles the connection whose callback runs once it returns; any other
+    /// goes to the work queue.
+    fn settle_later(&mut self, id: ConnId) {
+        if self.current != Some(id) {
+            self.core.push(Work::Settle(id));
+        }
+    }
+
     /// Changes connection `id` (`None` when it is stale) and makes sure the loop settles
     /// it once the callback returns.
     fn touch<R>(
@@ -380,9 +393,7 @@ impl<T> Control<'_, T> {
     ) -> Option<R> {
         let (c, env) = self.core.conn_env(id)?;
         let result = change(c, env);
-        if self.current != Some(id) {
-            self.core.push(Work::Settle(id));
-        }
+        self.settle_later(id);
         Some(result)
     }
 

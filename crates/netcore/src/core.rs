@@ -67,6 +67,33 @@ pub(crate) enum Work<T> {
     },
 }
 
+/// What a send hands over.
+#[derive(Debug)]
+pub(crate) enum Output<'a> {
+    Copy(&'a [u8]),
+    Shared(&'a Arc<[u8]>),
+    Owned(Vec<u8>),
+}
+
+/// The replies of one batch of input: while the loop hands a connection's input to
+/// `on_data`, what it sends is gathered here, in one buffer the loop keeps, and written
+/// in one system call once the batch is handled. One write per batch of pipelined
+/// requests, and for a single request the same one write as an uncorked send, without
+/// queueing a chunk on the connection.
+#[derive(Debug, Default)]
+struct Cork {
+    /// The connection being fed.
+    id: Option<ConnId>,
+    buf: Vec<u8>,
+}
+
+/// Sends larger than this skip the cork buffer (which would copy them once more): they
+/// queue on the connection, behind what the buffer held.
+const CORK_COPY_MAX: usize = 16 * 1024;
+
+/// The cork buffer's capacity is kept between batches up to this.
+const CORK_KEEP: usize = 64 * 1024;
+
 /// What every connection transition reads: the time, the loop's settings, its counters.
 #[derive(Debug)]
 pub(crate) struct Env {
@@ -91,6 +118,7 @@ pub(crate) struct Core<T = ()> {
     user_timers: HashMap<u64, Instant>,
     next_timer: u64,
     work: VecDeque<Work<T>>,
+    cork: Cork,
     /// The handler asked the loop to stop ([`Control::stop`](crate::Control::stop)).
     stop: bool,
     env: Env,
@@ -106,6 +134,7 @@ impl<T> Core<T> {
             user_timers: HashMap::new(),
             next_timer: 0,
             work: VecDeque::new(),
+            cork: Cork::default(),
             stop: false,
             env: Env {
                 now: Instant::now(),
@@ -185,35 +214,114 @@ impl<T> Core<T> {
         self.conns.ids()
     }
 
-    /// Registers connection `id` with the poller, once: read and write, edge-triggered.
-    pub(crate) fn register(&mut self, id: ConnId) -> io::Result<()> {
-        match self.conns.get_mut(id) {
-            Some(c) if !c.is_registered() => {
-                if id.index > MAX_INDEX {
-                    return Err(io::Error::other("too many connections for one loop"));
-                }
-                c.register(&self.registry, token::encode(Target::Conn(id)))
+    /// A connection that lives on after a step: registered with the poller (once: read
+    /// and write, edge-triggered), its pipe partner let read again once this side's output
+    /// fell to half its bound, its earliest deadline in the timer set, and what the step
+    /// owes queued. One lookup: this runs after every event a connection has.
+    pub(crate) fn keep(&mut self, id: ConnId, actions: Actions) -> io::Result<()> {
+        let Some(c) = self.conns.get_mut(id) else {
+            return Ok(());
+        };
+        if !c.is_registered() {
+            if id.index > MAX_INDEX {
+                return Err(io::Error::other("too many connections for one loop"));
             }
-            _ => Ok(()),
+            c.register(&self.registry, token::encode(Target::Conn(id)))?;
+        }
+        let limits = c.limits(&self.env.limits);
+        let pipe_source = c
+            .piped_to()
+            .filter(|_| c.pending() <= limits.max_pending / 2);
+        // A later deadline is left for the earlier entry to find when it fires (idle
+        // deadlines move on every read; moving the timer entry each time would cost more
+        // than the rare early wake-up).
+        if c.take_reschedule() {
+            if let Some(want) = c.next_deadline(&self.env.limits) {
+                if c.scheduled().is_none_or(|at| at > want) {
+                    self.timers
+                        .reschedule(TimerKey::Conn(id), c.scheduled(), Some(want));
+                    c.set_scheduled(Some(want));
+                }
+            }
+        }
+        self.owe(id, actions);
+        if let Some(from) = pipe_source {
+            if let Some(f) = self.conns.get_mut(from) {
+                let resumed = f.resume_for_pipe();
+                self.owe(from, resumed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts the connection's earliest deadline in the timer set (after its entry fired).
+    pub(crate) fn schedule(&mut self, id: ConnId) {
+        if let Some(c) = self.conns.get_mut(id) {
+            c.set_scheduled(None);
+        }
+        if let Err(err) = self.keep(id, Actions::NONE) {
+            log::debug!("schedule {id:?}: {err}");
         }
     }
 
-    /// Makes sure the connection's earliest deadline is in the timer set. A later deadline
-    /// is left for the earlier entry to find when it fires (idle deadlines move on every
-    /// read; moving the timer entry each time would cost more than the rare early wake-up).
-    pub(crate) fn schedule(&mut self, id: ConnId) {
-        let Some(c) = self.conns.get_mut(id) else {
-            return;
-        };
-        let Some(want) = c.next_deadline(&self.env.limits) else {
-            return;
-        };
-        if c.scheduled().is_some_and(|at| at <= want) {
-            return;
+    // ---- Output.
+
+    /// Sends on connection `id`; `None` when it is stale, `Some(false)` when it takes no
+    /// more output (shut or ended).
+    pub(crate) fn send(&mut self, id: ConnId, output: Output<'_>) -> Option<bool> {
+        let c = self.conns.get_mut(id)?;
+        let counters = &self.env.counters;
+        if self.cork.id == Some(id) {
+            if let Output::Copy(bytes) = output {
+                if bytes.len() <= CORK_COPY_MAX {
+                    if !c.accepts_output() {
+                        return Some(false);
+                    }
+                    self.cork.buf.extend_from_slice(bytes);
+                    return Some(true);
+                }
+            }
+            // What the buffer holds goes first.
+            if !self.cork.buf.is_empty() {
+                c.send(&self.cork.buf, None, counters);
+                self.cork.buf.clear();
+            }
         }
-        self.timers
-            .reschedule(TimerKey::Conn(id), c.scheduled(), Some(want));
-        c.set_scheduled(Some(want));
+        Some(match output {
+            Output::Copy(bytes) => c.send(bytes, None, counters),
+            Output::Shared(arc) => c.send(arc, Some(arc), counters),
+            Output::Owned(data) => c.send_owned(data, counters),
+        })
+    }
+
+    /// Output queued on connection `id`, what the cork buffer holds for it included.
+    pub(crate) fn pending(&self, id: ConnId) -> Option<usize> {
+        let queued = self.conns.get(id)?.pending();
+        Some(match self.cork.id {
+            Some(corked) if corked == id => queued + self.cork.buf.len(),
+            _ => queued,
+        })
+    }
+
+    /// From now on, sends on connection `id` gather in the cork buffer.
+    pub(crate) fn cork(&mut self, id: ConnId) {
+        if let Some(c) = self.conns.get_mut(id) {
+            c.cork();
+            self.cork.id = Some(id);
+        }
+    }
+
+    /// Writes what the batch sent, in one system call, and sends write at once again.
+    pub(crate) fn uncork(&mut self, id: ConnId) {
+        self.cork.id = None;
+        let batch = std::mem::take(&mut self.cork.buf);
+        if let Some(c) = self.conns.get_mut(id) {
+            let actions = c.uncork(&batch, &self.env.limits, &self.env.counters);
+            self.owe(id, actions);
+        }
+        self.cork.buf = batch;
+        self.cork.buf.clear();
+        self.cork.buf.shrink_to(CORK_KEEP);
     }
 
     // ---- Sources.

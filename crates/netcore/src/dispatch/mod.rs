@@ -236,16 +236,13 @@ impl<T: Default> Dispatcher<T> {
             Step::Close(reason) => return self.close(id, reason, handler),
             Step::Keep(actions) => actions,
         };
-        if let Err(err) = self.core.register(id) {
+        if let Err(err) = self.core.keep(id, actions) {
             if let Some(c) = self.core.conn_mut(id) {
                 log::warn!("register {:?}: {err}", c.peer());
                 c.fail(&err);
             }
-            return self.settle(id, handler);
+            self.settle(id, handler);
         }
-        self.resume_pipe_source(id);
-        self.core.schedule(id);
-        self.core.owe(id, actions);
     }
 
     /// The end of a connection's life, whatever ended it: out of the slot map (its id is
@@ -291,23 +288,6 @@ impl<T: Default> Dispatcher<T> {
             log::debug!("connection {:?} closed: {:?}", closed.peer, closed.reason);
         }
         handler.on_close(&mut self.control(), closed);
-    }
-
-    /// A piped connection whose output fell to half its bound lets its partner read again.
-    fn resume_pipe_source(&mut self, id: ConnId) {
-        let Some(c) = self.core.conn(id) else {
-            return;
-        };
-        let Some(from) = c.piped_to() else {
-            return;
-        };
-        if c.pending() > c.limits(&self.core.env().limits).max_pending / 2 {
-            return;
-        }
-        if let Some(f) = self.core.conn_mut(from) {
-            let actions = f.resume_for_pipe();
-            self.core.owe(from, actions);
-        }
     }
 }
 

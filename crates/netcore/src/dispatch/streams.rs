@@ -246,14 +246,9 @@ impl<T: Default> Dispatcher<T> {
     /// together once it is, in one `writev`: one write per batch of pipelined requests, and
     /// still one for a single request.
     fn feed<M, H: Handler<M, T>>(&mut self, id: ConnId, input: &[u8], handler: &mut H) -> usize {
-        if let Some(c) = self.core.conn_mut(id) {
-            c.cork();
-        }
+        self.core.cork(id);
         let used = self.feed_calls(id, input, handler);
-        if let Some((c, env)) = self.core.conn_env(id) {
-            let actions = c.uncork(&env.limits, &env.counters);
-            self.core.owe(id, actions);
-        }
+        self.core.uncork(id);
         used
     }
 
@@ -278,13 +273,16 @@ impl<T: Default> Dispatcher<T> {
             if took == 0 {
                 break;
             }
-            if c.pending() > c.limits(&env.limits).max_pending {
-                c.owe_input();
-                c.pause_for_output();
-                break;
-            }
-            if c.is_paused_by_handler() {
-                c.owe_input();
+            let max_pending = c.limits(&env.limits).max_pending;
+            let paused = c.is_paused_by_handler();
+            let full = self.core.pending(id).unwrap_or(0) > max_pending;
+            if full || paused {
+                if let Some(c) = self.core.conn_mut(id) {
+                    c.owe_input();
+                    if full {
+                        c.pause_for_output();
+                    }
+                }
                 break;
             }
         }
