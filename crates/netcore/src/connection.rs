@@ -640,6 +640,12 @@ impl<T, S: Socket> Connection<T, S> {
         self.scheduled = at;
     }
 
+    /// Nothing for [`Core::keep`](crate::core::Core::keep) to do: registered, no deadline
+    /// moved earlier, not piped.
+    pub(crate) fn is_settled(&self) -> bool {
+        self.registered && !self.reschedule && self.scheduled.is_some() && self.pipe.is_none()
+    }
+
     /// Whether the deadline in the timer set may be later than the connection's earliest
     /// (none is there, or one moved earlier since); clears it.
     pub(crate) fn take_reschedule(&mut self) -> bool {

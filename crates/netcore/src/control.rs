@@ -118,7 +118,11 @@ impl<T> Control<'_, T> {
     /// [`pending`](Self::pending) (or [`Handler::on_flushed`](crate::Handler::on_flushed))
     /// and pause the producer, as `examples/forward.rs` does.
     pub fn send(&mut self, id: ConnId, data: &[u8]) -> bool {
-        self.send_output(id, Output::Copy(data))
+        let Some(sent) = self.core.send_copy(id, data) else {
+            return false;
+        };
+        self.settle_later(id);
+        sent
     }
 
     /// Sends `data`, which the caller gives up, on connection `id`: what the socket does

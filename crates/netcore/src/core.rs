@@ -266,6 +266,20 @@ impl<T> Core<T> {
 
     // ---- Output.
 
+    /// Sends a copy of `bytes` on connection `id`: [`send`](Self::send), with the corked
+    /// case (a reply to the input being handled) first and short.
+    #[inline]
+    pub(crate) fn send_copy(&mut self, id: ConnId, bytes: &[u8]) -> Option<bool> {
+        if self.cork.id == Some(id) && bytes.len() <= CORK_COPY_MAX {
+            if !self.conns.get(id)?.accepts_output() {
+                return Some(false);
+            }
+            self.cork.buf.extend_from_slice(bytes);
+            return Some(true);
+        }
+        self.send(id, Output::Copy(bytes))
+    }
+
     /// Sends on connection `id`; `None` when it is stale, `Some(false)` when it takes no
     /// more output (shut or ended).
     pub(crate) fn send(&mut self, id: ConnId, output: Output<'_>) -> Option<bool> {
@@ -387,8 +401,11 @@ impl<T> Core<T> {
         self.timers.pop_due(self.env.now)
     }
 
+    /// How long the poll may wait for the first deadline. Measured from the turn's start
+    /// (`now`), not the clock: a deadline fires late by at most the turn's own length,
+    /// and the turn reads the clock once.
     pub(crate) fn poll_timeout(&self) -> Option<Duration> {
-        self.timers.poll_timeout(Instant::now())
+        self.timers.poll_timeout(self.env.now)
     }
 
     pub(crate) fn set_timer(&mut self, at: Instant) -> TimerId {
@@ -428,6 +445,10 @@ impl<T> Core<T> {
 
     pub(crate) fn next_work(&mut self) -> Option<Work<T>> {
         self.work.pop_front()
+    }
+
+    pub(crate) fn has_work(&self) -> bool {
+        !self.work.is_empty()
     }
 
     pub(crate) fn request_stop(&mut self) {

@@ -23,7 +23,7 @@ mod streams;
 
 use std::time::{Duration, Instant};
 
-use crate::connection::Step;
+use crate::connection::{Actions, Step};
 use crate::control::Control;
 use crate::core::{Core, Work};
 use crate::counters::Counters;
@@ -155,7 +155,15 @@ impl<T: Default> Dispatcher<T> {
     /// Then, if connections closed while listeners were held back by `max_connections`,
     /// they accept again (here, at the top, rather than from inside `close`, which may run
     /// within an accept).
+    #[inline]
     pub(crate) fn run_work<M, H: Handler<M, T>>(&mut self, handler: &mut H) {
+        // Most events leave nothing: this runs after every one.
+        if self.core.has_work() || self.full {
+            self.run_queued_work(handler);
+        }
+    }
+
+    fn run_queued_work<M, H: Handler<M, T>>(&mut self, handler: &mut H) {
         loop {
             self.drain_queue(handler);
             if !self.full || self.core.len() >= self.settings.max_connections {
@@ -166,6 +174,7 @@ impl<T: Default> Dispatcher<T> {
     }
 
     /// Works the queue until it is empty.
+    #[inline]
     fn drain_queue<M, H: Handler<M, T>>(&mut self, handler: &mut H) {
         while let Some(work) = self.core.next_work() {
             self.work(work, handler);
@@ -219,8 +228,11 @@ impl<T: Default> Dispatcher<T> {
             state: &mut state,
         };
         f(handler, &mut conn);
-        if let Some(c) = self.core.conn_mut(id) {
-            c.put_state(state);
+        // A state of no size (a handler without one) has nothing to put back.
+        if std::mem::size_of::<T>() != 0 {
+            if let Some(c) = self.core.conn_mut(id) {
+                c.put_state(state);
+            }
         }
     }
 
@@ -236,6 +248,11 @@ impl<T: Default> Dispatcher<T> {
             Step::Close(reason) => return self.close(id, reason, handler),
             Step::Keep(actions) => actions,
         };
+        // The common case after an event: registered, no deadline moved earlier, no pipe,
+        // nothing owed.
+        if actions == Actions::NONE && c.is_settled() {
+            return;
+        }
         if let Err(err) = self.core.keep(id, actions) {
             if let Some(c) = self.core.conn_mut(id) {
                 log::warn!("register {:?}: {err}", c.peer());
