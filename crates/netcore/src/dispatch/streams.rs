@@ -34,7 +34,7 @@ impl<T: Default> Dispatcher<T> {
         event: &mio::event::Event,
         handler: &mut H,
     ) {
-        let Some(c) = self.core.conn(id) else {
+        let Some((c, env)) = self.core.conn_env(id) else {
             return; // a stale event for a slot that was closed and reused
         };
         if c.is_connecting() {
@@ -54,10 +54,8 @@ impl<T: Default> Dispatcher<T> {
                 return;
             }
         } else if event.is_writable() {
-            if let Some((c, env)) = self.core.conn_env(id) {
-                let actions = c.on_writable(env.now, &env.limits, &env.counters);
-                self.core.owe(id, actions);
-            }
+            let actions = c.on_writable(env.now, &env.limits, &env.counters);
+            self.core.owe(id, actions);
             let read_follows = event.is_readable() || event.is_read_closed() || event.is_error();
             if !read_follows {
                 return self.settle(id, handler);
@@ -147,13 +145,15 @@ impl<T: Default> Dispatcher<T> {
                 if !c.take_input_owed(max_pending) {
                     break;
                 }
-                self.deliver(id, 0, handler);
+                let (pipe, kept) = (c.piped_to(), c.take_kept());
+                self.deliver(id, 0, pipe, kept, handler);
                 continue;
             }
             let closing = c.is_closing();
             match c.read_step(&mut self.scratch, env.now, &env.limits, &env.counters) {
                 Input::Data(n) => {
-                    self.deliver(id, n, handler);
+                    let (pipe, kept) = (c.piped_to(), c.take_kept());
+                    self.deliver(id, n, pipe, kept, handler);
                     // A short read emptied the socket's receive queue: data arriving later
                     // raises a new edge, so the read that would only say `WouldBlock` is
                     // skipped (one system call per request; tokio does the same).
@@ -183,14 +183,19 @@ impl<T: Default> Dispatcher<T> {
     /// the `n` new bytes in the scratch buffer. What the handler does not consume is kept
     /// for its next call (up to `Config::max_input`); the common case, a handler that
     /// consumes everything, copies nothing and allocates nothing.
-    fn deliver<M, H: Handler<M, T>>(&mut self, id: ConnId, n: usize, handler: &mut H) {
-        let Some(c) = self.core.conn_mut(id) else {
-            return;
-        };
-        if let Some(to) = c.piped_to() {
+    ///
+    /// `pipe` and `kept` are the connection's, taken by the caller with its read.
+    fn deliver<M, H: Handler<M, T>>(
+        &mut self,
+        id: ConnId,
+        n: usize,
+        pipe: Option<ConnId>,
+        mut kept: Vec<u8>,
+        handler: &mut H,
+    ) {
+        if let Some(to) = pipe {
             return self.forward(id, to, n);
         }
-        let mut kept = c.take_kept();
         // The scratch buffer is lent out for the handler's calls: nothing reads into it
         // while they run (the work they leave runs after this returns).
         let scratch = std::mem::take(&mut self.scratch);
