@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use netcore::ShutdownHandle;
 use proc_harness::supervise::{self, Target};
 
-use crate::socket_file::{self, FileId};
+use greet_server::socket_file::{self, FileId};
 
 use greet_server::activation::FIRST_FD;
 
