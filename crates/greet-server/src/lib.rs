@@ -12,5 +12,6 @@
 pub mod activation;
 pub mod cli;
 pub mod listen;
+mod man_page;
 pub mod proxy;
 pub mod socket_file;
