@@ -35,7 +35,7 @@ mod file_arg;
 mod man;
 
 pub use file_arg::{read_file_arg, MESSAGE_MAX};
-pub use man::{examples_help, Example, ManPage, Section};
+pub use man::{examples_help, man_pages, Example, ManPage, Section};
 
 use std::ffi::OsString;
 use std::io::Write;

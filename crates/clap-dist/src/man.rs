@@ -96,13 +96,34 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 ///
 /// A page that cannot be written, named.
 pub fn write_pages(cmd: clap::Command, page: &ManPage, dir: &Path) -> anyhow::Result<()> {
+    for (name, text) in man_pages(cmd, page).context("render the man pages")? {
+        let file = dir.join(name);
+        std::fs::write(&file, text).with_context(|| format!("write {}", file.display()))?;
+    }
+    Ok(())
+}
+
+/// The man pages of `cmd` and of each visible subcommand, each with what `page` (and its
+/// `subcommands`) adds: file name (`greet-client-lookup.1`) and roff text, the
+/// subcommands' first.
+///
+/// # Errors
+///
+/// clap_mangen's, which writes into memory and so does not fail in practice.
+pub fn man_pages(cmd: clap::Command, page: &ManPage) -> std::io::Result<Vec<(String, String)>> {
     let mut cmd = cmd.disable_help_subcommand(true);
     // As clap_mangen does: sets each subcommand's display name (`greet-client-lookup`).
     cmd.build();
-    write_tree(cmd, page, dir)
+    let mut pages = Vec::new();
+    render_tree(cmd, page, &mut pages)?;
+    Ok(pages)
 }
 
-fn write_tree(cmd: clap::Command, page: &ManPage, dir: &Path) -> anyhow::Result<()> {
+fn render_tree(
+    cmd: clap::Command,
+    page: &ManPage,
+    pages: &mut Vec<(String, String)>,
+) -> std::io::Result<()> {
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let sub_page = page
             .subcommands
@@ -110,20 +131,20 @@ fn write_tree(cmd: clap::Command, page: &ManPage, dir: &Path) -> anyhow::Result<
             .find(|(name, _)| *name == sub.get_name())
             .map(|(_, page)| *page)
             .unwrap_or_default();
-        write_tree(sub.clone(), &sub_page, dir)?;
+        render_tree(sub.clone(), &sub_page, pages)?;
     }
-    let file = dir.join(clap_mangen::Man::new(cmd.clone()).get_filename());
-    let text = render(cmd, page).with_context(|| format!("render {}", file.display()))?;
-    std::fs::write(&file, text).with_context(|| format!("write {}", file.display()))
+    let name = clap_mangen::Man::new(cmd.clone()).get_filename();
+    pages.push((name, render(cmd, page)?));
+    Ok(())
 }
 
-/// The man page of `cmd` (built: see [`write_pages`]) in roff: clap_mangen's sections
+/// The man page of `cmd` (built: see [`man_pages`]) in roff: clap_mangen's sections
 /// without EXTRA, `page`'s sections and EXAMPLES before VERSION, SEE ALSO at the end.
 ///
 /// # Errors
 ///
 /// clap_mangen's, which writes into memory and so does not fail in practice.
-pub fn render(cmd: clap::Command, page: &ManPage) -> std::io::Result<String> {
+fn render(cmd: clap::Command, page: &ManPage) -> std::io::Result<String> {
     let cmd = cmd.after_help(None::<&str>).after_long_help(None::<&str>);
     let mut generated = Vec::new();
     clap_mangen::Man::new(cmd).render(&mut generated)?;
@@ -332,17 +353,14 @@ mod tests {
                 .arg(clap::Arg::new("x").long("x"))
                 .after_help("Examples: old style"),
         );
-        let dir = std::env::temp_dir().join(format!("clap-dist-man-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        write_pages(cmd, &ROOT, &dir).unwrap();
-        let sub = std::fs::read_to_string(dir.join("tool-sub.1")).unwrap();
+        let pages = man_pages(cmd, &ROOT).unwrap();
+        let names: Vec<&str> = pages.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["tool-sub.1", "tool.1"]);
+        let (sub, root) = (&pages[0].1, &pages[1].1);
         assert!(sub.contains("\n.SH EXAMPLES\n"), "{sub}");
         assert!(sub.contains("\\fBtool sub \\-\\-x\\fR"), "{sub}");
         assert!(!sub.contains("old style"), "{sub}");
-        let root = std::fs::read_to_string(dir.join("tool.1")).unwrap();
         assert!(root.contains("\\fBtool\\-sub\\fR(1)"), "{root}");
         assert!(!root.contains(".SH EXAMPLES"), "{root}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -51,7 +51,7 @@ fn run() -> anyhow::Result<ExitCode> {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if let Some(request) = clap_dist::request(&argv, "greet-client") {
         let dir = request.map_err(anyhow::Error::msg)?;
-        generate(&dir)?;
+        clap_dist::generate(Cli::command(), "greet-client", &dir, &man_page::MAN_PAGE)?;
         return Ok(ExitCode::SUCCESS);
     }
     let cli = Cli::try_parse_from(argv)?;
@@ -61,10 +61,4 @@ fn run() -> anyhow::Result<ExitCode> {
         Some(Command::Lookup(args)) => Ok(lookup::run(&args)),
         Some(Command::Bench(args)) => bench::run(&args).context("bench"),
     }
-}
-
-/// Writes the shell completions and the man pages (the client's and its subcommands') under
-/// `dir`.
-fn generate(dir: &std::path::Path) -> anyhow::Result<()> {
-    clap_dist::generate(Cli::command(), "greet-client", dir, &man_page::MAN_PAGE)
 }
