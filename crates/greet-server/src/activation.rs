@@ -271,6 +271,7 @@ fn classify_unix(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dir::TestDir;
     use std::net::{TcpListener, UdpSocket};
 
     #[test]
@@ -345,9 +346,7 @@ mod tests {
 
     #[test]
     fn a_unix_listener_is_served_with_its_path_and_checked_against_its_name() {
-        let dir = std::env::temp_dir().join(format!("activation-unix-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TestDir::new("activation-unix");
         let path = dir.join("s");
         let unix = UnixListener::bind(&path).unwrap();
         let socket = classify(unix.into(), "fd 3").unwrap();
@@ -366,7 +365,6 @@ mod tests {
             check_role(&socket, "tcp", "fd 3 (tcp)").unwrap_err()
         );
         assert!(err.starts_with("fd 3 (tcp): named \"tcp\""), "{err}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -383,13 +381,10 @@ mod tests {
             "{err}"
         );
 
-        let dir = std::env::temp_dir().join(format!("activation-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TestDir::new("activation-unix-datagram");
         let unix = std::os::unix::net::UnixDatagram::bind(dir.join("d")).unwrap();
         let err = format!("{:#}", classify(unix.into(), "fd 6").unwrap_err());
         assert!(err.starts_with("fd 6: a Unix socket at "), "{err}");
-        let _ = std::fs::remove_dir_all(&dir);
 
         let file = std::fs::File::open("/dev/null").unwrap();
         let err = format!("{:#}", classify(file.into(), "fd 7").unwrap_err());

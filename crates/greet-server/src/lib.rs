@@ -15,3 +15,5 @@ pub mod listen;
 mod man_page;
 pub mod proxy;
 pub mod socket_file;
+#[cfg(test)]
+mod test_dir;

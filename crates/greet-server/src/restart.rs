@@ -609,19 +609,18 @@ mod tests {
 
     #[test]
     fn sd_notify_sends_one_datagram() {
-        let dir = std::env::temp_dir().join(format!("restart-notify-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("notify");
-        let listener = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        use std::os::linux::net::SocketAddrExt;
+        // An abstract socket (`@name`, as systemd may give): no file to clean up.
+        let name = format!("greet-server-test-notify-{}", std::process::id());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(&name).unwrap();
+        let listener = std::os::unix::net::UnixDatagram::bind_addr(&addr).unwrap();
         // The variable is read here only; tests in this crate do not otherwise use it.
-        std::env::set_var("NOTIFY_SOCKET", &path);
+        std::env::set_var("NOTIFY_SOCKET", format!("@{name}"));
         let sent = sd_notify("READY=1");
         std::env::remove_var("NOTIFY_SOCKET");
         sent.unwrap();
         let mut buf = [0u8; 64];
         let n = listener.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"READY=1");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
