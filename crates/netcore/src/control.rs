@@ -13,6 +13,7 @@ use slab::Slab;
 use crate::connection::{Connection, Limits, Stream};
 use crate::counters::Counters;
 use crate::id::{CloseReason, ConnId, PeerAddr, SocketId, TimerId};
+use crate::pool::{Continuation, WorkerPool};
 use crate::slots::Slots;
 use crate::timers::{TimerKey, Timers};
 use crate::udp::UdpSource;
@@ -67,6 +68,8 @@ pub(crate) struct Core<T = ()> {
     /// When this batch of events was taken from the poller.
     pub(crate) now: Instant,
     pub(crate) registry: Registry,
+    /// Blocking work (`spawn_blocking`, name lookups) and what to do with each result.
+    pub(crate) pool: WorkerPool<Continuation<T>>,
 }
 
 /// What any callback may ask of its loop: act on any live connection by its [`ConnId`],

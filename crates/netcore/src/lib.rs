@@ -47,7 +47,8 @@
 //!
 //! # Several cores
 //!
-//! netcore starts no threads. Give each thread its own loop and its own listener on the
+//! A loop runs on the thread that calls [`EventLoop::run`] (its worker pool aside, which
+//! only blocking work starts). Give each thread its own loop and its own listener on the
 //! same port; the kernel spreads connections between them:
 //!
 //! ```
@@ -153,13 +154,19 @@
 //!   [`Control::connect_unix`] and their [`EventLoop`] twins return the new connection's id
 //!   at once; output sent before the connect completes is queued; success or failure
 //!   arrives as [`Handler::on_connect`] or [`Handler::on_close`].
+//! - **Blocking work runs off the loop.** [`Control::spawn_blocking`] runs a closure on the
+//!   loop's worker pool and its continuation, with the result, back on the loop's thread.
+//!   The pool starts its threads on first use, at most [`Config::blocking_threads`], and
+//!   takes at most [`Config::blocking_queue`] jobs in flight: one more is refused at
+//!   submit ([`SpawnError::Full`]), and an accepted one's result is always delivered.
 //! - **Datagrams never block the loop.** Receive is drained until `WouldBlock`; a reply that
 //!   meets a full send buffer waits in a bounded queue ([`Config::udp_queue`]) or is dropped
 //!   and counted.
 //! - **I/O errors never end the loop.** Resets, refused datagrams, `ECONNABORTED` and
 //!   descriptor exhaustion are counted in [`Counters`], readable from any thread.
-//! - **No threads of its own.** For several cores, run one loop per thread, each with its
-//!   own listener built with [`ListenOptions::reuse_port`]
+//! - **No threads of its own, but the worker pool's.** A loop that never asks for blocking
+//!   work (or a name lookup) never starts a thread. For several cores, run one loop per
+//!   thread, each with its own listener built with [`ListenOptions::reuse_port`]
 //!   ([`tcp_listeners_reuse_port`] builds them).
 //!
 //! # Examples to read
@@ -183,6 +190,7 @@ mod event_loop;
 mod handler;
 mod id;
 mod mailbox;
+mod pool;
 mod slots;
 mod socket;
 mod timers;
@@ -196,6 +204,7 @@ pub use event_loop::{Config, EventLoop};
 pub use handler::{Closed, Conn, Datagram, Handler};
 pub use id::{CloseReason, ConnId, ListenerId, PeerAddr, SocketId, TimerId};
 pub use mailbox::{PostError, Sender, ShutdownHandle};
+pub use pool::SpawnError;
 pub use socket::{
     max_backlog, tcp_listener, tcp_listeners_reuse_port, udp_socket, unix_listener, ListenOptions,
 };

@@ -33,6 +33,7 @@ use crate::error::{Error, ErrorKind};
 use crate::handler::Handler;
 use crate::id::{ConnId, ListenerId, PeerAddr, SocketId, TimerId};
 use crate::mailbox::{Mailbox, Sender, ShutdownHandle, Wake};
+use crate::pool::{self, WorkerPool};
 use crate::slots::Slots;
 use crate::timers::Timers;
 use crate::token::{self, Target};
@@ -97,6 +98,14 @@ pub struct Config {
     pub message_capacity: usize,
     /// Events taken from the poller per turn. Default 1024.
     pub events_capacity: usize,
+    /// Threads the loop's worker pool may run at once
+    /// ([`Control::spawn_blocking`], name lookups of [`Control::connect_name`]): started
+    /// as jobs find none idle, none before the first job. Default 8; at least 1.
+    pub blocking_threads: usize,
+    /// Jobs the worker pool may have in flight, from submit until their result is
+    /// delivered; one more is refused at submit ([`SpawnError::Full`](crate::SpawnError)).
+    /// Default 256; at least 1.
+    pub blocking_queue: usize,
 }
 
 impl Default for Config {
@@ -115,13 +124,16 @@ impl Default for Config {
             udp_queue: 1024,
             message_capacity: 1024,
             events_capacity: 1024,
+            blocking_threads: 8,
+            blocking_queue: 256,
         }
     }
 }
 
 /// One `mio::Poll` loop serving listeners, UDP sockets and connections with one
-/// [`Handler`]. It never blocks except in `poll`, and never starts a thread: for several
-/// cores run one loop per thread, each with its own `SO_REUSEPORT` listener.
+/// [`Handler`]. It never blocks except in `poll`, and starts no thread of its own but its
+/// worker pool's, on first use ([`Control::spawn_blocking`]): for several cores run one
+/// loop per thread, each with its own `SO_REUSEPORT` listener.
 ///
 /// `M` is the type of the messages other threads may post to it ([`Sender`]); a loop made
 /// with [`EventLoop::new`] takes none (`M = ()`), one made with
@@ -250,6 +262,11 @@ impl<M, T: Default> EventLoop<M, T> {
                 limits,
                 now: Instant::now(),
                 registry,
+                pool: WorkerPool::new(
+                    Arc::clone(&wake),
+                    config.blocking_threads,
+                    config.blocking_queue,
+                ),
             },
             mailbox: Arc::new(Mailbox::new(wake, config.message_capacity)),
             inbox: VecDeque::new(),
@@ -473,7 +490,12 @@ impl<M, T: Default> EventLoop<M, T> {
             self.core.now = Instant::now();
             for event in events.iter() {
                 match token::decode(event.token()) {
-                    Target::Waker => self.deliver_messages(handler),
+                    Target::Waker => {
+                        self.deliver_messages(handler);
+                        while pool::finish_one(&mut self.core) {
+                            self.after_callback(handler);
+                        }
+                    }
                     Target::Source(key) => self.source_event(key, event, handler),
                     Target::Conn(id) => self.conn_event(id, event, handler),
                 }
