@@ -406,7 +406,6 @@ impl<T, S: Socket> Connection<T, S> {
         self.phase
     }
 
-    #[cfg(test)]
     pub(crate) fn reading(&self) -> Reading {
         self.reading
     }

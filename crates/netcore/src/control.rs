@@ -252,7 +252,10 @@ impl<T> Control<'_, T> {
     /// fills, TCP's window holds the peer back. Returns `false` when `id` is stale.
     ///
     /// A paused connection still gets its EOF and errors once reading resumes, and its idle
-    /// deadline still runs (a connection paused for good times out).
+    /// deadline still runs (a connection paused for good times out). This pause is the
+    /// handler's own: only [`resume_reading`](Self::resume_reading) lifts it, while the
+    /// loop's pauses (back-pressure, a pipe) come and go by themselves;
+    /// [`read_pause`](Self::read_pause) tells which hold a connection.
     pub fn pause_reading(&mut self, id: ConnId) -> bool {
         self.touch(id, Connection::pause_reading)
     }

@@ -306,8 +306,9 @@ impl<'a, T> Conn<'a, T> {
         self.with(Connection::shutdown_write);
     }
 
-    /// Stops reading this connection until [`resume_reading`](Self::resume_reading); see
-    /// [`Control::pause_reading`].
+    /// Stops reading this connection until [`resume_reading`](Self::resume_reading): the
+    /// handler's own pause, which the loop never lifts; see [`Control::pause_reading`] and
+    /// [`read_pause`](Self::read_pause).
     pub fn pause_reading(&mut self) {
         self.with(Connection::pause_reading);
     }

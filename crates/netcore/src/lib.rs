@@ -127,6 +127,11 @@
 //!   [`Control::pending`] tells how much waits on the other side, [`Conn::pause_reading`]
 //!   stops the producer, and [`Handler::on_flushed`] (at [`Config::low_water`]) says when to
 //!   resume it; [`CounterSnapshot::buffered`] shows what the loop holds.
+//! - **Pauses are the loop's or the handler's.** The loop pauses reading for
+//!   back-pressure and for a pipe, and lifts those pauses itself; the handler's
+//!   ([`Conn::pause_reading`]) holds until the handler calls
+//!   [`resume_reading`](Conn::resume_reading). [`Conn::read_pause`] tells which hold a
+//!   connection ([`ReadPause`]).
 //! - **Closing is orderly.** [`Conn::close`] flushes, shuts our side, reads and drops the
 //!   peer's input until EOF or [`Config::linger`], then closes: closing with unread input
 //!   would send a reset that can destroy a reply the peer has not read yet.
@@ -190,6 +195,7 @@ mod event_loop;
 mod handler;
 mod id;
 mod mailbox;
+mod pause;
 mod pool;
 mod slots;
 mod socket;
@@ -204,6 +210,7 @@ pub use event_loop::{Config, EventLoop};
 pub use handler::{Closed, Conn, Datagram, Handler};
 pub use id::{CloseReason, ConnId, ListenerId, PeerAddr, SocketId, TimerId};
 pub use mailbox::{PostError, Sender, ShutdownHandle};
+pub use pause::ReadPause;
 pub use pool::SpawnError;
 pub use socket::{
     max_backlog, tcp_listener, tcp_listeners_reuse_port, udp_socket, unix_listener, ListenOptions,
