@@ -4,6 +4,7 @@
 mod util;
 
 mod backpressure;
+mod blocking;
 mod cross_connection;
 mod examples;
 mod fairness;
