@@ -726,6 +726,18 @@ impl<T, S: Socket> Connection<T, S> {
         self.reset_behind_input = true;
     }
 
+    /// A connect by name moves on to its next address: a new socket and peer in place of
+    /// the ones that failed; what the handler queued, its state, pause, pipe and settings
+    /// stay. Returns the old socket (closing it also takes it off the poller).
+    #[cfg(feature = "resolver")]
+    pub(crate) fn reconnect(&mut self, stream: S, peer: PeerAddr, now: Instant) -> S {
+        self.phase = Phase::Connecting;
+        self.registered = false;
+        self.last_active = now;
+        self.peer = peer;
+        std::mem::replace(&mut self.stream, stream)
+    }
+
     /// An outgoing connect completed.
     pub(crate) fn established(&mut self, now: Instant) {
         if self.phase == Phase::Connecting {

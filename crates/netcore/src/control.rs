@@ -11,6 +11,7 @@ use mio::Registry;
 use slab::Slab;
 
 use crate::connection::{Connection, Limits, Stream};
+use crate::connects::{ConnectError, PendingConnects};
 use crate::counters::Counters;
 use crate::id::{CloseReason, ConnId, PeerAddr, SocketId, TimerId};
 use crate::pool::{Continuation, WorkerPool};
@@ -41,6 +42,8 @@ pub(crate) enum Deferred<T> {
         peer: PeerAddr,
         state: T,
         reason: CloseReason,
+        /// For `on_connect`, before `on_close`.
+        error: ConnectError,
     },
     Stop,
 }
@@ -70,6 +73,8 @@ pub(crate) struct Core<T = ()> {
     pub(crate) registry: Registry,
     /// Blocking work (`spawn_blocking`, name lookups) and what to do with each result.
     pub(crate) pool: WorkerPool<Continuation<T>>,
+    /// Outgoing connects in progress (`connects.rs`).
+    pub(crate) connects: PendingConnects,
 }
 
 /// What any callback may ask of its loop: act on any live connection by its [`ConnId`],
@@ -93,7 +98,7 @@ pub(crate) struct Core<T = ()> {
 /// ```
 /// use std::io::Write;
 /// use std::time::Duration;
-/// use netcore::{Closed, Conn, Control, EventLoop, Handler, TimerId};
+/// use netcore::{Closed, Conn, ConnectError, Control, EventLoop, Handler, PeerAddr, TimerId};
 ///
 /// #[derive(Default)]
 /// struct Client {
@@ -101,7 +106,7 @@ pub(crate) struct Core<T = ()> {
 /// }
 ///
 /// impl Handler for Client {
-///     fn on_connect(&mut self, conn: &mut Conn<'_>) {
+///     fn on_connect(&mut self, conn: &mut Conn<'_>, _: Result<&PeerAddr, &ConnectError>) {
 ///         let at = conn.control().now() + Duration::from_secs(10);
 ///         conn.control().set_timer(at);
 ///     }
@@ -359,10 +364,11 @@ impl<T> Control<'_, T> {
     }
 
     /// Starts a non-blocking TCP connect to `addr` and returns the new connection's id at
-    /// once. Success arrives as [`Handler::on_connect`](crate::Handler::on_connect); failure as
-    /// [`Handler::on_close`](crate::Handler::on_close) with [`CloseReason::Refused`] or
-    /// [`CloseReason::ConnectFailed`] (after this callback returns, even when the connect
-    /// fails at once). `state` is the connection's state from then on ([`Conn::state`](crate::Conn::state),
+    /// once. The outcome arrives as [`Handler::on_connect`](crate::Handler::on_connect),
+    /// `Ok` or `Err` (after this callback returns, even when the connect fails at once); a
+    /// failure is followed by [`Handler::on_close`](crate::Handler::on_close) with
+    /// [`CloseReason::Refused`] or [`CloseReason::ConnectFailed`]. For a host name rather
+    /// than an address, see [`connect_name`](Self::connect_name). `state` is the connection's state from then on ([`Conn::state`](crate::Conn::state),
     /// [`Closed::state`](crate::Closed::state)). Output sent before the connect completes
     /// is queued and written once it does.
     ///
@@ -447,6 +453,7 @@ impl<T> Control<'_, T> {
             Ok(stream) => {
                 let conn = Connection::connecting(stream, peer, state, self.core.now);
                 let id = self.core.conns.insert(conn);
+                self.core.connects.begin(id);
                 // Settling registers it with the poller.
                 self.core.touched.push(id);
                 id
@@ -455,11 +462,13 @@ impl<T> Control<'_, T> {
                 log::debug!("connect {peer:?}: {err}");
                 let id = self.core.conns.next_id();
                 self.core.conns.burn(id);
+                let reason = CloseReason::from_connect(&err);
                 self.core.deferred.push(Deferred::ConnectFailed {
+                    error: ConnectError::at_once(&peer, err, reason),
                     id,
                     peer,
                     state,
-                    reason: CloseReason::from_connect(&err),
+                    reason,
                 });
                 id
             }

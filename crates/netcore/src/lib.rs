@@ -156,9 +156,16 @@
 //!   accepting, lets every connection flush and close within [`Config::drain_timeout`],
 //!   and makes [`EventLoop::run`] return.
 //! - **Outgoing connects follow mio's recipe.** [`Control::connect`],
-//!   [`Control::connect_unix`] and their [`EventLoop`] twins return the new connection's id
-//!   at once; output sent before the connect completes is queued; success or failure
-//!   arrives as [`Handler::on_connect`] or [`Handler::on_close`].
+//!   [`Control::connect_unix`], [`Control::connect_name`] and their [`EventLoop`] twins
+//!   return the new connection's id at once; output sent before the connect completes is
+//!   queued; the outcome arrives as [`Handler::on_connect`], once: `Ok` with the address
+//!   connected to, or `Err` with every address's error ([`ConnectError`]), then
+//!   [`Handler::on_close`].
+//! - **Connects by name.** [`Control::connect_name`] takes a host and a port or service in
+//!   every form the `resolver` crate takes (Python's); a name is looked up on the worker
+//!   pool, a numeric address at once, and the addresses are tried in order. This needs the
+//!   `resolver` feature (on by default); without it netcore connects to addresses and
+//!   paths, and depends on no resolver.
 //! - **Blocking work runs off the loop.** [`Control::spawn_blocking`] runs a closure on the
 //!   loop's worker pool and its continuation, with the result, back on the loop's thread.
 //!   The pool starts its threads on first use, at most [`Config::blocking_threads`], and
@@ -188,6 +195,7 @@
 
 mod buffer;
 mod connection;
+mod connects;
 mod control;
 mod counters;
 mod error;
@@ -203,6 +211,7 @@ mod timers;
 mod token;
 mod udp;
 
+pub use connects::ConnectError;
 pub use control::Control;
 pub use counters::{CounterSnapshot, Counters};
 pub use error::{Error, ErrorKind};

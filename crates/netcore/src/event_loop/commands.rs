@@ -3,7 +3,7 @@
 
 use super::EventLoop;
 use crate::control::{Control, Deferred};
-use crate::handler::{Closed, Handler};
+use crate::handler::{Closed, Conn, Handler};
 use crate::id::{CloseReason, ConnId, TimerId};
 use crate::timers::TimerKey;
 
@@ -65,9 +65,20 @@ impl<M, T: Default> EventLoop<M, T> {
                 Deferred::ConnectFailed {
                     id,
                     peer,
-                    state,
+                    mut state,
                     reason,
+                    error,
                 } => {
+                    // Its id was never live: the `Conn` finds no connection, only the state.
+                    let ctl = Control {
+                        core: &mut self.core,
+                    };
+                    let mut conn = Conn {
+                        ctl,
+                        id,
+                        state: &mut state,
+                    };
+                    handler.on_connect(&mut conn, Err(&error));
                     let closed = Closed {
                         id,
                         state,

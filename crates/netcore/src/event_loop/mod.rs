@@ -27,6 +27,7 @@ use mio::{Events, Interest, Poll, Waker};
 use slab::Slab;
 
 use crate::connection::{Connection, Limits, Stream};
+use crate::connects::PendingConnects;
 use crate::control::{Control, Core, Source};
 use crate::counters::Counters;
 use crate::error::{Error, ErrorKind};
@@ -267,6 +268,7 @@ impl<M, T: Default> EventLoop<M, T> {
                     config.blocking_threads,
                     config.blocking_queue,
                 ),
+                connects: PendingConnects::default(),
             },
             mailbox: Arc::new(Mailbox::new(wake, config.message_capacity)),
             inbox: VecDeque::new(),
@@ -396,6 +398,17 @@ impl<M, T: Default> EventLoop<M, T> {
         Ok(self.add_connecting(Stream::Unix(stream), peer, state))
     }
 
+    /// Starts a connect to `host` and `port` before (or outside) `run`, resolved off the
+    /// loop once it runs; see [`Control::connect_name`]. Every failure, a name that does not
+    /// resolve included, arrives as [`Handler::on_connect`].
+    #[cfg(feature = "resolver")]
+    pub fn connect_name(&mut self, host: &str, port: &str, state: T) -> ConnId {
+        Control {
+            core: &mut self.core,
+        }
+        .connect_name(host, port, state)
+    }
+
     /// Calls [`Handler::on_timer`] at `at`, once `run` has started; see
     /// [`Control::set_timer`]. A loop with nothing else to wake it (a client whose first
     /// requests all vanished) can bound its own run this way.
@@ -411,6 +424,7 @@ impl<M, T: Default> EventLoop<M, T> {
             self.core
                 .conns
                 .insert(Connection::connecting(stream, peer, state, Instant::now()));
+        self.core.connects.begin(id);
         // Registered when `run` settles it.
         self.core.touched.push(id);
         id

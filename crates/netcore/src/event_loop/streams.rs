@@ -3,6 +3,7 @@
 
 use super::EventLoop;
 use crate::connection::{Input, Phase, Step};
+use crate::connects;
 use crate::control::Control;
 use crate::counters::Counters;
 use crate::handler::{Closed, Conn, Handler};
@@ -82,16 +83,23 @@ impl<M, T: Default> EventLoop<M, T> {
             Ok(true) => {
                 c.established(self.core.now);
                 Counters::add(&self.core.counters.connected, 1);
-                self.callback(id, handler, |h, conn| h.on_connect(conn));
+                let peer = c.peer().clone();
+                self.core.connects.connected(id);
+                self.callback(id, handler, |h, conn| h.on_connect(conn, Ok(&peer)));
             }
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
                 c.established_then_reset(self.core.now);
                 Counters::add(&self.core.counters.connected, 1);
-                self.callback(id, handler, |h, conn| h.on_connect(conn));
+                let peer = c.peer().clone();
+                self.core.connects.connected(id);
+                self.callback(id, handler, |h, conn| h.on_connect(conn, Ok(&peer)));
                 // The caller reads it (the event carries the error): what the peer sent
                 // before its reset is handed on, then the connection ends as reset.
             }
-            Err(e) => c.fail(&e),
+            Err(e) => {
+                self.core.connects.attempt_failed(id, &e);
+                c.fail(&e);
+            }
         }
         self.settle(id, handler);
         self.after_callback(handler);
@@ -431,6 +439,14 @@ impl<M, T: Default> EventLoop<M, T> {
         reason: CloseReason,
         handler: &mut H,
     ) {
+        // A connect that never completed: a connect by name tries its next address (the
+        // connection lives on), any other hears of its failure in `on_connect` first.
+        if self.core.connects.is_pending(id) {
+            let Some(error) = connects::connect_ended(&mut self.core, id, reason) else {
+                return;
+            };
+            self.callback(id, handler, |h, conn| h.on_connect(conn, Err(&error)));
+        }
         let Some(mut conn) = self.core.conns.remove(id) else {
             return;
         };
