@@ -176,6 +176,8 @@ fn test() -> Result<()> {
             "tokio-redis",
             "--exclude",
             "tokio-proxy",
+            "--exclude",
+            "tokio-connect-proxy",
         ]),
     )?;
     run_step(

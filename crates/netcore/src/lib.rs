@@ -187,9 +187,11 @@
 //! `examples/chat.rs` (acting on other connections; dropping a client that does not read;
 //! one line per call, kept input), `examples/http.rs` (HTTP/1.1 keep-alive and pipelining
 //! on kept input), `examples/redis.rs` (a Redis-protocol subset: kept input, owned sends),
-//! `examples/proxy.rs` ([`Control::pipe`]: a whole proxy in one call) and
-//! `examples/forward.rs` (the same pipe by hand, with bounded memory and half-close). Each
-//! takes its listen address as its first argument and prints `Listening on ADDR` first.
+//! `examples/proxy.rs` ([`Control::pipe`]: a whole proxy in one call),
+//! `examples/forward.rs` (the same pipe by hand, with bounded memory and half-close) and
+//! `examples/connect_proxy.rs` (an HTTP `CONNECT` proxy: [`Conn::connect_name`], then a
+//! pipe). Each takes its listen address as its first argument and prints `Listening on
+//! ADDR` first.
 
 #![deny(missing_docs)]
 
