@@ -495,7 +495,16 @@ impl<T> Core<T> {
     }
 
     /// Queues what a transition of connection `id` left for the loop.
+    #[inline(always)]
     pub(crate) fn owe(&mut self, id: ConnId, actions: Actions) {
+        // Nearly every transition owes nothing: that check stays inline.
+        if actions != Actions::NONE {
+            self.queue_owed(id, actions);
+        }
+    }
+
+    #[cold]
+    fn queue_owed(&mut self, id: ConnId, actions: Actions) {
         if actions.read {
             self.work.push_back(Work::Read(id));
         }
