@@ -8,6 +8,7 @@
 //! deadline and the whole run a time bound, so it never hangs.
 
 mod echo;
+mod pool;
 mod report;
 mod tcp;
 mod udp;
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use bench_report::{BenchReport, ErrorCounts};
-use netcore::{CloseReason, Config, EventLoop};
+use netcore::{CloseReason, Config, Control, EventLoop, TimerId};
 use resolver::{Family, Transport};
 
 #[derive(Debug, clap::Args)]
@@ -120,6 +121,16 @@ struct Tally {
     unfinished: u64,
     latencies_us: Vec<u32>,
     last_done: Option<Instant>,
+}
+
+impl Tally {
+    /// Counts an operation that succeeded, begun `since`.
+    fn succeeded(&mut self, since: Instant, now: Instant) {
+        self.ok += 1;
+        let us = now.duration_since(since).as_micros();
+        self.latencies_us
+            .push(u32::try_from(us).unwrap_or(u32::MAX));
+    }
 }
 
 /// Progress shared by the loops, for the progress line.
@@ -239,6 +250,36 @@ impl Plan {
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 const PROGRESS_AFTER: Duration = Duration::from_secs(3);
+
+/// A load's timers: the end of the run, and the progress line (the first loop's only).
+struct RunTimers {
+    end: TimerId,
+    progress: Option<TimerId>,
+}
+
+impl RunTimers {
+    fn set<T: Default>(plan: &Plan, event_loop: &mut EventLoop<(), T>) -> RunTimers {
+        let progress = plan
+            .report_progress
+            .then(|| event_loop.set_timer(Instant::now() + PROGRESS_AFTER));
+        RunTimers {
+            end: event_loop.set_timer(plan.deadline),
+            progress,
+        }
+    }
+
+    /// Whether `timer` ends the run; the progress timer prints its line and is set again.
+    fn is_end<T>(&mut self, plan: &Plan, ctl: &mut Control<'_, T>, timer: TimerId) -> bool {
+        if timer == self.end {
+            return true;
+        }
+        if Some(timer) == self.progress {
+            print_progress(plan, ctl.now());
+            self.progress = Some(ctl.set_timer(ctl.now() + PROGRESS_EVERY));
+        }
+        false
+    }
+}
 
 fn print_progress(plan: &Plan, now: Instant) {
     let done = plan.progress.done.load(Ordering::Relaxed);
