@@ -186,7 +186,7 @@ fn lookup(client: &Path) -> Result<()> {
     let stderr = String::from_utf8_lossy(&output.stderr);
     if output.status.success() {
         say!("(resolved: this machine has a network)");
-    } else if stderr.starts_with("lookup tutorialspoint.com www: [Errno ") {
+    } else if stderr.starts_with("greet-client: lookup tutorialspoint.com www: [Errno ") {
         say!("{}(no network here: reported, not fatal)", stderr);
     } else {
         bail!("unexpected lookup failure: {stderr}");
