@@ -293,6 +293,10 @@ fn print_table(rows: &[Row]) {
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let l = &r.load;
+        // No latency when nothing succeeded.
+        let [p50, p99, max] = l.latency_us.map_or([None; 3], |l| {
+            [l.p50, l.p99, l.max].map(|us| Some(f64::from(us)))
+        });
         println!(
             "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {:.1} | {} |",
             r.scenario,
@@ -300,9 +304,9 @@ fn print_table(rows: &[Row]) {
             l.ok,
             l.failures(),
             l.rate,
-            l.latency_us.p50,
-            l.latency_us.p99,
-            l.latency_us.max,
+            number(p50, 0),
+            number(p99, 0),
+            number(max, 0),
             r.server_cpu_us_per_op,
             r.server_peak_rss_kb
         );

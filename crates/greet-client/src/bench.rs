@@ -210,7 +210,7 @@ fn bench(args: &BenchArgs) -> Result<BenchReport> {
     let secs = tally
         .last_done
         .map_or(0.0, |t| t.duration_since(started).as_secs_f64());
-    Ok(report::new(args, tally, secs))
+    Ok(report::new(args, addr, tally, secs))
 }
 
 /// One loop's share of the work.
