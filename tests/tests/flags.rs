@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use e2e::{client, local_client, read_all, set_linger_zero, wait_until, Server, PATIENCE};
+use e2e::{client, local_client, read_all, set_linger_zero, wait_until, Process, Server, PATIENCE};
 
 const GREETING: &[u8] = b"Thank you for connecting";
 
@@ -148,6 +148,63 @@ fn a_second_signal_exits_at_once() {
     assert!(stderr.contains("second signal"), "{stderr}");
     drop(slow);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A zero duration would mean "give up at once" (`--timeout`), or close every connection as
+/// it opens: refused on the command line, status 2, naming the flag, as
+/// `--max-connections 0` is. The server's check is made on a server that would otherwise
+/// start (its readiness line is waited for, so it cannot hang the test).
+#[test]
+fn zero_durations_are_refused_when_parsed() {
+    for args in [
+        &["--host", "127.0.0.1", "--port", "9", "--timeout", "0"][..],
+        &["--host", "127.0.0.1", "--port", "9", "--timeout", "0s"],
+        &[
+            "bench",
+            "--port",
+            "9",
+            "-n",
+            "1",
+            "--duration",
+            "5s",
+            "--timeout",
+            "0",
+        ],
+        &["bench", "--port", "9", "-n", "1", "--duration", "0s"],
+    ] {
+        let out = client(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "greet-client {args:?}: {stderr}"
+        );
+        let flag = args[args.len() - 2];
+        assert!(
+            stderr.contains(flag) && stderr.contains("more than 0"),
+            "greet-client {args:?}: {stderr}"
+        );
+    }
+    for flag in [
+        "--idle-timeout",
+        "--write-timeout",
+        "--proxy-timeout",
+        "--restart-timeout",
+    ] {
+        let mut cmd = std::process::Command::new(e2e::bin("greet-server"));
+        cmd.args(["--host", "127.0.0.1", "--port", "0", flag, "0s"]);
+        match Process::start("greet-server", cmd) {
+            Ok(started) => panic!("greet-server {flag} 0s started: {}", started.ready()),
+            Err(proc_harness::Error::NotReady { status, stderr, .. }) => {
+                assert_eq!(status.and_then(|s| s.code()), Some(2), "{flag}: {stderr}");
+                assert!(
+                    stderr.contains(flag) && stderr.contains("more than 0"),
+                    "{flag}: {stderr}"
+                );
+            }
+            Err(other) => panic!("{other}"),
+        }
+    }
 }
 
 /// A client connected to `server` that has read the start of its greeting (so the server

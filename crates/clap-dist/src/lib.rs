@@ -1,6 +1,7 @@
 //! Shell completions (bash, zsh, fish) and man pages, written from a binary's own clap
 //! definitions so that what ships cannot drift from `--help`; and [`read_file_arg`], how both
-//! binaries read a file named on their command line (a regular file only, bounded).
+//! binaries read a file named on their command line (a regular file only, bounded), and
+//! [`positive_duration`], a duration flag that refuses zero.
 //!
 //! Each binary answers a hidden first argument, `__generate DIR`, before clap parses
 //! anything (so it appears in no help and no completion); `cargo xtask dist` runs the release
@@ -25,8 +26,10 @@
 
 #![deny(missing_docs)]
 
+mod duration_arg;
 mod file_arg;
 
+pub use duration_arg::positive_duration;
 pub use file_arg::{read_file_arg, MESSAGE_MAX};
 
 use std::ffi::OsString;

@@ -65,12 +65,12 @@ pub struct BenchArgs {
 
     /// Stop after this long whatever is left: what is in flight then counts as timed out,
     /// what never started as not started.
-    #[arg(value_hint = clap::ValueHint::Other, long, default_value = "120s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(value_hint = clap::ValueHint::Other, long, default_value = "120s", value_name = "DURATION", value_parser = clap_dist::positive_duration)]
     duration: Duration,
 
     /// Deadline of one connection (from its connect to the end of the reply), one echo
     /// request (from its send to the end of its echo), or one UDP request.
-    #[arg(value_hint = clap::ValueHint::Other, long, default_value = "5s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(value_hint = clap::ValueHint::Other, long, default_value = "5s", value_name = "DURATION", value_parser = clap_dist::positive_duration)]
     timeout: Duration,
 
     /// Event loops, one per thread, sharing N and C.

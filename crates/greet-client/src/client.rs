@@ -47,10 +47,10 @@ pub struct ClientArgs {
     #[arg(value_hint = clap::ValueHint::Other, long, default_value = "300ms", value_name = "DURATION", value_parser = humantime::parse_duration)]
     read_idle: Duration,
 
-    /// Give up when the whole exchange takes longer than this. A host with several
-    /// addresses (localhost: ::1, then 127.0.0.1) has each tried in turn, in getaddrinfo's
-    /// order, within this one timeout.
-    #[arg(value_hint = clap::ValueHint::Other, long, default_value = "10s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    /// Give up when the whole exchange takes longer than this (more than 0). A host with
+    /// several addresses (localhost: ::1, then 127.0.0.1) has each tried in turn, in
+    /// getaddrinfo's order, within this one timeout.
+    #[arg(value_hint = clap::ValueHint::Other, long, default_value = "10s", value_name = "DURATION", value_parser = clap_dist::positive_duration)]
     timeout: Duration,
 }
 
