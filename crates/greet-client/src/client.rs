@@ -149,7 +149,7 @@ fn attempt_deadline(deadline: Instant, left: usize) -> Instant {
 
 /// Reads until EOF, `limit` bytes, or (once something has arrived) `idle` without more;
 /// within the deadline. What arrived before the deadline is the reply; nothing at all is a
-/// timeout.
+/// timeout, and an EOF before any byte an error.
 fn read_reply<S: Read>(
     mut stream: S,
     rule: ReadRule,
@@ -169,6 +169,9 @@ fn read_reply<S: Read>(
         set_timeout(&stream, Some(wait.max(Duration::from_millis(1))))
             .with_context(|| format!("set timeout on {shown}"))?;
         match stream.read(&mut reply[got..]) {
+            // A server that closes without a word (a PROXY-protocol server read directly, a
+            // full one shedding load) has not replied: an empty line would pass for one.
+            Ok(0) if got == 0 => bail!("recv from {shown}: connection closed with no data"),
             Ok(0) => break,
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
