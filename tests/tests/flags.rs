@@ -207,6 +207,58 @@ fn zero_durations_are_refused_when_parsed() {
     }
 }
 
+/// `greet-client help` is the help, and `greet-client HOST PORT` nc's positional form of
+/// `--host HOST --port PORT`; the subcommands keep their names (a host called `lookup` is
+/// given with --host).
+#[test]
+fn help_subcommand_and_positional_host_and_port() {
+    for (args, starts) in [
+        (&["help"][..], "The socket tutorial's client"),
+        (&["help", "lookup"], "The tutorial's lookup script"),
+        (&["help", "bench"], "A load generator"),
+    ] {
+        let out = client(args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        assert!(stdout.starts_with(starts), "{args:?}: {stdout}");
+        assert!(stdout.contains("Usage: greet-client"), "{args:?}: {stdout}");
+    }
+    let server = Server::local(&["--quiet"]);
+    let port = server.port().to_string();
+    for args in [
+        &["127.0.0.1", &port][..],
+        &["--bufsize", "100", "127.0.0.1", &port],
+        &["127.0.0.1", "--port", &port],
+    ] {
+        let out = client(args);
+        assert_eq!(
+            out.stdout, b"Thank you for connecting\n",
+            "{args:?}: {out:?}"
+        );
+    }
+    // The subcommands are still subcommands, and `--host lookup` is the client's flag (over
+    // a Unix socket, so that no name is resolved).
+    let out = client(&["lookup", "127.0.0.1", "80", "--numeric-host"]);
+    assert!(out.stdout.starts_with(b"[(2, "), "{out:?}");
+    let dir = e2e::temp_dir("host-named-lookup");
+    let socket = dir.join("greet.sock");
+    let socket = socket.to_str().expect("UTF-8 temp path");
+    let unix = Server::start(&["--unix", socket, "--quiet"]);
+    let out = client(&["--host", "lookup", "--unix", socket]);
+    assert_eq!(out.stdout, b"Thank you for connecting\n", "{out:?}");
+    drop(unix);
+    let _ = std::fs::remove_dir_all(&dir);
+    // A host or port given twice is a usage error.
+    for args in [
+        &["--host", "127.0.0.1", "127.0.0.1", &port][..],
+        &["127.0.0.1", &port, "--port", &port],
+        &["127.0.0.1", &port, "extra"],
+    ] {
+        let out = client(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+    }
+}
+
 /// A client connected to `server` that has read the start of its greeting (so the server
 /// has accepted it) and reads no more.
 fn slow_reader(server: &Server) -> TcpStream {

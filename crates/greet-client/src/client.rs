@@ -19,6 +19,15 @@ pub struct ClientArgs {
     #[arg(value_hint = clap::ValueHint::Other, long, default_value = "12345", value_parser = port_arg)]
     port: String,
 
+    /// The host, as nc takes it (`greet-client 127.0.0.1 12345`): the same as --host. A host
+    /// named like a subcommand (lookup, bench, help) is given with --host.
+    #[arg(value_hint = clap::ValueHint::Hostname, value_name = "HOST", conflicts_with = "host")]
+    host_arg: Option<String>,
+
+    /// The port, as nc takes it: the same as --port.
+    #[arg(value_hint = clap::ValueHint::Other, value_name = "PORT", conflicts_with = "port", value_parser = port_arg)]
+    port_arg: Option<String>,
+
     /// Use UDP: send a datagram, print the reply; resend on loss until --timeout.
     #[arg(long)]
     udp: bool,
@@ -62,6 +71,18 @@ pub fn port_arg(text: &str) -> Result<String, String> {
         .map_err(|e| e.reason().to_owned())
 }
 
+impl ClientArgs {
+    /// The host named by --host or the HOST argument.
+    fn host(&self) -> Option<&str> {
+        self.host.as_deref().or(self.host_arg.as_deref())
+    }
+
+    /// The port named by the PORT argument, or --port.
+    fn port(&self) -> &str {
+        self.port_arg.as_deref().unwrap_or(&self.port)
+    }
+}
+
 pub fn run(args: &ClientArgs) -> Result<()> {
     let mut reply = exchange(args)?;
     reply.push(b'\n');
@@ -98,9 +119,8 @@ fn exchange(args: &ClientArgs) -> Result<Vec<u8>> {
     } else {
         Transport::Tcp
     };
-    let addrs =
-        resolver::socket_addrs_or_hostname(args.host.as_deref(), &args.port, family, transport)?;
-    let broadcast = args.host.as_deref() == Some("<broadcast>");
+    let addrs = resolver::socket_addrs_or_hostname(args.host(), args.port(), family, transport)?;
+    let broadcast = args.host() == Some("<broadcast>");
     // Each address in turn, as nc and Python's socket.create_connection do; the first that
     // connects (TCP) or answers (UDP) is the one read from. Every failure is reported.
     let mut failures = Vec::new();

@@ -15,18 +15,14 @@ const EXAMPLES: &str = "\
 Examples:
   greet-client                              the tutorial: this host's name, port 12345
   greet-client --host 127.0.0.1 --port 5000 --udp
+  greet-client 127.0.0.1 5000               the same host and port, as nc takes them
   greet-client --unix /tmp/greet.sock
   greet-client lookup localhost www         [(2, 1, 6, '', ('127.0.0.1', 80))] and the hostname
   greet-client --udp --host '<broadcast>' --port 5000   (sets SO_BROADCAST)";
 
 /// The socket tutorial's client: connect, print what the server sends, close.
 #[derive(Debug, Parser)]
-#[command(
-    version,
-    after_help = EXAMPLES,
-    args_conflicts_with_subcommands = true,
-    disable_help_subcommand = true
-)]
+#[command(version, after_help = EXAMPLES, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(flatten)]
     client: client::ClientArgs,
