@@ -36,7 +36,7 @@ use names::{Scenario, ServerName};
 // What the sections in their own modules (pairs, ir) reach as `super::`.
 use measure::{build_c, report_of, start};
 use names::serialize_as_display;
-use verdict::{median, ratio};
+use verdict::{median_where, ratio};
 
 mod echo;
 mod idle;

@@ -235,6 +235,28 @@ impl Plan {
         self.progress.done.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Opens a connection load's first connections, one per slot of `pool` up to this
+    /// loop's share, each connection's netcore state its slot number; a connect that fails
+    /// at once frees its slot and is counted in `tally`.
+    fn connect_first<S>(
+        &self,
+        event_loop: &mut EventLoop<(), usize>,
+        pool: &mut pool::SlotPool<S>,
+        tally: &mut Tally,
+        state: impl Fn(usize) -> S,
+    ) {
+        for _ in 0..self.concurrency.min(self.total) {
+            let Some(slot) = pool.start(Instant::now(), &state) else {
+                break;
+            };
+            if let Err(e) = event_loop.connect(self.addr, slot) {
+                pool.finish(slot);
+                count_io_error(&mut tally.errors, e.io_error().kind());
+                self.record_done(tally, Instant::now());
+            }
+        }
+    }
+
     /// A loop for one load thread; `T` is its handler's state per connection.
     fn event_loop<T: Default>(&self) -> Result<EventLoop<(), T>> {
         let config = Config {

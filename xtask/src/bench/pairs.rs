@@ -17,7 +17,9 @@ use anyhow::{bail, Context, Result};
 use proc_harness::Process;
 use serde::Serialize;
 
-use super::{median, number, ratio, serialize_as_display, start, ServerName, ServerSpec, Tools};
+use super::{
+    median_where, number, ratio, serialize_as_display, start, ServerName, ServerSpec, Tools,
+};
 use crate::root;
 
 /// What netcore is held to: server CPU per request at most this many times tokio's.
@@ -471,12 +473,7 @@ fn parse_redis_benchmark(out: &str) -> Result<ClientReport> {
 
 fn summarize(workload: Workload, runs: &[Run]) -> WorkloadSummary {
     let of = |engine: Engine, f: fn(&Run) -> f64| {
-        let v: Vec<f64> = runs
-            .iter()
-            .filter(|r| r.workload == workload && r.engine == engine)
-            .map(f)
-            .collect();
-        (!v.is_empty()).then(|| median(&v))
+        median_where(runs, |r| r.workload == workload && r.engine == engine, f)
     };
     let cpu = |engine| of(engine, |r| r.server_cpu_us_per_req);
     let rate = |engine| of(engine, |r| r.rate);

@@ -225,11 +225,16 @@ pub(super) fn median_of(
     server: ServerName,
     f: impl Fn(&Row) -> f64,
 ) -> Option<f64> {
-    let v: Vec<f64> = rows
-        .iter()
-        .filter(|r| r.scenario == scenario && r.server == server)
-        .map(f)
-        .collect();
+    median_where(rows, |r| r.scenario == scenario && r.server == server, f)
+}
+
+/// The median of `f` over the measurements `keep` selects; `None` when it selects none.
+pub(super) fn median_where<T>(
+    measured: &[T],
+    keep: impl Fn(&T) -> bool,
+    f: impl Fn(&T) -> f64,
+) -> Option<f64> {
+    let v: Vec<f64> = measured.iter().filter(|m| keep(m)).map(f).collect();
     (!v.is_empty()).then(|| median(&v))
 }
 

@@ -9,14 +9,12 @@
 //! another connection's bytes is caught. A request is one message and its whole echo; its
 //! latency runs from the send to the last byte of the echo, and `--timeout` bounds it.
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use anyhow::Result;
 use netcore::{Closed, Conn, Control, Handler, TimerId};
+use std::sync::Arc;
 
 use super::pool::{Slot, SlotPool};
-use super::{count_close, count_io_error, Plan, RunTimers, Tally};
+use super::{count_close, Plan, RunTimers, Tally};
 
 /// Distinct message offsets into the pattern.
 const SHIFTS: usize = 256;
@@ -99,8 +97,8 @@ struct EchoLoad {
     echo: EchoPlan,
     /// Connections (out of `plan.total`), each in a slot whose number is its netcore state.
     pool: SlotPool<Requests>,
-    /// Requests started (the first of a connection when its connect starts).
-    started_requests: u64,
+    /// Requests started after a connection's first (which starts with its connect).
+    later_requests: u64,
     tally: Tally,
     timers: RunTimers,
 }
@@ -112,37 +110,23 @@ pub(super) fn run(plan: Plan, echo: EchoPlan) -> Result<Tally> {
         timers: RunTimers::set(&plan, &mut event_loop),
         plan,
         echo,
-        started_requests: 0,
+        later_requests: 0,
         tally: Tally::default(),
     };
-    for _ in 0..load.plan.concurrency.min(load.plan.total) {
-        let Some(tag) = load.start(Instant::now()) else {
-            break;
-        };
-        if let Err(e) = event_loop.connect(load.plan.addr, tag) {
-            load.pool.finish(tag);
-            count_io_error(&mut load.tally.errors, e.io_error().kind());
-            load.plan.record_done(&mut load.tally, Instant::now());
-        }
-    }
+    let (plan, pool, tally) = (&load.plan, &mut load.pool, &mut load.tally);
+    plan.connect_first(&mut event_loop, pool, tally, Requests::first);
     if load.pool.in_flight() > 0 {
         event_loop.run(&mut load)?;
     }
     if load.echo.requests > 0 {
         let planned = load.plan.total.saturating_mul(load.echo.requests);
-        load.tally.not_started = planned.saturating_sub(load.started_requests);
+        let started = load.pool.started() + load.later_requests;
+        load.tally.not_started = planned.saturating_sub(started);
     }
     Ok(load.tally)
 }
 
 impl EchoLoad {
-    /// Starts a connection in a free slot; its first request counts as started.
-    fn start(&mut self, now: Instant) -> Option<usize> {
-        let tag = self.pool.start(now, Requests::first)?;
-        self.started_requests += 1;
-        Some(tag)
-    }
-
     /// Sends the next message on `conn`, or closes it when its requests are done.
     fn next_request(&mut self, conn: &mut Conn<'_, usize>) {
         let tag = *conn.state();
@@ -164,7 +148,7 @@ impl EchoLoad {
         requests.wrong = false;
         requests.waiting = true;
         slot.since = now;
-        self.started_requests += 1;
+        self.later_requests += 1;
         conn.set_deadline(Some(now + self.plan.timeout));
         conn.send(self.echo.message(requests.offset));
     }
@@ -259,7 +243,7 @@ impl Handler<(), usize> for EchoLoad {
                 self.plan.record_done(&mut self.tally, ctl.now());
             }
         }
-        if let Some(tag) = self.start(ctl.now()) {
+        if let Some(tag) = self.pool.start(ctl.now(), Requests::first) {
             ctl.connect(self.plan.addr, tag);
         }
         if self.pool.drained() {

@@ -109,6 +109,11 @@ impl<S> SlotPool<S> {
         self.in_flight() == 0 && (self.over || self.started >= self.total)
     }
 
+    /// Operations started so far.
+    pub fn started(&self) -> u64 {
+        self.started
+    }
+
     /// Operations that never started.
     pub fn not_started(&self) -> u64 {
         self.total - self.started

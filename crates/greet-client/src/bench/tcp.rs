@@ -4,13 +4,11 @@
 //! a reply that differs or runs past the expected one is counted wrong as soon as it does,
 //! and the connection aborted.
 
-use std::time::Instant;
-
 use anyhow::Result;
 use netcore::{Closed, Conn, Control, Handler, TimerId};
 
 use super::pool::{Slot, SlotPool};
-use super::{count_close, count_io_error, Plan, RunTimers, Tally};
+use super::{count_close, Plan, RunTimers, Tally};
 
 struct TcpLoad {
     plan: Plan,
@@ -34,16 +32,8 @@ pub(super) fn run(plan: Plan) -> Result<Tally> {
         plan,
         tally: Tally::default(),
     };
-    for _ in 0..load.plan.concurrency.min(load.plan.total) {
-        let Some(slot) = load.pool.start(Instant::now(), |_| Reply::default()) else {
-            break;
-        };
-        if let Err(e) = event_loop.connect(load.plan.addr, slot) {
-            load.pool.finish(slot);
-            count_io_error(&mut load.tally.errors, e.io_error().kind());
-            load.plan.record_done(&mut load.tally, Instant::now());
-        }
-    }
+    let (plan, pool, tally) = (&load.plan, &mut load.pool, &mut load.tally);
+    plan.connect_first(&mut event_loop, pool, tally, |_| Reply::default());
     if load.pool.in_flight() > 0 {
         event_loop.run(&mut load)?;
     }
