@@ -1,6 +1,6 @@
-//! greet-server's duration flags (--idle-timeout, --write-timeout, --proxy-timeout) through
-//! its own clap definitions, and its address flags (--host, --port) through the resolver
-//! they are handed to, numeric hosts only: the invariants of
+//! greet-server's duration flags (--idle-timeout, --write-timeout, --proxy-timeout,
+//! --restart-timeout) through its own clap definitions, and its address flags (--host,
+//! --port) through the resolver they are handed to, numeric hosts only: the invariants of
 //! `crates/greet-server/tests/invariants` and `crates/resolver/tests/it/invariants`.
 #![no_main]
 

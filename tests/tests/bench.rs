@@ -26,7 +26,7 @@ fn every_connection_is_checked_and_counted() {
     assert_eq!(r.ok, 2000, "{r:?}");
     assert_eq!(r.errors.total, 0, "{r:?}");
     assert!(r.rate > 0.0);
-    let lat = r.latency_us;
+    let lat = r.latency_us.expect("latencies of 2000 connections");
     assert!(lat.p50 <= lat.p90, "{r:?}");
     assert!(lat.p90 <= lat.p99, "{r:?}");
     assert!(lat.p99 <= lat.max, "{r:?}");
@@ -121,6 +121,44 @@ fn the_table_is_for_humans() {
     }
 }
 
+/// The table says what it loaded, and a run where nothing succeeded has no latency to show
+/// (not `p50 0 us`); its JSON document says so with `null`, typed as `Option`.
+#[test]
+fn the_table_names_its_target_and_no_latency_when_nothing_succeeded() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port().to_string()
+    };
+    let target = format!("127.0.0.1:{port}");
+    let out = client(&["bench", "--port", &port, "-n", "5", "-c", "5"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |label: &str| {
+        text.lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no {label} line in {text}"))
+            .to_owned()
+    };
+    assert_eq!(line("target "), format!("target       {target}"), "{text}");
+    assert_eq!(
+        line("latency "),
+        "latency      n/a (none succeeded)",
+        "{text}"
+    );
+    let (_, r) = bench(&["--port", &port, "-n", "5", "-c", "5"]);
+    assert_eq!(r.target, target, "{r:?}");
+    assert_eq!(r.latency_us, None, "{r:?}");
+    let server = Server::local(&["--quiet"]);
+    let port = server.port().to_string();
+    let out = client(&["bench", "--port", &port, "-n", "5", "-c", "5"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("target       127.0.0.1:{port}\n")),
+        "{text}"
+    );
+    assert!(text.contains("latency      p50 "), "{text}");
+}
+
 // ---- Echo ---------------------------------------------------------------------------
 
 /// netcore's `examples/echo.rs`, built once per test process (only that example: the
@@ -197,7 +235,7 @@ fn echo_requests_against_netcore_are_all_checked_and_counted() {
         assert_eq!(r.errors.total, 0, "{r:?}");
         assert_eq!(r.echo.expect("echo info").wrong_bytes, 0, "{r:?}");
         assert_eq!(r.not_started, 0, "{r:?}");
-        let lat = r.latency_us;
+        let lat = r.latency_us.expect("latencies of 1000 requests");
         assert!(lat.p50 <= lat.p99, "{r:?}");
         assert!(lat.p99 <= lat.max, "{r:?}");
     }

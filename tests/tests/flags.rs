@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use e2e::{client, local_client, read_all, set_linger_zero, wait_until, Server, PATIENCE};
+use e2e::{client, local_client, read_all, set_linger_zero, wait_until, Process, Server, PATIENCE};
 
 const GREETING: &[u8] = b"Thank you for connecting";
 
@@ -148,6 +148,115 @@ fn a_second_signal_exits_at_once() {
     assert!(stderr.contains("second signal"), "{stderr}");
     drop(slow);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A zero duration would mean "give up at once" (`--timeout`), or close every connection as
+/// it opens: refused on the command line, status 2, naming the flag, as
+/// `--max-connections 0` is. The server's check is made on a server that would otherwise
+/// start (its readiness line is waited for, so it cannot hang the test).
+#[test]
+fn zero_durations_are_refused_when_parsed() {
+    for args in [
+        &["--host", "127.0.0.1", "--port", "9", "--timeout", "0"][..],
+        &["--host", "127.0.0.1", "--port", "9", "--timeout", "0s"],
+        &[
+            "bench",
+            "--port",
+            "9",
+            "-n",
+            "1",
+            "--duration",
+            "5s",
+            "--timeout",
+            "0",
+        ],
+        &["bench", "--port", "9", "-n", "1", "--duration", "0s"],
+    ] {
+        let out = client(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "greet-client {args:?}: {stderr}"
+        );
+        let flag = args[args.len() - 2];
+        assert!(
+            stderr.contains(flag) && stderr.contains("more than 0"),
+            "greet-client {args:?}: {stderr}"
+        );
+    }
+    for flag in [
+        "--idle-timeout",
+        "--write-timeout",
+        "--proxy-timeout",
+        "--restart-timeout",
+    ] {
+        let mut cmd = std::process::Command::new(e2e::bin("greet-server"));
+        cmd.args(["--host", "127.0.0.1", "--port", "0", flag, "0s"]);
+        match Process::start("greet-server", cmd) {
+            Ok(started) => panic!("greet-server {flag} 0s started: {}", started.ready()),
+            Err(proc_harness::Error::NotReady { status, stderr, .. }) => {
+                assert_eq!(status.and_then(|s| s.code()), Some(2), "{flag}: {stderr}");
+                assert!(
+                    stderr.contains(flag) && stderr.contains("more than 0"),
+                    "{flag}: {stderr}"
+                );
+            }
+            Err(other) => panic!("{other}"),
+        }
+    }
+}
+
+/// `greet-client help` is the help, and `greet-client HOST PORT` nc's positional form of
+/// `--host HOST --port PORT`; the subcommands keep their names (a host called `lookup` is
+/// given with --host).
+#[test]
+fn help_subcommand_and_positional_host_and_port() {
+    for (args, starts) in [
+        (&["help"][..], "The socket tutorial's client"),
+        (&["help", "lookup"], "The tutorial's lookup script"),
+        (&["help", "bench"], "A load generator"),
+    ] {
+        let out = client(args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        assert!(stdout.starts_with(starts), "{args:?}: {stdout}");
+        assert!(stdout.contains("Usage: greet-client"), "{args:?}: {stdout}");
+    }
+    let server = Server::local(&["--quiet"]);
+    let port = server.port().to_string();
+    for args in [
+        &["127.0.0.1", &port][..],
+        &["--bufsize", "100", "127.0.0.1", &port],
+        &["127.0.0.1", "--port", &port],
+    ] {
+        let out = client(args);
+        assert_eq!(
+            out.stdout, b"Thank you for connecting\n",
+            "{args:?}: {out:?}"
+        );
+    }
+    // The subcommands are still subcommands, and `--host lookup` is the client's flag (over
+    // a Unix socket, so that no name is resolved).
+    let out = client(&["lookup", "127.0.0.1", "80", "--numeric-host"]);
+    assert!(out.stdout.starts_with(b"[(2, "), "{out:?}");
+    let dir = e2e::temp_dir("host-named-lookup");
+    let socket = dir.join("greet.sock");
+    let socket = socket.to_str().expect("UTF-8 temp path");
+    let unix = Server::start(&["--unix", socket, "--quiet"]);
+    let out = client(&["--host", "lookup", "--unix", socket]);
+    assert_eq!(out.stdout, b"Thank you for connecting\n", "{out:?}");
+    drop(unix);
+    let _ = std::fs::remove_dir_all(&dir);
+    // A host or port given twice is a usage error.
+    for args in [
+        &["--host", "127.0.0.1", "127.0.0.1", &port][..],
+        &["127.0.0.1", &port, "--port", &port],
+        &["127.0.0.1", &port, "extra"],
+    ] {
+        let out = client(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+    }
 }
 
 /// A client connected to `server` that has read the start of its greeting (so the server

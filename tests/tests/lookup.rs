@@ -32,7 +32,7 @@ def gni(c):
         r = socket.getnameinfo((c["host"], c["port"]), c["flags"])
     except socket.gaierror as e:
         return {"code": 1, "errno": e.errno, "strerror": e.strerror}
-    return {"code": 0, "stdout": pprint.pformat(r) + "\n" + socket.gethostname() + "\n"}
+    return {"code": 0, "stdout": pprint.pformat(r) + "\n"}
 
 cases = json.load(sys.stdin)
 json.dump([gai(c) if c["op"] == "gai" else gni(c) for c in cases], sys.stdout)
@@ -172,7 +172,7 @@ fn check(cases: &[Case]) {
             let strerror = want["strerror"].as_str().expect("strerror");
             assert_eq!(
                 stderr,
-                format!("{label}: [Errno {errno}] {strerror}\n"),
+                format!("greet-client: {label}: [Errno {errno}] {strerror}\n"),
                 "lookup {args:?}"
             );
             if args.contains(&"--json") {
@@ -327,6 +327,34 @@ fn reverse_lookups_match_python() {
     }
 }
 
+/// The tutorial prints the hostname after getaddrinfo's list only: a reverse lookup prints
+/// its (host, service) pair alone, and its JSON document holds just those two.
+#[test]
+fn reverse_prints_the_pair_without_the_hostname() {
+    let out = lookup(&[
+        "--reverse",
+        "127.0.0.1",
+        "80",
+        "--numeric-host",
+        "--numeric-serv",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "('127.0.0.1', '80')\n"
+    );
+    let out = lookup(&[
+        "--reverse",
+        "::1",
+        "22",
+        "--numeric-host",
+        "--numeric-serv",
+        "--json",
+    ]);
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc, json!({"host": "::1", "service": "22"}));
+}
+
 #[test]
 fn reverse_failure_is_reported() {
     // 192.0.2.1 has no name, and --numeric-host --name-required refuses without asking DNS.
@@ -341,7 +369,7 @@ fn reverse_failure_is_reported() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.starts_with("lookup --reverse 192.0.2.1 80: [Errno "),
+        stderr.starts_with("greet-client: lookup --reverse 192.0.2.1 80: [Errno "),
         "{stderr}"
     );
     let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
@@ -355,12 +383,12 @@ fn deliberate_differences_are_errors() {
     for (args, message, code) in [
         (
             vec!["127.0.0.1", "70000"],
-            "lookup 127.0.0.1 70000: [Errno -8] Servname not supported for ai_socktype\n",
+            "greet-client: lookup 127.0.0.1 70000: [Errno -8] Servname not supported for ai_socktype\n",
             json!(-8),
         ),
         (
             vec!["a..b", "80"],
-            "lookup a..b 80: label empty or too long\n",
+            "greet-client: lookup a..b 80: label empty or too long\n",
             Value::Null,
         ),
     ] {

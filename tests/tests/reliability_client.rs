@@ -181,6 +181,47 @@ fn bench_echo_timeout_bounds_each_whole_request_not_each_read() {
 
 // ---- stdout and stderr that cannot be written ------------------------------------------
 
+/// A direct client of a `--proxy-protocol` server sends no PROXY header, so the server
+/// closes without a word once its header deadline passes: that is an error, not an empty
+/// reply (which would print an empty line and exit 0). The same for any peer that closes
+/// without sending anything, over TCP or a Unix socket.
+#[test]
+fn a_server_that_closes_without_sending_anything_is_an_error() {
+    let server = Server::local(&["--quiet", "--proxy-protocol", "--proxy-timeout", "100ms"]);
+    let port = server.port().to_string();
+    let out = e2e::local_client(&port, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        stderr,
+        format!("greet-client: recv from ('127.0.0.1', {port}): connection closed with no data\n")
+    );
+    assert!(out.stdout.is_empty(), "{out:?}");
+
+    let port = serve_each(1, drop);
+    let out = e2e::local_client(port, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr.ends_with(": connection closed with no data\n"),
+        "{stderr}"
+    );
+
+    let dir = e2e::temp_dir("closes-without-data");
+    let path = dir.join("silent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+    // Not joined: were the client not to connect, the test fails on its status instead.
+    std::thread::spawn(move || drop(listener.accept()));
+    let out = client(&["--unix", path.to_str().expect("UTF-8 temp path")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr.ends_with(": connection closed with no data\n"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn assert_no_panic(out: &std::process::Output) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(101), "panicked: {stderr}");

@@ -177,28 +177,18 @@ fn serve_all(srv: &Process, client: &Path, unix: &str) -> Result<()> {
 /// have: its failure is reported, not fatal. Then a lookup that resolves offline.
 fn lookup(client: &Path) -> Result<()> {
     say!("\n## The lookup script: getaddrinfo and gethostname");
-    say!("$ greet-client lookup tutorialspoint.com www");
-    let output = Command::new(client)
-        .args(["lookup", "tutorialspoint.com", "www"])
-        .output()
-        .context("start greet-client")?;
-    write_out(&String::from_utf8_lossy(&output.stdout))?;
+    let output = shown_client(client, &["lookup", "tutorialspoint.com", "www"])?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     if output.status.success() {
         say!("(resolved: this machine has a network)");
-    } else if stderr.starts_with("lookup tutorialspoint.com www: [Errno ") {
+    } else if stderr.starts_with("greet-client: lookup tutorialspoint.com www: [Errno ") {
         say!("{}(no network here: reported, not fatal)", stderr);
     } else {
         bail!("unexpected lookup failure: {stderr}");
     }
 
-    say!("$ greet-client lookup localhost www");
-    let output = Command::new(client)
-        .args(["lookup", "localhost", "www"])
-        .output()
-        .context("start greet-client")?;
+    let output = shown_client(client, &["lookup", "localhost", "www"])?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    write_out(&stdout)?;
     if !output.status.success() {
         bail!(
             "lookup localhost www failed: {}",
@@ -216,14 +206,21 @@ fn lookup(client: &Path) -> Result<()> {
     Ok(())
 }
 
-fn run_client(client: &Path, args: &[&str]) -> Result<()> {
+/// `greet-client ARGS` as a user types it: the command line, then what it prints on stdout.
+fn shown_client(client: &Path, args: &[&str]) -> Result<std::process::Output> {
     say!("$ greet-client {}", args.join(" "));
     let output = Command::new(client)
         .args(args)
         .output()
         .context("start greet-client")?;
+    write_out(&String::from_utf8_lossy(&output.stdout))?;
+    Ok(output)
+}
+
+/// The tutorial's client, which must print the greeting.
+fn run_client(client: &Path, args: &[&str]) -> Result<()> {
+    let output = shown_client(client, args)?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    write_out(&stdout)?;
     eprint!("{}", String::from_utf8_lossy(&output.stderr));
     if !output.status.success() {
         bail!("greet-client exited with {}", output.status);

@@ -3,12 +3,15 @@
 //! these types (a misspelt field is a compile error, not a silent `null`).
 //!
 //! ```json
-//! {"mode":"tcp","echo":null,"planned":2000,"concurrency":32,"threads":2,"ok":2000,
+//! {"mode":"tcp","target":"127.0.0.1:12345","echo":null,"planned":2000,"concurrency":32,
+//!  "threads":2,"ok":2000,
 //!  "errors":{"total":0,"refused":0,"reset":0,"timeout":0,"addr_not_available":0,
 //!            "wrong_payload":0,"other":0},
 //!  "not_started":0,"stray":0,"secs":0.21,"rate":9523.8,
 //!  "latency_us":{"p50":410,"p90":800,"p99":1500,"max":2100}}
 //! ```
+//!
+//! `latency_us` is `null` when no operation succeeded: there is no latency to show.
 
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +43,8 @@ impl Mode {
 pub struct BenchReport {
     /// What was measured.
     pub mode: Mode,
+    /// The address loaded, e.g. `127.0.0.1:12345` or `[::1]:12345`.
+    pub target: String,
     /// Echo runs only: the echo parameters and checks.
     pub echo: Option<EchoInfo>,
     /// Operations planned (connections, requests).
@@ -60,8 +65,9 @@ pub struct BenchReport {
     pub secs: f64,
     /// `ok` per second.
     pub rate: f64,
-    /// Latency percentiles of the completed operations, in microseconds.
-    pub latency_us: Latency,
+    /// Latency percentiles of the operations that succeeded, in microseconds; `None` when
+    /// none did.
+    pub latency_us: Option<Latency>,
 }
 
 impl BenchReport {
@@ -119,7 +125,7 @@ impl ErrorCounts {
     }
 }
 
-/// Latency percentiles (nearest rank), in microseconds; all 0 when nothing completed.
+/// Latency percentiles (nearest rank), in microseconds.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Latency {
     /// Median.
@@ -155,6 +161,7 @@ mod tests {
     fn the_document_round_trips_with_the_field_names_readers_expect() {
         let report = BenchReport {
             mode: Mode::Echo,
+            target: "[::1]:7".to_string(),
             echo: Some(EchoInfo {
                 size: 64,
                 requests_per_connection: 0,
@@ -176,16 +183,16 @@ mod tests {
             stray: 0,
             secs: 1.5,
             rate: 8.0,
-            latency_us: Latency {
+            latency_us: Some(Latency {
                 p50: 1,
                 p90: 2,
                 p99: 3,
                 max: 4,
-            },
+            }),
         };
         let text = serde_json::to_string(&report).unwrap();
         for field in [
-            r#""mode":"echo""#,
+            r#""mode":"echo","target":"[::1]:7""#,
             r#""total":4"#,
             r#""wrong_bytes":3"#,
             r#""latency_us":{"p50":1,"p90":2,"p99":3,"max":4}"#,
@@ -196,11 +203,13 @@ mod tests {
         assert_eq!(back, report);
         assert_eq!(back.failures(), 6);
         assert_eq!(back.wrong_bytes(), 3);
-        let tcp = r#"{"mode":"tcp","echo":null,"planned":1,"concurrency":1,"threads":1,"ok":1,
-            "errors":{"total":0,"refused":0,"reset":0,"timeout":0,"addr_not_available":0,
-            "wrong_payload":0,"other":0},"not_started":0,"stray":0,"secs":0.1,"rate":10.0,
-            "latency_us":{"p50":5,"p90":5,"p99":5,"max":5}}"#;
+        let tcp = r#"{"mode":"tcp","target":"127.0.0.1:9","echo":null,"planned":1,
+            "concurrency":1,"threads":1,"ok":0,
+            "errors":{"total":1,"refused":1,"reset":0,"timeout":0,"addr_not_available":0,
+            "wrong_payload":0,"other":0},"not_started":0,"stray":0,"secs":0.1,"rate":0.0,
+            "latency_us":null}"#;
         let tcp: BenchReport = serde_json::from_str(tcp).unwrap();
         assert_eq!((tcp.mode, tcp.wrong_bytes()), (Mode::Tcp, 0));
+        assert_eq!(tcp.latency_us, None, "nothing succeeded");
     }
 }

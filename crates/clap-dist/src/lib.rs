@@ -1,7 +1,8 @@
 //! Shell completions (bash, zsh, fish) and man pages, written from a binary's own clap
 //! definitions so that what ships cannot drift from `--help` (the man pages with the
-//! sections clap does not hold: [`ManPage`]); and [`read_file_arg`], how both
-//! binaries read a file named on their command line (a regular file only, bounded).
+//! sections clap does not hold: [`ManPage`]); [`read_file_arg`], how both binaries read a
+//! file named on their command line (a regular file only, bounded); and
+//! [`positive_duration`], a duration flag that refuses zero.
 //!
 //! Each binary answers a hidden first argument, `__generate DIR`, before clap parses
 //! anything (so it appears in no help and no completion); `cargo xtask dist` runs the release
@@ -31,9 +32,11 @@
 
 #![deny(missing_docs)]
 
+mod duration_arg;
 mod file_arg;
 mod man;
 
+pub use duration_arg::positive_duration;
 pub use file_arg::{read_file_arg, MESSAGE_MAX};
 pub use man::{examples_help, man_pages, Example, ManPage, Section};
 

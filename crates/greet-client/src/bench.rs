@@ -8,6 +8,7 @@
 //! deadline and the whole run a time bound, so it never hangs.
 
 mod echo;
+mod pool;
 mod report;
 mod tcp;
 mod udp;
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use bench_report::{BenchReport, ErrorCounts};
-use netcore::{CloseReason, Config, EventLoop};
+use netcore::{CloseReason, Config, Control, EventLoop, TimerId};
 use resolver::{Family, Transport};
 
 #[derive(Debug, clap::Args)]
@@ -64,12 +65,12 @@ pub struct BenchArgs {
 
     /// Stop after this long whatever is left: what is in flight then counts as timed out,
     /// what never started as not started.
-    #[arg(value_hint = clap::ValueHint::Other, long, default_value = "120s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(value_hint = clap::ValueHint::Other, long, default_value = "120s", value_name = "DURATION", value_parser = clap_dist::positive_duration)]
     duration: Duration,
 
     /// Deadline of one connection (from its connect to the end of the reply), one echo
     /// request (from its send to the end of its echo), or one UDP request.
-    #[arg(value_hint = clap::ValueHint::Other, long, default_value = "5s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(value_hint = clap::ValueHint::Other, long, default_value = "5s", value_name = "DURATION", value_parser = clap_dist::positive_duration)]
     timeout: Duration,
 
     /// Event loops, one per thread, sharing N and C.
@@ -120,6 +121,16 @@ struct Tally {
     unfinished: u64,
     latencies_us: Vec<u32>,
     last_done: Option<Instant>,
+}
+
+impl Tally {
+    /// Counts an operation that succeeded, begun `since`.
+    fn succeeded(&mut self, since: Instant, now: Instant) {
+        self.ok += 1;
+        let us = now.duration_since(since).as_micros();
+        self.latencies_us
+            .push(u32::try_from(us).unwrap_or(u32::MAX));
+    }
 }
 
 /// Progress shared by the loops, for the progress line.
@@ -199,7 +210,7 @@ fn bench(args: &BenchArgs) -> Result<BenchReport> {
     let secs = tally
         .last_done
         .map_or(0.0, |t| t.duration_since(started).as_secs_f64());
-    Ok(report::new(args, tally, secs))
+    Ok(report::new(args, addr, tally, secs))
 }
 
 /// One loop's share of the work.
@@ -224,6 +235,28 @@ impl Plan {
         self.progress.done.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Opens a connection load's first connections, one per slot of `pool` up to this
+    /// loop's share, each connection's netcore state its slot number; a connect that fails
+    /// at once frees its slot and is counted in `tally`.
+    fn connect_first<S>(
+        &self,
+        event_loop: &mut EventLoop<(), usize>,
+        pool: &mut pool::SlotPool<S>,
+        tally: &mut Tally,
+        state: impl Fn(usize) -> S,
+    ) {
+        for _ in 0..self.concurrency.min(self.total) {
+            let Some(slot) = pool.start(Instant::now(), &state) else {
+                break;
+            };
+            if let Err(e) = event_loop.connect(self.addr, slot) {
+                pool.finish(slot);
+                count_io_error(&mut tally.errors, e.io_error().kind());
+                self.record_done(tally, Instant::now());
+            }
+        }
+    }
+
     /// A loop for one load thread; `T` is its handler's state per connection.
     fn event_loop<T: Default>(&self) -> Result<EventLoop<(), T>> {
         let config = Config {
@@ -239,6 +272,36 @@ impl Plan {
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 const PROGRESS_AFTER: Duration = Duration::from_secs(3);
+
+/// A load's timers: the end of the run, and the progress line (the first loop's only).
+struct RunTimers {
+    end: TimerId,
+    progress: Option<TimerId>,
+}
+
+impl RunTimers {
+    fn set<T: Default>(plan: &Plan, event_loop: &mut EventLoop<(), T>) -> RunTimers {
+        let progress = plan
+            .report_progress
+            .then(|| event_loop.set_timer(Instant::now() + PROGRESS_AFTER));
+        RunTimers {
+            end: event_loop.set_timer(plan.deadline),
+            progress,
+        }
+    }
+
+    /// Whether `timer` ends the run; the progress timer prints its line and is set again.
+    fn is_end<T>(&mut self, plan: &Plan, ctl: &mut Control<'_, T>, timer: TimerId) -> bool {
+        if timer == self.end {
+            return true;
+        }
+        if Some(timer) == self.progress {
+            print_progress(plan, ctl.now());
+            self.progress = Some(ctl.set_timer(ctl.now() + PROGRESS_EVERY));
+        }
+        false
+    }
+}
 
 fn print_progress(plan: &Plan, now: Instant) {
     let done = plan.progress.done.load(Ordering::Relaxed);

@@ -19,6 +19,15 @@ pub struct ClientArgs {
     #[arg(value_hint = clap::ValueHint::Other, long, default_value = "12345", value_parser = port_arg)]
     port: String,
 
+    /// The host, as nc takes it (`greet-client 127.0.0.1 12345`): the same as --host. A host
+    /// named like a subcommand (lookup, bench, help) is given with --host.
+    #[arg(value_hint = clap::ValueHint::Hostname, value_name = "HOST", conflicts_with = "host")]
+    host_arg: Option<String>,
+
+    /// The port, as nc takes it: the same as --port.
+    #[arg(value_hint = clap::ValueHint::Other, value_name = "PORT", conflicts_with = "port", value_parser = port_arg)]
+    port_arg: Option<String>,
+
     /// Use UDP: send a datagram, print the reply; resend on loss until --timeout.
     #[arg(long)]
     udp: bool,
@@ -47,10 +56,10 @@ pub struct ClientArgs {
     #[arg(value_hint = clap::ValueHint::Other, long, default_value = "300ms", value_name = "DURATION", value_parser = humantime::parse_duration)]
     read_idle: Duration,
 
-    /// Give up when the whole exchange takes longer than this. A host with several
-    /// addresses (localhost: ::1, then 127.0.0.1) has each tried in turn, in getaddrinfo's
-    /// order, within this one timeout.
-    #[arg(value_hint = clap::ValueHint::Other, long, default_value = "10s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    /// Give up when the whole exchange takes longer than this (more than 0). A host with
+    /// several addresses (localhost: ::1, then 127.0.0.1) has each tried in turn, in
+    /// getaddrinfo's order, within this one timeout.
+    #[arg(value_hint = clap::ValueHint::Other, long, default_value = "10s", value_name = "DURATION", value_parser = clap_dist::positive_duration)]
     timeout: Duration,
 }
 
@@ -60,6 +69,18 @@ pub fn port_arg(text: &str) -> Result<String, String> {
     resolver::check_port(text)
         .map(|()| text.to_owned())
         .map_err(|e| e.reason().to_owned())
+}
+
+impl ClientArgs {
+    /// The host named by --host or the HOST argument.
+    fn host(&self) -> Option<&str> {
+        self.host.as_deref().or(self.host_arg.as_deref())
+    }
+
+    /// The port named by the PORT argument, or --port.
+    fn port(&self) -> &str {
+        self.port_arg.as_deref().unwrap_or(&self.port)
+    }
 }
 
 pub fn run(args: &ClientArgs) -> Result<()> {
@@ -98,9 +119,8 @@ fn exchange(args: &ClientArgs) -> Result<Vec<u8>> {
     } else {
         Transport::Tcp
     };
-    let addrs =
-        resolver::socket_addrs_or_hostname(args.host.as_deref(), &args.port, family, transport)?;
-    let broadcast = args.host.as_deref() == Some("<broadcast>");
+    let addrs = resolver::socket_addrs_or_hostname(args.host(), args.port(), family, transport)?;
+    let broadcast = args.host() == Some("<broadcast>");
     // Each address in turn, as nc and Python's socket.create_connection do; the first that
     // connects (TCP) or answers (UDP) is the one read from. Every failure is reported.
     let mut failures = Vec::new();
@@ -149,7 +169,7 @@ fn attempt_deadline(deadline: Instant, left: usize) -> Instant {
 
 /// Reads until EOF, `limit` bytes, or (once something has arrived) `idle` without more;
 /// within the deadline. What arrived before the deadline is the reply; nothing at all is a
-/// timeout.
+/// timeout, and an EOF before any byte an error.
 fn read_reply<S: Read>(
     mut stream: S,
     rule: ReadRule,
@@ -169,6 +189,9 @@ fn read_reply<S: Read>(
         set_timeout(&stream, Some(wait.max(Duration::from_millis(1))))
             .with_context(|| format!("set timeout on {shown}"))?;
         match stream.read(&mut reply[got..]) {
+            // A server that closes without a word (a PROXY-protocol server read directly, a
+            // full one shedding load) has not replied: an empty line would pass for one.
+            Ok(0) if got == 0 => bail!("recv from {shown}: connection closed with no data"),
             Ok(0) => break,
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -2,8 +2,10 @@
 //! reverse, over `resolver::getnameinfo`.
 //!
 //! Output is what the tutorial's Python prints: `pprint.pprint(socket.getaddrinfo(...))` with the
-//! family and type as numbers, then `socket.gethostname()`. `--json` prints one JSON document
-//! instead. A failed lookup exits with status 1 and one line on stderr.
+//! family and type as numbers, then `socket.gethostname()`; `--reverse` prints
+//! `socket.getnameinfo`'s pair alone (the tutorial's hostname line follows its getaddrinfo
+//! only). `--json` prints one JSON document instead. A failed lookup exits with status 1 and
+//! one line on stderr, `greet-client: lookup ...: cause`, as every other greet-client error.
 
 use std::process::ExitCode;
 
@@ -87,7 +89,8 @@ pub struct LookupArgs {
     pub all: bool,
 
     /// Reverse lookup with getnameinfo: HOST is a numeric address, SERVICE a port number;
-    /// prints (host, service) as Python's socket.getnameinfo does.
+    /// prints (host, service) as Python's socket.getnameinfo does, without the hostname line
+    /// (with --json: {"host": ..., "service": ...}).
     #[arg(long, conflicts_with_all = ["ipv4", "ipv6", "proto", "passive", "canonname", "addrconfig", "v4mapped", "all", "no_host"])]
     pub reverse: bool,
 
@@ -117,7 +120,7 @@ pub fn run(args: &LookupArgs) -> ExitCode {
     let text = match outcome {
         Ok(text) => text,
         Err(failure) => {
-            output::stderr_line(&failure.line);
+            output::stderr_line(format_args!("greet-client: {}", failure.line));
             if args.json {
                 print_stdout(&failure.json);
             }
@@ -208,17 +211,15 @@ fn reverse(args: &LookupArgs) -> Result<String, Failure> {
     }
     let (host, service) =
         resolver::getnameinfo(&first.address, flags).map_err(|e| failure(&label, &e))?;
-    let hostname = resolver::gethostname().map_err(|e| failure(&label, &e))?;
     Ok(if args.json {
         let doc = ReverseDoc {
-            hostname: &hostname,
             host: &host,
             service: &service,
         };
         json_line(&label, &doc)?
     } else {
         let pair = PyVal::Tuple(vec![PyVal::Str(host), PyVal::Str(service)]);
-        format!("{}\n{}\n", pformat(&pair), hostname)
+        format!("{}\n", pformat(&pair))
     })
 }
 
@@ -390,10 +391,9 @@ impl AddressDoc {
     }
 }
 
-/// Reverse lookup's `--json` document: `{"hostname": ..., "host": ..., "service": ...}`.
+/// Reverse lookup's `--json` document: `{"host": ..., "service": ...}`.
 #[derive(Serialize)]
 struct ReverseDoc<'a> {
-    hostname: &'a str,
     host: &'a str,
     service: &'a str,
 }

@@ -17,8 +17,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 #[command(
     version,
     after_help = clap_dist::examples_help(man_page::EXAMPLES),
-    args_conflicts_with_subcommands = true,
-    disable_help_subcommand = true
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
     #[command(flatten)]

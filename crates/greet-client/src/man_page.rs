@@ -14,6 +14,10 @@ pub const EXAMPLES: &[Example] = &[
         effect: "one datagram to a UDP server, and its reply",
     },
     Example {
+        command: "greet-client 127.0.0.1 5000",
+        effect: "the same host and port given as nc takes them (TCP)",
+    },
+    Example {
         command: "greet-client --unix /tmp/greet.sock",
         effect: "a Unix-domain server",
     },

@@ -98,12 +98,12 @@ pub struct Args {
     pub max_connections: Option<usize>,
 
     /// Close a connection that has done nothing for this long.
-    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "DURATION", default_value = "10s", value_parser = clap_dist::positive_duration)]
     pub idle_timeout: Duration,
 
     /// Close a connection that takes none of its pending greeting for this long (a client
     /// that never reads); a slow client that keeps reading is not cut off.
-    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "DURATION", default_value = "10s", value_parser = clap_dist::positive_duration)]
     pub write_timeout: Duration,
 
     /// UDP: answer at most N datagrams per second from each source address, loopback
@@ -122,7 +122,7 @@ pub struct Args {
 
     /// With --proxy-protocol: close a connection whose header is not complete within this
     /// long.
-    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "DURATION", default_value = "3s", value_parser = humantime::parse_duration)]
+    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "DURATION", default_value = "3s", value_parser = clap_dist::positive_duration)]
     pub proxy_timeout: Duration,
 
     /// Do not print a line per connection.
@@ -141,7 +141,7 @@ pub struct Args {
 
     /// On SIGHUP: how long the new server may take to become ready before it is stopped
     /// and this one keeps serving.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = clap_dist::positive_duration)]
     pub restart_timeout: Duration,
 }
 

@@ -217,7 +217,16 @@ fn duration_flag_examples() {
         invariants::duration_flags("1.5s"),
         Some(Duration::from_millis(1500))
     );
-    for bad in ["", "soon", "10", "-1s", "1s 2", "10 seconds later"] {
+    for bad in [
+        "",
+        "soon",
+        "10",
+        "-1s",
+        "1s 2",
+        "10 seconds later",
+        "0s",
+        "0ms 0s",
+    ] {
         assert_eq!(invariants::duration_flags(bad), None, "{bad:?}");
     }
 }

@@ -17,7 +17,9 @@ use anyhow::{bail, Context, Result};
 use proc_harness::Process;
 use serde::Serialize;
 
-use super::{median, ratio, serialize_as_display, start, ServerName, ServerSpec, Tools};
+use super::{
+    median_where, number, ratio, serialize_as_display, start, ServerName, ServerSpec, Tools,
+};
 use crate::root;
 
 /// What netcore is held to: server CPU per request at most this many times tokio's.
@@ -188,7 +190,7 @@ pub(super) fn clients_present() -> bool {
 }
 
 /// Runs every workload [`REPS`] times per side; the release build must be done.
-pub(super) fn section(tools: &Tools, release: &Path) -> Result<PairsSummary> {
+pub(super) fn section(tools: &Tools) -> Result<PairsSummary> {
     if !clients_present() {
         bail!("the pairs section needs wrk, redis-benchmark and redis-cli (apt-get install wrk redis-tools)");
     }
@@ -197,7 +199,7 @@ pub(super) fn section(tools: &Tools, release: &Path) -> Result<PairsSummary> {
         // The proxy's backend: one for all of the workload's measurements, beside the client.
         let backend = match workload {
             Workload::Proxy => Some(start(
-                &spec(release, Engine::Netcore, "http", None),
+                &spec(tools, Engine::Netcore, "http", None)?,
                 Some(1),
                 tools.taskset,
             )?),
@@ -208,7 +210,7 @@ pub(super) fn section(tools: &Tools, release: &Path) -> Result<PairsSummary> {
             .map(|(_, port)| SocketAddr::from(([127, 0, 0, 1], *port)));
         for _ in 0..REPS {
             for engine in [Engine::Netcore, Engine::Tokio] {
-                let server = spec(release, engine, workload.example(), target);
+                let server = spec(tools, engine, workload.example(), target)?;
                 runs.push(measure(tools, &server, workload, engine)?);
             }
         }
@@ -227,9 +229,6 @@ pub(super) fn section(tools: &Tools, release: &Path) -> Result<PairsSummary> {
 
 /// The table, a verdict per workload, and the lines of code of each pair.
 pub(super) fn print(pairs: &PairsSummary) {
-    let num = |v: Option<f64>, digits: usize| {
-        v.map_or_else(|| "-".to_string(), |x| format!("{x:.digits$}"))
-    };
     println!(
         "\n| workload | CPU us/req netcore | tokio | netcore/tokio (<= {TARGET}x) | req/s netcore | req/s tokio | errors |"
     );
@@ -238,11 +237,11 @@ pub(super) fn print(pairs: &PairsSummary) {
         println!(
             "| {} | {} | {} | {}x | {} | {} | {} |",
             w.workload,
-            num(w.server_cpu_us_per_req.netcore, 2),
-            num(w.server_cpu_us_per_req.tokio, 2),
-            num(w.cpu_per_req_vs_tokio, 2),
-            num(w.rate.netcore, 0),
-            num(w.rate.tokio, 0),
+            number(w.server_cpu_us_per_req.netcore, 2),
+            number(w.server_cpu_us_per_req.tokio, 2),
+            number(w.cpu_per_req_vs_tokio, 2),
+            number(w.rate.netcore, 0),
+            number(w.rate.tokio, 0),
             w.errors,
         );
     }
@@ -256,7 +255,7 @@ pub(super) fn print(pairs: &PairsSummary) {
         println!(
             "pairs: {}: netcore {}x tokio's CPU per request (target at most {TARGET}x): {verdict}",
             w.workload,
-            num(w.cpu_per_req_vs_tokio, 2)
+            number(w.cpu_per_req_vs_tokio, 2)
         );
     }
     println!("\n| pair | netcore example | lines | tokio twin | lines |");
@@ -271,28 +270,18 @@ pub(super) fn print(pairs: &PairsSummary) {
 
 /// netcore's example `name`, or its tokio twin; `target` is the proxy's.
 fn spec(
-    release: &Path,
+    tools: &Tools,
     engine: Engine,
     name: &'static str,
     target: Option<SocketAddr>,
-) -> ServerSpec {
-    let (server, bin) = match engine {
-        Engine::Netcore => (
-            ServerName::NetcoreExample(name),
-            release.join("examples").join(name),
-        ),
-        Engine::Tokio => (
-            ServerName::TokioTwin(name),
-            release.join(format!("tokio-{name}")),
-        ),
+) -> Result<ServerSpec> {
+    let server = match engine {
+        Engine::Netcore => ServerName::NetcoreExample(name),
+        Engine::Tokio => ServerName::TokioTwin(name),
     };
-    ServerSpec {
-        name: server,
-        argv: [bin.display().to_string(), "127.0.0.1:0".into()]
-            .into_iter()
-            .chain(target.map(|t| t.to_string()))
-            .collect(),
-    }
+    let mut spec = ServerSpec::of(tools, server, false)?;
+    spec.argv.extend(target.map(|t| t.to_string()));
+    Ok(spec)
 }
 
 fn measure(tools: &Tools, spec: &ServerSpec, workload: Workload, engine: Engine) -> Result<Run> {
@@ -484,12 +473,7 @@ fn parse_redis_benchmark(out: &str) -> Result<ClientReport> {
 
 fn summarize(workload: Workload, runs: &[Run]) -> WorkloadSummary {
     let of = |engine: Engine, f: fn(&Run) -> f64| {
-        let v: Vec<f64> = runs
-            .iter()
-            .filter(|r| r.workload == workload && r.engine == engine)
-            .map(f)
-            .collect();
-        (!v.is_empty()).then(|| median(&v))
+        median_where(runs, |r| r.workload == workload && r.engine == engine, f)
     };
     let cpu = |engine| of(engine, |r| r.server_cpu_us_per_req);
     let rate = |engine| of(engine, |r| r.rate);

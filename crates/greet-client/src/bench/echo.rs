@@ -9,15 +9,12 @@
 //! another connection's bytes is caught. A request is one message and its whole echo; its
 //! latency runs from the send to the last byte of the echo, and `--timeout` bounds it.
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use anyhow::Result;
 use netcore::{Closed, Conn, ConnectError, Control, Handler, PeerAddr, TimerId};
+use std::sync::Arc;
 
-use super::{
-    count_close, count_io_error, print_progress, Plan, Tally, PROGRESS_AFTER, PROGRESS_EVERY,
-};
+use super::pool::{Slot, SlotPool};
+use super::{count_close, Plan, RunTimers, Tally};
 
 /// Distinct message offsets into the pattern.
 const SHIFTS: usize = 256;
@@ -46,6 +43,11 @@ impl EchoPlan {
     fn offset(k: u64, tag: u64) -> usize {
         (k.wrapping_mul(97).wrapping_add(tag.wrapping_mul(31)) % SHIFTS as u64) as usize
     }
+
+    /// The message that starts at `offset` in the pattern.
+    fn message(&self, offset: usize) -> &[u8] {
+        &self.pattern[offset..offset + self.size]
+    }
 }
 
 /// `len` deterministic bytes from a xorshift generator: every value occurs, no short period.
@@ -61,13 +63,12 @@ pub(super) fn pattern(len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// One connection slot.
+/// What an echo connection keeps beside its slot; the slot's `since` is when its
+/// outstanding request was sent.
 #[derive(Debug, Clone, Copy)]
-struct Slot {
+struct Requests {
     /// Requests started on this connection (the outstanding one included).
     sent: u64,
-    /// When the outstanding request was sent.
-    start: Instant,
     /// Where the outstanding request's message starts in the pattern.
     offset: usize,
     /// Bytes of its echo received so far.
@@ -78,192 +79,141 @@ struct Slot {
     waiting: bool,
 }
 
+impl Requests {
+    /// A new connection in slot `tag`: its first request counts as started with it.
+    fn first(tag: usize) -> Requests {
+        Requests {
+            sent: 1,
+            offset: EchoPlan::offset(0, tag as u64),
+            got: 0,
+            wrong: false,
+            waiting: true,
+        }
+    }
+}
+
 struct EchoLoad {
     plan: Plan,
     echo: EchoPlan,
-    /// Connections started (out of `plan.total`).
-    started_conns: u64,
-    /// Connections open or connecting.
-    in_flight: u64,
-    /// Requests started (the first of a connection when its connect starts).
-    started_requests: u64,
-    slots: Vec<Slot>,
-    free: Vec<u64>,
+    /// Connections (out of `plan.total`), each in a slot whose number is its netcore state.
+    pool: SlotPool<Requests>,
+    /// Requests started after a connection's first (which starts with its connect).
+    later_requests: u64,
     tally: Tally,
-    end_timer: Option<TimerId>,
-    progress_timer: Option<TimerId>,
-    over: bool,
+    timers: RunTimers,
 }
 
 pub(super) fn run(plan: Plan, echo: EchoPlan) -> Result<Tally> {
     let mut event_loop = plan.event_loop()?;
-    let concurrency = plan.concurrency;
-    let now = Instant::now();
-    let idle = Slot {
-        sent: 0,
-        start: now,
-        offset: 0,
-        got: 0,
-        wrong: false,
-        waiting: false,
-    };
     let mut load = EchoLoad {
-        slots: vec![idle; concurrency as usize],
-        free: (0..concurrency).rev().collect(),
+        pool: SlotPool::new(plan.concurrency as usize, plan.total),
+        timers: RunTimers::set(&plan, &mut event_loop),
         plan,
         echo,
-        started_conns: 0,
-        in_flight: 0,
-        started_requests: 0,
+        later_requests: 0,
         tally: Tally::default(),
-        end_timer: None,
-        progress_timer: None,
-        over: false,
     };
-    load.end_timer = Some(event_loop.set_timer(load.plan.deadline));
-    if load.plan.report_progress {
-        load.progress_timer = Some(event_loop.set_timer(now + PROGRESS_AFTER));
-    }
-    for _ in 0..concurrency.min(load.plan.total) {
-        if let Some(tag) = load.take_slot(Instant::now()) {
-            if let Err(e) = event_loop.connect(load.plan.addr, tag) {
-                load.connect_failed(tag, e.io_error().kind(), Instant::now());
-            }
-        }
-    }
-    if load.in_flight > 0 {
+    let (plan, pool, tally) = (&load.plan, &mut load.pool, &mut load.tally);
+    plan.connect_first(&mut event_loop, pool, tally, Requests::first);
+    if load.pool.in_flight() > 0 {
         event_loop.run(&mut load)?;
     }
     if load.echo.requests > 0 {
         let planned = load.plan.total.saturating_mul(load.echo.requests);
-        load.tally.not_started = planned.saturating_sub(load.started_requests);
+        let started = load.pool.started() + load.later_requests;
+        load.tally.not_started = planned.saturating_sub(started);
     }
     Ok(load.tally)
 }
 
 impl EchoLoad {
-    /// Starts a connection in a free slot; its first request counts as started.
-    fn take_slot(&mut self, now: Instant) -> Option<u64> {
-        let tag = self.free.pop()?;
-        self.slots[tag as usize] = Slot {
-            sent: 1,
-            start: now,
-            offset: EchoPlan::offset(0, tag),
-            got: 0,
-            wrong: false,
-            waiting: true,
-        };
-        self.started_conns += 1;
-        self.started_requests += 1;
-        self.in_flight += 1;
-        Some(tag)
-    }
-
-    fn connect_failed(&mut self, tag: u64, kind: std::io::ErrorKind, now: Instant) {
-        self.slots[tag as usize].waiting = false;
-        self.in_flight -= 1;
-        self.free.push(tag);
-        count_io_error(&mut self.tally.errors, kind);
-        self.record_done(now);
-    }
-
-    fn start_next(&mut self, ctl: &mut Control<'_, u64>) {
-        if self.over || self.started_conns >= self.plan.total {
-            return;
-        }
-        if let Some(tag) = self.take_slot(ctl.now()) {
-            ctl.connect(self.plan.addr, tag);
-        }
-    }
-
     /// Sends the next message on `conn`, or closes it when its requests are done.
-    fn next_request(&mut self, conn: &mut Conn<'_, u64>) {
+    fn next_request(&mut self, conn: &mut Conn<'_, usize>) {
         let tag = *conn.state();
-        let slot = &mut self.slots[tag as usize];
-        let more = self.echo.requests == 0 || slot.sent < self.echo.requests;
-        if self.over || !more {
+        let now = conn.control().now();
+        let over = self.pool.is_over();
+        let Some(slot) = self.pool.get_mut(tag) else {
+            conn.close();
+            return;
+        };
+        let requests = &mut slot.state;
+        let more = self.echo.requests == 0 || requests.sent < self.echo.requests;
+        if over || !more {
             conn.close();
             return;
         }
-        slot.offset = EchoPlan::offset(slot.sent, tag);
-        slot.sent += 1;
-        slot.start = conn.control().now();
-        slot.got = 0;
-        slot.wrong = false;
-        slot.waiting = true;
-        self.started_requests += 1;
-        conn.set_deadline(Some(slot.start + self.plan.timeout));
-        let message = &self.echo.pattern[slot.offset..slot.offset + self.echo.size];
-        conn.send(message);
-    }
-
-    fn record_done(&mut self, now: Instant) {
-        self.plan.record_done(&mut self.tally, now);
-    }
-
-    fn maybe_stop(&mut self, ctl: &mut Control<'_, u64>) {
-        if self.in_flight == 0 && (self.over || self.started_conns >= self.plan.total) {
-            ctl.stop();
-        }
+        requests.offset = EchoPlan::offset(requests.sent, tag as u64);
+        requests.sent += 1;
+        requests.got = 0;
+        requests.wrong = false;
+        requests.waiting = true;
+        slot.since = now;
+        self.later_requests += 1;
+        conn.set_deadline(Some(now + self.plan.timeout));
+        conn.send(self.echo.message(requests.offset));
     }
 }
 
-impl Handler<(), u64> for EchoLoad {
-    fn on_connect(&mut self, conn: &mut Conn<'_, u64>, outcome: Result<&PeerAddr, &ConnectError>) {
+impl Handler<(), usize> for EchoLoad {
+    fn on_connect(
+        &mut self,
+        conn: &mut Conn<'_, usize>,
+        outcome: Result<&PeerAddr, &ConnectError>,
+    ) {
         if outcome.is_err() {
             return; // counted in on_close, which follows
         }
-        let tag = *conn.state();
-        let slot = &mut self.slots[tag as usize];
-        slot.start = conn.control().now();
+        let now = conn.control().now();
+        let Some(slot) = self.pool.get_mut(*conn.state()) else {
+            return;
+        };
+        slot.since = now;
         // The loop's idle deadline restarts with every read, so an echo that trickles back
         // would never time out: each request gets one deadline from its send.
-        conn.set_deadline(Some(slot.start + self.plan.timeout));
-        let message = &self.echo.pattern[slot.offset..slot.offset + self.echo.size];
-        conn.send(message);
+        conn.set_deadline(Some(now + self.plan.timeout));
+        conn.send(self.echo.message(slot.state.offset));
     }
 
-    fn on_data(&mut self, conn: &mut Conn<'_, u64>, data: &[u8]) -> usize {
+    fn on_data(&mut self, conn: &mut Conn<'_, usize>, data: &[u8]) -> usize {
         let now = conn.control().now();
         let size = self.echo.size;
-        let slot = &mut self.slots[*conn.state() as usize];
-        if !slot.waiting {
+        let Some(slot) = self.pool.get_mut(*conn.state()) else {
+            return data.len();
+        };
+        let requests = &mut slot.state;
+        if !requests.waiting {
             // Bytes nobody asked for (after the last echo, or while closing).
             self.tally.wrong_bytes += data.len() as u64;
             self.tally.errors.wrong_payload += 1;
-            self.record_done(now);
+            self.plan.record_done(&mut self.tally, now);
             conn.abort();
             return data.len();
         }
-        let n = (size - slot.got).min(data.len());
-        let start = slot.offset + slot.got;
+        let n = (size - requests.got).min(data.len());
+        let start = requests.offset + requests.got;
         let sent = &self.echo.pattern[start..start + n];
         if sent != &data[..n] {
             let differ = sent.iter().zip(&data[..n]).filter(|(a, b)| a != b).count();
             self.tally.wrong_bytes += differ as u64;
-            slot.wrong = true;
+            requests.wrong = true;
         }
-        slot.got += n;
-        if slot.got < size {
+        requests.got += n;
+        if requests.got < size {
             return data.len();
         }
         // More than was sent: the echo is wrong, and this connection's framing broken.
         let surplus = data.len() - n;
         if surplus > 0 {
             self.tally.wrong_bytes += surplus as u64;
-            slot.wrong = true;
+            requests.wrong = true;
         }
-        slot.waiting = false;
-        if slot.wrong {
+        requests.waiting = false;
+        if requests.wrong {
             self.tally.errors.wrong_payload += 1;
         } else {
-            self.tally.ok += 1;
-            let us = now.duration_since(slot.start).as_micros();
-            self.tally
-                .latencies_us
-                .push(u32::try_from(us).unwrap_or(u32::MAX));
+            self.tally.succeeded(slot.since, now);
         }
-        self.record_done(now);
+        self.plan.record_done(&mut self.tally, now);
         if surplus > 0 {
             conn.abort();
             return data.len();
@@ -272,58 +222,61 @@ impl Handler<(), u64> for EchoLoad {
         data.len()
     }
 
-    fn on_read_closed(&mut self, conn: &mut Conn<'_, u64>) {
+    fn on_read_closed(&mut self, conn: &mut Conn<'_, usize>) {
         let now = conn.control().now();
-        let slot = &mut self.slots[*conn.state() as usize];
-        if slot.waiting {
-            // The server closed before the whole echo came back: a truncated reply.
-            slot.waiting = false;
-            self.tally.errors.wrong_payload += 1;
-            self.record_done(now);
+        if let Some(slot) = self.pool.get_mut(*conn.state()) {
+            if slot.state.waiting {
+                // The server closed before the whole echo came back: a truncated reply.
+                slot.state.waiting = false;
+                self.tally.errors.wrong_payload += 1;
+                self.plan.record_done(&mut self.tally, now);
+            }
         }
         conn.close();
     }
 
-    fn on_close(&mut self, ctl: &mut Control<'_, u64>, closed: &Closed<'_, u64>) {
-        let tag = closed.state;
-        let slot = &mut self.slots[tag as usize];
-        if slot.waiting {
-            slot.waiting = false;
-            if slot.got > 0 {
-                // Some bytes, then a reset or a deadline: a truncated reply.
-                self.tally.errors.wrong_payload += 1;
-            } else {
-                count_close(&mut self.tally.errors, &closed.reason);
+    fn on_close(&mut self, ctl: &mut Control<'_, usize>, closed: &Closed<'_, usize>) {
+        if let Some(Slot {
+            state: requests, ..
+        }) = self.pool.finish(closed.state)
+        {
+            if requests.waiting {
+                if requests.got > 0 {
+                    // Some bytes, then a reset or a deadline: a truncated reply.
+                    self.tally.errors.wrong_payload += 1;
+                } else {
+                    count_close(&mut self.tally.errors, &closed.reason);
+                }
+                self.plan.record_done(&mut self.tally, ctl.now());
             }
-            self.record_done(ctl.now());
         }
-        self.in_flight -= 1;
-        self.free.push(tag);
-        self.start_next(ctl);
-        self.maybe_stop(ctl);
+        if let Some(tag) = self.pool.start(ctl.now(), Requests::first) {
+            ctl.connect(self.plan.addr, tag);
+        }
+        if self.pool.drained() {
+            ctl.stop();
+        }
     }
 
-    fn on_timer(&mut self, ctl: &mut Control<'_, u64>, timer: TimerId) {
-        if Some(timer) == self.end_timer {
-            // Requests still outstanding: with a fixed count they are late (timed out); a
-            // run until the deadline simply ends them, uncounted.
-            self.over = true;
-            let open_ended = self.echo.requests == 0;
-            for slot in &mut self.slots {
-                if slot.waiting {
-                    slot.waiting = false;
-                    if open_ended {
-                        self.tally.unfinished += 1;
-                    } else {
-                        self.tally.errors.timeout += 1;
-                    }
+    fn on_timer(&mut self, ctl: &mut Control<'_, usize>, timer: TimerId) {
+        if !self.timers.is_end(&self.plan, ctl, timer) {
+            return;
+        }
+        // Requests still outstanding: with a fixed count they are late (timed out); a run
+        // until the deadline simply ends them, uncounted.
+        self.pool.end();
+        let open_ended = self.echo.requests == 0;
+        for slot in self.pool.in_flight_mut() {
+            if slot.state.waiting {
+                slot.state.waiting = false;
+                if open_ended {
+                    self.tally.unfinished += 1;
+                } else {
+                    self.tally.errors.timeout += 1;
                 }
             }
-            ctl.stop();
-        } else if Some(timer) == self.progress_timer {
-            print_progress(&self.plan, ctl.now());
-            self.progress_timer = Some(ctl.set_timer(ctl.now() + PROGRESS_EVERY));
         }
+        ctl.stop();
     }
 }
 

@@ -1,22 +1,29 @@
 //! The run's result: a [`BenchReport`] (the schema shared with its readers, printed by
 //! `--json`) built from the loops' tallies, and the table printed without `--json`.
 
+use std::net::SocketAddr;
+
 use bench_report::{BenchReport, EchoInfo, Latency, Mode};
 
 use super::{BenchArgs, Tally};
 
-/// The report of a run that took `secs` (until its last operation ended).
-pub(super) fn new(args: &BenchArgs, mut tally: Tally, secs: f64) -> BenchReport {
+/// The report of a run against `target` that took `secs` (until its last operation ended).
+pub(super) fn new(
+    args: &BenchArgs,
+    target: SocketAddr,
+    mut tally: Tally,
+    secs: f64,
+) -> BenchReport {
     tally.latencies_us.sort_unstable();
-    let pct = |p: f64| -> u32 {
-        let v = &tally.latencies_us;
-        if v.is_empty() {
-            return 0;
-        }
-        // Nearest rank.
-        let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-        v[rank.clamp(1, v.len()) - 1]
-    };
+    let v = &tally.latencies_us;
+    // Nearest rank.
+    let pct = |p: f64| v[(((p / 100.0) * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+    let latency_us = v.last().map(|&max| Latency {
+        p50: pct(50.0),
+        p90: pct(90.0),
+        p99: pct(99.0),
+        max,
+    });
     let echo = args.echo.then_some(EchoInfo {
         size: args.size,
         requests_per_connection: args.requests,
@@ -25,6 +32,7 @@ pub(super) fn new(args: &BenchArgs, mut tally: Tally, secs: f64) -> BenchReport 
         unfinished_at_deadline: tally.unfinished,
     });
     BenchReport {
+        target: target.to_string(),
         mode: if args.echo {
             Mode::Echo
         } else if args.udp {
@@ -51,12 +59,7 @@ pub(super) fn new(args: &BenchArgs, mut tally: Tally, secs: f64) -> BenchReport 
         } else {
             0.0
         },
-        latency_us: Latency {
-            p50: pct(50.0),
-            p90: pct(90.0),
-            p99: pct(99.0),
-            max: tally.latencies_us.last().copied().unwrap_or(0),
-        },
+        latency_us,
     }
 }
 
@@ -86,14 +89,22 @@ pub(super) fn table(report: &BenchReport) -> String {
         }
         None => (report.mode.as_str().to_string(), String::new()),
     };
-    let l = &report.latency_us;
+    let latency = match &report.latency_us {
+        Some(l) => format!(
+            "p50 {} us, p90 {} us, p99 {} us, max {} us",
+            l.p50, l.p90, l.p99, l.max
+        ),
+        None => "n/a (none succeeded)".to_string(),
+    };
     format!(
-        "mode         {mode} ({threads} thread(s), concurrency {c})\n\
+        "target       {target}\n\
+         mode         {mode} ({threads} thread(s), concurrency {c})\n\
          {unit:<12} {ok} ok of {planned} ({not_started} not started)\n\
          rate         {rate:.0}/s over {secs:.3} s\n\
-         latency      p50 {p50} us, p90 {p90} us, p99 {p99} us, max {max} us\n\
+         latency      {latency}\n\
          errors       {total} (refused {refused}, reset {reset}, timeout {timeout}, \
          addr not available {ana}, wrong payload {wrong}, other {other})\n{echo}",
+        target = report.target,
         threads = report.threads,
         c = report.concurrency,
         ok = report.ok,
@@ -101,10 +112,6 @@ pub(super) fn table(report: &BenchReport) -> String {
         not_started = report.not_started,
         rate = report.rate,
         secs = report.secs,
-        p50 = l.p50,
-        p90 = l.p90,
-        p99 = l.p99,
-        max = l.max,
         total = e.total,
         refused = e.refused,
         reset = e.reset,

@@ -8,20 +8,18 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use netcore::{Control, Datagram, Handler, TimerId};
 
-use super::{count_io_error, print_progress, Plan, Tally, PROGRESS_AFTER, PROGRESS_EVERY};
+use super::pool::SlotPool;
+use super::{count_io_error, Plan, RunTimers, Tally};
 
 struct UdpLoad {
     plan: Plan,
-    sent: u64,
-    /// Per socket: when its outstanding request was sent.
-    outstanding: Vec<Option<Instant>>,
+    /// A slot per socket, busy while its request is outstanding.
+    pool: SlotPool<()>,
     slot_of: HashMap<netcore::SocketId, usize>,
-    in_flight: u64,
-    tally: Tally,
-    end_timer: Option<TimerId>,
-    sweep_timer: Option<TimerId>,
-    next_progress: Instant,
     sockets: Vec<UdpSocket>,
+    tally: Tally,
+    timers: RunTimers,
+    sweep_timer: Option<TimerId>,
 }
 
 pub(super) fn run(plan: Plan) -> Result<Tally> {
@@ -44,29 +42,24 @@ pub(super) fn run(plan: Plan) -> Result<Tally> {
         slot_of.insert(id, slot);
         sockets.push(socket);
     }
-    let now = Instant::now();
     let mut load = UdpLoad {
-        outstanding: vec![None; count],
+        pool: SlotPool::new(count, plan.total),
+        timers: RunTimers::set(&plan, &mut event_loop),
         slot_of,
-        sent: 0,
-        in_flight: 0,
-        tally: Tally::default(),
-        end_timer: None,
-        sweep_timer: None,
-        next_progress: now + PROGRESS_AFTER,
         sockets,
+        tally: Tally::default(),
+        sweep_timer: None,
         plan,
     };
-    load.end_timer = Some(event_loop.set_timer(load.plan.deadline));
-    load.sweep_timer = Some(event_loop.set_timer(now + load.sweep_every()));
-    for slot in 0..count {
-        load.send(slot, Instant::now());
+    load.sweep_timer = Some(event_loop.set_timer(Instant::now() + load.sweep_every()));
+    for _ in 0..count {
+        load.send_next(Instant::now());
     }
-    if load.in_flight > 0 {
+    if load.pool.in_flight() > 0 {
         event_loop.run(&mut load)?;
     }
-    load.tally.errors.timeout += load.in_flight;
-    load.tally.not_started = load.plan.total - load.sent;
+    load.tally.errors.timeout += load.pool.in_flight();
+    load.tally.not_started = load.pool.not_started();
     Ok(load.tally)
 }
 
@@ -75,27 +68,21 @@ impl UdpLoad {
         (self.plan.timeout / 4).max(Duration::from_millis(10))
     }
 
-    /// Sends the next request on `slot`'s socket (through the std handle: a connected
-    /// socket, so `send` needs no address).
-    fn send(&mut self, slot: usize, now: Instant) {
-        if self.sent >= self.plan.total || now >= self.plan.deadline {
+    /// Sends the next request on a free socket (the one whose request just ended, if any),
+    /// through the std handle: a connected socket, so `send` needs no address.
+    fn send_next(&mut self, now: Instant) {
+        if now >= self.plan.deadline {
             return;
         }
-        self.sent += 1;
-        match self.sockets[slot].send(b"") {
-            Ok(_) => {
-                self.outstanding[slot] = Some(now);
-                self.in_flight += 1;
-            }
-            Err(e) => {
-                count_io_error(&mut self.tally.errors, e.kind());
-                self.record_done(now);
-            }
+        let Some(slot) = self.pool.start(now, |_| ()) else {
+            return;
+        };
+        if let Err(e) = self.sockets[slot].send(b"") {
+            // The socket stays idle, as after a reply nobody asks for.
+            self.pool.finish(slot);
+            count_io_error(&mut self.tally.errors, e.kind());
+            self.plan.record_done(&mut self.tally, now);
         }
-    }
-
-    fn record_done(&mut self, now: Instant) {
-        self.plan.record_done(&mut self.tally, now);
     }
 }
 
@@ -105,53 +92,39 @@ impl Handler for UdpLoad {
         let Some(&slot) = self.slot_of.get(&socket.id()) else {
             return;
         };
-        let Some(sent_at) = self.outstanding[slot].take() else {
+        let Some(request) = self.pool.finish(slot) else {
             self.tally.stray += 1;
             return;
         };
-        self.in_flight -= 1;
         if *data == *self.plan.expected {
-            self.tally.ok += 1;
-            let us = now.duration_since(sent_at).as_micros();
-            self.tally
-                .latencies_us
-                .push(u32::try_from(us).unwrap_or(u32::MAX));
+            self.tally.succeeded(request.since, now);
         } else {
             self.tally.errors.wrong_payload += 1;
         }
-        self.record_done(now);
-        self.send(slot, now);
-        if self.in_flight == 0 {
+        self.plan.record_done(&mut self.tally, now);
+        self.send_next(now);
+        if self.pool.in_flight() == 0 {
             socket.control().stop();
         }
     }
 
     fn on_timer(&mut self, ctl: &mut Control<'_>, timer: TimerId) {
         let now = ctl.now();
-        if Some(timer) == self.end_timer {
+        if self.timers.is_end(&self.plan, ctl, timer) {
             ctl.stop();
             return;
         }
         if Some(timer) != self.sweep_timer {
             return;
         }
-        // Requests past their deadline are lost; their slot sends the next one.
-        for slot in 0..self.outstanding.len() {
-            if let Some(sent_at) = self.outstanding[slot] {
-                if now.duration_since(sent_at) >= self.plan.timeout {
-                    self.outstanding[slot] = None;
-                    self.in_flight -= 1;
-                    self.tally.errors.timeout += 1;
-                    self.record_done(now);
-                    self.send(slot, now);
-                }
-            }
+        // Requests past their deadline are lost; their socket sends the next one.
+        for slot in self.pool.overdue(now, self.plan.timeout) {
+            self.pool.finish(slot);
+            self.tally.errors.timeout += 1;
+            self.plan.record_done(&mut self.tally, now);
+            self.send_next(now);
         }
-        if self.plan.report_progress && now >= self.next_progress {
-            print_progress(&self.plan, now);
-            self.next_progress = now + PROGRESS_EVERY;
-        }
-        if self.in_flight == 0 {
+        if self.pool.in_flight() == 0 {
             ctl.stop();
         } else {
             self.sweep_timer = Some(ctl.set_timer(now + self.sweep_every()));

@@ -130,20 +130,29 @@ pub fn activation(pid: Option<&str>, fds: Option<&str>, names: Option<&str>, our
 }
 
 /// The duration flags, as greet-server parses its command line: a value is accepted exactly
-/// when humantime reads it, the flag then holds humantime's duration, that duration written
-/// back reads as itself, and a refusal names the flag. The address flags are taken as text
-/// here and resolved later, so `--host` and `--port` are checked with the resolver's
-/// invariants by the callers.
+/// when humantime reads it as more than zero (a zero timeout would close every connection
+/// as it opens), the flag then holds humantime's duration, that duration written back reads
+/// as itself, and a refusal names the flag. The address flags are taken as text here and
+/// resolved later, so `--host` and `--port` are checked with the resolver's invariants by
+/// the callers.
 pub fn duration_flags(text: &str) -> Option<Duration> {
-    let expected = humantime::parse_duration(text).ok();
-    for flag in ["--idle-timeout", "--write-timeout", "--proxy-timeout"] {
+    let expected = humantime::parse_duration(text)
+        .ok()
+        .filter(|d| !d.is_zero());
+    for flag in [
+        "--idle-timeout",
+        "--write-timeout",
+        "--proxy-timeout",
+        "--restart-timeout",
+    ] {
         let arg = format!("{flag}={text}");
         match Args::try_parse_from(["greet-server", arg.as_str()]) {
             Ok(args) => {
                 let got = match flag {
                     "--idle-timeout" => args.idle_timeout,
                     "--write-timeout" => args.write_timeout,
-                    _ => args.proxy_timeout,
+                    "--proxy-timeout" => args.proxy_timeout,
+                    _ => args.restart_timeout,
                 };
                 assert_eq!(Some(got), expected, "{arg:?}");
             }
