@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::{cargo, root, run_step};
 
-mod ir;
+pub(crate) mod ir;
 mod pairs;
 
 /// A measured load, named once: its name is its `Display`, in tables and JSON.
@@ -431,6 +431,9 @@ pub fn run(section: Option<&str>) -> Result<()> {
         Some("ir") => Some(Section::Ir),
         Some(other) => bail!("unknown bench section {other:?} (known: echo, pairs, ir)"),
     };
+    if only == Some(Section::Ir) {
+        return ir::run(&[]);
+    }
     run_step(
         "cargo build --release",
         cargo().args([
@@ -477,14 +480,6 @@ pub fn run(section: Option<&str>) -> Result<()> {
     };
     let started = Instant::now();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if only == Some(Section::Ir) {
-        if !ir::valgrind_present() {
-            bail!("bench ir counts instructions with valgrind: apt-get install valgrind");
-        }
-        let rows = ir::section(&release, &tools.client)?;
-        ir::print(&rows);
-        return write_json(&rows, "ir");
-    }
     if only == Some(Section::Pairs) {
         let pairs = pairs::section(&tools, &release)?;
         pairs::print(&pairs);

@@ -28,8 +28,9 @@ const TASKS: [(&str, &str); 5] = [
          `bench echo`: only the echo section (netcore's echo example vs raw mio and tokio);\n\
          `bench pairs`: only netcore's http, redis and proxy examples vs their tokio twins\n\
          under wrk and redis-benchmark (JSON in target/bench/pairs-latest.json);\n\
-         `bench ir`: user-space instructions per echo request under callgrind (netcore,\n\
-         raw mio, tokio, C epoll; needs valgrind; not part of the full run)",
+         `bench ir`: user-space instructions (callgrind) and system calls (strace)\n\
+         per echo request, 10 connections x 64 B one at a time and 16-deep pipelined (netcore,\n\
+         raw mio, tokio, C epoll; needs valgrind and strace; not part of the full run)",
     ),
     (
         "test",
@@ -74,8 +75,9 @@ fn main() -> ExitCode {
         print!("{}", usage(task));
         return ExitCode::SUCCESS;
     }
-    let takes_arguments = (task == Some("bench")
-        && (rest == ["echo"] || rest == ["pairs"] || rest == ["ir"]))
+    let bench_ir = task == Some("bench") && rest.first().is_some_and(|a| a == "ir");
+    let takes_arguments = (task == Some("bench") && (rest == ["echo"] || rest == ["pairs"]))
+        || bench_ir
         || task == Some("fuzz");
     if known && !rest.is_empty() && !takes_arguments {
         eprintln!(
@@ -88,6 +90,8 @@ fn main() -> ExitCode {
     let result = match task {
         Some("demo") => demo::run(),
         Some("test") => test(),
+        // `bench ir` reads its own arguments.
+        Some("bench") if bench_ir => bench::ir::run(rest.get(1..).unwrap_or_default()),
         Some("bench") => bench::run(std::env::args().nth(2).as_deref()),
         Some("dist") => dist::run(),
         Some("fuzz") => fuzz::run(rest).map_err(anyhow::Error::msg),
