@@ -28,15 +28,19 @@ const TASKS: [(&str, &str); 5] = [
          `bench echo`: only the echo section (netcore's echo example vs raw mio and tokio);\n\
          `bench pairs`: only netcore's http, redis and proxy examples vs their tokio twins\n\
          under wrk and redis-benchmark (JSON in target/bench/pairs-latest.json);\n\
-         `bench ir`: user-space instructions (callgrind) and system calls (strace)\n\
-         per echo request, 10 connections x 64 B one at a time and 16-deep pipelined (netcore,\n\
-         raw mio, tokio, C epoll; needs valgrind and strace; not part of the full run)",
+         `bench ir [--record|--check]`: user-space instructions (callgrind) and system calls\n\
+         (strace) per echo request, 10 connections x 64 B one at a time and 16-deep pipelined (netcore,\n\
+         raw mio, tokio, C epoll; needs valgrind and strace; not part of the full run);\n\
+         --record writes netcore's figures to bench/ir-baseline.json, which `test` holds it to\n\
+         (fails 10% above); --check runs only that gate",
     ),
     (
         "test",
         "what CI runs: cargo fmt --check, clippy -D warnings, cargo test --workspace (the\n\
-         benchmark peers are left to `bench`), cargo doc (warnings denied), cargo package\n\
-         of netcore and sockaddr-resolver (each archive builds on its own), then the demo",
+         benchmark peers are left to `bench`), netcore's instructions per echo request against\n\
+         bench/ir-baseline.json (`bench ir --check`; skipped without valgrind), cargo doc\n\
+         (warnings denied), cargo package of netcore and sockaddr-resolver (each archive\n\
+         builds on its own), then the demo",
     ),
     (
         "dist",
@@ -90,7 +94,7 @@ fn main() -> ExitCode {
     let result = match task {
         Some("demo") => demo::run(),
         Some("test") => test(),
-        // `bench ir` reads its own arguments.
+        // `bench ir` takes its own flags (`--record`, `--check`).
         Some("bench") if bench_ir => bench::ir::run(rest.get(1..).unwrap_or_default()),
         Some("bench") => bench::run(std::env::args().nth(2).as_deref()),
         Some("dist") => dist::run(),
@@ -182,6 +186,8 @@ fn test() -> Result<()> {
             "tokio-proxy",
         ]),
     )?;
+    // Deterministic instruction counts: netcore's echo against bench/ir-baseline.json.
+    bench::ir::gate()?;
     run_step(
         "cargo doc",
         cargo()

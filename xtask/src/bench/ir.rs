@@ -10,30 +10,35 @@
 //! `strace -c -f` (system calls), a small and a large run; the difference of the two
 //! totals over the difference of their requests is the cost per request, start-up and
 //! shutdown cancelling out.
+//!
+//! `cargo xtask test` runs [`gate`]: netcore's two instruction figures against the ones
+//! recorded in [`BASELINE`] (`cargo xtask bench ir --record` rewrites it).
 
+mod baseline;
 mod load;
 mod parse;
 
 use std::fmt;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use proc_harness::{Process, Stderr};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use self::baseline::{Verdict, BASELINE};
 use self::load::Load;
 use self::parse::StraceSummary;
 use super::{build_c, target_dir, write_json};
-use crate::{cargo, run_step};
+use crate::{cargo, root, run_step};
 
 /// The longest one run's load may take (a 12,000-request run under callgrind takes a few
 /// seconds).
 const LOAD_LIMIT: Duration = Duration::from_secs(300);
 
 /// A load the servers are measured under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum Workload {
     /// 10 connections, 64-byte requests, one at a time on each.
@@ -103,12 +108,16 @@ struct IrDoc {
     rows: Vec<IrRow>,
 }
 
-/// `cargo xtask bench ir`: every server under every workload, a table, and JSON in
-/// `target/bench/`.
+/// `cargo xtask bench ir [--record | --check]`: every server under every workload, a
+/// table, JSON in `target/bench/`, and with `--record` netcore's figures written to
+/// [`BASELINE`]; `--check` is only [`gate`], as `cargo xtask test` runs it.
 pub(crate) fn run(args: &[String]) -> Result<()> {
-    if !args.is_empty() {
-        bail!("bench ir takes no arguments, got {args:?}");
-    }
+    let record = match args {
+        [] => false,
+        [flag] if flag == "--record" => true,
+        [flag] if flag == "--check" => return gate(),
+        other => bail!("bench ir takes --record or --check, got {other:?}"),
+    };
     for (tool, package) in [("valgrind", "valgrind"), ("strace", "strace")] {
         if !present(tool) {
             bail!("bench ir counts with {tool}: apt-get install {package}");
@@ -157,6 +166,18 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     }
     set_ratios(&mut rows);
     print(&rows);
+    if record {
+        let figures = rows
+            .iter()
+            .filter(|r| r.server == "netcore-echo")
+            .map(|r| baseline::Figure {
+                workload: r.workload,
+                instructions_per_request: (r.instructions_per_request * 10.0).round() / 10.0,
+                syscalls_per_request: (r.syscalls_per_request * 1e4).round() / 1e4,
+            })
+            .collect();
+        baseline::write(&root().join(BASELINE), figures)?;
+    }
     write_json(
         &IrDoc {
             date: super::unix_time(),
@@ -330,7 +351,70 @@ fn print(rows: &[IrRow]) {
     }
 }
 
-/// Instructions per request as the table prints them: whole numbers, with one
+/// The regression gate of `cargo xtask test`: netcore's echo example under both
+/// workloads, by callgrind, against [`BASELINE`]. More than 10% above the recorded figure
+/// fails; more than 10% below is a note to record the gain. Without valgrind it says so and
+/// passes, except under CI (`CI` set, as the end-to-end tests treat their tools), where
+/// `.ci/run` installs it.
+pub(crate) fn gate() -> Result<()> {
+    eprintln!("\n==> bench ir gate: netcore's instructions per echo request against {BASELINE}");
+    if !present("valgrind") {
+        if std::env::var_os("CI").is_some() {
+            bail!("bench ir gate: valgrind not found, and CI is set (apt-get install valgrind)");
+        }
+        eprintln!("bench ir gate: skipped: valgrind not found (apt-get install valgrind)");
+        return Ok(());
+    }
+    let started = Instant::now();
+    let recorded = baseline::read(&root().join(BASELINE))?;
+    run_step(
+        "cargo build --release -p netcore --example echo",
+        cargo().args(["build", "--release", "-p", "netcore", "--example", "echo"]),
+    )?;
+    let server = Server {
+        name: "netcore-echo",
+        path: target_dir().join("release").join("examples").join("echo"),
+    };
+    let mut grew = Vec::new();
+    for workload in Workload::ALL {
+        let figure = recorded.figure(workload).with_context(|| {
+            format!("{BASELINE} has no figure for {workload}: cargo xtask bench ir --record")
+        })?;
+        let measured = instructions_per_request(&server, workload)?;
+        let recorded = figure.instructions_per_request;
+        let change = (measured / recorded - 1.0) * 100.0;
+        let line = format!(
+            "netcore echo, {workload}: {} instructions per request, recorded {} ({change:+.1}%)",
+            instructions(measured),
+            instructions(recorded)
+        );
+        match baseline::verdict(recorded, measured) {
+            Verdict::Held => eprintln!("bench ir gate: {line}: ok"),
+            Verdict::Dropped => eprintln!(
+                "bench ir gate: {line}: note: more than 10% below the recorded figure; \
+                 record the gain with cargo xtask bench ir --record"
+            ),
+            Verdict::Grew => {
+                eprintln!("bench ir gate: {line}: FAILED, more than 10% above");
+                grew.push(line);
+            }
+        }
+    }
+    eprintln!(
+        "bench ir gate: {:.1} s, the release build included",
+        started.elapsed().as_secs_f64()
+    );
+    if !grew.is_empty() {
+        bail!(
+            "bench ir gate: netcore's instructions per request grew by more than 10% over \
+             {BASELINE}: {}",
+            grew.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// Instructions per request as the table and the gate print them: whole numbers, with one
 /// decimal below 100 (a pipelined request costs tens).
 fn instructions(n: f64) -> String {
     if n < 100.0 {
