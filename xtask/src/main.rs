@@ -28,14 +28,19 @@ const TASKS: [(&str, &str); 5] = [
          `bench echo`: only the echo section (netcore's echo example vs raw mio and tokio);\n\
          `bench pairs`: only netcore's http, redis and proxy examples vs their tokio twins\n\
          under wrk and redis-benchmark (JSON in target/bench/pairs-latest.json);\n\
-         `bench ir`: user-space instructions per echo request under callgrind (netcore,\n\
-         raw mio, tokio, C epoll; needs valgrind; not part of the full run)",
+         `bench ir [--record|--check]`: user-space instructions (callgrind) and system calls\n\
+         (strace) per echo request, 10 connections x 64 B one at a time and 16-deep pipelined (netcore,\n\
+         raw mio, tokio, C epoll; needs valgrind and strace; not part of the full run);\n\
+         --record writes netcore's figures to bench/ir-baseline.json, which `test` holds it to\n\
+         (fails 10% above); --check runs only that gate",
     ),
     (
         "test",
         "what CI runs: cargo fmt --check, clippy -D warnings, cargo test --workspace (the\n\
-         benchmark peers are left to `bench`), cargo doc (warnings denied), cargo package\n\
-         of netcore and sockaddr-resolver (each archive builds on its own), then the demo",
+         benchmark peers are left to `bench`), netcore's instructions per echo request against\n\
+         bench/ir-baseline.json (`bench ir --check`; skipped without valgrind), cargo doc\n\
+         (warnings denied), cargo package of netcore and sockaddr-resolver (each archive\n\
+         builds on its own), then the demo",
     ),
     (
         "dist",
@@ -74,8 +79,9 @@ fn main() -> ExitCode {
         print!("{}", usage(task));
         return ExitCode::SUCCESS;
     }
-    let takes_arguments = (task == Some("bench")
-        && (rest == ["echo"] || rest == ["pairs"] || rest == ["ir"]))
+    let bench_ir = task == Some("bench") && rest.first().is_some_and(|a| a == "ir");
+    let takes_arguments = (task == Some("bench") && (rest == ["echo"] || rest == ["pairs"]))
+        || bench_ir
         || task == Some("fuzz");
     if known && !rest.is_empty() && !takes_arguments {
         eprintln!(
@@ -88,6 +94,8 @@ fn main() -> ExitCode {
     let result = match task {
         Some("demo") => demo::run(),
         Some("test") => test(),
+        // `bench ir` takes its own flags (`--record`, `--check`).
+        Some("bench") if bench_ir => bench::ir::run(rest.get(1..).unwrap_or_default()),
         Some("bench") => bench::run(std::env::args().nth(2).as_deref()),
         Some("dist") => dist::run(),
         Some("fuzz") => fuzz::run(rest).map_err(anyhow::Error::msg),
@@ -179,6 +187,8 @@ fn test() -> Result<()> {
             "tokio-connect-proxy",
         ]),
     )?;
+    // Deterministic instruction counts: netcore's echo against bench/ir-baseline.json.
+    bench::ir::gate()?;
     run_step(
         "cargo doc",
         cargo()
