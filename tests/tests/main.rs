@@ -2,6 +2,7 @@
 //! HAProxy, systemd-socket-activate and shell completions), in one test binary (one link)
 //! with a module per concern. The helpers are the `e2e` library (`tests/src/lib.rs`).
 
+mod access_log;
 mod activation;
 mod bench;
 mod completion;

@@ -20,6 +20,8 @@ Examples:
   kill -HUP PID                         restart without losing a client (new binary, new
                                         --message-file contents); kill -USR1 PID: the counts
   greet-server --stats-interval 1m      print the counts on stderr every minute
+  greet-server --log-format json        one JSON line per connection as it ends
+  RUST_LOG=info greet-server            more diagnostics on stderr (restarts, bad headers)
   greet-server --backlog 5              the tutorial's listen(5) (see README: not the default)
   greet-server --proxy-protocol --port 7000    behind HAProxy (send-proxy or send-proxy-v2)
   systemd-socket-activate -l 12345 greet-server    serve a socket handed over by systemd";
@@ -43,6 +45,12 @@ Examples:
 /// serves the TCP, UDP and Unix sockets it was handed instead of binding; --tcp, --host,
 /// --port, --udp and --unix are then not used. Under systemd (NOTIFY_SOCKET), it says
 /// READY=1 once serving, and a restart names the new main process (MAINPID=).
+///
+/// Diagnostics go to stderr, each line stamped with its RFC 3339 UTC time: warnings by
+/// default; RUST_LOG chooses more or less, as env_logger reads it (RUST_LOG=info: restarts,
+/// refused PROXY headers; RUST_LOG=debug: everything; RUST_LOG=error: errors only). The same
+/// warning repeated (such as `accept: Too many open files`) is printed at most once a second,
+/// saying how many repeats were not shown.
 #[derive(Debug, Parser)]
 #[command(version, after_help = EXAMPLES)]
 pub struct Args {
@@ -143,6 +151,17 @@ pub struct Args {
     #[arg(short, long)]
     pub quiet: bool,
 
+    /// The line per connection on stdout. `tutorial`: `Got connection from (...)` as each
+    /// client is greeted, the tutorial's output. `text` and `json`: one line when each
+    /// connection ends (and one per datagram) with an RFC 3339 UTC time in milliseconds, the
+    /// transport, the peer (and the client a PROXY header named, beside it), the outcome
+    /// (greeted, reset, timed-out, shutdown, error, proxy-error, rate-limited), bytes sent
+    /// and the duration, e.g.
+    /// `2024-02-29T12:34:56.789Z tcp peer=127.0.0.1:40000 outcome=greeted sent=24
+    /// duration_ms=0.041`; `json` writes the same fields as one JSON object per line.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Tutorial)]
+    pub log_format: LogFormat,
+
     /// Print the summary line on stderr every DURATION while running (SIGUSR1 prints it
     /// at once).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
@@ -157,6 +176,18 @@ pub struct Args {
     /// and this one keeps serving.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     pub restart_timeout: Duration,
+}
+
+/// `--log-format`: what the line per connection looks like.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `Got connection from ('127.0.0.1', 53788)`, as each client is greeted.
+    #[default]
+    Tutorial,
+    /// `key=value` fields after the time, when each connection ends.
+    Text,
+    /// One JSON object per line, when each connection ends.
+    Json,
 }
 
 impl Args {
@@ -231,6 +262,8 @@ mod tests {
             ("completions/_greet-server", "--proxy-timeout"),
             ("completions/greet-server.fish", "proxy-protocol"),
             ("man/man1/greet-server.1", "proxy\\-protocol"),
+            ("man/man1/greet-server.1", "RUST_LOG"),
+            ("man/man1/greet-server.1", "log\\-format"),
         ] {
             let text =
                 std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));

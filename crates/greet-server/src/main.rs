@@ -3,6 +3,8 @@
 #[macro_use]
 mod say;
 
+mod accesslog;
+mod logger;
 mod logsink;
 mod ratelimit;
 mod restart;
@@ -37,7 +39,7 @@ use stats::{Live, Published, Reporter, Stats, Summary};
 const LOG_FLUSH_GRACE: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    logger::init();
     match serve() {
         Ok(()) => ExitCode::SUCCESS,
         // clap prints its own messages and ignores a failed write; the rest is ours.
@@ -191,7 +193,8 @@ fn run(
                 )),
             };
             let mut service =
-                GreetService::new(Arc::clone(&message), sink.clone(), limiter, published);
+                GreetService::new(Arc::clone(&message), sink.clone(), limiter, published)
+                    .with_log_format(args.log_format);
             if args.proxy_protocol {
                 service = service.with_proxy_protocol(args.proxy_timeout);
             }

@@ -4,14 +4,16 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use netcore::{CloseReason, Closed, Conn, Control, Datagram, Handler, PeerAddr};
 use resolver::PyAddr;
 
+use crate::accesslog::{self, Entry, Outcome, Transport};
 use crate::logsink::LogSink;
 use crate::ratelimit::ReplyLimiter;
 use crate::stats::{Published, Stats};
+use greet_server::cli::LogFormat;
 use greet_server::proxy::{self, Parsed};
 
 /// Greets every connection and answers every datagram with one shared message.
@@ -22,6 +24,9 @@ pub struct GreetService {
     log: Option<Vec<u8>>,
     /// Lines in `log`.
     log_lines: u64,
+    /// `tutorial` writes as each client is greeted; `text` and `json` as each connection
+    /// ends.
+    format: LogFormat,
     sink: Option<LogSink>,
     /// Where `stats` is published at the end of each turn, for reports while running.
     published: Arc<Published>,
@@ -33,7 +38,18 @@ pub struct GreetService {
     pub stats: Stats,
 }
 
-/// Where a connection is, as the service sees it: its state, which the loop keeps.
+/// What the service keeps per connection (netcore's per-connection state).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Session {
+    pub stage: Stage,
+    /// When it was accepted; only taken when a line written at the end needs the duration
+    /// (the tutorial's fast path reads no clock).
+    opened: Option<Instant>,
+    /// The client its PROXY header named.
+    client: Option<SocketAddr>,
+}
+
+/// Where a connection is, as the service sees it.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     /// Greeted in `on_open` (or about to be): the common case.
@@ -58,6 +74,7 @@ impl GreetService {
             message,
             log: sink.as_ref().map(|_| Vec::new()),
             log_lines: 0,
+            format: LogFormat::Tutorial,
             sink,
             published,
             limiter,
@@ -73,7 +90,19 @@ impl GreetService {
         self
     }
 
-    fn greet(&mut self, conn: &mut Conn<'_, Stage>, client: Option<SocketAddr>) {
+    /// Writes the access log in `format` (`tutorial`: the tutorial's line as each client is
+    /// greeted; `text`, `json`: a line as each connection ends).
+    pub fn with_log_format(mut self, format: LogFormat) -> GreetService {
+        self.format = format;
+        self
+    }
+
+    /// Whether lines are written at the end of connections (and so need their duration).
+    fn logs_endings(&self) -> bool {
+        self.log.is_some() && self.format != LogFormat::Tutorial
+    }
+
+    fn greet(&mut self, conn: &mut Conn<'_, Session>, client: Option<SocketAddr>) {
         match client {
             Some(addr) => self.print_peer("connection", &PeerAddr::Inet(addr)),
             None => self.print_peer("connection", conn.peer()),
@@ -82,7 +111,11 @@ impl GreetService {
         conn.close();
     }
 
+    /// The tutorial's line, `Got connection from (...)`.
     fn print_peer(&mut self, what: &str, peer: &PeerAddr) {
+        if self.format != LogFormat::Tutorial {
+            return;
+        }
         let Some(log) = &mut self.log else { return };
         self.log_lines += 1;
         // Writing into a Vec cannot fail.
@@ -92,10 +125,39 @@ impl GreetService {
             PeerAddr::Unix(None) => writeln!(log, "Got {what} from ''"),
         };
     }
+
+    /// A `text` or `json` line.
+    fn log_ending(&mut self, entry: &Entry<'_>) {
+        let Some(log) = &mut self.log else { return };
+        self.log_lines += 1;
+        accesslog::append(log, self.format, SystemTime::now(), entry);
+    }
 }
 
-impl Handler<(), Stage> for GreetService {
-    fn on_open(&mut self, conn: &mut Conn<'_, Stage>) {
+/// How a connection that was to be greeted ended.
+fn greeting_outcome(closed: &Closed<'_, Session>) -> Outcome {
+    // Every byte went to the kernel before an orderly shutdown. A peer that then lingers
+    // past a deadline, or a server shutdown, does not undo that; a reset can.
+    let in_order = matches!(
+        closed.reason,
+        CloseReason::Done | CloseReason::Timeout | CloseReason::Shutdown
+    );
+    if in_order && closed.unsent == 0 {
+        return Outcome::Greeted;
+    }
+    match closed.reason {
+        CloseReason::Reset | CloseReason::Aborted => Outcome::Reset,
+        CloseReason::Timeout => Outcome::TimedOut,
+        CloseReason::Shutdown => Outcome::Shutdown,
+        _ => Outcome::Error,
+    }
+}
+
+impl Handler<(), Session> for GreetService {
+    fn on_open(&mut self, conn: &mut Conn<'_, Session>) {
+        if self.logs_endings() {
+            conn.state().opened = Some(Instant::now());
+        }
         // A PROXY header comes from a load balancer in front of a TCP listener; a Unix
         // listener's clients are local, and greeted directly (as with --unix on the command
         // line, so with a Unix socket handed over too).
@@ -103,7 +165,7 @@ impl Handler<(), Stage> for GreetService {
         if let (Some(timeout), true) = (self.proxy_timeout, tcp) {
             let deadline = conn.control().now() + timeout;
             conn.set_deadline(Some(deadline));
-            *conn.state() = Stage::AwaitingHeader;
+            conn.state().stage = Stage::AwaitingHeader;
             return;
         }
         self.print_peer("connection", conn.peer());
@@ -111,10 +173,10 @@ impl Handler<(), Stage> for GreetService {
         conn.close();
     }
 
-    fn on_data(&mut self, conn: &mut Conn<'_, Stage>, input: &[u8]) -> usize {
+    fn on_data(&mut self, conn: &mut Conn<'_, Session>, input: &[u8]) -> usize {
         // The protocol has the server speak first and only; what a client sends is ignored,
         // except for the PROXY header a load balancer sends before its client's bytes.
-        if *conn.state() != Stage::AwaitingHeader {
+        if conn.state().stage != Stage::AwaitingHeader {
             return input.len();
         }
         // The parser decides within the protocol's maximum header length, so what the loop
@@ -122,21 +184,25 @@ impl Handler<(), Stage> for GreetService {
         match proxy::parse(input) {
             Ok(Parsed::Incomplete) => return 0,
             Ok(Parsed::Header { header, .. }) => {
-                *conn.state() = Stage::Greeted;
+                *conn.state() = Session {
+                    stage: Stage::Greeted,
+                    client: header.source,
+                    ..*conn.state()
+                };
                 conn.set_deadline(None);
                 self.greet(conn, header.source);
             }
             Err(why) => {
                 log::info!("{}: {why}; closing", PeerText(conn.peer()));
-                *conn.state() = Stage::Refused;
+                conn.state().stage = Stage::Refused;
                 conn.close();
             }
         }
         input.len()
     }
 
-    fn on_close(&mut self, _ctl: &mut Control<'_, Stage>, closed: &Closed<'_, Stage>) {
-        match closed.state {
+    fn on_close(&mut self, _ctl: &mut Control<'_, Session>, closed: &Closed<'_, Session>) {
+        let outcome = match closed.state.stage {
             Stage::AwaitingHeader => {
                 let why = match closed.reason {
                     CloseReason::Timeout => "no complete PROXY header in time",
@@ -144,36 +210,68 @@ impl Handler<(), Stage> for GreetService {
                 };
                 log::info!("{}: {why} ({:?})", PeerText(closed.peer), closed.reason);
                 self.stats.proxy_errors += 1;
+                Outcome::ProxyError
             }
-            Stage::Refused => self.stats.proxy_errors += 1,
+            Stage::Refused => {
+                self.stats.proxy_errors += 1;
+                Outcome::ProxyError
+            }
             Stage::Greeted => {
-                // Every byte went to the kernel before an orderly shutdown. A peer that then
-                // lingers past a deadline, or a server shutdown, does not undo that; a reset
-                // can.
-                let in_order = matches!(
-                    closed.reason,
-                    CloseReason::Done | CloseReason::Timeout | CloseReason::Shutdown
-                );
-                if in_order && closed.unsent == 0 {
+                let outcome = greeting_outcome(closed);
+                if outcome == Outcome::Greeted {
                     self.stats.greeted += 1;
                 } else {
                     self.stats.errors += 1;
                 }
+                outcome
             }
+        };
+        if self.logs_endings() {
+            let duration = closed
+                .state
+                .opened
+                .map_or(Duration::ZERO, |at| at.elapsed());
+            self.log_ending(&Entry {
+                transport: Transport::of(closed.peer),
+                peer: closed.peer,
+                client: closed.state.client,
+                outcome,
+                sent: closed.sent,
+                duration,
+            });
         }
     }
 
-    fn on_datagram(&mut self, socket: &mut Datagram<'_, Stage>, _data: &[u8], from: SocketAddr) {
+    fn on_datagram(&mut self, socket: &mut Datagram<'_, Session>, _data: &[u8], from: SocketAddr) {
         let now = socket.control().now();
-        if let Some(false) = self.limiter.as_mut().map(|l| l.allow(from.ip(), now)) {
+        let allowed = self
+            .limiter
+            .as_mut()
+            .is_none_or(|l| l.allow(from.ip(), now));
+        if allowed {
+            self.print_peer("datagram", &PeerAddr::Inet(from));
+            socket.send_to(&self.message, from);
+        } else {
             self.stats.limited += 1;
-            return;
         }
-        self.print_peer("datagram", &PeerAddr::Inet(from));
-        socket.send_to(&self.message, from);
+        if self.logs_endings() {
+            let (outcome, sent) = if allowed {
+                (Outcome::Greeted, self.message.len() as u64)
+            } else {
+                (Outcome::RateLimited, 0)
+            };
+            self.log_ending(&Entry {
+                transport: Transport::Udp,
+                peer: &PeerAddr::Inet(from),
+                client: None,
+                outcome,
+                sent,
+                duration: Duration::ZERO,
+            });
+        }
     }
 
-    fn on_turn_end(&mut self, _ctl: &mut Control<'_, Stage>) {
+    fn on_turn_end(&mut self, _ctl: &mut Control<'_, Session>) {
         self.published.publish(&self.stats);
         let (Some(log), Some(sink)) = (&mut self.log, &self.sink) else {
             return;
