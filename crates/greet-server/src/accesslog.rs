@@ -30,6 +30,8 @@ pub enum Outcome {
     Error,
     /// A PROXY header that was malformed, too long, too slow or missing.
     ProxyError,
+    /// A connection from outside `--proxy-trusted`: refused.
+    ProxyUntrusted,
     /// A datagram not answered: its source passed `--udp-rate`.
     RateLimited,
 }
@@ -44,6 +46,7 @@ impl Outcome {
             Outcome::Shutdown => "shutdown",
             Outcome::Error => "error",
             Outcome::ProxyError => "proxy-error",
+            Outcome::ProxyUntrusted => "proxy-untrusted",
             Outcome::RateLimited => "rate-limited",
         }
     }

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 
+use crate::cidr::Cidr;
+
 const EXAMPLES: &str = "\
 Examples:
   greet-server                          the tutorial: this host's name, port 12345, TCP
@@ -24,6 +26,7 @@ Examples:
   RUST_LOG=info greet-server            more diagnostics on stderr (restarts, bad headers)
   greet-server --backlog 5              the tutorial's listen(5) (see README: not the default)
   greet-server --proxy-protocol --port 7000    behind HAProxy (send-proxy or send-proxy-v2)
+  greet-server --proxy-protocol --proxy-trusted 10.0.0.5,10.0.0.6    only those may send it
   systemd-socket-activate -l 12345 greet-server    serve a socket handed over by systemd";
 
 /// The socket tutorial's greeting server: for every client, print
@@ -142,6 +145,16 @@ pub struct Args {
     #[arg(long)]
     pub proxy_protocol: bool,
 
+    /// With --proxy-protocol: honour a PROXY header only from these sources (addresses or
+    /// CIDR blocks, comma-separated: 10.0.0.0/8,2001:db8::/32,127.0.0.1), as HAProxy's
+    /// `tcp-request connection expect-proxy layer4 if { src ... }` and nginx's
+    /// `set_real_ip_from` do. A connection from any other source is refused at once (a
+    /// reset, no greeting) and counted (`proxy untrusted` in the summary, outcome
+    /// proxy-untrusted). Without it every source is trusted, and the server says so at start:
+    /// any client that reaches the port can then name any address as itself.
+    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "CIDR[,CIDR...]", value_delimiter = ',', requires = "proxy_protocol", value_parser = Cidr::parse)]
+    pub proxy_trusted: Vec<Cidr>,
+
     /// With --proxy-protocol: close a connection whose header is not complete within this
     /// long.
     #[arg(value_hint = clap::ValueHint::Other, long, value_name = "DURATION", default_value = "3s", value_parser = humantime::parse_duration)]
@@ -155,8 +168,8 @@ pub struct Args {
     /// client is greeted, the tutorial's output. `text` and `json`: one line when each
     /// connection ends (and one per datagram) with an RFC 3339 UTC time in milliseconds, the
     /// transport, the peer (and the client a PROXY header named, beside it), the outcome
-    /// (greeted, reset, timed-out, shutdown, error, proxy-error, rate-limited), bytes sent
-    /// and the duration, e.g.
+    /// (greeted, reset, timed-out, shutdown, error, proxy-error, proxy-untrusted,
+    /// rate-limited), bytes sent and the duration, e.g.
     /// `2024-02-29T12:34:56.789Z tcp peer=127.0.0.1:40000 outcome=greeted sent=24
     /// duration_ms=0.041`; `json` writes the same fields as one JSON object per line.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Tutorial)]
@@ -194,6 +207,16 @@ impl Args {
     /// Whether to serve TCP: named, or no transport named at all.
     pub fn serves_tcp(&self) -> bool {
         self.tcp || (!self.udp && self.unix.is_none())
+    }
+
+    /// What to say on stderr at start about the sources trusted to send a PROXY header:
+    /// with --proxy-protocol and no --proxy-trusted, that every source is.
+    pub fn trust_notice(&self) -> Option<&'static str> {
+        (self.proxy_protocol && self.proxy_trusted.is_empty()).then_some(
+            "--proxy-protocol without --proxy-trusted: a PROXY header is honoured from every \
+             source, so any client that reaches the port can name any address as itself; \
+             name the load balancers with --proxy-trusted CIDR[,CIDR...]",
+        )
     }
 
     /// Checks what clap cannot express; a message for a usage error (exit status 2).

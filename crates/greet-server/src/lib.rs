@@ -1,6 +1,6 @@
 //! The parts of `greet-server` that read input it does not control: the PROXY protocol
 //! header a peer sends first ([`proxy`]), the socket-activation environment ([`activation`])
-//! and the command line ([`cli`]).
+//! and the command line ([`cli`], with its address blocks, [`cidr`]).
 //!
 //! They are a library so that the fuzz targets (`fuzz/`) and the property tests
 //! (`tests/properties.rs`) call the very functions the server runs, not copies; the binary
@@ -8,5 +8,6 @@
 //! them.
 
 pub mod activation;
+pub mod cidr;
 pub mod cli;
 pub mod proxy;

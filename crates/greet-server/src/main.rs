@@ -32,7 +32,7 @@ use ratelimit::ReplyLimiter;
 use restart::Restarter;
 use service::GreetService;
 use socket_file::{FileId, SocketFile};
-use stats::{Live, Published, Reporter, Stats, Summary};
+use stats::{Live, Published, Reporter, Shown, Stats, Summary};
 
 /// After the loops have drained: how long the log writer may take to write what is queued
 /// before the server exits anyway, counting the rest as dropped.
@@ -61,6 +61,9 @@ fn serve() -> Result<()> {
     }
     let args = Args::try_parse_from(argv)?;
     args.check()?;
+    if let Some(notice) = args.trust_notice() {
+        say!("greet-server: {notice}");
+    }
     // Before any thread starts: taking the sockets (and the readiness pipe of a restart, and
     // the identity of the socket file it hands on) also removes LISTEN_* (GREET_READY_FD,
     // GREET_UNIX_FILE) from the environment.
@@ -164,7 +167,7 @@ fn run(
             .map(|l| (l.counters(), Arc::new(Published::default())))
             .collect(),
         log: sink.as_ref().map(logsink::LogSink::counter),
-        proxy: args.proxy_protocol,
+        shown: Shown::of(args),
     };
     let counters: Vec<_> = live.loops.iter().map(|(c, _)| Arc::clone(c)).collect();
     let published: Vec<_> = live.loops.iter().map(|(_, p)| Arc::clone(p)).collect();
@@ -196,7 +199,8 @@ fn run(
                 GreetService::new(Arc::clone(&message), sink.clone(), limiter, published)
                     .with_log_format(args.log_format);
             if args.proxy_protocol {
-                service = service.with_proxy_protocol(args.proxy_timeout);
+                let trusted = (!args.proxy_trusted.is_empty()).then(|| args.proxy_trusted.clone());
+                service = service.with_proxy_protocol(args.proxy_timeout, trusted);
             }
             std::thread::Builder::new()
                 .name(format!("loop-{i}"))
@@ -229,7 +233,7 @@ fn run(
     match failure {
         Some(e) => Err(e),
         None => {
-            let mut summary = Summary::new(&counters, total, args.proxy_protocol);
+            let mut summary = Summary::new(&counters, total, Shown::of(args));
             summary.log = log;
             Ok(summary)
         }

@@ -13,6 +13,7 @@ use crate::accesslog::{self, Entry, Outcome, Transport};
 use crate::logsink::LogSink;
 use crate::ratelimit::ReplyLimiter;
 use crate::stats::{Published, Stats};
+use greet_server::cidr::{self, Cidr};
 use greet_server::cli::LogFormat;
 use greet_server::proxy::{self, Parsed};
 
@@ -35,6 +36,8 @@ pub struct GreetService {
     /// before it is greeted. `None` keeps the fast path: greet in `on_open`, never
     /// registered.
     proxy_timeout: Option<Duration>,
+    /// `--proxy-trusted`: the sources a PROXY header is honoured from (`None`: any).
+    trusted: Option<Arc<[Cidr]>>,
     pub stats: Stats,
 }
 
@@ -60,6 +63,8 @@ pub enum Stage {
     AwaitingHeader,
     /// Its header was refused: closing, counted as a proxy error.
     Refused,
+    /// It came from outside `--proxy-trusted`: reset at once, counted.
+    Untrusted,
 }
 
 impl GreetService {
@@ -79,14 +84,21 @@ impl GreetService {
             published,
             limiter,
             proxy_timeout: None,
+            trusted: None,
             stats: Stats::default(),
         }
     }
 
     /// Requires a PROXY protocol header (v1 or v2) first on every TCP connection, within
-    /// `timeout` of the accept; Unix-domain connections are greeted directly.
-    pub fn with_proxy_protocol(mut self, timeout: Duration) -> GreetService {
+    /// `timeout` of the accept, from a peer in `trusted` (`None`: any peer); a connection
+    /// from another peer is refused at once. Unix-domain connections are greeted directly.
+    pub fn with_proxy_protocol(
+        mut self,
+        timeout: Duration,
+        trusted: Option<Vec<Cidr>>,
+    ) -> GreetService {
         self.proxy_timeout = Some(timeout);
+        self.trusted = trusted.map(Arc::from);
         self
     }
 
@@ -161,8 +173,20 @@ impl Handler<(), Session> for GreetService {
         // A PROXY header comes from a load balancer in front of a TCP listener; a Unix
         // listener's clients are local, and greeted directly (as with --unix on the command
         // line, so with a Unix socket handed over too).
-        let tcp = matches!(conn.peer(), PeerAddr::Inet(_));
-        if let (Some(timeout), true) = (self.proxy_timeout, tcp) {
+        let tcp = match conn.peer() {
+            PeerAddr::Inet(addr) => Some(addr.ip()),
+            PeerAddr::Unix(_) => None,
+        };
+        if let (Some(timeout), Some(ip)) = (self.proxy_timeout, tcp) {
+            if let Some(trusted) = &self.trusted {
+                if !cidr::any_contains(trusted, ip) {
+                    // A reset, not a greeting: whatever it would send as a header is a lie
+                    // we must not log, and the peer learns at once it is not served.
+                    conn.state().stage = Stage::Untrusted;
+                    conn.abort();
+                    return;
+                }
+            }
             let deadline = conn.control().now() + timeout;
             conn.set_deadline(Some(deadline));
             conn.state().stage = Stage::AwaitingHeader;
@@ -215,6 +239,10 @@ impl Handler<(), Session> for GreetService {
             Stage::Refused => {
                 self.stats.proxy_errors += 1;
                 Outcome::ProxyError
+            }
+            Stage::Untrusted => {
+                self.stats.proxy_untrusted += 1;
+                Outcome::ProxyUntrusted
             }
             Stage::Greeted => {
                 let outcome = greeting_outcome(closed);

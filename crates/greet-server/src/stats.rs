@@ -26,6 +26,8 @@ pub struct Stats {
     /// Connections closed because their PROXY header was malformed, too long, too slow or
     /// missing (only with `--proxy-protocol`).
     pub proxy_errors: u64,
+    /// Connections refused because they came from outside `--proxy-trusted`.
+    pub proxy_untrusted: u64,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -34,6 +36,7 @@ impl std::ops::AddAssign for Stats {
         self.errors += other.errors;
         self.limited += other.limited;
         self.proxy_errors += other.proxy_errors;
+        self.proxy_untrusted += other.proxy_untrusted;
     }
 }
 
@@ -44,6 +47,7 @@ pub struct Published {
     errors: AtomicU64,
     limited: AtomicU64,
     proxy_errors: AtomicU64,
+    proxy_untrusted: AtomicU64,
 }
 
 impl Published {
@@ -54,6 +58,8 @@ impl Published {
         self.limited.store(stats.limited, Ordering::Relaxed);
         self.proxy_errors
             .store(stats.proxy_errors, Ordering::Relaxed);
+        self.proxy_untrusted
+            .store(stats.proxy_untrusted, Ordering::Relaxed);
     }
 
     fn load(&self) -> Stats {
@@ -62,6 +68,7 @@ impl Published {
             errors: self.errors.load(Ordering::Relaxed),
             limited: self.limited.load(Ordering::Relaxed),
             proxy_errors: self.proxy_errors.load(Ordering::Relaxed),
+            proxy_untrusted: self.proxy_untrusted.load(Ordering::Relaxed),
         }
     }
 }
@@ -77,13 +84,16 @@ pub struct Summary {
     pub limited: u64,
     /// With `--proxy-protocol`.
     pub proxy_errors: Option<u64>,
+    /// With `--proxy-trusted`.
+    pub proxy_untrusted: Option<u64>,
     /// Without `--quiet`.
     pub log: Option<LogCounts>,
 }
 
 impl Summary {
-    /// The totals of `loops` (netcore's counters) and `stats` (the service's).
-    pub fn new(loops: &[Arc<Counters>], stats: Stats, proxy: bool) -> Summary {
+    /// The totals of `loops` (netcore's counters) and `stats` (the service's), with the
+    /// optional fields `shown` asks for.
+    pub fn new(loops: &[Arc<Counters>], stats: Stats, shown: Shown) -> Summary {
         let (mut accepted, mut datagrams) = (0, 0);
         for counters in loops {
             let snapshot = counters.snapshot();
@@ -96,7 +106,8 @@ impl Summary {
             errors: stats.errors,
             datagrams,
             limited: stats.limited,
-            proxy_errors: proxy.then_some(stats.proxy_errors),
+            proxy_errors: shown.proxy.then_some(stats.proxy_errors),
+            proxy_untrusted: shown.trusted.then_some(stats.proxy_untrusted),
             log: None,
         }
     }
@@ -112,6 +123,9 @@ impl std::fmt::Display for Summary {
         if let Some(n) = self.proxy_errors {
             write!(f, ", proxy errors {n}")?;
         }
+        if let Some(n) = self.proxy_untrusted {
+            write!(f, ", proxy untrusted {n}")?;
+        }
         if let Some(log) = self.log {
             write!(
                 f,
@@ -123,12 +137,31 @@ impl std::fmt::Display for Summary {
     }
 }
 
+/// Which optional fields the summary line has: those of the features turned on.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Shown {
+    /// `--proxy-protocol`: proxy errors.
+    pub proxy: bool,
+    /// `--proxy-trusted`: connections refused from other sources.
+    pub trusted: bool,
+}
+
+impl Shown {
+    /// The fields `args` turn on.
+    pub fn of(args: &greet_server::cli::Args) -> Shown {
+        Shown {
+            proxy: args.proxy_protocol,
+            trusted: !args.proxy_trusted.is_empty(),
+        }
+    }
+}
+
 /// Everything needed to print the summary while the loops run, from any thread.
 #[derive(Debug, Clone)]
 pub struct Live {
     pub loops: Vec<(Arc<Counters>, Arc<Published>)>,
     pub log: Option<LogCounter>,
-    pub proxy: bool,
+    pub shown: Shown,
 }
 
 impl Live {
@@ -139,7 +172,7 @@ impl Live {
             stats += published.load();
         }
         let counters: Vec<Arc<Counters>> = self.loops.iter().map(|(c, _)| Arc::clone(c)).collect();
-        let mut summary = Summary::new(&counters, stats, self.proxy);
+        let mut summary = Summary::new(&counters, stats, self.shown);
         summary.log = self.log.as_ref().map(LogCounter::counts);
         summary
     }
