@@ -109,6 +109,11 @@ impl Server {
         self.0.next_line(PATIENCE)
     }
 
+    /// The next stderr line, or `None` after `timeout` (or at its end).
+    pub fn next_stderr_line(&self, timeout: Duration) -> Option<String> {
+        self.0.next_stderr_line(timeout)
+    }
+
     /// The server's on-CPU time so far, summed over its threads (`schedstat`).
     pub fn cpu_time(&self) -> Duration {
         self.0.cpu_time()

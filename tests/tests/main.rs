@@ -11,6 +11,7 @@ mod errors;
 mod flags;
 mod haproxy;
 mod hostile_input;
+mod limits;
 mod lookup;
 mod operations;
 mod reliability;

@@ -32,6 +32,10 @@ pub enum Outcome {
     ProxyError,
     /// A connection from outside `--proxy-trusted`: refused.
     ProxyUntrusted,
+    /// Over `--max-connections`: refused at once.
+    RefusedLimit,
+    /// Over `--max-per-source`: refused at once.
+    RefusedPerSource,
     /// A datagram not answered: its source passed `--udp-rate`.
     RateLimited,
 }
@@ -47,6 +51,8 @@ impl Outcome {
             Outcome::Error => "error",
             Outcome::ProxyError => "proxy-error",
             Outcome::ProxyUntrusted => "proxy-untrusted",
+            Outcome::RefusedLimit => "refused-limit",
+            Outcome::RefusedPerSource => "refused-per-source",
             Outcome::RateLimited => "rate-limited",
         }
     }

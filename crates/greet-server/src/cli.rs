@@ -117,10 +117,19 @@ pub struct Args {
     #[arg(value_hint = clap::ValueHint::Other, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
 
-    /// Stop accepting while this many connections are open (per loop); at least 1
-    /// [default: no limit].
+    /// At most N connections open in the whole process, across all loops; at least 1
+    /// [default: no limit]. A loop that alone holds N stops accepting (the rest wait in the
+    /// backlog); a connection another loop accepts past N is refused at once (a reset) and
+    /// counted (`over max-connections` in the summary, outcome refused-limit).
     #[arg(value_hint = clap::ValueHint::Other, long, value_name = "N", value_parser = parse_max_connections)]
     pub max_connections: Option<usize>,
+
+    /// TCP: at most N connections open at once from one client address (the PROXY header's
+    /// client, with --proxy-protocol), across all loops; past it a connection is refused at
+    /// once (a reset) and counted (`over max-per-source` in the summary, outcome
+    /// refused-per-source). [default: no limit]
+    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_per_source: Option<u32>,
 
     /// Close a connection that has done nothing for this long.
     #[arg(value_hint = clap::ValueHint::Other, long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -169,7 +178,7 @@ pub struct Args {
     /// connection ends (and one per datagram) with an RFC 3339 UTC time in milliseconds, the
     /// transport, the peer (and the client a PROXY header named, beside it), the outcome
     /// (greeted, reset, timed-out, shutdown, error, proxy-error, proxy-untrusted,
-    /// rate-limited), bytes sent and the duration, e.g.
+    /// refused-limit, refused-per-source, rate-limited), bytes sent and the duration, e.g.
     /// `2024-02-29T12:34:56.789Z tcp peer=127.0.0.1:40000 outcome=greeted sent=24
     /// duration_ms=0.041`; `json` writes the same fields as one JSON object per line.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Tutorial)]

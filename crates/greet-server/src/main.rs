@@ -4,6 +4,7 @@
 mod say;
 
 mod accesslog;
+mod limits;
 mod logger;
 mod logsink;
 mod ratelimit;
@@ -28,6 +29,7 @@ use socket2::{Domain, Socket, Type};
 
 use greet_server::activation::{self, Activated};
 use greet_server::cli::{self, Args};
+use limits::{ConnectionLimit, SourceLimit};
 use ratelimit::ReplyLimiter;
 use restart::Restarter;
 use service::GreetService;
@@ -181,6 +183,10 @@ fn run(
     ));
     watch_signals(signals, handles, Arc::clone(&restarter), reporter)?;
 
+    let limit = args
+        .max_connections
+        .map(|n| Arc::new(ConnectionLimit::new(n)));
+    let per_source = args.max_per_source.map(|n| Arc::new(SourceLimit::new(n)));
     let workers: Vec<_> = loops
         .into_iter()
         .zip(published)
@@ -197,7 +203,8 @@ fn run(
             };
             let mut service =
                 GreetService::new(Arc::clone(&message), sink.clone(), limiter, published)
-                    .with_log_format(args.log_format);
+                    .with_log_format(args.log_format)
+                    .with_limits(limit.clone(), per_source.clone());
             if args.proxy_protocol {
                 let trusted = (!args.proxy_trusted.is_empty()).then(|| args.proxy_trusted.clone());
                 service = service.with_proxy_protocol(args.proxy_timeout, trusted);

@@ -2,7 +2,7 @@
 //! handler.
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -10,6 +10,7 @@ use netcore::{CloseReason, Closed, Conn, Control, Datagram, Handler, PeerAddr};
 use resolver::PyAddr;
 
 use crate::accesslog::{self, Entry, Outcome, Transport};
+use crate::limits::{ConnectionLimit, SourceLimit};
 use crate::logsink::LogSink;
 use crate::ratelimit::ReplyLimiter;
 use crate::stats::{Published, Stats};
@@ -38,6 +39,10 @@ pub struct GreetService {
     proxy_timeout: Option<Duration>,
     /// `--proxy-trusted`: the sources a PROXY header is honoured from (`None`: any).
     trusted: Option<Arc<[Cidr]>>,
+    /// `--max-connections`, for the whole process.
+    limit: Option<Arc<ConnectionLimit>>,
+    /// `--max-per-source`, for the whole process.
+    per_source: Option<Arc<SourceLimit>>,
     pub stats: Stats,
 }
 
@@ -50,6 +55,10 @@ pub struct Session {
     opened: Option<Instant>,
     /// The client its PROXY header named.
     client: Option<SocketAddr>,
+    /// It holds a place of `--max-connections`.
+    holds_place: bool,
+    /// It holds a place of `--max-per-source` for this source.
+    holds_source: Option<IpAddr>,
 }
 
 /// Where a connection is, as the service sees it.
@@ -65,6 +74,10 @@ pub enum Stage {
     Refused,
     /// It came from outside `--proxy-trusted`: reset at once, counted.
     Untrusted,
+    /// Past `--max-connections`: reset at once, counted.
+    OverLimit,
+    /// Past `--max-per-source`: reset at once, counted.
+    OverSourceLimit,
 }
 
 impl GreetService {
@@ -85,6 +98,8 @@ impl GreetService {
             limiter,
             proxy_timeout: None,
             trusted: None,
+            limit: None,
+            per_source: None,
             stats: Stats::default(),
         }
     }
@@ -99,6 +114,17 @@ impl GreetService {
     ) -> GreetService {
         self.proxy_timeout = Some(timeout);
         self.trusted = trusted.map(Arc::from);
+        self
+    }
+
+    /// Refuses connections past the process's limits (shared by every loop's service).
+    pub fn with_limits(
+        mut self,
+        limit: Option<Arc<ConnectionLimit>>,
+        per_source: Option<Arc<SourceLimit>>,
+    ) -> GreetService {
+        self.limit = limit;
+        self.per_source = per_source;
         self
     }
 
@@ -138,12 +164,33 @@ impl GreetService {
         };
     }
 
+    /// Takes a place of `--max-per-source` for `source`; refuses the connection when there
+    /// is none (false).
+    fn take_source(&mut self, conn: &mut Conn<'_, Session>, source: IpAddr) -> bool {
+        let Some(limit) = &self.per_source else {
+            return true;
+        };
+        if !limit.try_take(source) {
+            refuse(conn, Stage::OverSourceLimit);
+            return false;
+        }
+        conn.state().holds_source = Some(source);
+        true
+    }
+
     /// A `text` or `json` line.
     fn log_ending(&mut self, entry: &Entry<'_>) {
         let Some(log) = &mut self.log else { return };
         self.log_lines += 1;
         accesslog::append(log, self.format, SystemTime::now(), entry);
     }
+}
+
+/// Ends a connection at once with a reset, to be counted as `stage` says: the peer learns
+/// it is not served without waiting, and nothing it sent is read.
+fn refuse(conn: &mut Conn<'_, Session>, stage: Stage) {
+    conn.state().stage = stage;
+    conn.abort();
 }
 
 /// How a connection that was to be greeted ended.
@@ -170,6 +217,13 @@ impl Handler<(), Session> for GreetService {
         if self.logs_endings() {
             conn.state().opened = Some(Instant::now());
         }
+        if let Some(limit) = &self.limit {
+            if !limit.try_take() {
+                refuse(conn, Stage::OverLimit);
+                return;
+            }
+            conn.state().holds_place = true;
+        }
         // A PROXY header comes from a load balancer in front of a TCP listener; a Unix
         // listener's clients are local, and greeted directly (as with --unix on the command
         // line, so with a Unix socket handed over too).
@@ -182,8 +236,7 @@ impl Handler<(), Session> for GreetService {
                 if !cidr::any_contains(trusted, ip) {
                     // A reset, not a greeting: whatever it would send as a header is a lie
                     // we must not log, and the peer learns at once it is not served.
-                    conn.state().stage = Stage::Untrusted;
-                    conn.abort();
+                    refuse(conn, Stage::Untrusted);
                     return;
                 }
             }
@@ -191,6 +244,11 @@ impl Handler<(), Session> for GreetService {
             conn.set_deadline(Some(deadline));
             conn.state().stage = Stage::AwaitingHeader;
             return;
+        }
+        if let Some(ip) = tcp {
+            if !self.take_source(conn, ip) {
+                return;
+            }
         }
         self.print_peer("connection", conn.peer());
         conn.send_shared(&self.message);
@@ -214,6 +272,18 @@ impl Handler<(), Session> for GreetService {
                     ..*conn.state()
                 };
                 conn.set_deadline(None);
+                // The client the balancer names is the source that counts; a header that
+                // names none (UNKNOWN) leaves the balancer's own address.
+                let source = match (header.source, conn.peer()) {
+                    (Some(client), _) => Some(client.ip()),
+                    (None, PeerAddr::Inet(peer)) => Some(peer.ip()),
+                    (None, PeerAddr::Unix(_)) => None,
+                };
+                if let Some(ip) = source {
+                    if !self.take_source(conn, ip) {
+                        return input.len();
+                    }
+                }
                 self.greet(conn, header.source);
             }
             Err(why) => {
@@ -226,6 +296,12 @@ impl Handler<(), Session> for GreetService {
     }
 
     fn on_close(&mut self, _ctl: &mut Control<'_, Session>, closed: &Closed<'_, Session>) {
+        if let (true, Some(limit)) = (closed.state.holds_place, &self.limit) {
+            limit.release();
+        }
+        if let (Some(ip), Some(limit)) = (closed.state.holds_source, &self.per_source) {
+            limit.release(ip);
+        }
         let outcome = match closed.state.stage {
             Stage::AwaitingHeader => {
                 let why = match closed.reason {
@@ -243,6 +319,14 @@ impl Handler<(), Session> for GreetService {
             Stage::Untrusted => {
                 self.stats.proxy_untrusted += 1;
                 Outcome::ProxyUntrusted
+            }
+            Stage::OverLimit => {
+                self.stats.refused_limit += 1;
+                Outcome::RefusedLimit
+            }
+            Stage::OverSourceLimit => {
+                self.stats.refused_per_source += 1;
+                Outcome::RefusedPerSource
             }
             Stage::Greeted => {
                 let outcome = greeting_outcome(closed);

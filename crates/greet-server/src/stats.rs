@@ -28,6 +28,10 @@ pub struct Stats {
     pub proxy_errors: u64,
     /// Connections refused because they came from outside `--proxy-trusted`.
     pub proxy_untrusted: u64,
+    /// Connections refused past `--max-connections`.
+    pub refused_limit: u64,
+    /// Connections refused past `--max-per-source`.
+    pub refused_per_source: u64,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -37,6 +41,8 @@ impl std::ops::AddAssign for Stats {
         self.limited += other.limited;
         self.proxy_errors += other.proxy_errors;
         self.proxy_untrusted += other.proxy_untrusted;
+        self.refused_limit += other.refused_limit;
+        self.refused_per_source += other.refused_per_source;
     }
 }
 
@@ -48,6 +54,8 @@ pub struct Published {
     limited: AtomicU64,
     proxy_errors: AtomicU64,
     proxy_untrusted: AtomicU64,
+    refused_limit: AtomicU64,
+    refused_per_source: AtomicU64,
 }
 
 impl Published {
@@ -60,6 +68,10 @@ impl Published {
             .store(stats.proxy_errors, Ordering::Relaxed);
         self.proxy_untrusted
             .store(stats.proxy_untrusted, Ordering::Relaxed);
+        self.refused_limit
+            .store(stats.refused_limit, Ordering::Relaxed);
+        self.refused_per_source
+            .store(stats.refused_per_source, Ordering::Relaxed);
     }
 
     fn load(&self) -> Stats {
@@ -69,6 +81,8 @@ impl Published {
             limited: self.limited.load(Ordering::Relaxed),
             proxy_errors: self.proxy_errors.load(Ordering::Relaxed),
             proxy_untrusted: self.proxy_untrusted.load(Ordering::Relaxed),
+            refused_limit: self.refused_limit.load(Ordering::Relaxed),
+            refused_per_source: self.refused_per_source.load(Ordering::Relaxed),
         }
     }
 }
@@ -86,6 +100,10 @@ pub struct Summary {
     pub proxy_errors: Option<u64>,
     /// With `--proxy-trusted`.
     pub proxy_untrusted: Option<u64>,
+    /// With `--max-connections`.
+    pub refused_limit: Option<u64>,
+    /// With `--max-per-source`.
+    pub refused_per_source: Option<u64>,
     /// Without `--quiet`.
     pub log: Option<LogCounts>,
 }
@@ -108,6 +126,8 @@ impl Summary {
             limited: stats.limited,
             proxy_errors: shown.proxy.then_some(stats.proxy_errors),
             proxy_untrusted: shown.trusted.then_some(stats.proxy_untrusted),
+            refused_limit: shown.max_connections.then_some(stats.refused_limit),
+            refused_per_source: shown.per_source.then_some(stats.refused_per_source),
             log: None,
         }
     }
@@ -125,6 +145,12 @@ impl std::fmt::Display for Summary {
         }
         if let Some(n) = self.proxy_untrusted {
             write!(f, ", proxy untrusted {n}")?;
+        }
+        if let Some(n) = self.refused_limit {
+            write!(f, ", over max-connections {n}")?;
+        }
+        if let Some(n) = self.refused_per_source {
+            write!(f, ", over max-per-source {n}")?;
         }
         if let Some(log) = self.log {
             write!(
@@ -144,6 +170,10 @@ pub struct Shown {
     pub proxy: bool,
     /// `--proxy-trusted`: connections refused from other sources.
     pub trusted: bool,
+    /// `--max-connections`: connections refused past it.
+    pub max_connections: bool,
+    /// `--max-per-source`: connections refused past it.
+    pub per_source: bool,
 }
 
 impl Shown {
@@ -152,6 +182,8 @@ impl Shown {
         Shown {
             proxy: args.proxy_protocol,
             trusted: !args.proxy_trusted.is_empty(),
+            max_connections: args.max_connections.is_some(),
+            per_source: args.max_per_source.is_some(),
         }
     }
 }
