@@ -13,6 +13,7 @@ mod haproxy;
 mod hostile_input;
 mod limits;
 mod lookup;
+mod metrics;
 mod operations;
 mod reliability;
 mod reliability_client;

@@ -23,6 +23,7 @@ Examples:
                                         --message-file contents); kill -USR1 PID: the counts
   greet-server --stats-interval 1m      print the counts on stderr every minute
   greet-server --log-format json        one JSON line per connection as it ends
+  greet-server --metrics 127.0.0.1:9100    Prometheus metrics at http://127.0.0.1:9100/metrics
   RUST_LOG=info greet-server            more diagnostics on stderr (restarts, bad headers)
   greet-server --backlog 5              the tutorial's listen(5) (see README: not the default)
   greet-server --proxy-protocol --port 7000    behind HAProxy (send-proxy or send-proxy-v2)
@@ -183,6 +184,17 @@ pub struct Args {
     /// duration_ms=0.041`; `json` writes the same fields as one JSON object per line.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Tutorial)]
     pub log_format: LogFormat,
+
+    /// Serve the counts for Prometheus at http://ADDR/metrics (text exposition format,
+    /// e.g. --metrics 127.0.0.1:9100; port 0: any free port, printed as a last readiness
+    /// line `Listening on (...) metrics`). Counters: accepted, connections by outcome (as
+    /// the access log's), datagrams received and rate-limited, accept errors, log lines
+    /// written and dropped; gauges: open connections, restarts done; a histogram of the
+    /// greeting's duration. Served by the first event loop, like any connection. The
+    /// counters carry on across SIGHUP restarts (the new server continues from the old
+    /// one's totals), so a scrape never sees one go down.
+    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
 
     /// Print the summary line on stderr every DURATION while running (SIGUSR1 prints it
     /// at once).

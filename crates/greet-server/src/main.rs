@@ -7,6 +7,7 @@ mod accesslog;
 mod limits;
 mod logger;
 mod logsink;
+mod metrics;
 mod ratelimit;
 mod restart;
 mod service;
@@ -30,8 +31,9 @@ use socket2::{Domain, Socket, Type};
 use greet_server::activation::{self, Activated};
 use greet_server::cli::{self, Args};
 use limits::{ConnectionLimit, SourceLimit};
+use metrics::Metrics;
 use ratelimit::ReplyLimiter;
-use restart::Restarter;
+use restart::{HandoverHook, Restarter};
 use service::GreetService;
 use socket_file::{FileId, SocketFile};
 use stats::{Live, Published, Reporter, Shown, Stats, Summary};
@@ -86,7 +88,7 @@ enum Listener {
 
 fn run(
     args: &Args,
-    activated: Option<Vec<(Activated, String)>>,
+    mut activated: Option<Vec<(Activated, String)>>,
     ready: Option<OwnedFd>,
     passed: Option<FileId>,
 ) -> Result<Summary> {
@@ -99,7 +101,8 @@ fn run(
     let threads = usize::from(args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, |n| u16::try_from(n.get()).unwrap_or(1))
     }));
-    let (listeners, handover, unix_file) = match activated {
+    let metrics_listener = metrics::listener(args.metrics, activated.as_mut())?;
+    let (listeners, mut handover, unix_file): (_, restart::Sockets, _) = match activated {
         Some(sockets) => {
             // A Unix socket file handed on by a restart is this server's to remove (while it
             // is the socket the old server bound); one from systemd (or named otherwise) is
@@ -132,7 +135,11 @@ fn run(
     // the handler's pipe until the signal thread starts), never the default action.
     let signals =
         signal_hook::iterator::Signals::new(SIGNALS).context("install signal handlers")?;
-    announce(listeners.iter().flatten())?;
+    if let Some(listener) = &metrics_listener {
+        let fd = listener.as_fd().try_clone_to_owned();
+        handover.push((fd.context("duplicate the metrics listener")?, "metrics"));
+    }
+    announce(listeners.iter().flatten(), metrics_listener.as_ref())?;
     let (writer, sink) = if args.quiet {
         (None, None)
     } else {
@@ -162,6 +169,10 @@ fn run(
         }
         loops.push(event_loop);
     }
+    let metrics_id = match (metrics_listener, loops.first_mut()) {
+        (Some(listener), Some(first)) => Some(first.add_tcp_listener(listener)?),
+        _ => None,
+    };
     let handles: Vec<ShutdownHandle> = loops.iter().map(EventLoop::shutdown_handle).collect();
     let live = Live {
         loops: loops
@@ -173,6 +184,7 @@ fn run(
     };
     let counters: Vec<_> = live.loops.iter().map(|(c, _)| Arc::clone(c)).collect();
     let published: Vec<_> = live.loops.iter().map(|(_, p)| Arc::clone(p)).collect();
+    let metrics = Arc::new(Metrics::new(live.clone()));
     let reporter = Reporter::new(live, args.stats_interval)?;
     let restarter = Arc::new(Restarter::new(
         handover,
@@ -181,6 +193,19 @@ fn run(
         args.restart_timeout,
         handles.clone(),
     ));
+    if metrics_id.is_some() {
+        let successor = Arc::clone(&metrics);
+        restarter.on_handover(HandoverHook(Box::new(move |channel| {
+            successor.hand_over(channel);
+        })));
+        if let Some(ready) = &ready {
+            metrics.follow(
+                ready
+                    .try_clone()
+                    .context("duplicate the readiness channel")?,
+            )?;
+        }
+    }
     watch_signals(signals, handles, Arc::clone(&restarter), reporter)?;
 
     let limit = args
@@ -204,7 +229,11 @@ fn run(
             let mut service =
                 GreetService::new(Arc::clone(&message), sink.clone(), limiter, published)
                     .with_log_format(args.log_format)
-                    .with_limits(limit.clone(), per_source.clone());
+                    .with_limits(limit.clone(), per_source.clone())
+                    .timed(metrics_id.is_some());
+            if let (0, Some(id)) = (i, metrics_id) {
+                service = service.with_metrics(id, Arc::clone(&metrics));
+            }
             if args.proxy_protocol {
                 let trusted = (!args.proxy_trusted.is_empty()).then(|| args.proxy_trusted.clone());
                 service = service.with_proxy_protocol(args.proxy_timeout, trusted);
@@ -233,6 +262,7 @@ fn run(
         }
     }
     let log = writer.map(|w| w.finish(Instant::now() + LOG_FLUSH_GRACE));
+    metrics.finish();
     // The socket file stays when a new server took it over.
     if let Some(file) = unix_file.filter(|_| !restarter.handed_over()) {
         file.remove();
@@ -493,8 +523,12 @@ fn remove_stale_socket(path: &std::path::Path) -> Result<()> {
     std::fs::remove_file(path).with_context(|| format!("remove stale socket {}", path.display()))
 }
 
-/// The readiness lines: one per distinct address and transport, flushed at once.
-fn announce<'a>(listeners: impl Iterator<Item = &'a Listener>) -> Result<()> {
+/// The readiness lines: one per distinct address and transport, the metrics listener's
+/// last, flushed at once.
+fn announce<'a>(
+    listeners: impl Iterator<Item = &'a Listener>,
+    metrics: Option<&std::net::TcpListener>,
+) -> Result<()> {
     let mut out = std::io::stdout().lock();
     let mut seen: Vec<String> = Vec::new();
     for listener in listeners {
@@ -512,6 +546,10 @@ fn announce<'a>(listeners: impl Iterator<Item = &'a Listener>) -> Result<()> {
         }
         writeln!(out, "Listening on {line}").context("stdout")?;
         seen.push(line);
+    }
+    if let Some(listener) = metrics {
+        let addr = listener.local_addr().context("getsockname")?;
+        writeln!(out, "Listening on {} metrics", PyAddr(&addr)).context("stdout")?;
     }
     out.flush().context("stdout")
 }

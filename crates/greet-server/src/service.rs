@@ -6,14 +6,17 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use netcore::{CloseReason, Closed, Conn, Control, Datagram, Handler, PeerAddr};
+use netcore::{
+    CloseReason, Closed, Conn, ConnId, Control, Datagram, Handler, ListenerId, PeerAddr, TimerId,
+};
 use resolver::PyAddr;
 
 use crate::accesslog::{self, Entry, Outcome, Transport};
 use crate::limits::{ConnectionLimit, SourceLimit};
 use crate::logsink::LogSink;
+use crate::metrics::{self, Metrics, Request};
 use crate::ratelimit::ReplyLimiter;
-use crate::stats::{Published, Stats};
+use crate::stats::{Count, Published, Stats};
 use greet_server::cidr::{self, Cidr};
 use greet_server::cli::LogFormat;
 use greet_server::proxy::{self, Parsed};
@@ -43,8 +46,27 @@ pub struct GreetService {
     limit: Option<Arc<ConnectionLimit>>,
     /// `--max-per-source`, for the whole process.
     per_source: Option<Arc<SourceLimit>>,
+    /// With `--metrics`: greeting durations are recorded.
+    timed: bool,
+    /// The metrics listener, in the one loop that serves it.
+    endpoint: Option<Endpoint>,
     pub stats: Stats,
 }
+
+/// The metrics listener and the scrapes waiting for a predecessor's totals.
+struct Endpoint {
+    listener: ListenerId,
+    metrics: Arc<Metrics>,
+    /// Scrapes held: the connection, when it asked, and whether it asked for the head only.
+    held: Vec<(ConnId, Instant, bool)>,
+    /// The timer that looks at `held` again.
+    retry: Option<TimerId>,
+}
+
+/// How often held scrapes look again for the predecessor's totals.
+const HELD_RETRY: Duration = Duration::from_millis(20);
+/// A scrape connection that has not sent its request within this long is closed.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the service keeps per connection (netcore's per-connection state).
 #[derive(Debug, Default, Clone, Copy)]
@@ -78,6 +100,10 @@ pub enum Stage {
     OverLimit,
     /// Past `--max-per-source`: reset at once, counted.
     OverSourceLimit,
+    /// A connection to the metrics listener: an HTTP request, neither counted nor logged.
+    Scrape,
+    /// The same, answered (or held for an answer): what else it sends is ignored.
+    Scraped,
 }
 
 impl GreetService {
@@ -100,6 +126,8 @@ impl GreetService {
             trusted: None,
             limit: None,
             per_source: None,
+            timed: false,
+            endpoint: None,
             stats: Stats::default(),
         }
     }
@@ -128,6 +156,23 @@ impl GreetService {
         self
     }
 
+    /// Records greeting durations (for the metrics' histogram).
+    pub fn timed(mut self, on: bool) -> GreetService {
+        self.timed = on;
+        self
+    }
+
+    /// Serves the metrics on `listener` (one of this loop's).
+    pub fn with_metrics(mut self, listener: ListenerId, metrics: Arc<Metrics>) -> GreetService {
+        self.endpoint = Some(Endpoint {
+            listener,
+            metrics,
+            held: Vec::new(),
+            retry: None,
+        });
+        self
+    }
+
     /// Writes the access log in `format` (`tutorial`: the tutorial's line as each client is
     /// greeted; `text`, `json`: a line as each connection ends).
     pub fn with_log_format(mut self, format: LogFormat) -> GreetService {
@@ -138,6 +183,33 @@ impl GreetService {
     /// Whether lines are written at the end of connections (and so need their duration).
     fn logs_endings(&self) -> bool {
         self.log.is_some() && self.format != LogFormat::Tutorial
+    }
+
+    /// Answers the scrape on `id` (asked at `asked`), or holds it while the predecessor's
+    /// totals are awaited.
+    fn answer_scrape(
+        &mut self,
+        ctl: &mut Control<'_, Session>,
+        id: ConnId,
+        asked: Instant,
+        head: bool,
+    ) {
+        let Some(endpoint) = &mut self.endpoint else {
+            return;
+        };
+        let reply = match endpoint.metrics.totals() {
+            Some(totals) => metrics::response(200, &metrics::render(&totals), head),
+            None if asked.elapsed() < metrics::HOLD_LIMIT => {
+                endpoint.held.push((id, asked, head));
+                if endpoint.retry.is_none() {
+                    endpoint.retry = Some(ctl.set_timer(ctl.now() + HELD_RETRY));
+                }
+                return;
+            }
+            None => metrics::response(503, "waiting for the previous server's totals\n", head),
+        };
+        ctl.send_owned(id, reply);
+        ctl.close(id);
     }
 
     fn greet(&mut self, conn: &mut Conn<'_, Session>, client: Option<SocketAddr>) {
@@ -214,7 +286,16 @@ fn greeting_outcome(closed: &Closed<'_, Session>) -> Outcome {
 
 impl Handler<(), Session> for GreetService {
     fn on_open(&mut self, conn: &mut Conn<'_, Session>) {
-        if self.logs_endings() {
+        if let Some(endpoint) = &self.endpoint {
+            if conn.listener() == Some(endpoint.listener) {
+                conn.state().stage = Stage::Scrape;
+                let deadline = conn.control().now() + SCRAPE_TIMEOUT;
+                conn.set_deadline(Some(deadline));
+                return;
+            }
+        }
+        self.stats.add(Count::Accepted);
+        if self.timed || self.logs_endings() {
             conn.state().opened = Some(Instant::now());
         }
         if let Some(limit) = &self.limit {
@@ -258,8 +339,25 @@ impl Handler<(), Session> for GreetService {
     fn on_data(&mut self, conn: &mut Conn<'_, Session>, input: &[u8]) -> usize {
         // The protocol has the server speak first and only; what a client sends is ignored,
         // except for the PROXY header a load balancer sends before its client's bytes.
-        if conn.state().stage != Stage::AwaitingHeader {
-            return input.len();
+        match conn.state().stage {
+            Stage::AwaitingHeader => {}
+            Stage::Scrape => {
+                match metrics::parse_request(input) {
+                    Request::Incomplete => return 0,
+                    Request::Metrics { head } => {
+                        let id = conn.id();
+                        self.answer_scrape(conn.control(), id, Instant::now(), head);
+                    }
+                    Request::Refuse(status) => {
+                        conn.send_owned(metrics::response(status, "try GET /metrics\n", false));
+                        conn.close();
+                    }
+                }
+                // Whatever else it sends is not read.
+                conn.state().stage = Stage::Scraped;
+                return input.len();
+            }
+            _ => return input.len(),
         }
         // The parser decides within the protocol's maximum header length, so what the loop
         // keeps while it waits is bounded.
@@ -296,12 +394,16 @@ impl Handler<(), Session> for GreetService {
     }
 
     fn on_close(&mut self, _ctl: &mut Control<'_, Session>, closed: &Closed<'_, Session>) {
+        if matches!(closed.state.stage, Stage::Scrape | Stage::Scraped) {
+            return;
+        }
         if let (true, Some(limit)) = (closed.state.holds_place, &self.limit) {
             limit.release();
         }
         if let (Some(ip), Some(limit)) = (closed.state.holds_source, &self.per_source) {
             limit.release(ip);
         }
+        self.stats.add(Count::Closed);
         let outcome = match closed.state.stage {
             Stage::AwaitingHeader => {
                 let why = match closed.reason {
@@ -309,32 +411,40 @@ impl Handler<(), Session> for GreetService {
                     _ => "closed before sending a complete PROXY header",
                 };
                 log::info!("{}: {why} ({:?})", PeerText(closed.peer), closed.reason);
-                self.stats.proxy_errors += 1;
+                self.stats.add(Count::ProxyError);
                 Outcome::ProxyError
             }
             Stage::Refused => {
-                self.stats.proxy_errors += 1;
+                self.stats.add(Count::ProxyError);
                 Outcome::ProxyError
             }
             Stage::Untrusted => {
-                self.stats.proxy_untrusted += 1;
+                self.stats.add(Count::ProxyUntrusted);
                 Outcome::ProxyUntrusted
             }
             Stage::OverLimit => {
-                self.stats.refused_limit += 1;
+                self.stats.add(Count::RefusedLimit);
                 Outcome::RefusedLimit
             }
             Stage::OverSourceLimit => {
-                self.stats.refused_per_source += 1;
+                self.stats.add(Count::RefusedPerSource);
                 Outcome::RefusedPerSource
             }
+            Stage::Scrape | Stage::Scraped => return,
             Stage::Greeted => {
                 let outcome = greeting_outcome(closed);
-                if outcome == Outcome::Greeted {
-                    self.stats.greeted += 1;
-                } else {
-                    self.stats.errors += 1;
+                if let (true, Outcome::Greeted, Some(at)) =
+                    (self.timed, outcome, closed.state.opened)
+                {
+                    self.stats.durations.record(at.elapsed());
                 }
+                self.stats.add(match outcome {
+                    Outcome::Greeted => Count::Greeted,
+                    Outcome::Reset => Count::Reset,
+                    Outcome::TimedOut => Count::TimedOut,
+                    Outcome::Shutdown => Count::Shutdown,
+                    _ => Count::OtherError,
+                });
                 outcome
             }
         };
@@ -363,8 +473,9 @@ impl Handler<(), Session> for GreetService {
         if allowed {
             self.print_peer("datagram", &PeerAddr::Inet(from));
             socket.send_to(&self.message, from);
+            self.stats.add(Count::DatagramsGreeted);
         } else {
-            self.stats.limited += 1;
+            self.stats.add(Count::RateLimited);
         }
         if self.logs_endings() {
             let (outcome, sent) = if allowed {
@@ -380,6 +491,21 @@ impl Handler<(), Session> for GreetService {
                 sent,
                 duration: Duration::ZERO,
             });
+        }
+    }
+
+    fn on_timer(&mut self, ctl: &mut Control<'_, Session>, timer: TimerId) {
+        let Some(endpoint) = &mut self.endpoint else {
+            return;
+        };
+        if endpoint.retry != Some(timer) {
+            return;
+        }
+        endpoint.retry = None;
+        for (id, asked, head) in std::mem::take(&mut endpoint.held) {
+            if ctl.is_open(id) {
+                self.answer_scrape(ctl, id, asked, head);
+            }
         }
     }
 
