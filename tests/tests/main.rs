@@ -9,6 +9,7 @@ mod completion;
 mod edges;
 mod errors;
 mod flags;
+mod fleet;
 mod haproxy;
 mod hostile_input;
 mod limits;

@@ -337,6 +337,7 @@ pub fn render(totals: &Totals) -> String {
                 "{outcome=\"refused-per-source\"}",
                 outcome(Count::RefusedPerSource),
             ),
+            ("{outcome=\"health-check\"}", outcome(Count::HealthCheck)),
         ],
     );
     family(
@@ -533,8 +534,9 @@ mod tests {
             "greet_accepted_total 10",
             "greet_connections_total{outcome=\"greeted\"} 12",
             "greet_connections_total{outcome=\"refused-per-source\"} 20",
+            "greet_connections_total{outcome=\"health-check\"} 21",
             "greet_datagrams_received_total 7",
-            "greet_datagrams_rate_limited_total 22",
+            "greet_datagrams_rate_limited_total 23",
             "greet_log_lines_dropped_total 3",
             "greet_open_connections 0",
             "greet_restarts 4",

@@ -100,6 +100,9 @@ pub enum Stage {
     OverLimit,
     /// Past `--max-per-source`: reset at once, counted.
     OverSourceLimit,
+    /// A load balancer's health check (a PROXY v2 LOCAL header): greeted, so that a check
+    /// may expect the greeting, but neither logged nor counted as a client's connection.
+    HealthCheck,
     /// A connection to the metrics listener: an HTTP request, neither counted nor logged.
     Scrape,
     /// The same, answered (or held for an answer): what else it sends is ignored.
@@ -363,6 +366,12 @@ impl Handler<(), Session> for GreetService {
         // keeps while it waits is bounded.
         match proxy::parse(input) {
             Ok(Parsed::Incomplete) => return 0,
+            Ok(Parsed::Header { header, .. }) if header.local => {
+                conn.state().stage = Stage::HealthCheck;
+                conn.set_deadline(None);
+                conn.send_shared(&self.message);
+                conn.close();
+            }
             Ok(Parsed::Header { header, .. }) => {
                 *conn.state() = Session {
                     stage: Stage::Greeted,
@@ -429,6 +438,11 @@ impl Handler<(), Session> for GreetService {
             Stage::OverSourceLimit => {
                 self.stats.add(Count::RefusedPerSource);
                 Outcome::RefusedPerSource
+            }
+            Stage::HealthCheck => {
+                // Checkers often reset once they know enough: never an error.
+                self.stats.add(Count::HealthCheck);
+                return;
             }
             Stage::Scrape | Stage::Scraped => return,
             Stage::Greeted => {

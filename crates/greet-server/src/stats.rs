@@ -40,6 +40,9 @@ pub enum Count {
     RefusedLimit,
     /// Refused past `--max-per-source`.
     RefusedPerSource,
+    /// Connections a load balancer made for a health check (a PROXY v2 LOCAL header):
+    /// greeted, neither logged nor counted as a client's, whatever their end.
+    HealthCheck,
     /// Datagrams answered.
     DatagramsGreeted,
     /// Datagrams not answered because their source passed its reply rate.
@@ -48,7 +51,7 @@ pub enum Count {
 
 impl Count {
     /// Every count, in slot order.
-    pub const ALL: [Count; 13] = [
+    pub const ALL: [Count; 14] = [
         Count::Accepted,
         Count::Closed,
         Count::Greeted,
@@ -60,6 +63,7 @@ impl Count {
         Count::ProxyUntrusted,
         Count::RefusedLimit,
         Count::RefusedPerSource,
+        Count::HealthCheck,
         Count::DatagramsGreeted,
         Count::RateLimited,
     ];
@@ -196,6 +200,8 @@ pub struct Summary {
     pub proxy_errors: Option<u64>,
     /// With `--proxy-trusted`.
     pub proxy_untrusted: Option<u64>,
+    /// With `--proxy-protocol`.
+    pub health_checks: Option<u64>,
     /// With `--max-connections`.
     pub refused_limit: Option<u64>,
     /// With `--max-per-source`.
@@ -217,6 +223,7 @@ impl Summary {
             limited: stats.get(Count::RateLimited),
             proxy_errors: shown.proxy.then_some(stats.get(Count::ProxyError)),
             proxy_untrusted: shown.trusted.then_some(stats.get(Count::ProxyUntrusted)),
+            health_checks: shown.proxy.then_some(stats.get(Count::HealthCheck)),
             refused_limit: shown
                 .max_connections
                 .then_some(stats.get(Count::RefusedLimit)),
@@ -240,6 +247,9 @@ impl std::fmt::Display for Summary {
         }
         if let Some(n) = self.proxy_untrusted {
             write!(f, ", proxy untrusted {n}")?;
+        }
+        if let Some(n) = self.health_checks {
+            write!(f, ", health checks {n}")?;
         }
         if let Some(n) = self.refused_limit {
             write!(f, ", over max-connections {n}")?;
