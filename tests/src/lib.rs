@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 pub use bench_report::{BenchReport, Mode};
-pub use proc_harness::{lines, port_of, Process, Stderr, PATIENCE};
+pub use proc_harness::{lines, port_of, supervise, Process, Stderr, PATIENCE};
 
 /// The path of a workspace binary (`greet-server`, `greet-client`), built once per test
 /// process with the same cargo that runs the tests.

@@ -1,6 +1,8 @@
 //! systemd socket activation end to end, with Debian's real `systemd-socket-activate`: it
 //! binds the socket, waits for the first client, then execs `greet-server` with the socket
-//! as descriptor 3 (`LISTEN_FDS=1`, `LISTEN_PID` = the same process).
+//! as descriptor 3 (`LISTEN_FDS=1`, `LISTEN_PID` = the same process). And the unit files
+//! of `contrib/systemd/`, as `systemd-analyze verify` reads them and as the README shows
+//! them.
 //!
 //! Without the tool these tests say so and pass, except under CI (`CI` set), where a missing
 //! tool is a failure: `.ci/run` installs it.
@@ -276,4 +278,75 @@ fn tcp_and_udp_on_one_port_each_get_their_listening_line() {
     let (status, stderr) = activator.terminate();
     assert!(status.success(), "{status}: {stderr}");
     assert!(stderr.contains("accepted 1, greeted 1,"), "{stderr}");
+}
+
+/// The folder of the unit files, `contrib/systemd/`.
+fn contrib_systemd() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/systemd")
+}
+
+/// `contrib/systemd/`'s units as systemd reads them: `systemd-analyze verify` finds no
+/// unknown key, bad value or missing unit. It also checks that `ExecStart=`'s program exists,
+/// so the service is verified with the built binary in place of
+/// `/usr/local/bin/greet-server`; `--man=no`: the man page is not installed here.
+#[test]
+fn the_contrib_unit_files_pass_systemd_analyze_verify() {
+    let Some(analyze) = tool("systemd-analyze") else {
+        return;
+    };
+    let dir = temp_dir("units");
+    let installed = "/usr/local/bin/greet-server";
+    let service = std::fs::read_to_string(contrib_systemd().join("greet.service")).unwrap();
+    assert!(
+        service.contains(&format!("ExecStart={installed}")),
+        "{service}"
+    );
+    let built = bin("greet-server");
+    let service = service.replace(installed, built.to_str().expect("UTF-8 path"));
+    std::fs::write(dir.join("greet.service"), service).unwrap();
+    std::fs::copy(
+        contrib_systemd().join("greet.socket"),
+        dir.join("greet.socket"),
+    )
+    .unwrap();
+    let out = Command::new(analyze)
+        .args(["verify", "--man=no"])
+        .arg(dir.join("greet.socket"))
+        .arg(dir.join("greet.service"))
+        .output()
+        .expect("run systemd-analyze");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    // An unknown key or section is only a warning (status 0), naming the file.
+    let about_ours: Vec<&str> = said.lines().filter(|l| l.contains("greet.")).collect();
+    assert!(about_ours.is_empty(), "{said}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The README shows the units without their comments: each of its `ini` blocks opens with
+/// the file it comes from, and every line of it is a line of that file.
+#[test]
+fn the_readme_shows_lines_of_the_contrib_unit_files() {
+    let readme = std::fs::read_to_string(contrib_systemd().join("../../README.md")).unwrap();
+    let mut shown = 0;
+    for block in readme.split("```ini\n").skip(1) {
+        let block = block.split("```").next().unwrap_or_default();
+        let mut lines = block.lines();
+        let source = lines.next().unwrap_or_default();
+        let Some(name) = source
+            .strip_prefix("# contrib/systemd/")
+            .and_then(|rest| rest.split_whitespace().next())
+        else {
+            continue;
+        };
+        let file = std::fs::read_to_string(contrib_systemd().join(name)).unwrap();
+        for line in lines.filter(|l| !l.is_empty()) {
+            assert!(
+                file.lines().any(|l| l == line),
+                "README's {line:?} is not in contrib/systemd/{name}"
+            );
+        }
+        shown += 1;
+    }
+    assert_eq!(shown, 2, "the README shows greet.socket and greet.service");
 }

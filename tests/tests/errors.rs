@@ -332,3 +332,21 @@ fn a_default_host_that_does_not_resolve_says_it_was_the_default_and_what_to_use(
         assert!(stderr.contains(part), "{part:?} missing from {stderr:?}");
     }
 }
+
+/// A `--host` the user gave that does not resolve is reported as that host's error alone:
+/// the default-host hint (see above) would send them looking for a flag they already used.
+#[test]
+fn a_given_host_that_does_not_resolve_is_named_without_the_default_hint() {
+    let out = e2e::server_output(&["--host", "no-such-host-for-greet.invalid", "--port", "0"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.starts_with("greet-server: host \"no-such-host-for-greet.invalid\": "),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("--host"),
+        "no hint for a given host: {stderr}"
+    );
+}

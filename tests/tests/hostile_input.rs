@@ -7,7 +7,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{bin, temp_dir, Server};
+use e2e::{bin, supervise, temp_dir, Server};
 
 /// The cap on `--message-file` and `--expect-file` (clap_dist::MESSAGE_MAX).
 const MESSAGE_MAX: u64 = 16 << 20;
@@ -25,17 +25,10 @@ fn run_bounded(program: &str, args: &[&str]) -> (Option<i32>, String, String, Du
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status.code();
-        }
-        if started.elapsed() > BOUND {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    // Signal 0 sends nothing: a bounded wait, then SIGKILL.
+    let stopped = supervise::stop(&mut child, supervise::Target::Process, 0, BOUND)
+        .expect("wait for the child");
+    let status = stopped.status.code().filter(|_| !stopped.killed);
     let elapsed = started.elapsed();
     let mut out = String::new();
     let mut err = String::new();

@@ -1,6 +1,6 @@
 //! The end-to-end tests: the real greet-server and greet-client binaries (and the real
-//! HAProxy, systemd-socket-activate and shell completions), in one test binary (one link)
-//! with a module per concern. The helpers are the `e2e` library (`tests/src/lib.rs`).
+//! HAProxy, systemd-socket-activate, shell completions and groff), in one test binary (one
+//! link) with a module per concern. The helpers are the `e2e` library (`tests/src/lib.rs`).
 
 mod access_log;
 mod activation;
@@ -14,6 +14,7 @@ mod haproxy;
 mod hostile_input;
 mod limits;
 mod lookup;
+mod man_pages;
 mod metrics;
 mod operations;
 mod reliability;

@@ -12,7 +12,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Instant;
 
 use crate::operations::{signal, Watched};
-use e2e::{bin, client, read_all, temp_dir, Process, Server, Stderr, PATIENCE};
+use e2e::{bin, client, read_all, supervise, temp_dir, Process, Server, Stderr, PATIENCE};
 
 const GREETING: &[u8] = b"Thank you for connecting";
 
@@ -289,18 +289,11 @@ fn dev_full() -> std::fs::File {
 
 /// Waits for `child` to exit, within [`PATIENCE`] (killed after that).
 fn exit_status(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("greet-server did not exit");
-        }
-        std::thread::yield_now();
-    }
+    // Signal 0 sends nothing: only the bounded wait.
+    let stopped = supervise::stop(child, supervise::Target::Process, 0, PATIENCE)
+        .expect("wait for greet-server");
+    assert!(!stopped.killed, "greet-server did not exit");
+    stopped.status
 }
 
 #[test]

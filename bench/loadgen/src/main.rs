@@ -558,3 +558,17 @@ fn main() {
     }
     std::process::exit(if tally.ok == opts.n { 0 } else { 2 });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let sorted = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100];
+        assert_eq!(percentile(&sorted, 50.0), 50);
+        assert_eq!(percentile(&sorted, 99.0), 100);
+        assert_eq!(percentile(&sorted, 0.0), 10);
+        assert_eq!(percentile(&[], 50.0), 0);
+    }
+}

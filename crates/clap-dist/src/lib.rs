@@ -1,5 +1,6 @@
 //! Shell completions (bash, zsh, fish) and man pages, written from a binary's own clap
-//! definitions so that what ships cannot drift from `--help`; and [`read_file_arg`], how both
+//! definitions so that what ships cannot drift from `--help` (the man pages with the
+//! sections clap does not hold: [`ManPage`]); and [`read_file_arg`], how both
 //! binaries read a file named on their command line (a regular file only, bounded).
 //!
 //! Each binary answers a hidden first argument, `__generate DIR`, before clap parses
@@ -16,9 +17,14 @@
 //! let argv: Vec<OsString> = ["greet", "__generate", "out"].map(OsString::from).into();
 //! let dir = clap_dist::request(&argv, "greet").expect("asked")?;
 //! let dir = std::env::temp_dir().join(format!("clap-dist-doc-{}", std::process::id())).join(dir);
-//! clap_dist::generate(cmd, "greet", &dir)?;
+//! let page = clap_dist::ManPage {
+//!     see_also: &["greet-client(1)"],
+//!     ..clap_dist::ManPage::default()
+//! };
+//! clap_dist::generate(cmd, "greet", &dir, &page)?;
 //! assert!(std::fs::read_to_string(dir.join("completions/greet.bash"))?.contains("--port"));
-//! assert!(dir.join("man/man1/greet.1").exists());
+//! let man = std::fs::read_to_string(dir.join("man/man1/greet.1"))?;
+//! assert!(man.contains(".SH \"SEE ALSO\""));
 //! # std::fs::remove_dir_all(dir.parent().unwrap())?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -26,8 +32,10 @@
 #![deny(missing_docs)]
 
 mod file_arg;
+mod man;
 
 pub use file_arg::{read_file_arg, MESSAGE_MAX};
+pub use man::{examples_help, man_pages, Example, ManPage, Section};
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -67,12 +75,18 @@ pub fn request(argv: &[OsString], name: &str) -> Option<Result<PathBuf, String>>
 }
 
 /// Writes `DIR/completions/{NAME.bash,_NAME,NAME.fish}` and `DIR/man/man1/NAME.1` (plus
-/// one page per subcommand, `NAME-SUB.1`).
+/// one page per subcommand, `NAME-SUB.1`), the man pages with what `page` adds to clap's
+/// definitions (see [`ManPage`]).
 ///
 /// # Errors
 ///
-/// A message naming the folder that could not be created or written.
-pub fn generate(mut cmd: clap::Command, name: &str, dir: &Path) -> anyhow::Result<()> {
+/// A message naming the folder or file that could not be created or written.
+pub fn generate(
+    mut cmd: clap::Command,
+    name: &str,
+    dir: &Path,
+    page: &ManPage,
+) -> anyhow::Result<()> {
     let completions = dir.join("completions");
     let man = dir.join("man").join("man1");
     for folder in [&completions, &man] {
@@ -85,8 +99,7 @@ pub fn generate(mut cmd: clap::Command, name: &str, dir: &Path) -> anyhow::Resul
     let bash = completions.join(format!("{name}.bash"));
     std::fs::write(&bash, bash_completion(&mut cmd, name)?)
         .with_context(|| format!("write {}", bash.display()))?;
-    clap_mangen::generate_to(cmd, &man)
-        .with_context(|| format!("write man page in {}", man.display()))
+    man::write_pages(cmd, page, &man)
 }
 
 /// The bash completion script for `cmd`, as `clap_complete` writes it, with two repairs:

@@ -12,14 +12,6 @@ use serde::Serialize;
 
 use crate::{output, pyjson};
 
-const EXAMPLES: &str = "\
-Examples:
-  greet-client lookup localhost www         [(2, 1, 6, '', ('127.0.0.1', 80))] and the hostname
-  greet-client lookup tutorialspoint.com www   the tutorial's own lookup (needs the network)
-  greet-client lookup ::1 ssh --type stream --json
-  greet-client lookup localhost -1          [Errno -8] Servname not supported for ai_socktype
-  greet-client lookup --reverse 127.0.0.1 22";
-
 /// Resolve HOST and SERVICE with getaddrinfo and print the list as Python's pprint does, then
 /// this machine's hostname (the tutorial's lookup script).
 ///
@@ -27,7 +19,7 @@ Examples:
 /// any protocol, no flags. `lookup localhost www` thus prints only the TCP entry, because the
 /// services database lists `www` for TCP only.
 #[derive(clap::Args, Debug)]
-#[command(after_help = EXAMPLES)]
+#[command(after_help = clap_dist::examples_help(crate::man_page::LOOKUP_EXAMPLES))]
 pub struct LookupArgs {
     /// Host name or numeric address to resolve (with --reverse: the numeric address to look up;
     /// with --no-host: the SERVICE).

@@ -3,6 +3,7 @@
 mod bench;
 mod client;
 mod lookup;
+mod man_page;
 mod output;
 mod pyjson;
 
@@ -11,19 +12,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 
-const EXAMPLES: &str = "\
-Examples:
-  greet-client                              the tutorial: this host's name, port 12345
-  greet-client --host 127.0.0.1 --port 5000 --udp
-  greet-client --unix /tmp/greet.sock
-  greet-client lookup localhost www         [(2, 1, 6, '', ('127.0.0.1', 80))] and the hostname
-  greet-client --udp --host '<broadcast>' --port 5000   (sets SO_BROADCAST)";
-
 /// The socket tutorial's client: connect, print what the server sends, close.
 #[derive(Debug, Parser)]
 #[command(
     version,
-    after_help = EXAMPLES,
+    after_help = clap_dist::examples_help(man_page::EXAMPLES),
     args_conflicts_with_subcommands = true,
     disable_help_subcommand = true
 )]
@@ -58,7 +51,7 @@ fn run() -> anyhow::Result<ExitCode> {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if let Some(request) = clap_dist::request(&argv, "greet-client") {
         let dir = request.map_err(anyhow::Error::msg)?;
-        clap_dist::generate(Cli::command(), "greet-client", &dir)?;
+        clap_dist::generate(Cli::command(), "greet-client", &dir, &man_page::MAN_PAGE)?;
         return Ok(ExitCode::SUCCESS);
     }
     let cli = Cli::try_parse_from(argv)?;

@@ -18,42 +18,21 @@
 //! of that kind.
 
 use anyhow::{anyhow, bail, Context, Result};
-use std::net::{TcpListener, UdpSocket};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
 
 use socket2::{Protocol, Socket, Type};
+
+use crate::listen::Listener;
 
 /// The first descriptor passed (`SD_LISTEN_FDS_START`).
 pub const FIRST_FD: RawFd = 3;
 /// More descriptors than this is a broken environment rather than a configuration.
 pub const MAX_FDS: usize = 4096;
 
-/// A socket handed over by the service manager, checked and set non-blocking.
-#[derive(Debug)]
-pub enum Activated {
-    Tcp(TcpListener),
-    Udp(UdpSocket),
-    /// A Unix stream listener and the path it is bound to.
-    Unix(UnixListener, PathBuf),
-}
-
-impl Activated {
-    /// The role name a restart passes on (`LISTEN_FDNAMES`); `owned`: whether the Unix
-    /// socket file is this server's to remove.
-    pub fn role(&self, owned: bool) -> &'static str {
-        match self {
-            Activated::Tcp(_) => "tcp",
-            Activated::Udp(_) => "udp",
-            Activated::Unix(..) if owned => "unix",
-            Activated::Unix(..) => "unix-keep",
-        }
-    }
-}
-
-/// Takes the sockets passed to this process, each with its name (empty when none was
-/// given); `Ok(None)` when it was not socket-activated.
+/// Takes the sockets passed to this process, each checked, set non-blocking and
+/// close-on-exec, with its name (empty when none was given); `Ok(None)` when it was not
+/// socket-activated.
 ///
 /// Call it before any thread starts: it removes the environment variables.
 ///
@@ -62,7 +41,7 @@ impl Activated {
 /// A variable that does not parse, a descriptor that is not open, or one that is not a
 /// TCP listener, UDP socket or Unix listener (or not of the role its name says): one line
 /// naming the variable or descriptor.
-pub fn take_listeners() -> Result<Option<Vec<(Activated, String)>>> {
+pub fn take_listeners() -> Result<Option<Vec<(Listener, String)>>> {
     let pid = env_text("LISTEN_PID");
     let fds = env_text("LISTEN_FDS");
     let names = env_text("LISTEN_FDNAMES");
@@ -174,11 +153,11 @@ pub fn handed_count(
 }
 
 /// A socket named by a role must be of that kind; other names are the service manager's.
-fn check_role(socket: &Activated, name: &str, label: &str) -> Result<()> {
+fn check_role(socket: &Listener, name: &str, label: &str) -> Result<()> {
     let fits = match name {
-        "tcp" | "metrics" => matches!(socket, Activated::Tcp(_)),
-        "udp" => matches!(socket, Activated::Udp(_)),
-        "unix" | "unix-keep" => matches!(socket, Activated::Unix(..)),
+        "tcp" | "metrics" => matches!(socket, Listener::Tcp(_)),
+        "udp" => matches!(socket, Listener::Udp(_)),
+        "unix" | "unix-keep" => matches!(socket, Listener::Unix(..)),
         _ => true,
     };
     if fits {
@@ -189,7 +168,7 @@ fn check_role(socket: &Activated, name: &str, label: &str) -> Result<()> {
 }
 
 /// Takes ownership of descriptor `fd` if it is open, then checks it.
-fn take_fd(fd: RawFd, label: &str) -> Result<Activated> {
+fn take_fd(fd: RawFd, label: &str) -> Result<Listener> {
     // SAFETY: fcntl(F_GETFD) only reads the descriptor's flags; on a closed descriptor it
     // fails with EBADF and touches nothing.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
@@ -205,7 +184,7 @@ fn take_fd(fd: RawFd, label: &str) -> Result<Activated> {
 
 /// Checks that `fd` is a TCP listener or a UDP socket, sets it close-on-exec and
 /// non-blocking, and returns it as such.
-pub fn classify(fd: OwnedFd, label: &str) -> Result<Activated> {
+pub fn classify(fd: OwnedFd, label: &str) -> Result<Listener> {
     let socket = Socket::from(fd);
     let kind = socket
         .r#type()
@@ -243,10 +222,10 @@ pub fn classify(fd: OwnedFd, label: &str) -> Result<Activated> {
                  not Accept=yes)"
             );
         }
-        return Ok(Activated::Tcp(socket.into()));
+        return Ok(Listener::Tcp(socket.into()));
     }
     if kind == Type::DGRAM && matches!(protocol, None | Some(Protocol::UDP)) {
-        return Ok(Activated::Udp(socket.into()));
+        return Ok(Listener::Udp(socket.into()));
     }
     Err(anyhow!(
         "{label}: a socket on {addr} of type {kind:?}, protocol {protocol:?}; only TCP \
@@ -260,7 +239,7 @@ fn classify_unix(
     local: &socket2::SockAddr,
     kind: Type,
     label: &str,
-) -> Result<Activated> {
+) -> Result<Listener> {
     let Some(path) = local.as_pathname().map(std::path::Path::to_path_buf) else {
         bail!(
             "{label}: a Unix socket with no path; only TCP listeners, UDP sockets and \
@@ -284,7 +263,7 @@ fn classify_unix(
         .set_cloexec(true)
         .and_then(|()| socket.set_nonblocking(true))
         .with_context(|| format!("{label}: set close-on-exec and non-blocking"))?;
-    Ok(Activated::Unix(
+    Ok(Listener::Unix(
         UnixListener::from(OwnedFd::from(socket)),
         path,
     ))
@@ -293,6 +272,8 @@ fn classify_unix(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dir::TestDir;
+    use std::net::{TcpListener, UdpSocket};
 
     #[test]
     fn the_variables_decide_whether_sockets_were_handed() {
@@ -346,7 +327,7 @@ mod tests {
     fn a_tcp_listener_is_served_non_blocking() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let Activated::Tcp(listener) = classify(listener.into(), "fd 3").unwrap() else {
+        let Listener::Tcp(listener) = classify(listener.into(), "fd 3").unwrap() else {
             panic!("not TCP");
         };
         assert_eq!(listener.local_addr().unwrap(), addr);
@@ -357,7 +338,7 @@ mod tests {
     #[test]
     fn a_udp_socket_is_served_non_blocking() {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let Activated::Udp(socket) = classify(socket.into(), "fd 4").unwrap() else {
+        let Listener::Udp(socket) = classify(socket.into(), "fd 4").unwrap() else {
             panic!("not UDP");
         };
         let err = socket.recv_from(&mut [0; 8]).unwrap_err();
@@ -366,13 +347,11 @@ mod tests {
 
     #[test]
     fn a_unix_listener_is_served_with_its_path_and_checked_against_its_name() {
-        let dir = std::env::temp_dir().join(format!("activation-unix-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TestDir::new("activation-unix");
         let path = dir.join("s");
         let unix = UnixListener::bind(&path).unwrap();
         let socket = classify(unix.into(), "fd 3").unwrap();
-        let Activated::Unix(listener, got) = &socket else {
+        let Listener::Unix(listener, got) = &socket else {
             panic!("not Unix: {socket:?}");
         };
         assert_eq!(got, &path);
@@ -387,7 +366,6 @@ mod tests {
             check_role(&socket, "tcp", "fd 3 (tcp)").unwrap_err()
         );
         assert!(err.starts_with("fd 3 (tcp): named \"tcp\""), "{err}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -404,13 +382,10 @@ mod tests {
             "{err}"
         );
 
-        let dir = std::env::temp_dir().join(format!("activation-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TestDir::new("activation-unix-datagram");
         let unix = std::os::unix::net::UnixDatagram::bind(dir.join("d")).unwrap();
         let err = format!("{:#}", classify(unix.into(), "fd 6").unwrap_err());
         assert!(err.starts_with("fd 6: a Unix socket at "), "{err}");
-        let _ = std::fs::remove_dir_all(&dir);
 
         let file = std::fs::File::open("/dev/null").unwrap();
         let err = format!("{:#}", classify(file.into(), "fd 7").unwrap_err());

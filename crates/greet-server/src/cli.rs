@@ -12,24 +12,6 @@ use clap::{CommandFactory, Parser};
 
 use crate::cidr::Cidr;
 
-const EXAMPLES: &str = "\
-Examples:
-  greet-server                          the tutorial: this host's name, port 12345, TCP
-  greet-server --host 127.0.0.1 --port 0    an ephemeral port (printed on the first line)
-  greet-server --udp --port 5000        answer each datagram with the message
-  greet-server --unix /tmp/greet.sock   serve a Unix-domain socket
-  greet-server --tcp --udp --unix /tmp/greet.sock --port 0    all three in one process
-  kill -HUP PID                         restart without losing a client (new binary, new
-                                        --message-file contents); kill -USR1 PID: the counts
-  greet-server --stats-interval 1m      print the counts on stderr every minute
-  greet-server --log-format json        one JSON line per connection as it ends
-  greet-server --metrics 127.0.0.1:9100    Prometheus metrics at http://127.0.0.1:9100/metrics
-  RUST_LOG=info greet-server            more diagnostics on stderr (restarts, bad headers)
-  greet-server --backlog 5              the tutorial's listen(5) (see README: not the default)
-  greet-server --proxy-protocol --port 7000    behind HAProxy (send-proxy or send-proxy-v2)
-  greet-server --proxy-protocol --proxy-trusted 10.0.0.5,10.0.0.6    only those may send it
-  systemd-socket-activate -l 12345 greet-server    serve a socket handed over by systemd";
-
 /// The socket tutorial's greeting server: for every client, print
 /// `Got connection from (host, port)`, send the message, close.
 ///
@@ -56,7 +38,7 @@ Examples:
 /// warning repeated (such as `accept: Too many open files`) is printed at most once a second,
 /// saying how many repeats were not shown.
 #[derive(Debug, Parser)]
-#[command(version, after_help = EXAMPLES)]
+#[command(version, after_help = clap_dist::examples_help(crate::man_page::EXAMPLES))]
 pub struct Args {
     /// Host to bind: a name, an IPv4 or IPv6 address, or "" for every address (IPv6 and
     /// IPv4 both: "::" dual-stack, where IPv4 clients show as ('::ffff:127.0.0.1', ...);
@@ -283,7 +265,12 @@ fn parse_mode(text: &str) -> Result<u32, String> {
 
 /// Writes the shell completions (bash, zsh, fish) and the man page under `dir`.
 pub fn generate(dir: &Path) -> anyhow::Result<()> {
-    clap_dist::generate(Args::command(), "greet-server", dir)
+    clap_dist::generate(
+        Args::command(),
+        "greet-server",
+        dir,
+        &crate::man_page::MAN_PAGE,
+    )
 }
 
 #[cfg(test)]

@@ -26,6 +26,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use netcore::ListenOptions;
 
+use greet_server::listen::Listener;
+
+use crate::restart::{HandoverHook, Restarter};
 use crate::stats::{Count, Histogram, Live, DURATION_BUCKETS};
 
 /// How often a draining old server hands its totals on.
@@ -219,6 +222,28 @@ impl Metrics {
             })
             .map(drop)
             .context("start the metrics handover thread")
+    }
+
+    /// Counters that carry on across restarts: at a restart `restarter` makes, the totals go
+    /// on to the new server; in a server a restart started (`ready`, its readiness channel),
+    /// the old one's are read.
+    pub fn carry_on(
+        self: &Arc<Self>,
+        restarter: &Restarter,
+        ready: Option<&OwnedFd>,
+    ) -> Result<()> {
+        let successor = Arc::clone(self);
+        restarter.on_handover(HandoverHook(Box::new(move |channel| {
+            successor.hand_over(channel);
+        })));
+        match ready {
+            Some(ready) => self.follow(
+                ready
+                    .try_clone()
+                    .context("duplicate the readiness channel")?,
+            ),
+            None => Ok(()),
+        }
     }
 
     /// At a restart, once the new server is ready: freezes what this server serves, and
@@ -474,12 +499,11 @@ pub fn response(status: u16, body: &str, head: bool) -> Vec<u8> {
 /// `--metrics ADDR` bound now. `None` without either.
 pub fn listener(
     addr: Option<SocketAddr>,
-    handed: Option<&mut Vec<(greet_server::activation::Activated, String)>>,
+    handed: Option<&mut Vec<(Listener, String)>>,
 ) -> Result<Option<TcpListener>> {
-    use greet_server::activation::Activated;
     if let Some(sockets) = handed {
         if let Some(i) = sockets.iter().position(|(_, name)| name == "metrics") {
-            if let (Activated::Tcp(listener), _) = sockets.remove(i) {
+            if let (Listener::Tcp(listener), _) = sockets.remove(i) {
                 return Ok(Some(listener));
             }
         }
@@ -492,6 +516,31 @@ pub fn listener(
     netcore::tcp_listener(addr, &opts)
         .map(Some)
         .with_context(|| format!("--metrics {addr}"))
+}
+
+/// Adds a duplicate of the metrics listener, if any, to the sockets a restart hands on
+/// (role `metrics`).
+pub fn hand_on(
+    listener: Option<&TcpListener>,
+    handover: &mut Vec<(OwnedFd, &'static str)>,
+) -> Result<()> {
+    if let Some(listener) = listener {
+        let fd = std::os::fd::AsFd::as_fd(listener).try_clone_to_owned();
+        handover.push((fd.context("duplicate the metrics listener")?, "metrics"));
+    }
+    Ok(())
+}
+
+/// The metrics listener's readiness line, after the others: `Listening on ('127.0.0.1',
+/// 9100) metrics`.
+pub fn announce(listener: Option<&TcpListener>) -> Result<()> {
+    let Some(listener) = listener else {
+        return Ok(());
+    };
+    let addr = listener.local_addr().context("getsockname")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Listening on {} metrics", resolver::PyAddr(&addr)).context("stdout")?;
+    out.flush().context("stdout")
 }
 
 #[cfg(test)]

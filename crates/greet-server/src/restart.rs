@@ -36,8 +36,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use netcore::ShutdownHandle;
+use proc_harness::supervise::{self, Target};
 
-use crate::socket_file::{self, FileId};
+use greet_server::socket_file::{self, FileId};
 
 use greet_server::activation::FIRST_FD;
 
@@ -154,7 +155,10 @@ impl Restarter {
         }
         let pid = self.pending.load(Ordering::Acquire);
         if pid != 0 {
-            signal_group(pid, libc::SIGTERM);
+            // Its group: the new server leads one (setpgid in `ExecPlan::exec`).
+            if let Err(e) = supervise::signal(pid, Target::Group, libc::SIGTERM) {
+                log::warn!("stop the new server (pid {pid}): {e}");
+            }
         }
     }
 
@@ -222,10 +226,16 @@ impl Restarter {
         match result {
             Ok(()) => Ok(Some((pid, ready_r))),
             Err(Wait::Closed) => {
-                let status = reap(&mut child, Instant::now() + STOP_GRACE);
-                // What it started may live on in its group, with the listening sockets.
+                // It is ending: it has STOP_GRACE to exit by itself. What it started may live
+                // on in its group, with the listening sockets: that is stopped either way.
+                let exited = supervise::wait_until(&mut child, Instant::now() + STOP_GRACE);
                 stop_group(&mut child);
-                Err(anyhow!("{shown} (pid {pid}) {status} before it was ready"))
+                let how = match exited {
+                    Ok(Some(status)) => format!("exited ({status})"),
+                    Ok(None) => "closed its readiness pipe and was stopped".into(),
+                    Err(e) => format!("could not be waited for ({e})"),
+                };
+                Err(anyhow!("{shown} (pid {pid}) {how} before it was ready"))
             }
             Err(Wait::Timeout) => {
                 stop_group(&mut child);
@@ -332,74 +342,12 @@ fn wait_ready(pipe: OwnedFd, deadline: Instant) -> Result<(), Wait> {
     }
 }
 
-/// The exit status of a child that closed its readiness pipe, waited for until `deadline`.
-fn reap(child: &mut Child, deadline: Instant) -> String {
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return format!("exited ({status})"),
-            Ok(None) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Ok(None) => {
-                stop_group(child);
-                return "closed its readiness pipe and was stopped".into();
-            }
-            Err(e) => return format!("could not be waited for ({e})"),
-        }
-    }
-}
-
 /// Ends a new server that failed, with its whole process group (whatever it started, which
 /// inherited the listening sockets): SIGTERM, then SIGKILL to what is left after
-/// [`STOP_GRACE`]; the new server itself is reaped either way. Its group id stays its pid
-/// while any member lives, even once it is reaped.
+/// [`STOP_GRACE`]; the new server itself is reaped either way.
 fn stop_group(child: &mut Child) {
-    let pgid = child.id();
-    signal_group(pgid, libc::SIGTERM);
-    let deadline = Instant::now() + STOP_GRACE;
-    let mut reaped = false;
-    loop {
-        // An error is ECHILD: reaped already.
-        reaped = reaped || !matches!(child.try_wait(), Ok(None));
-        if reaped && !group_alive(pgid) {
-            return;
-        }
-        if Instant::now() >= deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    signal_group(pgid, libc::SIGKILL);
-    if !reaped {
-        let _ = child.wait();
-    }
-    // SIGKILL is delivered at once, but a process closes its descriptors as it exits.
-    let deadline = Instant::now() + STOP_GRACE;
-    while group_alive(pgid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Whether any process is left in process group `pgid`. A zombie counts until its parent
-/// (for orphans, init) reaps it, so this is bounded by the callers' deadlines.
-fn group_alive(pgid: u32) -> bool {
-    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
-        return false;
-    };
-    // SAFETY: kill(2) with signal 0 only checks; the group is the new server's own.
-    if unsafe { libc::kill(-pgid, 0) } == 0 {
-        return true;
-    }
-    std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
-}
-
-/// Sends `signal` to process group `pgid`: the new server and everything it started.
-fn signal_group(pgid: u32, signal: libc::c_int) {
-    if let Ok(pgid) = libc::pid_t::try_from(pgid) {
-        // SAFETY: kill(2) on the group the new server leads (setpgid(0, 0) before its exec).
-        // The group id is not reused while the group has a member, nor while its leader is
-        // not reaped.
-        unsafe { libc::kill(-pgid, signal) };
+    if let Err(e) = supervise::stop(child, Target::Group, libc::SIGTERM, STOP_GRACE) {
+        log::warn!("stop the new server (pid {}): {e}", child.id());
     }
 }
 
@@ -701,19 +649,18 @@ mod tests {
 
     #[test]
     fn sd_notify_sends_one_datagram() {
-        let dir = std::env::temp_dir().join(format!("restart-notify-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("notify");
-        let listener = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        use std::os::linux::net::SocketAddrExt;
+        // An abstract socket (`@name`, as systemd may give): no file to clean up.
+        let name = format!("greet-server-test-notify-{}", std::process::id());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(&name).unwrap();
+        let listener = std::os::unix::net::UnixDatagram::bind_addr(&addr).unwrap();
         // The variable is read here only; tests in this crate do not otherwise use it.
-        std::env::set_var("NOTIFY_SOCKET", &path);
+        std::env::set_var("NOTIFY_SOCKET", format!("@{name}"));
         let sent = sd_notify("READY=1");
         std::env::remove_var("NOTIFY_SOCKET");
         sent.unwrap();
         let mut buf = [0u8; 64];
         let n = listener.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"READY=1");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -135,12 +135,11 @@ impl SocketFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dir::TestDir;
 
     #[test]
     fn only_the_socket_that_was_bound_is_removed() {
-        let dir = std::env::temp_dir().join(format!("socket-file-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TestDir::new("socket-file");
         let path = dir.join("s");
 
         let ours = std::os::unix::net::UnixListener::bind(&path).unwrap();
@@ -163,6 +162,5 @@ mod tests {
         drop(file);
         SocketFile::handed(&path, Some(passed)).unwrap().remove();
         assert!(!path.exists(), "its own socket is removed");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

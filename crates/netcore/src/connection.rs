@@ -1,17 +1,20 @@
 //! One stream connection's life, as a state machine this module owns.
 //!
-//! A connection has a [`Phase`] and a state per direction ([`Reading`], [`Writing`]), plus
-//! what the handler asked to happen once queued output is written ([`AfterFlush`]). The
-//! fields are private: the loop and the handler's [`Conn`](crate::Conn) and
-//! [`Control`](crate::Control) change them only through the transitions below, and
+//! A connection is in one [`State`] (whose variants are exactly the states it can be
+//! in, each with what the handler asked to happen once queued output is written), and
+//! its receiving direction, independent of it, in a [`Reading`]. The fields are private:
+//! the loop and [`Control`](crate::Control) change them only through the transitions
+//! below, which return what they leave for the loop to do ([`Actions`]: a read owed, an
+//! `on_flushed` due) instead of setting flags for it to poll, and
 //! [`Connection::advance`] moves a connection as far as it can go without waiting.
 //!
 //! ```text
-//!  Connecting ──established──► Open ──close(), output flushed, input pending──► Draining
-//!      │                        │  \                                             │
-//!      │ failed                 │   └─ close(), output flushed, nothing unread ──┤
-//!      ▼                        ▼ abort() / I/O error                        EOF │ linger
-//!    Ended(reason) ◄────────────┴───────────────────────────────────────────────┘
+//!  Connecting ──established──► Open ──flushed, half-close asked──► WriteShut
+//!      │                        │                                    │ close()
+//!      │                        ├─ close(), flushed, input pending ──┴─────► Draining
+//!      │                        ├─ close(), flushed, nothing unread ─┐          │ EOF,
+//!      │ failed                 │ abort(), I/O error                 ▼          ▼ linger
+//!      └──────────────────────► Ended(reason) ◄─────────────────────────────────┘
 //! ```
 
 use std::io::{self, Read, Write};
@@ -148,13 +151,18 @@ impl Write for Stream {
     }
 }
 
-/// Where a connection is in its life.
+/// Where a connection is in its life: its variants are exactly the states a connection
+/// can be in, and what each direction may do follows from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    /// An outgoing connect in progress.
-    Connecting,
-    /// Reading and writing as the handler wants.
-    Open,
+pub(crate) enum State {
+    /// An outgoing connect in progress: output queues until it completes.
+    Connecting { then: Then },
+    /// Established; output goes to the socket as it is queued unless `blocked` (the socket
+    /// said `WouldBlock`, and queued output waits for a writable event).
+    Open { blocked: bool, then: Then },
+    /// Our sending side is shut (FIN sent), reading goes on; `closing` once the handler
+    /// asked to close too.
+    WriteShut { closing: bool },
     /// Closing: output is flushed and our side shut; the peer's input is read and dropped
     /// until its EOF or the linger deadline, so that closing does not reset the connection.
     Draining,
@@ -162,7 +170,17 @@ pub(crate) enum Phase {
     Ended(CloseReason),
 }
 
-/// Why reading is paused; either cause keeps it paused.
+/// What the handler asked to happen once queued output is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Then {
+    Nothing,
+    /// Half-close: shut our sending side, keep reading.
+    ShutWrite,
+    /// Orderly close.
+    Close,
+}
+
+/// Why reading is paused; any cause keeps it paused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Pause {
     /// The handler paused it ([`Connection::pause_reading`]).
@@ -173,7 +191,9 @@ pub(crate) struct Pause {
     pub(crate) by_pipe: bool,
 }
 
-/// The receiving direction.
+/// The receiving direction. TCP's two directions are independent (a peer may half-close
+/// while we still send, a handler may pause reading while output drains), so this is kept
+/// beside [`State`] rather than multiplied into it; it matters only while the state reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reading {
     /// Input is read as it arrives.
@@ -184,31 +204,37 @@ pub(crate) enum Reading {
     Closed,
 }
 
-/// The sending direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Writing {
-    /// Output goes to the socket as it is queued.
-    Ready,
-    /// The socket said `WouldBlock`: queued output waits for a writable event.
-    Blocked,
-    /// Our side is shut (FIN sent): nothing more can be sent.
-    Shut,
+/// What a transition leaves for the loop to do: the loop carries these out (see the
+/// dispatcher's work queue) instead of the connection remembering them in flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[must_use]
+pub(crate) struct Actions {
+    /// Reading was resumed: input that arrived while paused raised no new edge, so the
+    /// loop must read once without waiting for an event.
+    pub(crate) read: bool,
+    /// Pending output fell to the low-water mark: the handler's `on_flushed` is due.
+    pub(crate) flushed: bool,
 }
 
-/// What the handler asked to happen once queued output is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AfterFlush {
-    Nothing,
-    /// Half-close: shut our sending side, keep reading.
-    ShutWrite,
-    /// Orderly close.
-    Close,
+impl Actions {
+    pub(crate) const NONE: Actions = Actions {
+        read: false,
+        flushed: false,
+    };
+
+    pub(crate) fn and(self, other: Actions) -> Actions {
+        Actions {
+            read: self.read || other.read,
+            flushed: self.flushed || other.flushed,
+        }
+    }
 }
 
 /// What [`Connection::advance`] decided.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Step {
-    Keep,
+    /// It lives on; the loop carries out the actions.
+    Keep(Actions),
     Close(CloseReason),
 }
 
@@ -235,20 +261,17 @@ pub(crate) struct Connection<T = (), S = Stream> {
     listener: Option<ListenerId>,
     out: WriteBuffer,
     /// The handler's own state for this connection (`Handler`'s `T`).
-    state: T,
-    phase: Phase,
+    user: T,
+    state: State,
     reading: Reading,
-    writing: Writing,
-    after_flush: AfterFlush,
-    /// Reading was resumed: input that arrived while paused raised no new edge, so the loop
-    /// must read once without waiting for an event.
-    read_owed: bool,
-    /// Pending output fell to the low-water mark: the loop owes the handler `on_flushed`.
-    flushed_owed: bool,
     /// Registered with the poller (a connection closed on the fast path never is).
     registered: bool,
     /// The deadline this connection has in the loop's timer set.
     scheduled: Option<Instant>,
+    /// A deadline may have moved earlier than `scheduled` since it was set (a new write,
+    /// linger or handler deadline, changed settings). Deadlines that only move later
+    /// (idle, on every read) leave it clear: the earlier entry finds them when it fires.
+    reschedule: bool,
     /// Input the handler has not consumed yet, handed to it again with what arrives next.
     /// Empty, with no allocation, for a connection whose handler consumes everything.
     kept: Vec<u8>,
@@ -314,27 +337,29 @@ impl<T, S: Socket> Connection<T, S> {
         stream: S,
         peer: PeerAddr,
         listener: ListenerId,
-        state: T,
+        user: T,
         now: Instant,
     ) -> Connection<T, S> {
-        Connection::new(stream, peer, Some(listener), Phase::Open, state, now)
+        let open = State::Open {
+            blocked: false,
+            then: Then::Nothing,
+        };
+        Connection::new(stream, peer, Some(listener), open, user, now)
     }
 
-    pub(crate) fn connecting(
-        stream: S,
-        peer: PeerAddr,
-        state: T,
-        now: Instant,
-    ) -> Connection<T, S> {
-        Connection::new(stream, peer, None, Phase::Connecting, state, now)
+    pub(crate) fn connecting(stream: S, peer: PeerAddr, user: T, now: Instant) -> Connection<T, S> {
+        let connecting = State::Connecting {
+            then: Then::Nothing,
+        };
+        Connection::new(stream, peer, None, connecting, user, now)
     }
 
     fn new(
         stream: S,
         peer: PeerAddr,
         listener: Option<ListenerId>,
-        phase: Phase,
-        state: T,
+        state: State,
+        user: T,
         now: Instant,
     ) -> Connection<T, S> {
         Connection {
@@ -342,12 +367,9 @@ impl<T, S: Socket> Connection<T, S> {
             peer,
             listener,
             out: WriteBuffer::default(),
+            user,
             state,
-            phase,
             reading: Reading::Open,
-            writing: Writing::Ready,
-            after_flush: AfterFlush::Nothing,
-            read_owed: false,
             reset_behind_input: false,
             kept: Vec::new(),
             input_owed: false,
@@ -355,9 +377,9 @@ impl<T, S: Socket> Connection<T, S> {
             pipe: None,
             received: 0,
             sent: 0,
-            flushed_owed: false,
             registered: false,
             scheduled: None,
+            reschedule: true,
             carried: false,
             own: None,
             last_active: now,
@@ -378,20 +400,20 @@ impl<T, S: Socket> Connection<T, S> {
     }
 
     pub(crate) fn state_mut(&mut self) -> &mut T {
-        &mut self.state
+        &mut self.user
     }
 
-    /// Takes the state out, for the length of a callback that hands it to the handler, or
-    /// for good when the connection ends.
+    /// Takes the handler's state out, for the length of a callback that hands it to the
+    /// handler, or for good when the connection ends.
     pub(crate) fn take_state(&mut self) -> T
     where
         T: Default,
     {
-        std::mem::take(&mut self.state)
+        std::mem::take(&mut self.user)
     }
 
-    pub(crate) fn put_state(&mut self, state: T) {
-        self.state = state;
+    pub(crate) fn put_state(&mut self, user: T) {
+        self.user = user;
     }
 
     pub(crate) fn stream(&self) -> &S {
@@ -402,18 +424,18 @@ impl<T, S: Socket> Connection<T, S> {
         self.out.len()
     }
 
-    pub(crate) fn phase(&self) -> Phase {
-        self.phase
+    pub(crate) fn is_connecting(&self) -> bool {
+        matches!(self.state, State::Connecting { .. })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn state(&self) -> State {
+        self.state
     }
 
     #[cfg(test)]
     pub(crate) fn reading(&self) -> Reading {
         self.reading
-    }
-
-    #[cfg(test)]
-    pub(crate) fn writing(&self) -> Writing {
-        self.writing
     }
 
     /// Queues `data` (shared when `shared` holds the same bytes) and writes what the socket
@@ -428,6 +450,9 @@ impl<T, S: Socket> Connection<T, S> {
         let Some(start) = self.write_now(data, counters) else {
             return false;
         };
+        if start == data.len() {
+            return true;
+        }
         let before = self.out.len();
         match shared {
             Some(arc) => self.out.push_shared(Arc::clone(arc), start),
@@ -449,62 +474,76 @@ impl<T, S: Socket> Connection<T, S> {
         true
     }
 
-    /// The part of a send that happens at once: refused (`None`) after our side is shut or
+    /// The part of a send that happens at once: refused (`None`) once our side is shut or
     /// the connection ended; otherwise, when nothing waits before it, as much of `data` as
     /// the socket takes is written straight from the caller's bytes. Returns where the
     /// rest, to be queued, starts (all of it after a write error, which ends the
     /// connection at its next step).
     fn write_now(&mut self, data: &[u8], counters: &Counters) -> Option<usize> {
-        if matches!(self.phase, Phase::Ended(_) | Phase::Draining) || self.writing == Writing::Shut
-        {
-            log::debug!(
-                "send of {} bytes to {:?} after it was shut, dropped",
-                data.len(),
-                self.peer
-            );
-            return None;
-        }
+        let writes_now = match self.state {
+            State::Open { blocked, .. } => !blocked && self.out.is_empty() && !self.corked,
+            State::Connecting { .. } => false,
+            State::WriteShut { .. } | State::Draining | State::Ended(_) => {
+                log::debug!(
+                    "send of {} bytes to {:?} after it was shut, dropped",
+                    data.len(),
+                    self.peer
+                );
+                return None;
+            }
+        };
         let mut start = 0;
-        if self.out.is_empty()
-            && !self.corked
-            && self.writing == Writing::Ready
-            && self.phase == Phase::Open
-        {
-            while start < data.len() {
-                match self.stream.write(&data[start..]) {
-                    Ok(0) => {
-                        self.fail(&io::ErrorKind::WriteZero.into());
-                        return Some(data.len());
-                    }
-                    Ok(n) => {
-                        Counters::add(&counters.bytes_out, n as u64);
-                        self.sent += n as u64;
-                        start += n;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.writing = Writing::Blocked;
-                        break;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        self.fail(&e);
-                        return Some(data.len());
-                    }
+        while writes_now && start < data.len() {
+            match self.stream.write(&data[start..]) {
+                Ok(0) => {
+                    self.fail(&io::ErrorKind::WriteZero.into());
+                    return Some(data.len());
+                }
+                Ok(n) => {
+                    Counters::add(&counters.bytes_out, n as u64);
+                    self.sent += n as u64;
+                    start += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.set_blocked(true);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.fail(&e);
+                    return Some(data.len());
                 }
             }
         }
         Some(start)
     }
 
+    /// Whether a send now would be taken (not once our side is shut or it ended).
+    pub(crate) fn accepts_output(&self) -> bool {
+        matches!(self.state, State::Connecting { .. } | State::Open { .. })
+    }
+
+    fn set_blocked(&mut self, now_blocked: bool) {
+        if let State::Open { blocked, .. } = &mut self.state {
+            *blocked = now_blocked;
+        }
+    }
+
     /// Orderly close once the output is written.
     pub(crate) fn close(&mut self) {
-        self.after_flush = AfterFlush::Close;
+        match &mut self.state {
+            State::Connecting { then } | State::Open { then, .. } => *then = Then::Close,
+            State::WriteShut { closing } => *closing = true,
+            State::Draining | State::Ended(_) => {}
+        }
     }
 
     /// Half-close once the output is written.
     pub(crate) fn shutdown_write(&mut self) {
-        if self.after_flush == AfterFlush::Nothing {
-            self.after_flush = AfterFlush::ShutWrite;
+        if let State::Connecting { then } | State::Open { then, .. } = &mut self.state {
+            if *then == Then::Nothing {
+                *then = Then::ShutWrite;
+            }
         }
     }
 
@@ -515,6 +554,7 @@ impl<T, S: Socket> Connection<T, S> {
 
     pub(crate) fn set_deadline(&mut self, at: Option<Instant>) {
         self.handler_deadline = at;
+        self.reschedule = true;
     }
 
     /// Stops reading until [`resume_reading`](Self::resume_reading).
@@ -535,19 +575,57 @@ impl<T, S: Socket> Connection<T, S> {
         }
     }
 
-    /// Lifts the handler's pause; reading starts again unless back-pressure still holds it.
-    pub(crate) fn resume_reading(&mut self) {
-        if let Reading::Paused(pause) = &mut self.reading {
-            pause.by_handler = false;
-            self.unpause_if_free();
+    /// Lifts a cause of the pause (`lift` returns whether it held); reading starts again
+    /// once no cause is left, and then the loop owes it a read.
+    fn unpause(&mut self, lift: impl FnOnce(&mut Pause) -> bool) -> Actions {
+        let Reading::Paused(pause) = &mut self.reading else {
+            return Actions::NONE;
+        };
+        if !lift(pause) || *pause != Pause::default() {
+            return Actions::NONE;
         }
+        self.reading = Reading::Open;
+        Actions {
+            read: true,
+            flushed: false,
+        }
+    }
+
+    /// Lifts the handler's pause; reading starts again unless back-pressure still holds it.
+    pub(crate) fn resume_reading(&mut self) -> Actions {
+        self.unpause(|p| std::mem::take(&mut p.by_handler))
+    }
+
+    /// Reading paused by the handler ([`pause_reading`](Self::pause_reading)).
+    pub(crate) fn is_paused_by_handler(&self) -> bool {
+        matches!(
+            self.reading,
+            Reading::Paused(Pause {
+                by_handler: true,
+                ..
+            })
+        )
     }
 
     // ---- What the loop does.
 
     /// The handler asked to close (or the close is under way): input is dropped.
     pub(crate) fn is_closing(&self) -> bool {
-        self.phase == Phase::Draining || self.after_flush == AfterFlush::Close
+        matches!(
+            self.state,
+            State::Draining
+                | State::WriteShut { closing: true }
+                | State::Connecting { then: Then::Close }
+                | State::Open {
+                    then: Then::Close,
+                    ..
+                }
+        )
+    }
+
+    /// Ended (closed, aborted, failed): it goes at its next step.
+    pub(crate) fn is_ended(&self) -> bool {
+        matches!(self.state, State::Ended(_))
     }
 
     pub(crate) fn is_registered(&self) -> bool {
@@ -562,19 +640,34 @@ impl<T, S: Socket> Connection<T, S> {
         self.scheduled = at;
     }
 
+    /// Nothing for [`Core::keep`](crate::core::Core::keep) to do: registered, no deadline
+    /// moved earlier, not piped.
+    pub(crate) fn is_settled(&self) -> bool {
+        self.registered && !self.reschedule && self.scheduled.is_some() && self.pipe.is_none()
+    }
+
+    /// Whether the deadline in the timer set may be later than the connection's earliest
+    /// (none is there, or one moved earlier since); clears it.
+    pub(crate) fn take_reschedule(&mut self) -> bool {
+        std::mem::take(&mut self.reschedule) || self.scheduled.is_none()
+    }
+
     /// This connection's settings: its own where the handler changed any, else the loop's.
     pub(crate) fn limits<'a>(&'a self, base: &'a Limits) -> &'a Limits {
         self.own.as_deref().unwrap_or(base)
     }
 
-    /// This connection's own settings, to change (copied from the loop's the first time).
-    pub(crate) fn limits_mut(&mut self, base: &Limits) -> &mut Limits {
-        self.own.get_or_insert_with(|| Box::new(*base))
+    /// A copy of the connection's own settings, if it has any: a transition that takes
+    /// `&mut self` cannot hold a borrow of them (`own.as_ref().unwrap_or(base)`; most
+    /// connections have none, and copy nothing).
+    fn own_limits(&self) -> Option<Limits> {
+        self.own.as_deref().copied()
     }
 
-    /// Ended (closed, aborted, failed): it goes at its next step.
-    pub(crate) fn is_ended(&self) -> bool {
-        matches!(self.phase, Phase::Ended(_))
+    /// This connection's own settings, to change (copied from the loop's the first time).
+    pub(crate) fn limits_mut(&mut self, base: &Limits) -> &mut Limits {
+        self.reschedule = true;
+        self.own.get_or_insert_with(|| Box::new(*base))
     }
 
     /// Takes the kept input out (for the length of the handler's calls).
@@ -603,25 +696,49 @@ impl<T, S: Socket> Connection<T, S> {
         self.input_owed = true;
     }
 
+    /// Kept input waits to be handed back to the handler.
+    pub(crate) fn is_input_owed(&self) -> bool {
+        self.input_owed && !self.kept.is_empty()
+    }
+
+    /// Kept input is owed to the handler and reading is not held back (forgets it).
+    pub(crate) fn take_input_owed(&mut self, max_pending: usize) -> bool {
+        if self.input_owed && self.out.len() <= max_pending && !self.is_closing() {
+            self.input_owed = false;
+            return !self.kept.is_empty();
+        }
+        false
+    }
+
     /// From now on sends queue instead of writing at once (see [`uncork`](Self::uncork)).
     pub(crate) fn cork(&mut self) {
         self.corked = true;
     }
 
-    /// Sends write at once again, and what queued meanwhile is written now, in one
-    /// `writev` (a write error ends the connection at its next step).
-    pub(crate) fn uncork(&mut self, base: &Limits, counters: &Counters) {
+    /// Sends write at once again: `batch` (what the loop gathered while corked) is sent
+    /// behind what queued meanwhile, and all of it is written now, in one system call
+    /// where it fits (a write error ends the connection at its next step). Output held
+    /// only by the cork never waited for the peer: writing it all is not the drain
+    /// `on_flushed` reports, so only a resumed read is left for the loop.
+    pub(crate) fn uncork(&mut self, batch: &[u8], base: &Limits, counters: &Counters) -> Actions {
         self.corked = false;
-        if !self.out.is_empty() && self.writing == Writing::Ready && self.phase == Phase::Open {
-            // Output held only by the cork never waited for the peer: writing it all is
-            // not the drain `on_flushed` reports.
-            let owed = self.flushed_owed;
-            let limits = *self.limits(base);
-            if let Err(err) = self.flush(&limits, counters) {
+        if !batch.is_empty() {
+            // With nothing queued before it, this is the batch's one `write`.
+            self.send(batch, None, counters);
+        }
+        if self.out.is_empty() || !matches!(self.state, State::Open { blocked: false, .. }) {
+            return Actions::NONE;
+        }
+        let own = self.own_limits();
+        let limits = own.as_ref().unwrap_or(base);
+        match self.flush(limits, counters) {
+            Ok((_, actions)) => Actions {
+                flushed: actions.flushed && !self.out.is_empty(),
+                ..actions
+            },
+            Err(err) => {
                 self.fail(&err);
-            }
-            if self.out.is_empty() {
-                self.flushed_owed = owed;
+                Actions::NONE
             }
         }
     }
@@ -651,47 +768,15 @@ impl<T, S: Socket> Connection<T, S> {
     }
 
     /// The connection it is piped to drained: reading goes on (unless another pause holds
-    /// it). Returns whether it was paused for the pipe.
-    pub(crate) fn resume_for_pipe(&mut self) -> bool {
-        if let Reading::Paused(pause) = &mut self.reading {
-            if pause.by_pipe {
-                pause.by_pipe = false;
-                self.unpause_if_free();
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Reading paused by the handler ([`pause_reading`](Self::pause_reading)).
-    pub(crate) fn is_paused_by_handler(&self) -> bool {
-        matches!(
-            self.reading,
-            Reading::Paused(Pause {
-                by_handler: true,
-                ..
-            })
-        )
+    /// it).
+    pub(crate) fn resume_for_pipe(&mut self) -> Actions {
+        self.unpause(|p| std::mem::take(&mut p.by_pipe))
     }
 
     /// Stops reading until the output falls to half the bound (back-pressure), as a read
     /// would if it came first; lifting it owes the loop a read.
     pub(crate) fn pause_for_output(&mut self) {
         self.pause(|cause| cause.by_backpressure = true);
-    }
-
-    /// Kept input waits to be handed back to the handler.
-    pub(crate) fn is_input_owed(&self) -> bool {
-        self.input_owed && !self.kept.is_empty()
-    }
-
-    /// Kept input is owed to the handler and reading is not held back (forgets it).
-    pub(crate) fn take_input_owed(&mut self, max_pending: usize) -> bool {
-        if self.input_owed && self.out.len() <= max_pending && !self.is_closing() {
-            self.input_owed = false;
-            return !self.kept.is_empty();
-        }
-        false
     }
 
     pub(crate) fn is_carried(&self) -> bool {
@@ -704,7 +789,7 @@ impl<T, S: Socket> Connection<T, S> {
 
     /// Records an I/O error: the connection ends at its next step.
     pub(crate) fn fail(&mut self, err: &io::Error) {
-        let reason = if self.phase == Phase::Connecting {
+        let reason = if self.is_connecting() {
             CloseReason::from_connect(err)
         } else {
             CloseReason::from_io(err)
@@ -714,8 +799,8 @@ impl<T, S: Socket> Connection<T, S> {
 
     /// The first reason wins: an abort after a reset is still a reset.
     pub(crate) fn end(&mut self, reason: CloseReason) {
-        if !matches!(self.phase, Phase::Ended(_)) {
-            self.phase = Phase::Ended(reason);
+        if !self.is_ended() {
+            self.state = State::Ended(reason);
         }
     }
 
@@ -727,52 +812,47 @@ impl<T, S: Socket> Connection<T, S> {
         self.reset_behind_input = true;
     }
 
-    /// An outgoing connect completed.
+    /// An outgoing connect completed: what the handler asked for meanwhile (a close, a
+    /// half-close) carries over.
     pub(crate) fn established(&mut self, now: Instant) {
-        if self.phase == Phase::Connecting {
-            self.phase = Phase::Open;
+        if let State::Connecting { then } = self.state {
+            self.state = State::Open {
+                blocked: false,
+                then,
+            };
             self.last_active = now;
         }
     }
 
-    /// Reading was resumed since the last call: the loop owes it one read.
-    pub(crate) fn take_read_owed(&mut self) -> bool {
-        std::mem::take(&mut self.read_owed)
-    }
-
     /// Handles a writable event: writes what is queued (the low-water and back-pressure
     /// bookkeeping is in [`flush`](Self::flush), shared with [`advance`](Self::advance)).
-    pub(crate) fn on_writable(&mut self, now: Instant, limits: &Limits, counters: &Counters) {
-        let own;
-        let limits = match self.own.as_deref() {
-            Some(o) => {
-                own = *o;
-                &own
-            }
-            None => limits,
-        };
-        if self.writing == Writing::Blocked {
-            self.writing = Writing::Ready;
+    pub(crate) fn on_writable(
+        &mut self,
+        now: Instant,
+        base: &Limits,
+        counters: &Counters,
+    ) -> Actions {
+        self.set_blocked(false);
+        if self.out.is_empty() || !matches!(self.state, State::Open { .. }) {
+            return Actions::NONE;
         }
-        if self.out.is_empty() || matches!(self.phase, Phase::Ended(_) | Phase::Connecting) {
-            return;
-        }
+        let own = self.own_limits();
+        let limits = own.as_ref().unwrap_or(base);
         match self.flush(limits, counters) {
-            Ok(0) => {}
-            Ok(_) => {
+            Ok((0, actions)) => actions,
+            Ok((_, actions)) => {
                 self.last_active = now;
                 // The peer is taking output: the write deadline is for one that stopped.
                 if self.write_deadline.is_some() {
                     self.write_deadline = limits.write_timeout.map(|d| now + d);
                 }
+                actions
             }
-            Err(e) => self.fail(&e),
+            Err(e) => {
+                self.fail(&e);
+                Actions::NONE
+            }
         }
-    }
-
-    /// The loop owes the handler `on_flushed` (and forgets it).
-    pub(crate) fn take_flushed_owed(&mut self) -> bool {
-        std::mem::take(&mut self.flushed_owed)
     }
 
     /// One read step: reads once into `scratch` unless reading is paused, closed or ended.
@@ -781,30 +861,22 @@ impl<T, S: Socket> Connection<T, S> {
         &mut self,
         scratch: &mut [u8],
         now: Instant,
-        limits: &Limits,
+        base: &Limits,
         counters: &Counters,
     ) -> Input {
-        let own;
-        let limits = match self.own.as_deref() {
-            Some(o) => {
-                own = *o;
-                &own
-            }
-            None => limits,
-        };
         let closing = self.is_closing();
         match self.reading {
             Reading::Closed => return Input::Stop,
             Reading::Paused(_) if !closing => return Input::Stop,
             _ => {}
         }
-        if matches!(self.phase, Phase::Ended(_) | Phase::Connecting) {
+        if matches!(self.state, State::Ended(_) | State::Connecting { .. }) {
             return Input::Stop;
         }
         // A piped connection's output is the other side's input, which the pipe bounds
         // by pausing that side: holding this one back too would stop the very reads that
         // let its peer take that output (a deadlock).
-        if !closing && self.out.len() > limits.max_pending && self.pipe.is_none() {
+        if !closing && self.pipe.is_none() && self.out.len() > self.limits(base).max_pending {
             self.pause_for_output();
             return Input::Stop;
         }
@@ -856,7 +928,8 @@ impl<T, S: Socket> Connection<T, S> {
     }
 
     /// Moves the connection as far as it can go without waiting: flushes output, carries
-    /// out a requested half-close or close, and says whether it lives on.
+    /// out a requested half-close or close, and says whether it lives on and what the loop
+    /// owes it.
     ///
     /// Closing follows the orderly sequence: flush, `shutdown(Write)`, drain the peer until
     /// EOF or the linger deadline, drop. Dropping a socket with unread input makes the kernel
@@ -866,42 +939,47 @@ impl<T, S: Socket> Connection<T, S> {
     pub(crate) fn advance(
         &mut self,
         now: Instant,
-        limits: &Limits,
+        base: &Limits,
         scratch: &mut [u8],
         counters: &Counters,
     ) -> Step {
-        let own;
-        let limits = match self.own.as_deref() {
-            Some(o) => {
-                own = *o;
-                &own
+        let (blocked, then) = match self.state {
+            State::Ended(reason) => return Step::Close(reason),
+            State::Draining if self.reading == Reading::Closed => {
+                return Step::Close(CloseReason::Done)
             }
-            None => limits,
+            State::Connecting { .. } | State::Draining => return Step::Keep(Actions::NONE),
+            State::WriteShut { closing: false } => return Step::Keep(Actions::NONE),
+            State::WriteShut { closing: true } => (false, Then::Close),
+            State::Open { blocked, then } => (blocked, then),
         };
-        match self.phase {
-            Phase::Ended(reason) => return Step::Close(reason),
-            Phase::Connecting => return Step::Keep,
-            Phase::Open | Phase::Draining => {}
-        }
-        if !self.out.is_empty() && self.writing == Writing::Ready {
-            if let Err(err) = self.flush(limits, counters) {
-                return Step::Close(CloseReason::from_io(&err));
+        let own = self.own_limits();
+        let limits = own.as_ref().unwrap_or(base);
+        let mut actions = Actions::NONE;
+        if !self.out.is_empty() && !blocked {
+            match self.flush(limits, counters) {
+                Ok((_, flushed)) => actions = flushed,
+                Err(err) => return Step::Close(CloseReason::from_io(&err)),
             }
         }
         if !self.out.is_empty() {
             if self.write_deadline.is_none() {
                 self.write_deadline = limits.write_timeout.map(|d| now + d);
+                self.reschedule = true;
             }
-            return Step::Keep;
+            return Step::Keep(actions);
         }
         self.write_deadline = None;
-        match self.after_flush {
-            AfterFlush::Nothing => Step::Keep,
-            AfterFlush::ShutWrite => match self.shut_write() {
-                Ok(()) => Step::Keep,
+        match then {
+            Then::Nothing => Step::Keep(actions),
+            Then::ShutWrite => match self.shut_write(false) {
+                Ok(()) => Step::Keep(actions),
                 Err(err) => Step::Close(CloseReason::from_io(&err)),
             },
-            AfterFlush::Close => self.close_step(now, limits, scratch, counters),
+            Then::Close => match self.close_step(now, limits, scratch, counters) {
+                Step::Keep(more) => Step::Keep(actions.and(more)),
+                close => close,
+            },
         }
     }
 
@@ -915,70 +993,50 @@ impl<T, S: Socket> Connection<T, S> {
         if self.reading == Reading::Closed {
             return Step::Close(CloseReason::Done);
         }
-        if self.phase == Phase::Draining {
-            return Step::Keep;
-        }
         match self.discard_input(scratch, counters) {
             Ok(Unread::Nothing | Unread::Eof) => return Step::Close(CloseReason::Done),
             Ok(Unread::Discarded) => {}
             Err(err) => return Step::Close(CloseReason::from_io(&err)),
         }
-        if let Err(err) = self.shut_write() {
+        if let Err(err) = self.shut_write(true) {
             return Step::Close(CloseReason::from_io(&err));
         }
-        self.phase = Phase::Draining;
+        self.state = State::Draining;
         self.linger_deadline = Some(now + limits.linger);
-        Step::Keep
+        self.reschedule = true;
+        Step::Keep(Actions::NONE)
     }
 
-    fn shut_write(&mut self) -> io::Result<()> {
-        if self.writing != Writing::Shut {
+    /// Shuts our sending side (once).
+    fn shut_write(&mut self, closing: bool) -> io::Result<()> {
+        if !matches!(self.state, State::WriteShut { .. }) {
             self.stream.shutdown_write()?;
-            self.writing = Writing::Shut;
         }
+        self.state = State::WriteShut { closing };
         Ok(())
     }
 
-    fn unpause_if_free(&mut self) {
-        if self.reading
-            == Reading::Paused(Pause {
-                by_handler: false,
-                by_backpressure: false,
-                by_pipe: false,
-            })
-        {
-            self.reading = Reading::Open;
-            self.read_owed = true;
-        }
-    }
-
     /// Writes queued output until it is gone or the socket would block; returns how many
-    /// bytes went.
-    ///
-    /// Output that falls to the low-water mark owes the handler `on_flushed`; output that
-    /// falls to half the back-pressure bound lifts that pause.
-    fn flush(&mut self, limits: &Limits, counters: &Counters) -> io::Result<usize> {
+    /// bytes went, and what the loop owes for it: output that falls to the low-water mark
+    /// owes the handler `on_flushed`; output that falls to half the back-pressure bound
+    /// lifts that pause, which owes a read.
+    fn flush(&mut self, limits: &Limits, counters: &Counters) -> io::Result<(usize, Actions)> {
         let before = self.out.len();
         let n = self.out.write_to(&mut self.stream)?;
         Counters::add(&counters.bytes_out, n as u64);
         self.sent += n as u64;
         counters.unbuffer(n);
         let after = self.out.len();
-        self.writing = if after == 0 {
-            Writing::Ready
+        self.set_blocked(after != 0);
+        let flushed = before > limits.low_water
+            && after <= limits.low_water
+            && matches!(self.state, State::Open { .. });
+        let resumed = if after <= limits.max_pending / 2 {
+            self.unpause(|p| std::mem::take(&mut p.by_backpressure))
         } else {
-            Writing::Blocked
+            Actions::NONE
         };
-        if before > limits.low_water && after <= limits.low_water && self.phase == Phase::Open {
-            self.flushed_owed = true;
-        }
-        if let Reading::Paused(pause) = &mut self.reading {
-            if pause.by_backpressure && after <= limits.max_pending / 2 {
-                pause.by_backpressure = false;
-                self.unpause_if_free();
-            }
-        }
-        Ok(n)
+        Ok((n, Actions { flushed, ..resumed }))
     }
 
     /// Reads and drops input until `WouldBlock` or EOF.
@@ -1149,8 +1207,14 @@ mod tests {
         });
         c.send(b"hello", None, &counters);
         c.close();
-        assert_eq!(step(&mut c, now, &counters), Step::Keep);
-        assert_eq!(c.writing(), Writing::Blocked);
+        assert_eq!(step(&mut c, now, &counters), Step::Keep(Actions::NONE));
+        assert_eq!(
+            c.state(),
+            State::Open {
+                blocked: true,
+                then: Then::Close
+            }
+        );
         assert_eq!(c.pending(), 2);
         assert_eq!(counters.snapshot().buffered, 2);
         assert_eq!(
@@ -1159,8 +1223,10 @@ mod tests {
         );
         c.stream.window = 10;
         let later = now + Duration::from_secs(1);
-        c.on_writable(later, &LIMITS, &counters);
-        assert!(c.take_flushed_owed(), "drained: on_flushed");
+        assert!(
+            c.on_writable(later, &LIMITS, &counters).flushed,
+            "drained: on_flushed"
+        );
         assert_eq!(c.stream.written, b"hello");
         assert_eq!(
             step(&mut c, later, &counters),
@@ -1178,17 +1244,16 @@ mod tests {
             ..LIMITS
         };
         c.send(&[7; 100], None, &counters);
-        assert_eq!(step(&mut c, now, &counters), Step::Keep);
+        assert_eq!(step(&mut c, now, &counters), Step::Keep(Actions::NONE));
         c.stream.window = 50;
-        c.on_writable(now, &limits, &counters);
-        assert!(!c.take_flushed_owed(), "60 > 40");
+        assert!(!c.on_writable(now, &limits, &counters).flushed, "60 > 40");
         c.stream.window = 30;
-        c.on_writable(now, &limits, &counters);
-        assert!(c.take_flushed_owed(), "20 <= 40");
-        assert!(!c.take_flushed_owed(), "owed once");
+        assert!(c.on_writable(now, &limits, &counters).flushed, "20 <= 40");
         c.stream.window = 30;
-        c.on_writable(now, &limits, &counters);
-        assert!(!c.take_flushed_owed(), "already below");
+        assert!(
+            !c.on_writable(now, &limits, &counters).flushed,
+            "already below: owed once"
+        );
     }
 
     #[test]
@@ -1200,8 +1265,8 @@ mod tests {
         });
         c.send(b"bye", None, &counters);
         c.close();
-        assert_eq!(step(&mut c, now, &counters), Step::Keep);
-        assert_eq!(c.phase(), Phase::Draining);
+        assert_eq!(step(&mut c, now, &counters), Step::Keep(Actions::NONE));
+        assert_eq!(c.state(), State::Draining);
         assert!(c.stream.shut.get(), "our side is shut so the peer sees EOF");
         assert_eq!(
             c.next_deadline(&LIMITS),
@@ -1222,13 +1287,53 @@ mod tests {
         });
         c.send(b"answer", None, &counters);
         c.shutdown_write();
-        assert_eq!(step(&mut c, now, &counters), Step::Keep);
-        assert_eq!(c.writing(), Writing::Shut);
+        assert_eq!(step(&mut c, now, &counters), Step::Keep(Actions::NONE));
+        assert_eq!(c.state(), State::WriteShut { closing: false });
         assert!(!c.send(b"late", None, &counters), "nothing after the FIN");
         assert_eq!(
             c.read_step(&mut [0; 8], now, &BIG, &counters),
             Input::Data(4)
         );
+    }
+
+    #[test]
+    fn close_after_a_half_close_drains_then_ends_in_order() {
+        let (mut c, now, counters) = open(Fake {
+            window: 100,
+            input: b"more".iter().copied().collect(),
+            ..Fake::default()
+        });
+        c.shutdown_write();
+        assert_eq!(step(&mut c, now, &counters), Step::Keep(Actions::NONE));
+        assert_eq!(c.state(), State::WriteShut { closing: false });
+        c.close();
+        assert!(c.is_closing());
+        assert_eq!(step(&mut c, now, &counters), Step::Keep(Actions::NONE));
+        assert_eq!(c.state(), State::Draining, "input was pending: drain it");
+        c.stream.eof = true;
+        assert_eq!(c.read_step(&mut [0; 8], now, &BIG, &counters), Input::Eof);
+        assert_eq!(step(&mut c, now, &counters), Step::Close(CloseReason::Done));
+    }
+
+    #[test]
+    fn a_close_asked_while_connecting_is_carried_out_once_connected() {
+        let now = Instant::now();
+        let counters = Counters::default();
+        let mut c = Connection::connecting(
+            Fake {
+                window: 100,
+                ..Fake::default()
+            },
+            PeerAddr::Unix(None),
+            0u64,
+            now,
+        );
+        assert!(c.send(b"one request", None, &counters));
+        c.close();
+        assert_eq!(step(&mut c, now, &counters), Step::Keep(Actions::NONE));
+        c.established(now);
+        assert_eq!(step(&mut c, now, &counters), Step::Close(CloseReason::Done));
+        assert_eq!(c.stream.written, b"one request");
     }
 
     #[test]
@@ -1251,13 +1356,16 @@ mod tests {
             })
         );
         c.stream.window = 40;
-        c.on_writable(now, &LIMITS, &counters);
+        assert!(!c.on_writable(now, &LIMITS, &counters).read);
         assert!(matches!(c.reading(), Reading::Paused(_)), "60 left > 32");
         c.stream.window = 40;
-        c.on_writable(now, &LIMITS, &counters);
+        assert!(
+            c.on_writable(now, &LIMITS, &counters).read,
+            "input that waited must be read now"
+        );
         assert_eq!(c.reading(), Reading::Open);
-        assert!(c.take_read_owed(), "input that waited must be read now");
-        assert!(!c.take_read_owed());
+        c.stream.window = 40;
+        assert!(!c.on_writable(now, &LIMITS, &counters).read, "owed once");
     }
 
     #[test]
@@ -1271,9 +1379,8 @@ mod tests {
             c.read_step(&mut [0; 8], now, &LIMITS, &counters),
             Input::Stop
         );
-        c.resume_reading();
+        assert!(c.resume_reading().read);
         assert_eq!(c.reading(), Reading::Open);
-        assert!(c.take_read_owed());
         assert_eq!(
             c.read_step(&mut [0; 8], now, &LIMITS, &counters),
             Input::Data(1)
@@ -1298,13 +1405,11 @@ mod tests {
     #[test]
     fn a_pipe_pause_holds_with_any_other_and_its_lifting_owes_a_read() {
         let (mut c, _, _) = open(Fake::default());
-        assert!(!c.resume_for_pipe(), "nothing to lift");
+        assert_eq!(c.resume_for_pipe(), Actions::NONE, "nothing to lift");
         c.pause_for_pipe();
         c.pause_reading();
-        assert!(c.resume_for_pipe());
-        assert!(!c.take_read_owed(), "the handler's pause still holds");
-        c.resume_reading();
-        assert!(c.take_read_owed(), "both lifted: the loop owes a read");
+        assert!(!c.resume_for_pipe().read, "the handler's pause still holds");
+        assert!(c.resume_reading().read, "both lifted: the loop owes a read");
         assert_eq!(c.reading(), Reading::Open);
     }
 
@@ -1318,8 +1423,12 @@ mod tests {
         assert!(c.send(b"one ", None, &counters));
         assert!(c.send_owned(b"two".to_vec(), &counters));
         assert!(c.stream.written.is_empty(), "nothing written while corked");
-        c.uncork(&LIMITS, &counters);
-        assert_eq!(c.stream.written, b"one two");
+        assert_eq!(
+            c.uncork(b" three", &LIMITS, &counters),
+            Actions::NONE,
+            "output only the cork held is no drain"
+        );
+        assert_eq!(c.stream.written, b"one two three");
         assert_eq!(c.pending(), 0);
     }
 
@@ -1333,7 +1442,7 @@ mod tests {
         assert_eq!(c.stream.written, b"owne");
         assert_eq!(c.pending(), 7);
         c.stream.window = 64;
-        c.on_writable(now, &LIMITS, &counters);
+        let _ = c.on_writable(now, &LIMITS, &counters);
         assert_eq!(c.stream.written, b"owned bytes");
         assert_eq!(counters.snapshot().buffered, 0);
     }
@@ -1345,7 +1454,7 @@ mod tests {
             ..Fake::default()
         });
         assert!(c.send(b"hello", None, &counters));
-        assert_eq!(step(&mut c, now, &counters), Step::Keep);
+        assert_eq!(step(&mut c, now, &counters), Step::Keep(Actions::NONE));
         assert!(
             c.retire(CloseReason::Timeout, &counters),
             "2 bytes were unsent"
@@ -1423,9 +1532,16 @@ mod tests {
             c.stream.written.is_empty(),
             "nothing written before the connect completes"
         );
-        assert_eq!(step(&mut c, now, &counters), Step::Keep);
+        assert_eq!(step(&mut c, now, &counters), Step::Keep(Actions::NONE));
         c.established(now);
-        assert_eq!(step(&mut c, now, &counters), Step::Keep);
+        assert_eq!(
+            step(&mut c, now, &counters),
+            Step::Keep(Actions {
+                read: false,
+                flushed: true
+            }),
+            "what waited for the connect is written, and that is a drain"
+        );
         assert_eq!(c.stream.written, b"early");
         assert_eq!(*c.state_mut(), 9);
         let mut refused = Connection::connecting(Fake::default(), PeerAddr::Unix(None), 0u64, now);

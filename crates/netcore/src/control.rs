@@ -1,73 +1,14 @@
 //! [`Control`]: what any callback may ask of its loop, for any connection or socket by id.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::Registry;
-use slab::Slab;
-
-use crate::connection::{Connection, Limits, Stream};
-use crate::counters::Counters;
-use crate::id::{CloseReason, ConnId, PeerAddr, SocketId, TimerId};
-use crate::slots::Slots;
-use crate::timers::{TimerKey, Timers};
-use crate::udp::UdpSource;
-
-/// A listener or UDP socket in the loop.
-#[derive(Debug)]
-pub(crate) enum Source {
-    TcpListener {
-        listener: mio::net::TcpListener,
-        paused: bool,
-    },
-    UnixListener {
-        listener: mio::net::UnixListener,
-        paused: bool,
-    },
-    Udp(UdpSource),
-}
-
-/// What the loop must do once a callback returns: things that call the handler again.
-#[derive(Debug)]
-pub(crate) enum Deferred<T> {
-    /// A connect that failed at once: its `on_close`.
-    ConnectFailed {
-        id: ConnId,
-        peer: PeerAddr,
-        state: T,
-        reason: CloseReason,
-    },
-    Stop,
-}
-
-/// The loop's state that callbacks act on, through [`Control`].
-#[derive(Debug)]
-pub(crate) struct Core<T = ()> {
-    /// Every open connection, registered or not (a fast-path connection lives here only
-    /// during its `on_open`).
-    pub(crate) conns: Slots<Connection<T>>,
-    /// Listeners and UDP sockets; emptied when the loop stops.
-    pub(crate) sources: Slab<Source>,
-    /// Every deadline: connections', paused listeners', the handler's timers, the drain's.
-    pub(crate) timers: Timers,
-    /// The handler's live timers and when each is due (a cancelled timer is absent).
-    pub(crate) user_timers: HashMap<u64, Instant>,
-    pub(crate) next_timer: u64,
-    /// Connections a callback changed through [`Control`]: the loop settles each (flush,
-    /// close, register, deadline, owed read) once the callback returns. May repeat an id.
-    pub(crate) touched: Vec<ConnId>,
-    pub(crate) deferred: Vec<Deferred<T>>,
-    pub(crate) counters: Arc<Counters>,
-    /// The loop's settings for every connection (a connection may have its own).
-    pub(crate) limits: Limits,
-    /// When this batch of events was taken from the poller.
-    pub(crate) now: Instant,
-    pub(crate) registry: Registry,
-}
+use crate::connection::{Connection, Stream};
+use crate::core::{Core, Env, Output, Source, Work};
+use crate::id::{ConnId, PeerAddr, SocketId, TimerId};
 
 /// What any callback may ask of its loop: act on any live connection by its [`ConnId`],
 /// send datagrams, start connections, set timers, stop.
@@ -126,15 +67,35 @@ pub(crate) struct Core<T = ()> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Control<'a, T = ()> {
-    pub(crate) core: &'a mut Core<T>,
+    core: &'a mut Core<T>,
+    /// The connection whose callback is running, if any: the loop settles it once the
+    /// callback returns, so changes to it need no entry in the work queue.
+    current: Option<ConnId>,
 }
 
 impl<T> std::fmt::Debug for Control<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Control")
-            .field("now", &self.core.now)
-            .field("connections", &self.core.conns.len())
+            .field("now", &self.core.now())
+            .field("connections", &self.core.len())
             .finish()
+    }
+}
+
+impl<'a, T> Control<'a, T> {
+    pub(crate) fn new(core: &'a mut Core<T>) -> Control<'a, T> {
+        Control {
+            core,
+            current: None,
+        }
+    }
+
+    /// A `Control` for the callback of connection `id`.
+    pub(crate) fn for_conn(core: &'a mut Core<T>, id: ConnId) -> Control<'a, T> {
+        Control {
+            core,
+            current: Some(id),
+        }
     }
 }
 
@@ -142,12 +103,12 @@ impl<T> Control<'_, T> {
     /// The time this batch of events was taken from the poller (cheaper than
     /// `Instant::now()` per callback, and the same for every callback of the batch).
     pub fn now(&self) -> Instant {
-        self.core.now
+        self.core.now()
     }
 
     /// Whether `id` is a live connection.
     pub fn is_open(&self, id: ConnId) -> bool {
-        self.core.conns.get(id).is_some()
+        self.core.conn(id).is_some()
     }
 
     /// Queues a copy of `data` on connection `id` and writes what its socket takes at once.
@@ -157,49 +118,48 @@ impl<T> Control<'_, T> {
     /// [`pending`](Self::pending) (or [`Handler::on_flushed`](crate::Handler::on_flushed))
     /// and pause the producer, as `examples/forward.rs` does.
     pub fn send(&mut self, id: ConnId, data: &[u8]) -> bool {
-        self.send_inner(id, data, None)
+        let Some(sent) = self.core.send_copy(id, data) else {
+            return false;
+        };
+        self.settle_later(id);
+        sent
     }
 
     /// Sends `data`, which the caller gives up, on connection `id`: what the socket does
     /// not take at once is kept as it is, never copied; see [`send`](Self::send).
     pub fn send_owned(&mut self, id: ConnId, data: Vec<u8>) -> bool {
-        let Some(c) = self.core.conns.get_mut(id) else {
-            return false;
-        };
-        let sent = c.send_owned(data, &self.core.counters);
-        self.core.touched.push(id);
-        sent
+        self.send_output(id, Output::Owned(data))
     }
 
     /// Queues `data` on connection `id` without copying it; see [`send`](Self::send). One
     /// message sent to many connections is held in memory once.
     pub fn send_shared(&mut self, id: ConnId, data: &Arc<[u8]>) -> bool {
-        self.send_inner(id, data, Some(data))
+        self.send_output(id, Output::Shared(data))
     }
 
     /// Bytes queued on connection `id` and not yet taken by its socket; `None` when `id` is
     /// stale.
     pub fn pending(&self, id: ConnId) -> Option<usize> {
-        self.core.conns.get(id).map(Connection::pending)
+        self.core.pending(id)
     }
 
     /// Closes connection `id` in order once its output is written (see
     /// [`Conn::close`](crate::Conn::close)). Returns `false` when `id` is stale.
     pub fn close(&mut self, id: ConnId) -> bool {
-        self.touch(id, Connection::close)
+        self.touch(id, |c, _| c.close()).is_some()
     }
 
     /// Closes connection `id` now, dropping its queued output; a TCP peer sees a reset
     /// (`SO_LINGER` 0), never an orderly EOF.
     /// Returns `false` when `id` is stale.
     pub fn abort(&mut self, id: ConnId) -> bool {
-        self.touch(id, Connection::abort)
+        self.touch(id, |c, _| c.abort()).is_some()
     }
 
     /// Half-close: shuts the sending side of connection `id` once its output is written,
     /// and goes on reading it. Returns `false` when `id` is stale.
     pub fn shutdown_write(&mut self, id: ConnId) -> bool {
-        self.touch(id, Connection::shutdown_write)
+        self.touch(id, |c, _| c.shutdown_write()).is_some()
     }
 
     /// Joins connections `a` and `b` (accepted or connected, TCP or Unix, a connect still
@@ -228,18 +188,18 @@ impl<T> Control<'_, T> {
     /// `splice` would need a pipe pair per connection pair, two more descriptors each).
     pub fn pipe(&mut self, a: ConnId, b: ConnId) -> bool {
         let free = |c: Option<&Connection<T>>| c.is_some_and(|c| c.piped_to().is_none());
-        if a == b || !free(self.core.conns.get(a)) || !free(self.core.conns.get(b)) {
+        if a == b || !free(self.core.conn(a)) || !free(self.core.conn(b)) {
             return false;
         }
         for (from, to) in [(a, b), (b, a)] {
-            let Some(c) = self.core.conns.get_mut(from) else {
+            let Some(kept) = self.touch(from, |c, _| {
+                c.set_pipe(to);
+                c.take_kept()
+            }) else {
                 return false;
             };
-            c.set_pipe(to);
-            let kept = c.take_kept();
-            self.core.touched.push(from);
             if !kept.is_empty() {
-                self.send_inner(to, &kept, None);
+                self.send(to, &kept);
             }
         }
         true
@@ -251,14 +211,18 @@ impl<T> Control<'_, T> {
     /// A paused connection still gets its EOF and errors once reading resumes, and its idle
     /// deadline still runs (a connection paused for good times out).
     pub fn pause_reading(&mut self, id: ConnId) -> bool {
-        self.touch(id, Connection::pause_reading)
+        self.touch(id, |c, _| c.pause_reading()).is_some()
     }
 
     /// Reads connection `id` again after [`pause_reading`](Self::pause_reading); input that
     /// waited is read as soon as the callback returns. Back-pressure on the connection's own
     /// output may still hold it. Returns `false` when `id` is stale.
     pub fn resume_reading(&mut self, id: ConnId) -> bool {
-        self.touch(id, Connection::resume_reading)
+        let Some(actions) = self.touch(id, |c, _| c.resume_reading()) else {
+            return false;
+        };
+        self.core.owe(id, actions);
+        true
     }
 
     /// Connection `id`'s own idle timeout, in place of
@@ -267,24 +231,28 @@ impl<T> Control<'_, T> {
     /// hours while the loop keeps a short timeout for everyone else). Returns `false`
     /// when `id` is stale. The connection's other settings stay the loop's.
     pub fn set_idle_timeout(&mut self, id: ConnId, timeout: Option<Duration>) -> bool {
-        let base = self.core.limits;
-        self.touch(id, |c| c.limits_mut(&base).idle_timeout = timeout)
+        self.touch(id, |c, env| {
+            c.limits_mut(&env.limits).idle_timeout = timeout
+        })
+        .is_some()
     }
 
     /// Connection `id`'s own write timeout, in place of
     /// [`Config::write_timeout`](crate::Config::write_timeout). Returns `false` when `id`
     /// is stale.
     pub fn set_write_timeout(&mut self, id: ConnId, timeout: Option<Duration>) -> bool {
-        let base = self.core.limits;
-        self.touch(id, |c| c.limits_mut(&base).write_timeout = timeout)
+        self.touch(id, |c, env| {
+            c.limits_mut(&env.limits).write_timeout = timeout
+        })
+        .is_some()
     }
 
     /// Connection `id`'s own back-pressure bound, in place of
     /// [`Config::max_pending_output`](crate::Config::max_pending_output). Returns `false`
     /// when `id` is stale.
     pub fn set_max_pending_output(&mut self, id: ConnId, bytes: usize) -> bool {
-        let base = self.core.limits;
-        self.touch(id, |c| c.limits_mut(&base).max_pending = bytes)
+        self.touch(id, |c, env| c.limits_mut(&env.limits).max_pending = bytes)
+            .is_some()
     }
 
     /// Connection `id`'s own low-water mark, in place of
@@ -292,30 +260,32 @@ impl<T> Control<'_, T> {
     /// [`Handler::on_flushed`](crate::Handler::on_flushed) fires for it. Returns `false`
     /// when `id` is stale.
     pub fn set_low_water(&mut self, id: ConnId, bytes: usize) -> bool {
-        let base = self.core.limits;
-        self.touch(id, |c| c.limits_mut(&base).low_water = bytes)
+        self.touch(id, |c, env| c.limits_mut(&env.limits).low_water = bytes)
+            .is_some()
     }
 
     /// Connection `id`'s own read budget, in place of
     /// [`Config::read_budget`](crate::Config::read_budget) (at least 1). Returns `false`
     /// when `id` is stale.
     pub fn set_read_budget(&mut self, id: ConnId, reads: usize) -> bool {
-        let base = self.core.limits;
-        self.touch(id, |c| c.limits_mut(&base).read_budget = reads.max(1))
+        self.touch(id, |c, env| {
+            c.limits_mut(&env.limits).read_budget = reads.max(1);
+        })
+        .is_some()
     }
 
-    /// Closes connection `id` with [`CloseReason::Timeout`] if it is still open at `at`
+    /// Closes connection `id` with [`CloseReason::Timeout`](crate::CloseReason::Timeout) if it is still open at `at`
     /// (`None` removes the deadline); see [`Conn::set_deadline`](crate::Conn::set_deadline).
     /// Returns `false` when `id` is stale.
     pub fn set_deadline(&mut self, id: ConnId, at: Option<Instant>) -> bool {
-        self.touch(id, |c| c.set_deadline(at))
+        self.touch(id, |c, _| c.set_deadline(at)).is_some()
     }
 
     /// The handler's state for connection `id` (the `T` of
     /// [`Handler<M, T>`](crate::Handler)); `None` when `id` is stale, and for the connection
     /// whose callback is running (its state is that callback's [`Conn::state`](crate::Conn::state)).
     pub fn state(&mut self, id: ConnId) -> Option<&mut T> {
-        self.core.conns.get_mut(id).map(Connection::state_mut)
+        self.core.conn_mut(id).map(Connection::state_mut)
     }
 
     /// Our end's address of connection `id` (`getsockname`, asked when called).
@@ -343,9 +313,9 @@ impl<T> Control<'_, T> {
     /// is dropped and counted. Returns `false` when the loop has no such socket (it has
     /// stopped).
     pub fn send_datagram(&mut self, socket: SocketId, data: &[u8], to: SocketAddr) -> bool {
-        match self.core.sources.get_mut(socket.0) {
-            Some(Source::Udp(udp)) => {
-                udp.send_to(data, to, &self.core.counters);
+        match self.core.source_env(socket.0) {
+            Some((Source::Udp(udp), env)) => {
+                udp.send_to(data, to, &env.counters);
                 true
             }
             _ => false,
@@ -354,8 +324,8 @@ impl<T> Control<'_, T> {
 
     /// Starts a non-blocking TCP connect to `addr` and returns the new connection's id at
     /// once. Success arrives as [`Handler::on_connect`](crate::Handler::on_connect); failure as
-    /// [`Handler::on_close`](crate::Handler::on_close) with [`CloseReason::Refused`] or
-    /// [`CloseReason::ConnectFailed`] (after this callback returns, even when the connect
+    /// [`Handler::on_close`](crate::Handler::on_close) with [`CloseReason::Refused`](crate::CloseReason::Refused) or
+    /// [`CloseReason::ConnectFailed`](crate::CloseReason::ConnectFailed) (after this callback returns, even when the connect
     /// fails at once). `state` is the connection's state from then on ([`Conn::state`](crate::Conn::state),
     /// [`Closed::state`](crate::Closed::state)). Output sent before the connect completes
     /// is queued and written once it does.
@@ -364,99 +334,79 @@ impl<T> Control<'_, T> {
     /// is registered; on its first event, readiness without an error means connected (other
     /// events are checked with `take_error` and `peer_addr`). Bytes the peer sent with its
     /// handshake are read in that same event. Until it completes the connection is under
-    /// the idle deadline, so a connect that hangs ends with [`CloseReason::Timeout`].
+    /// the idle deadline, so a connect that hangs ends with [`CloseReason::Timeout`](crate::CloseReason::Timeout).
     pub fn connect(&mut self, addr: SocketAddr, state: T) -> ConnId {
         let result = mio::net::TcpStream::connect(addr).map(Stream::Tcp);
-        self.start_connect(result, PeerAddr::Inet(addr), state)
+        self.core.start_connect(result, PeerAddr::Inet(addr), state)
     }
 
     /// Starts a connect to the Unix-domain stream socket at `path`; see
     /// [`connect`](Self::connect). A listener whose queue is full refuses at once
-    /// (`EAGAIN`, [`CloseReason::ConnectFailed`]) instead of making the caller wait.
+    /// (`EAGAIN`, [`CloseReason::ConnectFailed`](crate::CloseReason::ConnectFailed)) instead of making the caller wait.
     pub fn connect_unix(&mut self, path: impl AsRef<Path>, state: T) -> ConnId {
         let path = path.as_ref();
         let result = mio::net::UnixStream::connect(path).map(Stream::Unix);
-        self.start_connect(result, PeerAddr::Unix(Some(PathBuf::from(path))), state)
+        let peer = PeerAddr::Unix(Some(PathBuf::from(path)));
+        self.core.start_connect(result, peer, state)
     }
 
     /// Calls [`Handler::on_timer`](crate::Handler::on_timer) at `at` (at once if it has
     /// passed).
     pub fn set_timer(&mut self, at: Instant) -> TimerId {
-        let id = self.core.next_timer;
-        self.core.next_timer += 1;
-        self.core.user_timers.insert(id, at);
-        self.core.timers.insert(at, TimerKey::User(id));
-        TimerId(id)
+        self.core.set_timer(at)
     }
 
     /// Cancels a timer; a timer that already fired or was cancelled is ignored.
     pub fn cancel_timer(&mut self, id: TimerId) {
-        if let Some(at) = self.core.user_timers.remove(&id.0) {
-            self.core.timers.remove(at, TimerKey::User(id.0));
-        }
+        self.core.cancel_timer(id);
     }
 
     /// Stops the loop as [`ShutdownHandle::shutdown`](crate::ShutdownHandle::shutdown) does.
     pub fn stop(&mut self) {
-        self.core.deferred.push(Deferred::Stop);
+        self.core.request_stop();
     }
 
-    // ---- Shared with `Conn`, which acts on its own connection without marking it (the loop
-    // settles the connection whose callback it ran anyway).
+    // ---- For `Conn`, which acts on its own connection through these.
 
-    pub(crate) fn send_inner(
-        &mut self,
-        id: ConnId,
-        data: &[u8],
-        shared: Option<&Arc<[u8]>>,
-    ) -> bool {
-        let Some(c) = self.core.conns.get_mut(id) else {
+    pub(crate) fn conn(&self, id: ConnId) -> Option<&Connection<T>> {
+        self.core.conn(id)
+    }
+
+    fn send_output(&mut self, id: ConnId, output: Output<'_>) -> bool {
+        let Some(sent) = self.core.send(id, output) else {
             return false;
         };
-        let sent = c.send(data, shared, &self.core.counters);
-        self.core.touched.push(id);
+        self.settle_later(id);
         sent
     }
 
-    pub(crate) fn touch(&mut self, id: ConnId, change: impl FnOnce(&mut Connection<T>)) -> bool {
-        let Some(c) = self.core.conns.get_mut(id) else {
-            return false;
-        };
-        change(c);
-        self.core.touched.push(id);
-        true
+    /// The loop settles the connection whose callback runs once it returns; any other
+    /// goes to the work queue.
+    fn settle_later(&mut self, id: ConnId) {
+        if self.current != Some(id) {
+            self.core.push(Work::Settle(id));
+        }
     }
 
-    pub(crate) fn live(&self, id: ConnId) -> io::Result<&Connection<T>> {
-        self.core.conns.get(id).ok_or_else(|| {
+    /// Changes connection `id` (`None` when it is stale) and makes sure the loop settles
+    /// it once the callback returns.
+    fn touch<R>(
+        &mut self,
+        id: ConnId,
+        change: impl FnOnce(&mut Connection<T>, &Env) -> R,
+    ) -> Option<R> {
+        let (c, env) = self.core.conn_env(id)?;
+        let result = change(c, env);
+        self.settle_later(id);
+        Some(result)
+    }
+
+    fn live(&self, id: ConnId) -> io::Result<&Connection<T>> {
+        self.core.conn(id).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotConnected,
                 format!("connection {id:?} has closed"),
             )
         })
-    }
-
-    fn start_connect(&mut self, stream: io::Result<Stream>, peer: PeerAddr, state: T) -> ConnId {
-        match stream {
-            Ok(stream) => {
-                let conn = Connection::connecting(stream, peer, state, self.core.now);
-                let id = self.core.conns.insert(conn);
-                // Settling registers it with the poller.
-                self.core.touched.push(id);
-                id
-            }
-            Err(err) => {
-                log::debug!("connect {peer:?}: {err}");
-                let id = self.core.conns.next_id();
-                self.core.conns.burn(id);
-                self.core.deferred.push(Deferred::ConnectFailed {
-                    id,
-                    peer,
-                    state,
-                    reason: CloseReason::from_connect(&err),
-                });
-                id
-            }
-        }
     }
 }

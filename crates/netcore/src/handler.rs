@@ -195,6 +195,7 @@ pub struct Closed<'a, T = ()> {
 /// # let _ = Answer;
 /// ```
 pub struct Conn<'a, T = ()> {
+    /// A `Control` that knows this connection is the current one.
     pub(crate) ctl: Control<'a, T>,
     pub(crate) id: ConnId,
     /// The connection's state, out of its slot for the length of the callback.
@@ -267,54 +268,48 @@ impl<'a, T> Conn<'a, T> {
     /// pipelined ones one too. A handler that wants one write for replies it makes across
     /// other callbacks builds them in one `Vec` ([`send_owned`](Self::send_owned)).
     pub fn send(&mut self, data: &[u8]) {
-        if let Some(c) = self.ctl.core.conns.get_mut(self.id) {
-            c.send(data, None, &self.ctl.core.counters);
-        }
+        self.ctl.send(self.id, data);
     }
 
     /// Sends `data`, which the caller gives up: written at once as far as the socket
     /// takes it, the rest kept as it is (never copied). The way to send a reply built
     /// into a `Vec<u8>`.
     pub fn send_owned(&mut self, data: Vec<u8>) {
-        if let Some(c) = self.ctl.core.conns.get_mut(self.id) {
-            c.send_owned(data, &self.ctl.core.counters);
-        }
+        self.ctl.send_owned(self.id, data);
     }
 
     /// Queues `data` without copying it: what the socket does not take at once stays
     /// shared, so one large message sent to many slow peers is held in memory once.
     pub fn send_shared(&mut self, data: &Arc<[u8]>) {
-        if let Some(c) = self.ctl.core.conns.get_mut(self.id) {
-            c.send(data, Some(data), &self.ctl.core.counters);
-        }
+        self.ctl.send_shared(self.id, data);
     }
 
     /// Bytes queued and not yet written.
     pub fn pending(&self) -> usize {
-        self.this().map_or(0, Connection::pending)
+        self.ctl.pending(self.id).unwrap_or(0)
     }
 
     /// Closes in order once the queued output is written: flush, `shutdown(Write)`, read
     /// and drop what the peer still sends until EOF or the linger deadline, close.
     pub fn close(&mut self) {
-        self.with(Connection::close);
+        self.ctl.close(self.id);
     }
 
     /// Half-close: shuts our sending side once the queued output is written, and goes on
     /// reading.
     pub fn shutdown_write(&mut self) {
-        self.with(Connection::shutdown_write);
+        self.ctl.shutdown_write(self.id);
     }
 
     /// Stops reading this connection until [`resume_reading`](Self::resume_reading); see
     /// [`Control::pause_reading`].
     pub fn pause_reading(&mut self) {
-        self.with(Connection::pause_reading);
+        self.ctl.pause_reading(self.id);
     }
 
     /// Reads this connection again; see [`Control::resume_reading`].
     pub fn resume_reading(&mut self) {
-        self.with(Connection::resume_reading);
+        self.ctl.resume_reading(self.id);
     }
 
     /// Closes the connection with [`CloseReason::Timeout`] if it is still open at `at`
@@ -345,7 +340,7 @@ impl<'a, T> Conn<'a, T> {
     /// }
     /// ```
     pub fn set_deadline(&mut self, at: Option<Instant>) {
-        self.with(|c| c.set_deadline(at));
+        self.ctl.set_deadline(self.id, at);
     }
 
     /// This connection's own idle timeout (`None`: never); see
@@ -379,7 +374,7 @@ impl<'a, T> Conn<'a, T> {
     /// an orderly EOF. For a peer that broke the protocol, or one too slow to keep (`examples/chat.rs` aborts a client whose
     /// pending output passes its bound).
     pub fn abort(&mut self) {
-        self.with(Connection::abort);
+        self.ctl.abort(self.id);
     }
 
     /// The loop's controls: timers, connects, and every other connection by id.
@@ -388,13 +383,7 @@ impl<'a, T> Conn<'a, T> {
     }
 
     fn this(&self) -> Option<&Connection<T>> {
-        self.ctl.core.conns.get(self.id)
-    }
-
-    fn with(&mut self, change: impl FnOnce(&mut Connection<T>)) {
-        if let Some(c) = self.ctl.core.conns.get_mut(self.id) {
-            change(c);
-        }
+        self.ctl.conn(self.id)
     }
 }
 

@@ -177,7 +177,9 @@
 mod buffer;
 mod connection;
 mod control;
+mod core;
 mod counters;
+mod dispatch;
 mod error;
 mod event_loop;
 mod handler;

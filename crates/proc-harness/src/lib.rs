@@ -5,13 +5,19 @@
 //! ([`lines`]), and waits with a deadline for its first stdout line, the readiness line
 //! (`Listening on ('127.0.0.1', 41765) tcp` from greet-server, `Listening on 127.0.0.1:41765`
 //! from netcore's examples and the echo peers). [`port_of`] reads the port from either.
-//! [`Process::stop`] sends SIGTERM and collects the exit status and stderr; dropping a
-//! process that was not stopped kills and reaps it, so none outlives its caller.
+//! [`Process::stop`] sends SIGTERM and collects the exit status and stderr, killing a
+//! process that is not gone within [`PATIENCE`] ([`supervise`], which greet-server's restart
+//! uses too); dropping a process that was not stopped kills and reaps it, so none outlives
+//! its caller.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
+
+pub mod supervise;
+
+use supervise::Target;
 
 /// How long a process may take (to print its readiness line, to exit after SIGTERM) on a
 /// loaded 2-core machine before the harness gives up.
@@ -218,21 +224,17 @@ impl Process {
 
     /// Sends `signal` to the process.
     pub fn signal(&self, signal: i32) -> Result<(), Error> {
-        let os = |source| Error::Os {
-            what: format!("signal {signal} to {}", self.name),
-            source,
-        };
         let child = self
             .child
             .as_ref()
-            .ok_or_else(|| os(std::io::Error::from(std::io::ErrorKind::NotFound)))?;
-        let pid = libc::pid_t::try_from(child.id())
-            .map_err(|_| os(std::io::Error::from(std::io::ErrorKind::InvalidInput)))?;
-        // SAFETY: kill(2) on our own child, not yet waited for, so the pid is not recycled.
-        if unsafe { libc::kill(pid, signal) } != 0 {
-            return Err(os(std::io::Error::last_os_error()));
-        }
-        Ok(())
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound));
+        // Our own child, not yet waited for (`child` is taken when it is): its pid is ours.
+        child
+            .and_then(|child| supervise::signal(child.id(), Target::Process, signal))
+            .map_err(|source| Error::Os {
+                what: format!("signal {signal} to {}", self.name),
+                source,
+            })
     }
 
     /// Whether the process has exited (without waiting); [`Process::wait`] then returns at
@@ -243,24 +245,30 @@ impl Process {
             .is_none_or(|child| child.try_wait().map_or(true, |status| status.is_some()))
     }
 
-    /// SIGTERM, then [`Process::wait`].
+    /// SIGTERM, then its exit status and the rest of its stderr, as [`Process::wait`].
     pub fn stop(self) -> Result<(ExitStatus, String), Error> {
-        self.signal(libc::SIGTERM)?;
-        self.wait()
+        self.end(libc::SIGTERM)
     }
 
     /// Waits for the process to exit (after a signal, or by itself); its exit status and
-    /// the rest of its stderr (empty when not piped).
-    pub fn wait(mut self) -> Result<(ExitStatus, String), Error> {
-        let mut child = self.child.take().ok_or_else(|| Error::Os {
-            what: format!("wait for {}", self.name),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
-        })?;
-        let status = child.wait().map_err(|source| Error::Os {
-            what: format!("wait for {}", self.name),
+    /// the rest of its stderr (empty when not piped). One still running after [`PATIENCE`]
+    /// is killed (its status then says SIGKILL), so that a test fails instead of hanging.
+    pub fn wait(self) -> Result<(ExitStatus, String), Error> {
+        // Signal 0 sends nothing: only the wait, and the kill at its deadline.
+        self.end(0)
+    }
+
+    fn end(mut self, signal: i32) -> Result<(ExitStatus, String), Error> {
+        let os = |source| Error::Os {
+            what: format!("stop {} (signal {signal}, then wait)", self.name),
             source,
-        })?;
-        Ok((status, self.rest_of_stderr()))
+        };
+        let mut child = self
+            .child
+            .take()
+            .ok_or_else(|| os(std::io::Error::from(std::io::ErrorKind::NotFound)))?;
+        let stopped = supervise::stop(&mut child, Target::Process, signal, PATIENCE).map_err(os)?;
+        Ok((stopped.status, self.rest_of_stderr()))
     }
 
     /// Kills the process (SIGKILL) and reaps it; for a measurement's end, where its exit

@@ -1,22 +1,9 @@
-//! The event loop: one `mio::Poll`, its sources, its connections, its timers.
-//!
-//! One struct, [`EventLoop`], with its impl blocks in files by concern:
-//!
-//! - this file: configuration, construction, adding sockets, and the turn (`run`);
-//! - `accept.rs`: listeners, accepting, the fast path;
-//! - `streams.rs`: connection events, callbacks, settling a connection after anything
-//!   happened to it, and the one end-of-life path (`close`);
-//! - `datagrams.rs`: UDP sockets;
-//! - `commands.rs`: deadlines, timers, messages, and requests callbacks leave behind;
-//! - `shutdown.rs`: stopping and draining.
+//! The event loop, as a reactor: it owns the poller, the waker and the turn (wait for
+//! readiness, hand each event to the dispatcher, end the turn), and the configuration and
+//! construction of a loop. What an event means for a connection is the dispatcher's
+//! (`dispatch/`); calls go one way, from here to there.
 
-mod accept;
-mod commands;
-mod datagrams;
-mod shutdown;
-mod streams;
-
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -24,17 +11,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Waker};
-use slab::Slab;
 
-use crate::connection::{Connection, Limits, Stream};
-use crate::control::{Control, Core, Source};
+use crate::connection::{Limits, Stream};
+use crate::control::Control;
+use crate::core::{Core, Source};
 use crate::counters::Counters;
+use crate::dispatch::Dispatcher;
 use crate::error::{Error, ErrorKind};
 use crate::handler::Handler;
 use crate::id::{ConnId, ListenerId, PeerAddr, SocketId, TimerId};
 use crate::mailbox::{Mailbox, Sender, ShutdownHandle, Wake};
-use crate::slots::Slots;
-use crate::timers::Timers;
 use crate::token::{self, Target};
 use crate::udp::UdpSource;
 
@@ -151,50 +137,30 @@ impl Default for Config {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct EventLoop<M = (), T = ()> {
-    /// The poller. Every socket in `core` is registered with it at most once, read and
+    /// The poller. Every socket in the loop is registered with it at most once, read and
     /// write interest together, and never modified.
     poll: Poll,
     /// The poller's event buffer, kept between runs (taken out while `run` uses it).
     events: Option<Events>,
-    /// Everything a callback may act on through `Control`: connections, sources, timers.
-    core: Core<T>,
     /// Messages from other threads; closed whenever `run` is not running it.
     mailbox: Arc<Mailbox<M>>,
     /// A batch of messages taken from the mailbox (kept for its allocation).
     inbox: VecDeque<M>,
-    /// The read buffer every connection and UDP socket shares: a callback's `data` borrows
-    /// it, so it lives outside `core`. Lent out only for the length of one callback
-    /// (`with_scratch`); loop code that runs after it (a read owed to a connection the
-    /// callback resumed) always finds it in place.
-    scratch: Vec<u8>,
+    /// What events mean: connections, sources, deadlines, and the handler's callbacks.
+    dispatch: Dispatcher<T>,
     config: Config,
-    /// `begin_stop` has run: no listener or UDP socket is left, connections are draining,
-    /// and `run` returns once `core.conns` is empty.
-    stopping: bool,
-    /// Listeners were left unpolled because `max_connections` was reached; the next close
-    /// resumes them.
-    full: bool,
-    /// `drain_touched` is running: a nested call leaves the list to it (bounds recursion).
-    settling: bool,
-    /// Connections that spent their read budget this turn with input possibly left: read
-    /// again next turn, whose poll then does not wait.
-    carried: Vec<ConnId>,
-    /// The carried connections being read this turn (kept for its allocation).
-    carrying: Vec<ConnId>,
 }
 
 impl<M, T> std::fmt::Debug for EventLoop<M, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let core = self.dispatch.core_ref();
         f.debug_struct("EventLoop")
-            .field("sources", &self.core.sources.len())
-            .field("connections", &self.core.conns.len())
-            .field("stopping", &self.stopping)
+            .field("sources", &core.source_count())
+            .field("connections", &core.len())
+            .field("stopping", &self.dispatch.is_stopping())
             .finish()
     }
 }
-
-/// Bytes read per `read` call into the shared scratch buffer.
-const READ_CHUNK: usize = 64 * 1024;
 
 impl<T: Default> EventLoop<(), T> {
     /// Creates a loop with no sources, that takes no messages. `T` is the handler's state
@@ -235,43 +201,26 @@ impl<M, T: Default> EventLoop<M, T> {
             max_pending: config.max_pending_output,
             low_water: config.low_water,
         };
+        let core = Core::new(registry, limits);
         Ok(EventLoop {
             poll,
             events: Some(Events::with_capacity(config.events_capacity.max(1))),
-            core: Core {
-                conns: Slots::default(),
-                sources: Slab::new(),
-                timers: Timers::default(),
-                user_timers: HashMap::new(),
-                next_timer: 0,
-                touched: Vec::new(),
-                deferred: Vec::new(),
-                counters: Arc::new(Counters::default()),
-                limits,
-                now: Instant::now(),
-                registry,
-            },
             mailbox: Arc::new(Mailbox::new(wake, config.message_capacity)),
             inbox: VecDeque::new(),
-            scratch: vec![0; READ_CHUNK],
+            dispatch: Dispatcher::new(core, &config),
             config,
-            stopping: false,
-            full: false,
-            settling: false,
-            carried: Vec::new(),
-            carrying: Vec::new(),
         })
     }
 
     /// Uses `counters` instead of the loop's own, so that several loops can add up into one.
     pub fn with_counters(mut self, counters: Arc<Counters>) -> EventLoop<M, T> {
-        self.core.counters = counters;
+        self.dispatch.core().set_counters(counters);
         self
     }
 
     /// The loop's counters, readable from any thread while it runs.
     pub fn counters(&self) -> Arc<Counters> {
-        Arc::clone(&self.core.counters)
+        Arc::clone(self.dispatch.core_ref().counters())
     }
 
     /// A handle that stops this loop from another thread.
@@ -383,43 +332,32 @@ impl<M, T: Default> EventLoop<M, T> {
     /// [`Control::set_timer`]. A loop with nothing else to wake it (a client whose first
     /// requests all vanished) can bound its own run this way.
     pub fn set_timer(&mut self, at: Instant) -> TimerId {
-        Control {
-            core: &mut self.core,
-        }
-        .set_timer(at)
+        Control::new(self.dispatch.core()).set_timer(at)
     }
 
     fn add_connecting(&mut self, stream: Stream, peer: PeerAddr, state: T) -> ConnId {
-        let id =
-            self.core
-                .conns
-                .insert(Connection::connecting(stream, peer, state, Instant::now()));
         // Registered when `run` settles it.
-        self.core.touched.push(id);
-        id
+        self.dispatch.core().start_connect(Ok(stream), peer, state)
     }
 
-    fn add_source(&mut self, mut source: Source, what: &str) -> Result<usize, Error> {
-        let entry = self.core.sources.vacant_entry();
-        let token = token::encode(Target::Source(entry.key()));
-        let registry = self.poll.registry();
-        let result = match &mut source {
-            Source::TcpListener { listener, .. } => {
-                registry.register(listener, token, Interest::READABLE)
-            }
-            Source::UnixListener { listener, .. } => {
-                registry.register(listener, token, Interest::READABLE)
-            }
-            Source::Udp(udp) => registry.register(
-                &mut udp.socket,
-                token,
-                Interest::READABLE | Interest::WRITABLE,
-            ),
-        };
-        result.map_err(|e| Error::new(ErrorKind::Poll, format!("register {what}"), e))?;
-        let key = entry.key();
-        entry.insert(source);
-        Ok(key)
+    fn add_source(&mut self, source: Source, what: &str) -> Result<usize, Error> {
+        let registered = self
+            .dispatch
+            .core()
+            .add_source(source, |source, registry, token| match source {
+                Source::TcpListener { listener, .. } => {
+                    registry.register(listener, token, Interest::READABLE)
+                }
+                Source::UnixListener { listener, .. } => {
+                    registry.register(listener, token, Interest::READABLE)
+                }
+                Source::Udp(udp) => registry.register(
+                    &mut udp.socket,
+                    token,
+                    Interest::READABLE | Interest::WRITABLE,
+                ),
+            });
+        registered.map_err(|e| Error::new(ErrorKind::Poll, format!("register {what}"), e))
     }
 
     /// Runs until [`ShutdownHandle::shutdown`] or [`Control::stop`] is called and the
@@ -445,88 +383,48 @@ impl<M, T: Default> EventLoop<M, T> {
         result
     }
 
+    /// The turns: wait for readiness (not at all while connections are carried over, else
+    /// until the next deadline), hand each event to the dispatcher, end the turn.
     fn run_with<H: Handler<M, T>>(
         &mut self,
         handler: &mut H,
         events: &mut Events,
     ) -> Result<(), Error> {
-        self.core.now = Instant::now();
-        self.after_callback(handler);
+        self.dispatch.start(handler);
         loop {
-            if self.mailbox.wake.shutdown_requested() && !self.stopping {
-                self.begin_stop(handler);
+            let stop = self.mailbox.wake.shutdown_requested() || self.dispatch.stop_requested();
+            if stop && !self.dispatch.is_stopping() {
+                self.dispatch.begin_stop(handler);
             }
-            if self.stopping && self.core.conns.is_empty() {
+            if self.dispatch.is_done() {
                 return Ok(());
             }
-            let timeout = if self.carried.is_empty() {
-                self.core.timers.poll_timeout(Instant::now())
-            } else {
-                Some(Duration::ZERO)
-            };
-            if let Err(err) = self.poll.poll(events, timeout) {
+            if let Err(err) = self.poll.poll(events, self.dispatch.poll_timeout()) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(Error::new(ErrorKind::Poll, "poll", err));
             }
-            self.core.now = Instant::now();
+            self.dispatch.set_now(Instant::now());
             for event in events.iter() {
                 match token::decode(event.token()) {
                     Target::Waker => self.deliver_messages(handler),
-                    Target::Source(key) => self.source_event(key, event, handler),
-                    Target::Conn(id) => self.conn_event(id, event, handler),
+                    Target::Source(key) => self.dispatch.source_event(key, event, handler),
+                    Target::Conn(id) => self.dispatch.conn_event(id, event, handler),
                 }
             }
-            self.read_carried(handler);
-            self.fire_timers(handler);
-            handler.on_turn_end(&mut Control {
-                core: &mut self.core,
-            });
-            self.after_callback(handler);
+            self.dispatch.end_turn(handler);
         }
     }
 
-    /// Reads again the connections that spent their read budget last turn (those that
-    /// spend it again now are carried to the next turn).
-    fn read_carried<H: Handler<M, T>>(&mut self, handler: &mut H) {
-        if self.carried.is_empty() {
-            return;
+    /// The waker fired: a shutdown request (seen at the top of the turn) or messages.
+    fn deliver_messages<H: Handler<M, T>>(&mut self, handler: &mut H) {
+        let mut inbox = std::mem::take(&mut self.inbox);
+        self.mailbox.take_all(&mut inbox);
+        for message in inbox.drain(..) {
+            self.dispatch.message(handler, message);
         }
-        std::mem::swap(&mut self.carried, &mut self.carrying);
-        let mut carrying = std::mem::take(&mut self.carrying);
-        for id in carrying.drain(..) {
-            if let Some(c) = self.core.conns.get_mut(id) {
-                c.set_carried(false);
-                // Fully: an EOF behind the data raises no new edge either.
-                self.on_readable(id, streams::Drain::Fully, handler);
-            }
-        }
-        self.carrying = carrying;
-    }
-
-    /// Lends the shared read buffer to `f` (a handler callback reading `data` from it) and
-    /// takes it back. Only a callback holds it: the loop's own reads and drains (which a
-    /// callback's requests may start, once it returns) always find it in place.
-    fn with_scratch(&mut self, f: impl FnOnce(&mut Self, &[u8])) {
-        let scratch = std::mem::take(&mut self.scratch);
-        f(self, &scratch);
-        self.scratch = scratch;
-    }
-
-    fn source_event<H: Handler<M, T>>(
-        &mut self,
-        key: usize,
-        event: &mio::event::Event,
-        handler: &mut H,
-    ) {
-        match self.core.sources.get(key) {
-            Some(Source::TcpListener { .. } | Source::UnixListener { .. }) => {
-                self.accept_from(key, handler);
-            }
-            Some(Source::Udp(_)) => self.udp_event(key, event, handler),
-            None => {}
-        }
+        self.inbox = inbox;
     }
 }
 

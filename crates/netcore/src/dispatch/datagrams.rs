@@ -3,23 +3,24 @@
 
 use std::io;
 
-use super::EventLoop;
-use crate::control::{Control, Source};
+use super::Dispatcher;
+use crate::control::Control;
+use crate::core::Source;
 use crate::counters::Counters;
 use crate::handler::{Datagram, Handler};
 use crate::id::SocketId;
 use crate::udp;
 
-impl<M, T: Default> EventLoop<M, T> {
-    pub(super) fn udp_event<H: Handler<M, T>>(
+impl<T: Default> Dispatcher<T> {
+    pub(super) fn udp_event<M, H: Handler<M, T>>(
         &mut self,
         key: usize,
         event: &mio::event::Event,
         handler: &mut H,
     ) {
         if event.is_writable() {
-            if let Some(Source::Udp(udp)) = self.core.sources.get_mut(key) {
-                udp.flush(&self.core.counters);
+            if let Some((Source::Udp(udp), env)) = self.core.source_env(key) {
+                udp.flush(&env.counters);
             }
         }
         if event.is_readable() || event.is_error() {
@@ -27,24 +28,20 @@ impl<M, T: Default> EventLoop<M, T> {
         }
     }
 
-    fn receive_datagrams<H: Handler<M, T>>(&mut self, key: usize, handler: &mut H) {
+    fn receive_datagrams<M, H: Handler<M, T>>(&mut self, key: usize, handler: &mut H) {
         // Each report clears itself; the bound only guards against a socket that errs forever.
         const MAX_PEER_ERRORS: u32 = 64;
         let mut peer_errors = 0;
-        while let Some(Source::Udp(udp)) = self.core.sources.get_mut(key) {
+        while let Some((Source::Udp(udp), env)) = self.core.source_env(key) {
             match udp.socket.recv_from(&mut self.scratch) {
                 Ok((n, from)) => {
-                    Counters::add(&self.core.counters.datagrams_in, 1);
-                    self.with_scratch(|event_loop, scratch| {
-                        let mut dgram = Datagram {
-                            ctl: Control {
-                                core: &mut event_loop.core,
-                            },
-                            id: SocketId(key),
-                        };
-                        handler.on_datagram(&mut dgram, &scratch[..n], from);
-                    });
-                    self.after_callback(handler);
+                    Counters::add(&env.counters.datagrams_in, 1);
+                    let mut dgram = Datagram {
+                        ctl: Control::new(&mut self.core),
+                        id: SocketId(key),
+                    };
+                    handler.on_datagram(&mut dgram, &self.scratch[..n], from);
+                    self.drain_queue(handler);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -54,15 +51,15 @@ impl<M, T: Default> EventLoop<M, T> {
                 Err(e) if udp::is_peer_error(&e) && peer_errors < MAX_PEER_ERRORS => {
                     peer_errors += 1;
                     let field = if e.kind() == io::ErrorKind::ConnectionRefused {
-                        &self.core.counters.refused
+                        &env.counters.refused
                     } else {
-                        &self.core.counters.other_errors
+                        &env.counters.other_errors
                     };
                     Counters::add(field, 1);
                 }
                 Err(e) => {
                     log::debug!("recvfrom: {e}");
-                    Counters::add(&self.core.counters.other_errors, 1);
+                    Counters::add(&env.counters.other_errors, 1);
                     break;
                 }
             }

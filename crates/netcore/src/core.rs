@@ -1,0 +1,490 @@
+//! [`Core`]: the loop's state, shared by the dispatcher (which drives it from events) and
+//! [`Control`](crate::Control) (through which callbacks act on it): connections, sources,
+//! deadlines, and the one queue of work that callbacks leave for the loop.
+//!
+//! Its fields are private: both sides go through the methods below, so that what keeps
+//! the state consistent (a connection's deadline entry, its place in the work queue) is
+//! done in one place.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::Registry;
+use slab::Slab;
+
+use crate::connection::{Actions, Connection, Limits, Stream};
+use crate::counters::Counters;
+use crate::id::{CloseReason, ConnId, PeerAddr, TimerId};
+use crate::slots::Slots;
+use crate::timers::{TimerKey, Timers};
+use crate::token::{self, Target, MAX_INDEX};
+use crate::udp::UdpSource;
+
+/// A listener or UDP socket in the loop.
+#[derive(Debug)]
+pub(crate) enum Source {
+    TcpListener {
+        listener: mio::net::TcpListener,
+        paused: bool,
+    },
+    UnixListener {
+        listener: mio::net::UnixListener,
+        paused: bool,
+    },
+    Udp(UdpSource),
+}
+
+impl Source {
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        match self {
+            Source::TcpListener { listener, .. } => registry.deregister(listener),
+            Source::UnixListener { listener, .. } => registry.deregister(listener),
+            Source::Udp(udp) => registry.deregister(&mut udp.socket),
+        }
+    }
+}
+
+/// What the loop owes once the code running now (a callback, a step of the loop's own)
+/// returns. Worked in order by the dispatcher until none is left; the work may call the
+/// handler, which may queue more.
+#[derive(Debug)]
+pub(crate) enum Work<T> {
+    /// Something changed the connection from outside its own callback (a send from
+    /// another connection's, a close, a pipe): move it along, register it, schedule it.
+    Settle(ConnId),
+    /// Reading resumed: read what waited, without waiting for an edge that will not come.
+    Read(ConnId),
+    /// Its output fell to the low-water mark: `on_flushed`.
+    Flushed(ConnId),
+    /// A connect that failed at once, before it had a socket: its `on_close`.
+    ConnectFailed {
+        id: ConnId,
+        peer: PeerAddr,
+        state: T,
+        reason: CloseReason,
+    },
+}
+
+/// What a send hands over.
+#[derive(Debug)]
+pub(crate) enum Output<'a> {
+    Copy(&'a [u8]),
+    Shared(&'a Arc<[u8]>),
+    Owned(Vec<u8>),
+}
+
+/// The replies of one batch of input: while the loop hands a connection's input to
+/// `on_data`, what it sends is gathered here, in one buffer the loop keeps, and written
+/// in one system call once the batch is handled. One write per batch of pipelined
+/// requests, and for a single request the same one write as an uncorked send, without
+/// queueing a chunk on the connection.
+#[derive(Debug, Default)]
+struct Cork {
+    /// The connection being fed.
+    id: Option<ConnId>,
+    buf: Vec<u8>,
+}
+
+/// Sends larger than this skip the cork buffer (which would copy them once more): they
+/// queue on the connection, behind what the buffer held.
+const CORK_COPY_MAX: usize = 16 * 1024;
+
+/// The cork buffer's capacity is kept between batches up to this.
+const CORK_KEEP: usize = 64 * 1024;
+
+/// What every connection transition reads: the time, the loop's settings, its counters.
+#[derive(Debug)]
+pub(crate) struct Env {
+    /// When this batch of events was taken from the poller.
+    pub(crate) now: Instant,
+    /// The loop's settings for every connection (a connection may have its own).
+    pub(crate) limits: Limits,
+    pub(crate) counters: Arc<Counters>,
+}
+
+/// The loop's state that callbacks act on and the dispatcher drives.
+#[derive(Debug)]
+pub(crate) struct Core<T = ()> {
+    /// Every open connection, registered or not (a fast-path connection lives here only
+    /// during its `on_open`).
+    conns: Slots<Connection<T>>,
+    /// Listeners and UDP sockets; emptied when the loop stops.
+    sources: Slab<Source>,
+    /// Every deadline: connections', paused listeners', the handler's timers, the drain's.
+    timers: Timers,
+    /// The handler's live timers and when each is due (a cancelled timer is absent).
+    user_timers: HashMap<u64, Instant>,
+    next_timer: u64,
+    work: VecDeque<Work<T>>,
+    cork: Cork,
+    /// The handler asked the loop to stop ([`Control::stop`](crate::Control::stop)).
+    stop: bool,
+    env: Env,
+    registry: Registry,
+}
+
+impl<T> Core<T> {
+    pub(crate) fn new(registry: Registry, limits: Limits) -> Core<T> {
+        Core {
+            conns: Slots::default(),
+            sources: Slab::new(),
+            timers: Timers::default(),
+            user_timers: HashMap::new(),
+            next_timer: 0,
+            work: VecDeque::new(),
+            cork: Cork::default(),
+            stop: false,
+            env: Env {
+                now: Instant::now(),
+                limits,
+                counters: Arc::new(Counters::default()),
+            },
+            registry,
+        }
+    }
+
+    // ---- The environment.
+
+    pub(crate) fn env(&self) -> &Env {
+        &self.env
+    }
+
+    pub(crate) fn now(&self) -> Instant {
+        self.env.now
+    }
+
+    pub(crate) fn set_now(&mut self, now: Instant) {
+        self.env.now = now;
+    }
+
+    pub(crate) fn counters(&self) -> &Arc<Counters> {
+        &self.env.counters
+    }
+
+    pub(crate) fn set_counters(&mut self, counters: Arc<Counters>) {
+        self.env.counters = counters;
+    }
+
+    // ---- Connections.
+
+    pub(crate) fn conn(&self, id: ConnId) -> Option<&Connection<T>> {
+        self.conns.get(id)
+    }
+
+    pub(crate) fn conn_mut(&mut self, id: ConnId) -> Option<&mut Connection<T>> {
+        self.conns.get_mut(id)
+    }
+
+    /// Connection `id` with what its transitions read.
+    pub(crate) fn conn_env(&mut self, id: ConnId) -> Option<(&mut Connection<T>, &Env)> {
+        Some((self.conns.get_mut(id)?, &self.env))
+    }
+
+    pub(crate) fn insert(&mut self, conn: Connection<T>) -> ConnId {
+        self.conns.insert(conn)
+    }
+
+    /// Takes connection `id` out (its id is stale from now on) with its deadline entry.
+    pub(crate) fn remove(&mut self, id: ConnId) -> Option<Connection<T>> {
+        let conn = self.conns.remove(id)?;
+        if let Some(at) = conn.scheduled() {
+            self.timers.remove(at, TimerKey::Conn(id));
+        }
+        Some(conn)
+    }
+
+    /// An id for a connect that failed before it had a socket: never live, never reused.
+    pub(crate) fn burn_id(&mut self) -> ConnId {
+        let id = self.conns.next_id();
+        self.conns.burn(id);
+        id
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    pub(crate) fn ids(&self) -> Vec<ConnId> {
+        self.conns.ids()
+    }
+
+    /// A connection that lives on after a step: registered with the poller (once: read
+    /// and write, edge-triggered), its pipe partner let read again once this side's output
+    /// fell to half its bound, its earliest deadline in the timer set, and what the step
+    /// owes queued. One lookup: this runs after every event a connection has.
+    pub(crate) fn keep(&mut self, id: ConnId, actions: Actions) -> io::Result<()> {
+        let Some(c) = self.conns.get_mut(id) else {
+            return Ok(());
+        };
+        if !c.is_registered() {
+            if id.index > MAX_INDEX {
+                return Err(io::Error::other("too many connections for one loop"));
+            }
+            c.register(&self.registry, token::encode(Target::Conn(id)))?;
+        }
+        let limits = c.limits(&self.env.limits);
+        let pipe_source = c
+            .piped_to()
+            .filter(|_| c.pending() <= limits.max_pending / 2);
+        // A later deadline is left for the earlier entry to find when it fires (idle
+        // deadlines move on every read; moving the timer entry each time would cost more
+        // than the rare early wake-up).
+        if c.take_reschedule() {
+            if let Some(want) = c.next_deadline(&self.env.limits) {
+                if c.scheduled().is_none_or(|at| at > want) {
+                    self.timers
+                        .reschedule(TimerKey::Conn(id), c.scheduled(), Some(want));
+                    c.set_scheduled(Some(want));
+                }
+            }
+        }
+        self.owe(id, actions);
+        if let Some(from) = pipe_source {
+            if let Some(f) = self.conns.get_mut(from) {
+                let resumed = f.resume_for_pipe();
+                self.owe(from, resumed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts the connection's earliest deadline in the timer set (after its entry fired).
+    pub(crate) fn schedule(&mut self, id: ConnId) {
+        if let Some(c) = self.conns.get_mut(id) {
+            c.set_scheduled(None);
+        }
+        if let Err(err) = self.keep(id, Actions::NONE) {
+            log::debug!("schedule {id:?}: {err}");
+        }
+    }
+
+    // ---- Output.
+
+    /// Sends a copy of `bytes` on connection `id`: [`send`](Self::send), with the corked
+    /// case (a reply to the input being handled) first and short.
+    #[inline]
+    pub(crate) fn send_copy(&mut self, id: ConnId, bytes: &[u8]) -> Option<bool> {
+        if self.cork.id == Some(id) && bytes.len() <= CORK_COPY_MAX {
+            if !self.conns.get(id)?.accepts_output() {
+                return Some(false);
+            }
+            self.cork.buf.extend_from_slice(bytes);
+            return Some(true);
+        }
+        self.send(id, Output::Copy(bytes))
+    }
+
+    /// Sends on connection `id`; `None` when it is stale, `Some(false)` when it takes no
+    /// more output (shut or ended).
+    pub(crate) fn send(&mut self, id: ConnId, output: Output<'_>) -> Option<bool> {
+        let c = self.conns.get_mut(id)?;
+        let counters = &self.env.counters;
+        if self.cork.id == Some(id) {
+            if let Output::Copy(bytes) = output {
+                if bytes.len() <= CORK_COPY_MAX {
+                    if !c.accepts_output() {
+                        return Some(false);
+                    }
+                    self.cork.buf.extend_from_slice(bytes);
+                    return Some(true);
+                }
+            }
+            // What the buffer holds goes first.
+            if !self.cork.buf.is_empty() {
+                c.send(&self.cork.buf, None, counters);
+                self.cork.buf.clear();
+            }
+        }
+        Some(match output {
+            Output::Copy(bytes) => c.send(bytes, None, counters),
+            Output::Shared(arc) => c.send(arc, Some(arc), counters),
+            Output::Owned(data) => c.send_owned(data, counters),
+        })
+    }
+
+    /// Output queued on connection `id`, what the cork buffer holds for it included.
+    pub(crate) fn pending(&self, id: ConnId) -> Option<usize> {
+        let queued = self.conns.get(id)?.pending();
+        Some(match self.cork.id {
+            Some(corked) if corked == id => queued + self.cork.buf.len(),
+            _ => queued,
+        })
+    }
+
+    /// From now on, sends on connection `id` gather in the cork buffer.
+    pub(crate) fn cork(&mut self, id: ConnId) {
+        if let Some(c) = self.conns.get_mut(id) {
+            c.cork();
+            self.cork.id = Some(id);
+        }
+    }
+
+    /// Writes what the batch sent, in one system call, and sends write at once again.
+    pub(crate) fn uncork(&mut self, id: ConnId) {
+        self.cork.id = None;
+        let batch = std::mem::take(&mut self.cork.buf);
+        if let Some(c) = self.conns.get_mut(id) {
+            let actions = c.uncork(&batch, &self.env.limits, &self.env.counters);
+            self.owe(id, actions);
+        }
+        self.cork.buf = batch;
+        self.cork.buf.clear();
+        self.cork.buf.shrink_to(CORK_KEEP);
+    }
+
+    // ---- Sources.
+
+    /// Adds a source, registered by `register` under its token.
+    pub(crate) fn add_source(
+        &mut self,
+        mut source: Source,
+        register: impl FnOnce(&mut Source, &Registry, mio::Token) -> io::Result<()>,
+    ) -> io::Result<usize> {
+        let entry = self.sources.vacant_entry();
+        register(
+            &mut source,
+            &self.registry,
+            token::encode(Target::Source(entry.key())),
+        )?;
+        let key = entry.key();
+        entry.insert(source);
+        Ok(key)
+    }
+
+    pub(crate) fn source(&self, key: usize) -> Option<&Source> {
+        self.sources.get(key)
+    }
+
+    /// Source `key` with what its I/O reads.
+    pub(crate) fn source_env(&mut self, key: usize) -> Option<(&mut Source, &Env)> {
+        Some((self.sources.get_mut(key)?, &self.env))
+    }
+
+    pub(crate) fn listener_keys(&self) -> Vec<usize> {
+        self.sources
+            .iter()
+            .filter(|(_, s)| !matches!(s, Source::Udp(_)))
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    pub(crate) fn source_count(&self) -> usize {
+        self.sources.len()
+    }
+
+    /// Closes every source. Deregistered before closing: epoll watches the open file, not
+    /// the descriptor, so a socket another process still holds (a server handing its
+    /// listeners to its successor) would go on waking this loop after our descriptor is
+    /// closed.
+    pub(crate) fn close_sources(&mut self) {
+        for (_, source) in self.sources.iter_mut() {
+            if let Err(err) = source.deregister(&self.registry) {
+                log::debug!("deregister a source at shutdown: {err}");
+            }
+        }
+        self.sources.clear();
+    }
+
+    // ---- Deadlines and timers.
+
+    pub(crate) fn add_deadline(&mut self, at: Instant, key: TimerKey) {
+        self.timers.insert(at, key);
+    }
+
+    pub(crate) fn pop_due(&mut self) -> Option<TimerKey> {
+        self.timers.pop_due(self.env.now)
+    }
+
+    /// How long the poll may wait for the first deadline. Measured from the turn's start
+    /// (`now`), not the clock: a deadline fires late by at most the turn's own length,
+    /// and the turn reads the clock once.
+    pub(crate) fn poll_timeout(&self) -> Option<Duration> {
+        self.timers.poll_timeout(self.env.now)
+    }
+
+    pub(crate) fn set_timer(&mut self, at: Instant) -> TimerId {
+        let id = self.next_timer;
+        self.next_timer += 1;
+        self.user_timers.insert(id, at);
+        self.timers.insert(at, TimerKey::User(id));
+        TimerId(id)
+    }
+
+    pub(crate) fn cancel_timer(&mut self, id: TimerId) {
+        if let Some(at) = self.user_timers.remove(&id.0) {
+            self.timers.remove(at, TimerKey::User(id.0));
+        }
+    }
+
+    /// A handler's timer fell due: whether it is still live (it was not cancelled).
+    pub(crate) fn take_timer(&mut self, id: u64) -> bool {
+        self.user_timers.remove(&id).is_some()
+    }
+
+    // ---- The work queue.
+
+    pub(crate) fn push(&mut self, work: Work<T>) {
+        self.work.push_back(work);
+    }
+
+    /// Queues what a transition of connection `id` left for the loop.
+    pub(crate) fn owe(&mut self, id: ConnId, actions: Actions) {
+        if actions.read {
+            self.work.push_back(Work::Read(id));
+        }
+        if actions.flushed {
+            self.work.push_back(Work::Flushed(id));
+        }
+    }
+
+    pub(crate) fn next_work(&mut self) -> Option<Work<T>> {
+        self.work.pop_front()
+    }
+
+    pub(crate) fn has_work(&self) -> bool {
+        !self.work.is_empty()
+    }
+
+    pub(crate) fn request_stop(&mut self) {
+        self.stop = true;
+    }
+
+    pub(crate) fn stop_requested(&self) -> bool {
+        self.stop
+    }
+}
+
+/// How a new connection's socket came to be, for [`Core::start_connect`].
+pub(crate) type Connecting = io::Result<Stream>;
+
+impl<T> Core<T> {
+    /// A connect started: the connection waits in the slot map for settling to register
+    /// it; one that failed at once is reported (`on_close`) once the callback returns.
+    pub(crate) fn start_connect(&mut self, stream: Connecting, peer: PeerAddr, state: T) -> ConnId {
+        match stream {
+            Ok(stream) => {
+                let conn = Connection::connecting(stream, peer, state, self.env.now);
+                let id = self.conns.insert(conn);
+                self.work.push_back(Work::Settle(id));
+                id
+            }
+            Err(err) => {
+                log::debug!("connect {peer:?}: {err}");
+                let id = self.burn_id();
+                self.work.push_back(Work::ConnectFailed {
+                    id,
+                    peer,
+                    state,
+                    reason: CloseReason::from_connect(&err),
+                });
+                id
+            }
+        }
+    }
+}
