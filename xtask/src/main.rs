@@ -175,6 +175,8 @@ fn test() -> Result<()> {
             "tokio-redis",
             "--exclude",
             "tokio-proxy",
+            "--exclude",
+            "tokio-connect-proxy",
         ]),
     )?;
     run_step(

@@ -263,6 +263,9 @@ pub(crate) struct Connection<T = (), S = Stream> {
     /// The handler's own state for this connection (`Handler`'s `T`).
     user: T,
     state: State,
+    /// What the handler asked for while a failed connect was in progress: a connect by
+    /// name that moves on to its next address carries it over.
+    then_once_connected: Then,
     reading: Reading,
     /// Registered with the poller (a connection closed on the fast path never is).
     registered: bool,
@@ -278,6 +281,8 @@ pub(crate) struct Connection<T = (), S = Stream> {
     /// The handler stopped being handed its kept input because the output passed the
     /// back-pressure bound: it is handed again once the output drains.
     input_owed: bool,
+    /// Input arrived after the handler asked to close, and was dropped.
+    dropped_input: bool,
     /// The peer reset the connection and `SO_ERROR` (which said so) was already taken:
     /// input still queued is read, and then the connection ends as reset, not at an EOF.
     reset_behind_input: bool,
@@ -369,8 +374,10 @@ impl<T, S: Socket> Connection<T, S> {
             out: WriteBuffer::default(),
             user,
             state,
+            then_once_connected: Then::Nothing,
             reading: Reading::Open,
             reset_behind_input: false,
+            dropped_input: false,
             kept: Vec::new(),
             input_owed: false,
             corked: false,
@@ -433,7 +440,6 @@ impl<T, S: Socket> Connection<T, S> {
         self.state
     }
 
-    #[cfg(test)]
     pub(crate) fn reading(&self) -> Reading {
         self.reading
     }
@@ -799,6 +805,9 @@ impl<T, S: Socket> Connection<T, S> {
 
     /// The first reason wins: an abort after a reset is still a reset.
     pub(crate) fn end(&mut self, reason: CloseReason) {
+        if let State::Connecting { then } = self.state {
+            self.then_once_connected = then;
+        }
         if !self.is_ended() {
             self.state = State::Ended(reason);
         }
@@ -810,6 +819,21 @@ impl<T, S: Socket> Connection<T, S> {
     pub(crate) fn established_then_reset(&mut self, now: Instant) {
         self.established(now);
         self.reset_behind_input = true;
+    }
+
+    /// A connect by name moves on to its next address: a new socket and peer in place of
+    /// the ones that failed; what the handler queued, asked for (a close, a half-close),
+    /// its state, pause, pipe and settings stay. Returns the old socket (closing it also
+    /// takes it off the poller).
+    #[cfg(feature = "resolver")]
+    pub(crate) fn reconnect(&mut self, stream: S, peer: PeerAddr, now: Instant) -> S {
+        self.state = State::Connecting {
+            then: self.then_once_connected,
+        };
+        self.registered = false;
+        self.last_active = now;
+        self.peer = peer;
+        std::mem::replace(&mut self.stream, stream)
     }
 
     /// An outgoing connect completed: what the handler asked for meanwhile (a close, a
@@ -895,6 +919,7 @@ impl<T, S: Socket> Connection<T, S> {
                     self.received += n as u64;
                     self.last_active = now;
                     return if closing {
+                        self.dropped_input = true;
                         Input::Dropped(n)
                     } else {
                         Input::Data(n)
@@ -993,9 +1018,13 @@ impl<T, S: Socket> Connection<T, S> {
         if self.reading == Reading::Closed {
             return Step::Close(CloseReason::Done);
         }
+        // Input dropped since the close was asked means a peer still sending: more may be
+        // on its way, and closing now would answer it with a reset that can destroy the
+        // reply it has not read yet. It is drained like input found now.
         match self.discard_input(scratch, counters) {
-            Ok(Unread::Nothing | Unread::Eof) => return Step::Close(CloseReason::Done),
-            Ok(Unread::Discarded) => {}
+            Ok(Unread::Eof) => return Step::Close(CloseReason::Done),
+            Ok(Unread::Nothing) if !self.dropped_input => return Step::Close(CloseReason::Done),
+            Ok(Unread::Nothing | Unread::Discarded) => {}
             Err(err) => return Step::Close(CloseReason::from_io(&err)),
         }
         if let Err(err) = self.shut_write(true) {
@@ -1293,6 +1322,26 @@ mod tests {
         assert_eq!(
             c.read_step(&mut [0; 8], now, &BIG, &counters),
             Input::Data(4)
+        );
+    }
+
+    #[test]
+    fn input_dropped_after_close_drains_until_eof_even_if_none_is_left_now() {
+        let (mut c, now, counters) = open(Fake {
+            window: 100,
+            input: b"more of the upload".iter().copied().collect(),
+            ..Fake::default()
+        });
+        c.close();
+        assert_eq!(
+            c.read_step(&mut [0; 64], now, &BIG, &counters),
+            Input::Dropped(18)
+        );
+        assert_eq!(step(&mut c, now, &counters), Step::Keep(Actions::NONE));
+        assert_eq!(
+            c.state(),
+            State::Draining,
+            "a peer still sending gets our FIN and time to stop, not a reset"
         );
     }
 

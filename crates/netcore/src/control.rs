@@ -31,7 +31,7 @@ use crate::id::{ConnId, PeerAddr, SocketId, TimerId};
 /// ```
 /// use std::io::Write;
 /// use std::time::Duration;
-/// use netcore::{Closed, Conn, Control, EventLoop, Handler, TimerId};
+/// use netcore::{Closed, Conn, ConnectError, Control, EventLoop, Handler, PeerAddr, TimerId};
 ///
 /// #[derive(Default)]
 /// struct Client {
@@ -39,7 +39,7 @@ use crate::id::{ConnId, PeerAddr, SocketId, TimerId};
 /// }
 ///
 /// impl Handler for Client {
-///     fn on_connect(&mut self, conn: &mut Conn<'_>) {
+///     fn on_connect(&mut self, conn: &mut Conn<'_>, _: Result<&PeerAddr, &ConnectError>) {
 ///         let at = conn.control().now() + Duration::from_secs(10);
 ///         conn.control().set_timer(at);
 ///     }
@@ -209,7 +209,10 @@ impl<T> Control<'_, T> {
     /// fills, TCP's window holds the peer back. Returns `false` when `id` is stale.
     ///
     /// A paused connection still gets its EOF and errors once reading resumes, and its idle
-    /// deadline still runs (a connection paused for good times out).
+    /// deadline still runs (a connection paused for good times out). This pause is the
+    /// handler's own: only [`resume_reading`](Self::resume_reading) lifts it, while the
+    /// loop's pauses (back-pressure, a pipe) come and go by themselves;
+    /// [`read_pause`](Self::read_pause) tells which hold a connection.
     pub fn pause_reading(&mut self, id: ConnId) -> bool {
         self.touch(id, |c, _| c.pause_reading()).is_some()
     }
@@ -323,10 +326,13 @@ impl<T> Control<'_, T> {
     }
 
     /// Starts a non-blocking TCP connect to `addr` and returns the new connection's id at
-    /// once. Success arrives as [`Handler::on_connect`](crate::Handler::on_connect); failure as
-    /// [`Handler::on_close`](crate::Handler::on_close) with [`CloseReason::Refused`](crate::CloseReason::Refused) or
-    /// [`CloseReason::ConnectFailed`](crate::CloseReason::ConnectFailed) (after this callback returns, even when the connect
-    /// fails at once). `state` is the connection's state from then on ([`Conn::state`](crate::Conn::state),
+    /// once. The outcome arrives as [`Handler::on_connect`](crate::Handler::on_connect),
+    /// `Ok` or `Err` (after this callback returns, even when the connect fails at once); a
+    /// failure is followed by [`Handler::on_close`](crate::Handler::on_close) with
+    /// [`CloseReason::Refused`](crate::CloseReason::Refused) or
+    /// [`CloseReason::ConnectFailed`](crate::CloseReason::ConnectFailed). For a host name
+    /// rather than an address, see `connect_name` (the `resolver` feature). `state` is the
+    /// connection's state from then on ([`Conn::state`](crate::Conn::state),
     /// [`Closed::state`](crate::Closed::state)). Output sent before the connect completes
     /// is queued and written once it does.
     ///
@@ -370,6 +376,11 @@ impl<T> Control<'_, T> {
 
     pub(crate) fn conn(&self, id: ConnId) -> Option<&Connection<T>> {
         self.core.conn(id)
+    }
+
+    /// The core, for the modules that extend `Control` (the worker pool, connects by name).
+    pub(crate) fn core_mut(&mut self) -> &mut Core<T> {
+        self.core
     }
 
     fn send_output(&mut self, id: ConnId, output: Output<'_>) -> bool {

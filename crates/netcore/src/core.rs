@@ -6,6 +6,8 @@
 //! the state consistent (a connection's deadline entry, its place in the work queue) is
 //! done in one place.
 
+pub(crate) mod connects;
+
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::Arc;
@@ -17,10 +19,12 @@ use slab::Slab;
 use crate::connection::{Actions, Connection, Limits, Stream};
 use crate::counters::Counters;
 use crate::id::{CloseReason, ConnId, PeerAddr, TimerId};
+use crate::pool::{Continuation, Outcome, SpawnError, WorkerPool};
 use crate::slots::Slots;
 use crate::timers::{TimerKey, Timers};
 use crate::token::{self, Target, MAX_INDEX};
 use crate::udp::UdpSource;
+use connects::{ConnectError, PendingConnects};
 
 /// A listener or UDP socket in the loop.
 #[derive(Debug)]
@@ -58,12 +62,14 @@ pub(crate) enum Work<T> {
     Read(ConnId),
     /// Its output fell to the low-water mark: `on_flushed`.
     Flushed(ConnId),
-    /// A connect that failed at once, before it had a socket: its `on_close`.
+    /// A connect that failed at once, before it had a socket: its `on_connect` (with
+    /// `error`), then its `on_close`.
     ConnectFailed {
         id: ConnId,
         peer: PeerAddr,
         state: T,
         reason: CloseReason,
+        error: ConnectError,
     },
 }
 
@@ -123,10 +129,18 @@ pub(crate) struct Core<T = ()> {
     stop: bool,
     env: Env,
     registry: Registry,
+    /// Blocking work (`spawn_blocking`, name lookups) and what to do with each result.
+    pool: WorkerPool<Continuation<T>>,
+    /// Outgoing connects in progress (`connects.rs`).
+    connects: PendingConnects,
 }
 
 impl<T> Core<T> {
-    pub(crate) fn new(registry: Registry, limits: Limits) -> Core<T> {
+    pub(crate) fn new(
+        registry: Registry,
+        limits: Limits,
+        pool: WorkerPool<Continuation<T>>,
+    ) -> Core<T> {
         Core {
             conns: Slots::default(),
             sources: Slab::new(),
@@ -142,6 +156,8 @@ impl<T> Core<T> {
                 counters: Arc::new(Counters::default()),
             },
             registry,
+            pool,
+            connects: PendingConnects::default(),
         }
     }
 
@@ -427,6 +443,51 @@ impl<T> Core<T> {
         self.user_timers.remove(&id).is_some()
     }
 
+    // ---- The worker pool and outgoing connects.
+
+    /// Hands `work` to the worker pool; `then` runs on the loop's thread with its value.
+    pub(crate) fn submit_blocking<R, W>(
+        &mut self,
+        work: W,
+        then: Continuation<T>,
+    ) -> Result<(), SpawnError>
+    where
+        R: Send + 'static,
+        W: FnOnce() -> R + Send + 'static,
+    {
+        self.pool.submit(work, then, &self.env.counters)
+    }
+
+    /// The next finished job of the worker pool, with its continuation.
+    pub(crate) fn next_finished(&mut self) -> Option<(Continuation<T>, Outcome)> {
+        self.pool.next_finished()
+    }
+
+    /// Connection `id` is an outgoing connect that has not completed.
+    pub(crate) fn is_connect_pending(&self, id: ConnId) -> bool {
+        self.connects.is_pending(id)
+    }
+
+    /// Outgoing connect `id` completed.
+    pub(crate) fn connect_done(&mut self, id: ConnId) {
+        self.connects.connected(id);
+    }
+
+    /// Outgoing connect `id`'s current attempt failed with `err`.
+    pub(crate) fn connect_attempt_failed(&mut self, id: ConnId, err: &io::Error) {
+        self.connects.attempt_failed(id, err);
+    }
+
+    /// Outgoing connect `id` is ending: `None` when its next address is being tried (the
+    /// connection lives on), else the error for `on_connect`.
+    pub(crate) fn connect_ended(
+        &mut self,
+        id: ConnId,
+        reason: CloseReason,
+    ) -> Option<ConnectError> {
+        connects::connect_ended(self, id, reason)
+    }
+
     // ---- The work queue.
 
     pub(crate) fn push(&mut self, work: Work<T>) {
@@ -471,17 +532,20 @@ impl<T> Core<T> {
             Ok(stream) => {
                 let conn = Connection::connecting(stream, peer, state, self.env.now);
                 let id = self.conns.insert(conn);
+                self.connects.begin(id);
                 self.work.push_back(Work::Settle(id));
                 id
             }
             Err(err) => {
                 log::debug!("connect {peer:?}: {err}");
                 let id = self.burn_id();
+                let reason = CloseReason::from_connect(&err);
                 self.work.push_back(Work::ConnectFailed {
+                    error: ConnectError::at_once(&peer, err, reason),
                     id,
                     peer,
                     state,
-                    reason: CloseReason::from_connect(&err),
+                    reason,
                 });
                 id
             }

@@ -36,6 +36,9 @@ pub struct Counters {
     pub(crate) input_limit: AtomicU64,
     pub(crate) buffered: AtomicU64,
     pub(crate) buffered_peak: AtomicU64,
+    pub(crate) blocking_jobs: AtomicU64,
+    pub(crate) blocking_refused: AtomicU64,
+    pub(crate) blocking_threads: AtomicU64,
 }
 
 /// A copy of [`Counters`] at one moment.
@@ -88,6 +91,14 @@ pub struct CounterSnapshot {
     pub buffered: u64,
     /// The highest [`buffered`](Self::buffered) has been.
     pub buffered_peak: u64,
+    /// Jobs the loop's worker pool accepted: [`Control::spawn_blocking`](crate::Control::spawn_blocking)'s,
+    /// and the name lookups of connects by name.
+    pub blocking_jobs: u64,
+    /// Jobs the worker pool refused at submit (full, or no thread could be started).
+    pub blocking_refused: u64,
+    /// A gauge, not a count: the worker pool's threads alive now (0 until its first job;
+    /// each ends after 10 s without work).
+    pub blocking_threads: u64,
 }
 
 macro_rules! snapshot_fields {
@@ -121,7 +132,10 @@ impl Counters {
             reset_sent,
             input_limit,
             buffered,
-            buffered_peak
+            buffered_peak,
+            blocking_jobs,
+            blocking_refused,
+            blocking_threads
         )
     }
 
@@ -141,6 +155,11 @@ impl Counters {
         if n != 0 {
             self.buffered.fetch_sub(n as u64, Ordering::Relaxed);
         }
+    }
+
+    /// A worker thread of the pool ended.
+    pub(crate) fn blocking_threads_exited(&self) {
+        self.blocking_threads.fetch_sub(1, Ordering::Relaxed);
     }
 
     #[inline]

@@ -21,6 +21,7 @@ use crate::error::{Error, ErrorKind};
 use crate::handler::Handler;
 use crate::id::{ConnId, ListenerId, PeerAddr, SocketId, TimerId};
 use crate::mailbox::{Mailbox, Sender, ShutdownHandle, Wake};
+use crate::pool::WorkerPool;
 use crate::token::{self, Target};
 use crate::udp::UdpSource;
 
@@ -83,6 +84,14 @@ pub struct Config {
     pub message_capacity: usize,
     /// Events taken from the poller per turn. Default 1024.
     pub events_capacity: usize,
+    /// Threads the loop's worker pool may run at once
+    /// ([`Control::spawn_blocking`], name lookups of [`Control::connect_name`]): started
+    /// as jobs find none idle, none before the first job. Default 8; at least 1.
+    pub blocking_threads: usize,
+    /// Jobs the worker pool may have in flight, from submit until their result is
+    /// delivered; one more is refused at submit ([`SpawnError::Full`](crate::SpawnError)).
+    /// Default 256; at least 1.
+    pub blocking_queue: usize,
 }
 
 impl Default for Config {
@@ -101,13 +110,16 @@ impl Default for Config {
             udp_queue: 1024,
             message_capacity: 1024,
             events_capacity: 1024,
+            blocking_threads: 8,
+            blocking_queue: 256,
         }
     }
 }
 
 /// One `mio::Poll` loop serving listeners, UDP sockets and connections with one
-/// [`Handler`]. It never blocks except in `poll`, and never starts a thread: for several
-/// cores run one loop per thread, each with its own `SO_REUSEPORT` listener.
+/// [`Handler`]. It never blocks except in `poll`, and starts no thread of its own but its
+/// worker pool's, on first use ([`Control::spawn_blocking`]): for several cores run one
+/// loop per thread, each with its own `SO_REUSEPORT` listener.
 ///
 /// `M` is the type of the messages other threads may post to it ([`Sender`]); a loop made
 /// with [`EventLoop::new`] takes none (`M = ()`), one made with
@@ -201,7 +213,12 @@ impl<M, T: Default> EventLoop<M, T> {
             max_pending: config.max_pending_output,
             low_water: config.low_water,
         };
-        let core = Core::new(registry, limits);
+        let pool = WorkerPool::new(
+            Arc::clone(&wake),
+            config.blocking_threads,
+            config.blocking_queue,
+        );
+        let core = Core::new(registry, limits, pool);
         Ok(EventLoop {
             poll,
             events: Some(Events::with_capacity(config.events_capacity.max(1))),
@@ -328,6 +345,14 @@ impl<M, T: Default> EventLoop<M, T> {
         Ok(self.add_connecting(Stream::Unix(stream), peer, state))
     }
 
+    /// Starts a connect to `host` and `port` before (or outside) `run`, resolved off the
+    /// loop once it runs; see [`Control::connect_name`]. Every failure, a name that does not
+    /// resolve included, arrives as [`Handler::on_connect`].
+    #[cfg(feature = "resolver")]
+    pub fn connect_name(&mut self, host: &str, port: &str, state: T) -> ConnId {
+        Control::new(self.dispatch.core()).connect_name(host, port, state)
+    }
+
     /// Calls [`Handler::on_timer`] at `at`, once `run` has started; see
     /// [`Control::set_timer`]. A loop with nothing else to wake it (a client whose first
     /// requests all vanished) can bound its own run this way.
@@ -408,7 +433,10 @@ impl<M, T: Default> EventLoop<M, T> {
             self.dispatch.set_now(Instant::now());
             for event in events.iter() {
                 match token::decode(event.token()) {
-                    Target::Waker => self.deliver_messages(handler),
+                    Target::Waker => {
+                        self.deliver_messages(handler);
+                        self.dispatch.finish_blocking(handler);
+                    }
                     Target::Source(key) => self.dispatch.source_event(key, event, handler),
                     Target::Conn(id) => self.dispatch.conn_event(id, event, handler),
                 }

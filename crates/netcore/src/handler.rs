@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::connection::Connection;
 use crate::control::Control;
+use crate::core::connects::ConnectError;
 use crate::id::{CloseReason, ConnId, ListenerId, PeerAddr, SocketId, TimerId};
 
 /// A service's callbacks. Every method has a default, so a service implements only what it
@@ -78,12 +79,19 @@ pub trait Handler<M = (), T = ()> {
         let _ = conn;
     }
 
-    /// An outgoing connect ([`Control::connect`], [`Control::connect_unix`]) completed.
-    /// A connect that fails is reported to [`on_close`](Handler::on_close) alone, with
-    /// the reason ([`CloseReason::Refused`], [`CloseReason::ConnectFailed`] and its
-    /// `io::ErrorKind`).
-    fn on_connect(&mut self, conn: &mut Conn<'_, T>) {
-        let _ = conn;
+    /// An outgoing connect ([`Control::connect`], [`Control::connect_unix`],
+    /// [`Control::connect_name`]) completed, or failed: called exactly once for each,
+    /// before any other callback for its connection.
+    ///
+    /// - `Ok(addr)`: connected, to `addr` (for a connect by name, the address that
+    ///   answered). The connection is open.
+    /// - `Err(error)`: it did not connect: every address tried, with its error, or the
+    ///   resolver's error for a name that did not resolve ([`ConnectError`]), or what
+    ///   ended it first (a deadline, [`Conn::abort`], a shutdown). The connection is
+    ///   ending: [`on_close`](Handler::on_close) follows, with [`ConnectError::reason`]
+    ///   ([`CloseReason::Refused`], [`CloseReason::ConnectFailed`]...) and its state.
+    fn on_connect(&mut self, conn: &mut Conn<'_, T>, outcome: Result<&PeerAddr, &ConnectError>) {
+        let _ = (conn, outcome);
     }
 
     /// Input arrived: `input` is everything received on this connection that earlier
@@ -301,8 +309,9 @@ impl<'a, T> Conn<'a, T> {
         self.ctl.shutdown_write(self.id);
     }
 
-    /// Stops reading this connection until [`resume_reading`](Self::resume_reading); see
-    /// [`Control::pause_reading`].
+    /// Stops reading this connection until [`resume_reading`](Self::resume_reading): the
+    /// handler's own pause, which the loop never lifts; see [`Control::pause_reading`] and
+    /// [`read_pause`](Self::read_pause).
     pub fn pause_reading(&mut self) {
         self.ctl.pause_reading(self.id);
     }

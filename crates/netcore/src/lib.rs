@@ -47,7 +47,8 @@
 //!
 //! # Several cores
 //!
-//! netcore starts no threads. Give each thread its own loop and its own listener on the
+//! A loop runs on the thread that calls [`EventLoop::run`] (its worker pool aside, which
+//! only blocking work starts). Give each thread its own loop and its own listener on the
 //! same port; the kernel spreads connections between them:
 //!
 //! ```
@@ -126,6 +127,11 @@
 //!   [`Control::pending`] tells how much waits on the other side, [`Conn::pause_reading`]
 //!   stops the producer, and [`Handler::on_flushed`] (at [`Config::low_water`]) says when to
 //!   resume it; [`CounterSnapshot::buffered`] shows what the loop holds.
+//! - **Pauses are the loop's or the handler's.** The loop pauses reading for
+//!   back-pressure and for a pipe, and lifts those pauses itself; the handler's
+//!   ([`Conn::pause_reading`]) holds until the handler calls
+//!   [`resume_reading`](Conn::resume_reading). [`Conn::read_pause`] tells which hold a
+//!   connection ([`ReadPause`]).
 //! - **Closing is orderly.** [`Conn::close`] flushes, shuts our side, reads and drops the
 //!   peer's input until EOF or [`Config::linger`], then closes: closing with unread input
 //!   would send a reset that can destroy a reply the peer has not read yet.
@@ -150,16 +156,29 @@
 //!   accepting, lets every connection flush and close within [`Config::drain_timeout`],
 //!   and makes [`EventLoop::run`] return.
 //! - **Outgoing connects follow mio's recipe.** [`Control::connect`],
-//!   [`Control::connect_unix`] and their [`EventLoop`] twins return the new connection's id
-//!   at once; output sent before the connect completes is queued; success or failure
-//!   arrives as [`Handler::on_connect`] or [`Handler::on_close`].
+//!   [`Control::connect_unix`], [`Control::connect_name`] and their [`EventLoop`] twins
+//!   return the new connection's id at once; output sent before the connect completes is
+//!   queued; the outcome arrives as [`Handler::on_connect`], once: `Ok` with the address
+//!   connected to, or `Err` with every address's error ([`ConnectError`]), then
+//!   [`Handler::on_close`].
+//! - **Connects by name.** [`Control::connect_name`] takes a host and a port or service in
+//!   every form the `resolver` crate takes (Python's); a name is looked up on the worker
+//!   pool, a numeric address at once, and the addresses are tried in order. This needs the
+//!   `resolver` feature (on by default); without it netcore connects to addresses and
+//!   paths, and depends on no resolver.
+//! - **Blocking work runs off the loop.** [`Control::spawn_blocking`] runs a closure on the
+//!   loop's worker pool and its continuation, with the result, back on the loop's thread.
+//!   The pool starts its threads on first use, at most [`Config::blocking_threads`], and
+//!   takes at most [`Config::blocking_queue`] jobs in flight: one more is refused at
+//!   submit ([`SpawnError::Full`]), and an accepted one's result is always delivered.
 //! - **Datagrams never block the loop.** Receive is drained until `WouldBlock`; a reply that
 //!   meets a full send buffer waits in a bounded queue ([`Config::udp_queue`]) or is dropped
 //!   and counted.
 //! - **I/O errors never end the loop.** Resets, refused datagrams, `ECONNABORTED` and
 //!   descriptor exhaustion are counted in [`Counters`], readable from any thread.
-//! - **No threads of its own.** For several cores, run one loop per thread, each with its
-//!   own listener built with [`ListenOptions::reuse_port`]
+//! - **No threads of its own, but the worker pool's.** A loop that never asks for blocking
+//!   work (or a name lookup) never starts a thread. For several cores, run one loop per
+//!   thread, each with its own listener built with [`ListenOptions::reuse_port`]
 //!   ([`tcp_listeners_reuse_port`] builds them).
 //!
 //! # Examples to read
@@ -168,9 +187,11 @@
 //! `examples/chat.rs` (acting on other connections; dropping a client that does not read;
 //! one line per call, kept input), `examples/http.rs` (HTTP/1.1 keep-alive and pipelining
 //! on kept input), `examples/redis.rs` (a Redis-protocol subset: kept input, owned sends),
-//! `examples/proxy.rs` ([`Control::pipe`]: a whole proxy in one call) and
-//! `examples/forward.rs` (the same pipe by hand, with bounded memory and half-close). Each
-//! takes its listen address as its first argument and prints `Listening on ADDR` first.
+//! `examples/proxy.rs` ([`Control::pipe`]: a whole proxy in one call),
+//! `examples/forward.rs` (the same pipe by hand, with bounded memory and half-close) and
+//! `examples/connect_proxy.rs` (an HTTP `CONNECT` proxy: [`Conn::connect_name`], then a
+//! pipe). Each takes its listen address as its first argument and prints `Listening on
+//! ADDR` first.
 
 #![deny(missing_docs)]
 
@@ -185,12 +206,15 @@ mod event_loop;
 mod handler;
 mod id;
 mod mailbox;
+mod pause;
+mod pool;
 mod slots;
 mod socket;
 mod timers;
 mod token;
 mod udp;
 
+pub use crate::core::connects::ConnectError;
 pub use control::Control;
 pub use counters::{CounterSnapshot, Counters};
 pub use error::{Error, ErrorKind};
@@ -198,6 +222,8 @@ pub use event_loop::{Config, EventLoop};
 pub use handler::{Closed, Conn, Datagram, Handler};
 pub use id::{CloseReason, ConnId, ListenerId, PeerAddr, SocketId, TimerId};
 pub use mailbox::{PostError, Sender, ShutdownHandle};
+pub use pause::ReadPause;
+pub use pool::SpawnError;
 pub use socket::{
     max_backlog, tcp_listener, tcp_listeners_reuse_port, udp_socket, unix_listener, ListenOptions,
 };

@@ -23,7 +23,7 @@ impl Wake {
         }
     }
 
-    fn wake(&self) {
+    pub(crate) fn wake(&self) {
         if let Err(err) = self.waker.wake() {
             log::warn!("waking the event loop: {err}");
         }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
-use netcore::{Closed, Conn, Control, Handler, TimerId};
+use netcore::{Closed, Conn, ConnectError, Control, Handler, PeerAddr, TimerId};
 
 use super::{
     count_close, count_io_error, print_progress, Plan, Tally, PROGRESS_AFTER, PROGRESS_EVERY,
@@ -209,7 +209,10 @@ impl EchoLoad {
 }
 
 impl Handler<(), u64> for EchoLoad {
-    fn on_connect(&mut self, conn: &mut Conn<'_, u64>) {
+    fn on_connect(&mut self, conn: &mut Conn<'_, u64>, outcome: Result<&PeerAddr, &ConnectError>) {
+        if outcome.is_err() {
+            return; // counted in on_close, which follows
+        }
         let tag = *conn.state();
         let slot = &mut self.slots[tag as usize];
         slot.start = conn.control().now();

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use netcore::{Closed, Conn, Control, EventLoop, Handler, TimerId};
+use netcore::{Closed, Conn, ConnectError, Control, EventLoop, Handler, PeerAddr, TimerId};
 
 use super::{
     count_close, count_io_error, print_progress, Plan, Tally, PROGRESS_AFTER, PROGRESS_EVERY,
@@ -99,7 +99,14 @@ impl TcpLoad {
 }
 
 impl Handler<(), TcpSlot> for TcpLoad {
-    fn on_connect(&mut self, conn: &mut Conn<'_, TcpSlot>) {
+    fn on_connect(
+        &mut self,
+        conn: &mut Conn<'_, TcpSlot>,
+        outcome: Result<&PeerAddr, &ConnectError>,
+    ) {
+        if outcome.is_err() {
+            return; // counted in on_close, which follows
+        }
         // The loop's idle deadline restarts with every read, so a server that keeps sending
         // would never time out: the whole exchange gets one deadline from the connect.
         let start = conn.state().start.unwrap_or_else(|| conn.control().now());

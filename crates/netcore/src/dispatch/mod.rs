@@ -139,6 +139,20 @@ impl<T: Default> Dispatcher<T> {
         self.run_work(handler);
     }
 
+    /// The waker fired: finished jobs of the worker pool go to their continuations, each
+    /// followed by the work it left. A job that panicked panics here, on the loop's thread,
+    /// as if the closure had run in the callback that handed it over: a result is never
+    /// dropped unseen.
+    pub(crate) fn finish_blocking<M, H: Handler<M, T>>(&mut self, handler: &mut H) {
+        while let Some((then, outcome)) = self.core.next_finished() {
+            match outcome {
+                Ok(value) => then(&mut self.control(), value),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+            self.run_work(handler);
+        }
+    }
+
     /// The end of a turn: connections carried over, due deadlines, `on_turn_end`.
     pub(crate) fn end_turn<M, H: Handler<M, T>>(&mut self, handler: &mut H) {
         self.read_carried(handler);
@@ -192,9 +206,17 @@ impl<T: Default> Dispatcher<T> {
             Work::ConnectFailed {
                 id,
                 peer,
-                state,
+                mut state,
                 reason,
+                error,
             } => {
+                // Its id was never live: the `Conn` finds no connection, only the state.
+                let mut conn = Conn {
+                    ctl: Control::for_conn(&mut self.core, id),
+                    id,
+                    state: &mut state,
+                };
+                handler.on_connect(&mut conn, Err(&error));
                 let closed = Closed {
                     id,
                     state,
@@ -268,6 +290,14 @@ impl<T: Default> Dispatcher<T> {
     /// A connection piped to this one closes too: in order after an orderly close, with a
     /// reset (abort) after anything else, so a reset or a failed connect is passed on.
     fn close<M, H: Handler<M, T>>(&mut self, id: ConnId, reason: CloseReason, handler: &mut H) {
+        // A connect that never completed: a connect by name tries its next address (the
+        // connection lives on), any other hears of its failure in `on_connect` first.
+        if self.core.is_connect_pending(id) {
+            let Some(error) = self.core.connect_ended(id, reason) else {
+                return;
+            };
+            self.callback(id, handler, |h, conn| h.on_connect(conn, Err(&error)));
+        }
         let Some(mut conn) = self.core.remove(id) else {
             return;
         };

@@ -90,16 +90,23 @@ impl<T: Default> Dispatcher<T> {
             Ok(true) => {
                 c.established(env.now);
                 Counters::add(&env.counters.connected, 1);
-                self.callback(id, handler, |h, conn| h.on_connect(conn));
+                let peer = c.peer().clone();
+                self.core.connect_done(id);
+                self.callback(id, handler, |h, conn| h.on_connect(conn, Ok(&peer)));
             }
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
                 c.established_then_reset(env.now);
                 Counters::add(&env.counters.connected, 1);
-                self.callback(id, handler, |h, conn| h.on_connect(conn));
+                let peer = c.peer().clone();
+                self.core.connect_done(id);
+                self.callback(id, handler, |h, conn| h.on_connect(conn, Ok(&peer)));
                 // The caller reads it (the event carries the error): what the peer sent
                 // before its reset is handed on, then the connection ends as reset.
             }
-            Err(e) => c.fail(&e),
+            Err(e) => {
+                c.fail(&e);
+                self.core.connect_attempt_failed(id, &e);
+            }
         }
         self.settle(id, handler);
     }

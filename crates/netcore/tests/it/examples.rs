@@ -1,7 +1,9 @@
 //! The examples, run as the programs they are and driven by real clients: `chat` (one
 //! client's line reaches every other at once; a client that never reads is dropped and
 //! slows nobody) and `forward` (bytes intact both ways, to TCP and Unix targets, half-close
-//! passed on at once, a client that never reads holds the sender back in bounded memory).
+//! passed on at once, a client that never reads holds the sender back in bounded memory)
+//! and `connect_proxy` (`502` with every address's error, `405` to anything but `CONNECT`;
+//! its tunnel under curl is in `real_clients`).
 //!
 //! `cargo test` builds the examples beside the test binaries (`target/debug/examples/`);
 //! a run that filters test targets (`--test it`) must build them first
@@ -426,4 +428,58 @@ fn http_drops_a_large_body_and_answers_the_request_behind_it() {
     let one =
         b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!";
     assert_eq!(replies, [&one[..], &one[..]].concat());
+}
+
+/// Sends `request` to the CONNECT proxy and reads its whole answer (it closes after a
+/// refusal).
+fn ask_connect_proxy(proxy: SocketAddr, request: &str) -> String {
+    let mut stream = client(proxy);
+    stream
+        .write_all(request.as_bytes())
+        .expect("send the request");
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .expect("the answer, then EOF");
+    answer
+}
+
+#[test]
+fn connect_proxy_answers_502_with_every_address_error_and_405_to_anything_else() {
+    let proxy = Example::start("connect_proxy", &[]);
+    let refused = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("address").port()
+    };
+    let answer = ask_connect_proxy(
+        proxy.addr,
+        &format!("CONNECT localhost:{refused} HTTP/1.1\r\nHost: localhost:{refused}\r\n\r\n"),
+    );
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    assert!(head.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{answer}");
+    assert_eq!(
+        head,
+        format!("HTTP/1.1 502 Bad Gateway\r\nContent-Length: {}", body.len())
+    );
+    // Every address `localhost` has, each refused (here at least 127.0.0.1).
+    assert!(
+        body.starts_with(&format!("connect localhost:{refused}: ")),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("127.0.0.1:{refused}: Connection refused")),
+        "{body}"
+    );
+
+    let answer = ask_connect_proxy(proxy.addr, "CONNECT nosuch:service:80 HTTP/1.1\r\n\r\n");
+    assert!(
+        answer.contains("[Errno -2] Name or service not known"),
+        "{answer}"
+    );
+
+    let answer = ask_connect_proxy(proxy.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(
+        answer,
+        "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n"
+    );
 }

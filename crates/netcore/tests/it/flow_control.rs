@@ -1,7 +1,8 @@
 //! Flow control between connections: `on_flushed` fires when a connection's pending output
 //! falls to `Config::low_water`, so a producer paused for its sake resumes; a forwarder
 //! that pauses a fast sender while the receiver's output is full holds the loop's buffered
-//! bytes (the `buffered_peak` gauge) bounded however much the sender pushes.
+//! bytes (the `buffered_peak` gauge) bounded however much the sender pushes; `read_pause`
+//! tells the handler's pause from the loop's back-pressure.
 
 use crate::util;
 
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use netcore::{Conn, ConnId, EventLoop, Handler};
+use netcore::{Conn, ConnId, Control, EventLoop, Handler, ReadPause, TimerId};
 use socket2::{Domain, SockRef, Socket, Type};
 use util::BOUND;
 
@@ -398,5 +399,82 @@ fn a_forwarder_paces_a_sender_to_a_slow_receiver() {
     let peak = server.counters.snapshot().buffered_peak;
     println!("buffered peak {peak}");
     assert!(peak < PEAK_BOUND, "buffered peak {peak}");
+    server.stop();
+}
+
+/// What [`PauseInspector`] saw of one connection's pauses, in order.
+type PauseLog = Arc<Mutex<Vec<(&'static str, Option<ReadPause>)>>>;
+
+/// On a client's first input: pauses it and reads back its pause through `Conn` and
+/// `Control`, resumes it and reads again, then sends it more than its back-pressure bound
+/// and, from a timer (once the loop has acted on the output), reads the loop's pause.
+struct PauseInspector {
+    log: PauseLog,
+    client: Option<ConnId>,
+}
+
+impl Handler for PauseInspector {
+    fn on_data(&mut self, conn: &mut Conn<'_>, input: &[u8]) -> usize {
+        if self.client.is_some() {
+            return input.len();
+        }
+        let id = conn.id();
+        self.client = Some(id);
+        let mut log = self.log.lock().unwrap();
+        log.push(("open", Some(conn.read_pause())));
+        conn.pause_reading();
+        log.push(("paused", Some(conn.read_pause())));
+        log.push(("paused, by id", conn.control().read_pause(id)));
+        conn.resume_reading();
+        log.push(("resumed", Some(conn.read_pause())));
+        conn.send_owned(vec![b'x'; 8 << 20]);
+        let now = conn.control().now();
+        conn.control().set_timer(now);
+        input.len()
+    }
+
+    fn on_timer(&mut self, ctl: &mut Control<'_>, _: TimerId) {
+        let id = self.client.expect("set before the timer");
+        let mut log = self.log.lock().unwrap();
+        log.push(("output over the bound", ctl.read_pause(id)));
+        ctl.abort(id);
+    }
+}
+
+#[test]
+fn read_pause_tells_the_handlers_pause_from_the_loops() {
+    let (event_loop, addr) = util::tcp_loop(netcore::Config {
+        max_pending_output: 64 << 10,
+        ..util::config()
+    });
+    let log = PauseLog::default();
+    let server = util::spawn(
+        event_loop,
+        PauseInspector {
+            log: Arc::clone(&log),
+            client: None,
+        },
+    );
+    // A client that sends and never reads: its output backs up past the bound.
+    let mut client = small_buffer_client(addr);
+    client.write_all(b"hello").unwrap();
+    util::wait_for("the timer's look", BOUND, || log.lock().unwrap().len() == 5);
+    let handler = ReadPause::default();
+    let mut by_handler = ReadPause::default();
+    by_handler.by_handler = true;
+    let mut by_backpressure = ReadPause::default();
+    by_backpressure.by_backpressure = true;
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            ("open", Some(handler)),
+            ("paused", Some(by_handler)),
+            ("paused, by id", Some(by_handler)),
+            ("resumed", Some(ReadPause::default())),
+            ("output over the bound", Some(by_backpressure)),
+        ]
+    );
+    assert!(by_handler.is_paused() && by_backpressure.is_paused());
+    assert!(!handler.is_paused());
     server.stop();
 }

@@ -4,6 +4,9 @@
 mod util;
 
 mod backpressure;
+mod blocking;
+#[cfg(feature = "resolver")]
+mod connect_name;
 mod cross_connection;
 mod examples;
 mod fairness;

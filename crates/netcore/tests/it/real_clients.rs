@@ -1,15 +1,17 @@
 //! The examples under real third-party clients, as their users would run them: `http`
 //! under `wrk` (keep-alive, and 16-deep pipelining), `redis` under `redis-benchmark`
 //! (`-P 1` and `-P 16`) and `redis-cli` (a 1 MiB value intact), `proxy` in front of each,
-//! and in front of `echo` with 50 MB each way and a half-close.
+//! and in front of `echo` with 50 MB each way and a half-close; `connect_proxy` under
+//! `curl --proxytunnel`, to a target named `localhost`, with 50 MB each way.
 //!
-//! The clients come from Debian (`wrk`, `redis-tools`). Where one is missing the test says
+//! The clients come from Debian (`wrk`, `redis-tools`, `curl`). Where one is missing the test says
 //! `SKIPPED` and passes, except when `CI` is set (CI installs them): then it fails.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use crate::examples::Example;
 use crate::util::{TempDir, BOUND};
@@ -33,8 +35,13 @@ fn tool(name: &str, package: &str) -> Option<PathBuf> {
 
 /// Runs a client to completion within `BOUND` (`timeout` ends it otherwise).
 fn run(program: &PathBuf, args: &[&str]) -> Output {
+    run_within(BOUND, program, args)
+}
+
+/// Runs a client to completion within `bound` (`timeout` ends it otherwise).
+fn run_within(bound: Duration, program: &PathBuf, args: &[&str]) -> Output {
     let output = Command::new("timeout")
-        .arg(BOUND.as_secs().to_string())
+        .arg(bound.as_secs().to_string())
         .arg(program)
         .args(args)
         .stdin(Stdio::null())
@@ -248,4 +255,108 @@ fn proxy_carries_50_mb_each_way_through_an_echo_server_and_passes_the_half_close
     writer.join().unwrap();
     assert_eq!(echoed.len(), SIZE);
     assert!(echoed == data, "the echo differs from what was sent");
+}
+
+/// `n` pseudo-random bytes (xorshift): a loss, a repeat or a reordering shows.
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// An HTTP server for one request, on 127.0.0.1: reads the whole body the request's
+/// `Content-Length` announces, then answers `200` with that same body.
+fn echo_http_once() -> (SocketAddr, std::thread::JoinHandle<usize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener
+            .accept()
+            .expect("curl's connection, through the proxy");
+        conn.set_read_timeout(Some(BOUND)).unwrap();
+        let mut input = Vec::new();
+        let mut chunk = vec![0; 1 << 16];
+        let head_end = loop {
+            if let Some(i) = input.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = conn.read(&mut chunk).expect("the request head");
+            assert!(n > 0, "EOF inside the request head");
+            input.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&input[..head_end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("a Content-Length");
+        let mut body = input.split_off(head_end);
+        while body.len() < length {
+            let n = conn.read(&mut chunk).expect("the request body");
+            assert!(n > 0, "EOF after {} of {length} body bytes", body.len());
+            body.extend_from_slice(&chunk[..n]);
+        }
+        let reply =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n");
+        conn.write_all(reply.as_bytes()).unwrap();
+        conn.write_all(&body).unwrap();
+        conn.shutdown(Shutdown::Write).unwrap();
+        body.len()
+    });
+    (addr, server)
+}
+
+#[test]
+fn connect_proxy_tunnels_curl_to_a_target_by_name_with_50_mb_each_way() {
+    const SIZE: usize = 50 * 1000 * 1000;
+    let Some(curl) = tool("curl", "curl") else {
+        return;
+    };
+    let proxy = Example::start("connect_proxy", &["127.0.0.1:0"]);
+    let (target, server) = echo_http_once();
+    let dir = TempDir::new("curl");
+    let (sent, received) = (dir.0.join("sent"), dir.0.join("received"));
+    let data = random_bytes(SIZE);
+    std::fs::write(&sent, &data).unwrap();
+    let proxy_url = format!("http://{}", proxy.addr);
+    // The target by name: curl sends `CONNECT localhost:PORT`, the proxy resolves it.
+    let url = format!("http://localhost:{}/echo", target.port());
+    let upload = format!("@{}", sent.display());
+    let out = run_within(
+        BOUND * 6,
+        &curl,
+        &[
+            "--silent",
+            "--show-error",
+            "--fail",
+            "--proxytunnel",
+            "--proxy",
+            &proxy_url,
+            // No `Expect: 100-continue` wait: the body goes at once.
+            "--header",
+            "Expect:",
+            "--data-binary",
+            &upload,
+            "--output",
+            received.to_str().unwrap(),
+            "--write-out",
+            "%{http_connect} %{http_code} %{size_upload} %{size_download}",
+            &url,
+        ],
+    );
+    assert_eq!(server.join().expect("the target's thread"), SIZE);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("200 200 {SIZE} {SIZE}"),
+        "CONNECT answered 200, the target 200, all of it up and down"
+    );
+    let got = std::fs::read(&received).unwrap();
+    assert_eq!(got.len(), SIZE);
+    assert!(got == data, "the body came back altered");
 }

@@ -6,7 +6,7 @@ use crate::util;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use netcore::{CloseReason, Closed, Conn, Control, EventLoop, Handler};
+use netcore::{CloseReason, Closed, Conn, ConnectError, Control, EventLoop, Handler, PeerAddr};
 use util::{Greeter, BOUND};
 
 /// (tag, bytes read, close reason) of one connection.
@@ -39,7 +39,14 @@ struct Client {
 }
 
 impl Handler<(), Reads> for Client {
-    fn on_connect(&mut self, conn: &mut Conn<'_, Reads>) {
+    fn on_connect(
+        &mut self,
+        conn: &mut Conn<'_, Reads>,
+        outcome: Result<&PeerAddr, &ConnectError>,
+    ) {
+        if outcome.is_err() {
+            return;
+        }
         for (addr, tag) in self.later.drain(..) {
             conn.control().connect(addr, tagged(tag));
         }

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use netcore::{CloseReason, Closed, Conn, ConnId, Control, EventLoop, Handler, PeerAddr, TimerId};
+use netcore::{
+    CloseReason, Closed, Conn, ConnId, ConnectError, Control, EventLoop, Handler, PeerAddr, TimerId,
+};
 use util::{TempDir, BOUND};
 
 /// What the loop sends on each connection it opens.
@@ -58,7 +60,10 @@ impl Handler<(), u64> for Client {
         }
     }
 
-    fn on_connect(&mut self, conn: &mut Conn<'_, u64>) {
+    fn on_connect(&mut self, conn: &mut Conn<'_, u64>, outcome: Result<&PeerAddr, &ConnectError>) {
+        if outcome.is_err() {
+            return;
+        }
         self.seen.lock().unwrap().opened = Some((*conn.state(), conn.peer().clone()));
         conn.send(&request());
     }
