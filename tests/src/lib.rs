@@ -109,6 +109,11 @@ impl Server {
         self.0.next_line(PATIENCE)
     }
 
+    /// The next stderr line, or `None` after `timeout` (or at its end).
+    pub fn next_stderr_line(&self, timeout: Duration) -> Option<String> {
+        self.0.next_stderr_line(timeout)
+    }
+
     /// The server's on-CPU time so far, summed over its threads (`schedstat`).
     pub fn cpu_time(&self) -> Duration {
         self.0.cpu_time()
@@ -306,4 +311,59 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         );
         std::thread::yield_now();
     }
+}
+
+/// `GET path` over HTTP/1.1 to `addr`, read until the server closes (within [`PATIENCE`]):
+/// the status and the body.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, PATIENCE)?;
+    stream.set_read_timeout(Some(PATIENCE))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply)?;
+    let reply = String::from_utf8_lossy(&reply).into_owned();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP reply: {head:?}")))?;
+    // Chunked bodies (Prometheus's API may send them) are joined.
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// A free TCP port on 127.0.0.1 as of now (bound, then released): for a tool that cannot
+/// be told to take port 0. Whoever uses it must retry on a clash.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
 }

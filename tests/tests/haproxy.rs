@@ -83,12 +83,12 @@ fn headers_v1_and_v2_name_the_client_they_carry() {
         exchange(addr, &v2_ipv4([203, 0, 113, 9], 61000, [127, 0, 0, 1], 80)),
         GREETING
     );
-    // LOCAL (a balancer's own health check) and UNKNOWN name no client: the real peer is
-    // logged.
+    // LOCAL (a balancer's own health check) is greeted, so a check may expect the
+    // greeting, but it is no client's: not logged, counted apart. UNKNOWN names no client:
+    // the real peer is logged.
     let mut local = V2_SIGNATURE.to_vec();
     local.extend_from_slice(&[0x20, 0x00, 0, 0]);
     let stream = TcpStream::connect(addr).unwrap();
-    let local_port = stream.local_addr().unwrap().port();
     (&stream).write_all(&local).unwrap();
     assert_eq!(read_to_close(stream), GREETING);
     let stream = TcpStream::connect(addr).unwrap();
@@ -110,13 +110,12 @@ fn headers_v1_and_v2_name_the_client_they_carry() {
             "Got connection from ('192.0.2.1', 56324)".to_string(),
             "Got connection from ('2001:db8::1', 4000, 0, 0)".to_string(),
             "Got connection from ('203.0.113.9', 61000)".to_string(),
-            format!("Got connection from ('127.0.0.1', {local_port})"),
             format!("Got connection from ('127.0.0.1', {unknown_port})"),
             "Got connection from ('10.1.2.3', 7)".to_string(),
         ]
     );
     assert!(
-        stderr.contains("greet-server: accepted 6, greeted 6, errors 0, datagrams 0, rate-limited 0, proxy errors 0"),
+        stderr.contains("greet-server: accepted 6, greeted 5, errors 0, datagrams 0, rate-limited 0, proxy errors 0, health checks 1"),
         "{stderr}"
     );
 }
@@ -191,6 +190,67 @@ fn broken_oversized_missing_and_slow_headers_close_only_their_connection() {
             "accepted 9, greeted 2, errors 0, datagrams 0, rate-limited 0, proxy errors 7"
         ),
         "{stderr}"
+    );
+}
+
+#[test]
+fn a_header_from_outside_proxy_trusted_is_refused_and_counted() {
+    // The case: a client on loopback names 192.0.2.7 as itself.
+    let lie = b"PROXY TCP4 192.0.2.7 198.51.100.1 56324 443\r\n";
+    let server = proxy_server(&[
+        "--threads",
+        "1",
+        "--proxy-trusted",
+        "10.0.0.0/8,2001:db8::/32",
+    ]);
+    assert_eq!(exchange(server.addr(), lie), b"");
+    let (lines, stderr) = stop(server);
+    assert_eq!(
+        lines,
+        Vec::<String>::new(),
+        "an untrusted header was logged"
+    );
+    assert!(
+        stderr.contains(
+            "greeted 0, errors 0, datagrams 0, rate-limited 0, proxy errors 0, proxy untrusted 1"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("every source"), "{stderr}");
+
+    // From a trusted source the same header is honoured.
+    let server = proxy_server(&["--threads", "1", "--proxy-trusted", "10.0.0.0/8,127.0.0.1"]);
+    assert_eq!(exchange(server.addr(), lie), GREETING);
+    let (lines, stderr) = stop(server);
+    assert_eq!(lines, ["Got connection from ('192.0.2.7', 56324)"]);
+    assert!(
+        stderr.contains("greeted 1,") && stderr.contains("proxy untrusted 0"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn without_proxy_trusted_the_server_says_every_source_is_trusted() {
+    let server = proxy_server(&["--quiet"]);
+    let (_, stderr) = stop(server);
+    assert!(
+        stderr.contains("a PROXY header is honoured from every source"),
+        "{stderr}"
+    );
+    // Only with --proxy-protocol: alone it is a usage error.
+    let out = e2e::server_output(&["--port", "0", "--proxy-trusted", "127.0.0.1"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = e2e::server_output(&[
+        "--port",
+        "0",
+        "--proxy-protocol",
+        "--proxy-trusted",
+        "10.1.2.3/8",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("did you mean 10.0.0.0/8?"),
+        "{out:?}"
     );
 }
 
@@ -279,7 +339,9 @@ fn behind_haproxy(option: &str) {
         return;
     };
     let dir = temp_dir("haproxy");
-    let servers = [proxy_server(&[]), proxy_server(&[])];
+    // Only HAProxy, on loopback, may send the header.
+    let trusted = ["--proxy-trusted", "127.0.0.1"];
+    let servers = [proxy_server(&trusted), proxy_server(&trusted)];
     let backends: Vec<SocketAddr> = servers.iter().map(Server::addr).collect();
     let (proxy, frontend, first) = start_haproxy(&haproxy, &dir, &backends, option);
 
@@ -311,7 +373,10 @@ fn behind_haproxy(option: &str) {
             !lines.is_empty(),
             "roundrobin left a server without clients"
         );
-        assert!(stderr.contains(", proxy errors 0"), "{stderr}");
+        assert!(
+            stderr.contains(", proxy errors 0, proxy untrusted 0, health checks "),
+            "{stderr}"
+        );
         for line in lines {
             *seen.entry(line).or_default() += 1;
         }

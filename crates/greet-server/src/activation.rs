@@ -12,8 +12,9 @@
 //! refused with an error naming the descriptor.
 //!
 //! A restart (SIGHUP, see `restart.rs`) hands the sockets on the same way, naming each by
-//! its role: `tcp`, `udp`, `unix` (a socket file the new server owns and removes at exit)
-//! or `unix-keep` (one it must leave, such as systemd's). A socket named by a role must be
+//! its role: `tcp`, `udp`, `unix` (a socket file the new server owns and removes at exit),
+//! `unix-keep` (one it must leave, such as systemd's) or `metrics` (the `--metrics`
+//! listener, a TCP listener; systemd may name one so too). A socket named by a role must be
 //! of that kind.
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -154,7 +155,7 @@ pub fn handed_count(
 /// A socket named by a role must be of that kind; other names are the service manager's.
 fn check_role(socket: &Listener, name: &str, label: &str) -> Result<()> {
     let fits = match name {
-        "tcp" => matches!(socket, Listener::Tcp(_)),
+        "tcp" | "metrics" => matches!(socket, Listener::Tcp(_)),
         "udp" => matches!(socket, Listener::Udp(_)),
         "unix" | "unix-keep" => matches!(socket, Listener::Unix(..)),
         _ => true,

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 
+use crate::cidr::Cidr;
+
 /// The socket tutorial's greeting server: for every client, print
 /// `Got connection from (host, port)`, send the message, close.
 ///
@@ -29,6 +31,12 @@ use clap::{CommandFactory, Parser};
 /// serves the TCP, UDP and Unix sockets it was handed instead of binding; --tcp, --host,
 /// --port, --udp and --unix are then not used. Under systemd (NOTIFY_SOCKET), it says
 /// READY=1 once serving, and a restart names the new main process (MAINPID=).
+///
+/// Diagnostics go to stderr, each line stamped with its RFC 3339 UTC time: warnings by
+/// default; RUST_LOG chooses more or less, as env_logger reads it (RUST_LOG=info: restarts,
+/// refused PROXY headers; RUST_LOG=debug: everything; RUST_LOG=error: errors only). The same
+/// warning repeated (such as `accept: Too many open files`) is printed at most once a second,
+/// saying how many repeats were not shown.
 #[derive(Debug, Parser)]
 #[command(version, after_help = clap_dist::examples_help(crate::man_page::EXAMPLES))]
 pub struct Args {
@@ -92,10 +100,19 @@ pub struct Args {
     #[arg(value_hint = clap::ValueHint::Other, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
 
-    /// Stop accepting while this many connections are open (per loop); at least 1
-    /// [default: no limit].
+    /// At most N connections open in the whole process, across all loops; at least 1
+    /// [default: no limit]. A loop that alone holds N stops accepting (the rest wait in the
+    /// backlog); a connection another loop accepts past N is refused at once (a reset) and
+    /// counted (`over max-connections` in the summary, outcome refused-limit).
     #[arg(value_hint = clap::ValueHint::Other, long, value_name = "N", value_parser = parse_max_connections)]
     pub max_connections: Option<usize>,
+
+    /// TCP: at most N connections open at once from one client address (the PROXY header's
+    /// client, with --proxy-protocol), across all loops; past it a connection is refused at
+    /// once (a reset) and counted (`over max-per-source` in the summary, outcome
+    /// refused-per-source). [default: no limit]
+    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_per_source: Option<u32>,
 
     /// Close a connection that has done nothing for this long.
     #[arg(value_hint = clap::ValueHint::Other, long, value_name = "DURATION", default_value = "10s", value_parser = clap_dist::positive_duration)]
@@ -120,6 +137,16 @@ pub struct Args {
     #[arg(long)]
     pub proxy_protocol: bool,
 
+    /// With --proxy-protocol: honour a PROXY header only from these sources (addresses or
+    /// CIDR blocks, comma-separated: 10.0.0.0/8,2001:db8::/32,127.0.0.1), as HAProxy's
+    /// `tcp-request connection expect-proxy layer4 if { src ... }` and nginx's
+    /// `set_real_ip_from` do. A connection from any other source is refused at once (a
+    /// reset, no greeting) and counted (`proxy untrusted` in the summary, outcome
+    /// proxy-untrusted). Without it every source is trusted, and the server says so at start:
+    /// any client that reaches the port can then name any address as itself.
+    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "CIDR[,CIDR...]", value_delimiter = ',', requires = "proxy_protocol", value_parser = Cidr::parse)]
+    pub proxy_trusted: Vec<Cidr>,
+
     /// With --proxy-protocol: close a connection whose header is not complete within this
     /// long.
     #[arg(value_hint = clap::ValueHint::Other, long, value_name = "DURATION", default_value = "3s", value_parser = clap_dist::positive_duration)]
@@ -128,6 +155,28 @@ pub struct Args {
     /// Do not print a line per connection.
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// The line per connection on stdout. `tutorial`: `Got connection from (...)` as each
+    /// client is greeted, the tutorial's output. `text` and `json`: one line when each
+    /// connection ends (and one per datagram) with an RFC 3339 UTC time in milliseconds, the
+    /// transport, the peer (and the client a PROXY header named, beside it), the outcome
+    /// (greeted, reset, timed-out, shutdown, error, proxy-error, proxy-untrusted,
+    /// refused-limit, refused-per-source, rate-limited), bytes sent and the duration, e.g.
+    /// `2024-02-29T12:34:56.789Z tcp peer=127.0.0.1:40000 outcome=greeted sent=24
+    /// duration_ms=0.041`; `json` writes the same fields as one JSON object per line.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Tutorial)]
+    pub log_format: LogFormat,
+
+    /// Serve the counts for Prometheus at http://ADDR/metrics (text exposition format,
+    /// e.g. --metrics 127.0.0.1:9100; port 0: any free port, printed as a last readiness
+    /// line `Listening on (...) metrics`). Counters: accepted, connections by outcome (as
+    /// the access log's), datagrams received and rate-limited, accept errors, log lines
+    /// written and dropped; gauges: open connections, restarts done; a histogram of the
+    /// greeting's duration. Served by the first event loop, like any connection. The
+    /// counters carry on across SIGHUP restarts (the new server continues from the old
+    /// one's totals), so a scrape never sees one go down.
+    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
 
     /// Print the summary line on stderr every DURATION while running (SIGUSR1 prints it
     /// at once).
@@ -145,10 +194,32 @@ pub struct Args {
     pub restart_timeout: Duration,
 }
 
+/// `--log-format`: what the line per connection looks like.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `Got connection from ('127.0.0.1', 53788)`, as each client is greeted.
+    #[default]
+    Tutorial,
+    /// `key=value` fields after the time, when each connection ends.
+    Text,
+    /// One JSON object per line, when each connection ends.
+    Json,
+}
+
 impl Args {
     /// Whether to serve TCP: named, or no transport named at all.
     pub fn serves_tcp(&self) -> bool {
         self.tcp || (!self.udp && self.unix.is_none())
+    }
+
+    /// What to say on stderr at start about the sources trusted to send a PROXY header:
+    /// with --proxy-protocol and no --proxy-trusted, that every source is.
+    pub fn trust_notice(&self) -> Option<&'static str> {
+        (self.proxy_protocol && self.proxy_trusted.is_empty()).then_some(
+            "--proxy-protocol without --proxy-trusted: a PROXY header is honoured from every \
+             source, so any client that reaches the port can name any address as itself; \
+             name the load balancers with --proxy-trusted CIDR[,CIDR...]",
+        )
     }
 
     /// Checks what clap cannot express; a message for a usage error (exit status 2).
@@ -222,6 +293,8 @@ mod tests {
             ("completions/_greet-server", "--proxy-timeout"),
             ("completions/greet-server.fish", "proxy-protocol"),
             ("man/man1/greet-server.1", "proxy\\-protocol"),
+            ("man/man1/greet-server.1", "RUST_LOG"),
+            ("man/man1/greet-server.1", "log\\-format"),
         ] {
             let text =
                 std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));

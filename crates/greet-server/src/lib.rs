@@ -1,6 +1,6 @@
 //! The parts of `greet-server` that read input it does not control: the PROXY protocol
 //! header a peer sends first ([`proxy`]), the socket-activation environment ([`activation`])
-//! and the command line ([`cli`]); and the sockets they lead to ([`listen`]: bound,
+//! and the command line ([`cli`], with its address blocks, [`cidr`]); and the sockets they lead to ([`listen`]: bound,
 //! handed over by systemd or by a restart, one type for all; [`socket_file`]: the Unix
 //! socket file a server may remove at exit).
 //!
@@ -10,6 +10,7 @@
 //! thin user of them.
 
 pub mod activation;
+pub mod cidr;
 pub mod cli;
 pub mod listen;
 mod man_page;

@@ -6,21 +6,26 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
-use netcore::{Config, Counters, EventLoop, ShutdownHandle};
+use netcore::{Config, Counters, EventLoop, ListenerId, ShutdownHandle};
+use std::net::TcpListener;
 
 use greet_server::cli::Args;
 use greet_server::listen::Listener;
 
+use crate::limits::{ConnectionLimit, SourceLimit};
 use crate::logsink::LogSink;
+use crate::metrics::Metrics;
 use crate::ratelimit::{self, ReplyLimiter};
-use crate::service::{GreetService, Stage};
-use crate::stats::{Live, Published, Stats};
+use crate::service::{GreetService, Session};
+use crate::stats::{Live, Published, Shown, Stats};
 
 /// The loops, built and holding their listeners, not yet running.
 pub struct Loops {
-    loops: Vec<EventLoop<(), Stage>>,
+    loops: Vec<EventLoop<(), Session>>,
     /// Where each loop's service publishes its counts, for reports while running.
     published: Vec<Arc<Published>>,
+    /// `--metrics`: its listener, in the first loop, and what it serves.
+    metrics: Option<(ListenerId, Arc<Metrics>)>,
 }
 
 /// The loops' threads, until they end.
@@ -47,7 +52,30 @@ impl Loops {
             loops.push(event_loop);
         }
         let published = loops.iter().map(|_| Arc::default()).collect();
-        Ok(Loops { loops, published })
+        Ok(Loops {
+            loops,
+            published,
+            metrics: None,
+        })
+    }
+
+    /// With a metrics listener: serves the counts `live` reads on it, from the first loop;
+    /// the metrics served.
+    ///
+    /// # Errors
+    ///
+    /// netcore could not register it.
+    pub fn serve_metrics(
+        &mut self,
+        listener: Option<TcpListener>,
+        live: &Live,
+    ) -> Result<Option<Arc<Metrics>>> {
+        let (Some(listener), Some(first)) = (listener, self.loops.first_mut()) else {
+            return Ok(None);
+        };
+        let metrics = Arc::new(Metrics::new(live.clone()));
+        self.metrics = Some((first.add_tcp_listener(listener)?, Arc::clone(&metrics)));
+        Ok(Some(metrics))
     }
 
     /// What stops each loop gracefully.
@@ -57,7 +85,7 @@ impl Loops {
 
     /// The counts as the loops run, for the summary on request (`sink`: the log's, when
     /// there is one).
-    pub fn live(&self, sink: Option<&LogSink>, proxy: bool) -> Live {
+    pub fn live(&self, sink: Option<&LogSink>, shown: Shown) -> Live {
         Live {
             loops: self
                 .loops
@@ -66,7 +94,7 @@ impl Loops {
                 .zip(self.published.iter().cloned())
                 .collect(),
             log: sink.map(LogSink::counter),
-            proxy,
+            shown,
         }
     }
 
@@ -74,6 +102,12 @@ impl Loops {
     /// `message` and logs to `sink`.
     pub fn spawn(self, args: &Args, message: &Arc<[u8]>, sink: Option<&LogSink>) -> Running {
         let counters = self.loops.iter().map(EventLoop::counters).collect();
+        // The process's limits, shared by every loop's service.
+        let limit = args
+            .max_connections
+            .map(|n| Arc::new(ConnectionLimit::new(n)));
+        let per_source = args.max_per_source.map(|n| Arc::new(SourceLimit::new(n)));
+        let metrics = self.metrics;
         let workers = self
             .loops
             .into_iter()
@@ -90,13 +124,21 @@ impl Loops {
                     )),
                 };
                 let mut service =
-                    GreetService::new(Arc::clone(message), sink.cloned(), limiter, published);
+                    GreetService::new(Arc::clone(message), sink.cloned(), limiter, published)
+                        .with_log_format(args.log_format)
+                        .with_limits(limit.clone(), per_source.clone())
+                        .timed(metrics.is_some());
                 if args.proxy_protocol {
-                    service = service.with_proxy_protocol(args.proxy_timeout);
+                    let trusted =
+                        (!args.proxy_trusted.is_empty()).then(|| args.proxy_trusted.clone());
+                    service = service.with_proxy_protocol(args.proxy_timeout, trusted);
+                }
+                if let (0, Some((id, metrics))) = (i, &metrics) {
+                    service = service.with_metrics(*id, Arc::clone(metrics));
                 }
                 std::thread::Builder::new()
                     .name(format!("loop-{i}"))
-                    .spawn(move || event_loop.run(&mut service).map(|()| service.stats))
+                    .spawn(move || event_loop.run(&mut service).map(|()| service.finish()))
             })
             .collect();
         Running { workers, counters }

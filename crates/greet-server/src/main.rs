@@ -3,15 +3,20 @@
 //! The outline, as `run` follows it: take what a service manager or a restarting server
 //! handed over (before any thread starts: that removes it from the environment), open the
 //! sockets (`listen.rs`), install the signal handlers, print the readiness lines, start
-//! the log writer, the event loops (`loops.rs`) and the signal thread (`signals.rs`), tell
-//! whoever started us that we are ready (`restart.rs`), and once the loops have drained:
+//! the log writer, the event loops (`loops.rs`, with the metrics listener: `metrics.rs`) and
+//! the signal thread (`signals.rs`), tell whoever started us that we are ready
+//! (`restart.rs`), and once the loops have drained:
 //! flush the log, remove our socket file, print the summary (`stats.rs`).
 
 #[macro_use]
 mod say;
 
+mod accesslog;
+mod limits;
+mod logger;
 mod logsink;
 mod loops;
+mod metrics;
 mod ratelimit;
 mod restart;
 mod service;
@@ -34,14 +39,14 @@ use logsink::{LogSink, LogWriter};
 use loops::Loops;
 use restart::Restarter;
 use signals::Signals;
-use stats::{Reporter, Summary};
+use stats::{Reporter, Shown, Summary};
 
 /// After the loops have drained: how long the log writer may take to write what is queued
 /// before the server exits anyway, counting the rest as dropped.
 const LOG_FLUSH_GRACE: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    logger::init();
     match serve() {
         Ok(()) => ExitCode::SUCCESS,
         // clap prints its own messages and ignores a failed write; the rest is ours.
@@ -63,6 +68,9 @@ fn serve() -> Result<()> {
     }
     let args = Args::try_parse_from(argv)?;
     args.check()?;
+    if let Some(notice) = args.trust_notice() {
+        say!("greet-server: {notice}");
+    }
     // Before any thread starts: taking the sockets (and the readiness pipe of a restart, and
     // the identity of the socket file it hands on) also removes LISTEN_* (GREET_READY_FD,
     // GREET_UNIX_FILE) from the environment.
@@ -76,22 +84,24 @@ fn serve() -> Result<()> {
 
 fn run(
     args: &Args,
-    handed: Option<Vec<(Listener, String)>>,
+    mut handed: Option<Vec<(Listener, String)>>,
     ready: Option<OwnedFd>,
     passed: Option<FileId>,
 ) -> Result<Summary> {
     let message = greeting(args)?;
-    let sockets = Sockets::open(args, handed, ready.is_some(), passed)?;
+    let metrics_listener = metrics::listener(args.metrics, handed.as_mut())?;
+    let mut sockets = Sockets::open(args, handed, ready.is_some(), passed)?;
+    metrics::hand_on(metrics_listener.as_ref(), &mut sockets.handover)?;
     // Before the readiness lines: a signal sent once they are out is handled (it waits in
     // the handler's pipe until the signal thread starts), never the default action.
     let signals = Signals::install()?;
     sockets.announce()?;
+    metrics::announce(metrics_listener.as_ref())?;
     let (writer, sink) = log_output(args.quiet)?;
-    let loops = Loops::new(args, sockets.groups)?;
-    let reporter = Reporter::new(
-        loops.live(sink.as_ref(), args.proxy_protocol),
-        args.stats_interval,
-    )?;
+    let mut loops = Loops::new(args, sockets.groups)?;
+    let live = loops.live(sink.as_ref(), Shown::of(args));
+    let metrics = loops.serve_metrics(metrics_listener, &live)?;
+    let reporter = Reporter::new(live, args.stats_interval)?;
     let restarter = Arc::new(Restarter::new(
         sockets.handover,
         args.upgrade_binary.clone(),
@@ -99,6 +109,9 @@ fn run(
         args.restart_timeout,
         loops.handles(),
     ));
+    if let Some(metrics) = &metrics {
+        metrics.carry_on(&restarter, ready.as_ref())?;
+    }
     signals.watch(loops.handles(), Arc::clone(&restarter), reporter)?;
     let running = loops.spawn(args, &message, sink.as_ref());
     // Only the loops hold the log sink now: when they end, the writer sees the end.
@@ -109,6 +122,7 @@ fn run(
 
     let ended = running.join()?;
     let log = writer.map(|w| w.finish(Instant::now() + LOG_FLUSH_GRACE));
+    metrics.inspect(|m| m.finish());
     // The socket file stays when a new server took it over.
     if let Some(file) = sockets
         .unix_file
@@ -119,7 +133,7 @@ fn run(
     if let Some(e) = ended.failure {
         return Err(e);
     }
-    let mut summary = Summary::new(&ended.counters, ended.total, args.proxy_protocol);
+    let mut summary = Summary::new(&ended.counters, ended.total, Shown::of(args));
     summary.log = log;
     Ok(summary)
 }

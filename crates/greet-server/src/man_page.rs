@@ -38,12 +38,28 @@ pub const EXAMPLES: &[Example] = &[
         effect: "print the counts on stderr every minute",
     },
     Example {
+        command: "greet-server --log-format json",
+        effect: "one JSON line per connection as it ends (time, peer, outcome, bytes, duration)",
+    },
+    Example {
+        command: "greet-server --metrics 127.0.0.1:9100",
+        effect: "Prometheus metrics at http://127.0.0.1:9100/metrics",
+    },
+    Example {
+        command: "RUST_LOG=info greet-server",
+        effect: "more diagnostics on stderr (restarts, refused PROXY headers)",
+    },
+    Example {
         command: "greet-server --backlog 5",
         effect: "the tutorial's listen(5) (not the default: it loses clients under bursts)",
     },
     Example {
         command: "greet-server --proxy-protocol --port 7000",
         effect: "behind HAProxy (send-proxy or send-proxy-v2)",
+    },
+    Example {
+        command: "greet-server --proxy-protocol --proxy-trusted 10.0.0.5,10.0.0.6",
+        effect: "only those two balancers may send a PROXY header",
     },
     Example {
         command: "systemd-socket-activate -l 12345 greet-server",
@@ -110,7 +126,9 @@ pub const MAN_PAGE: ManPage = ManPage {
                     "RUST_LOG",
                     "Diagnostics on stderr: error, warn (the default), info, debug or \
                      trace, per module if wanted (env_logger's syntax, e.g. \
-                     RUST_LOG=debug).",
+                     RUST_LOG=debug). Each line starts with its RFC 3339 UTC time in \
+                     milliseconds; the same warning repeated is printed at most once a \
+                     second, saying how many repeats were not shown.",
                 ),
                 (
                     "LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES",
@@ -119,7 +137,7 @@ pub const MAN_PAGE: ManPage = ManPage {
                      binding (TCP listeners, UDP sockets, Unix stream listeners bound to a \
                      path; anything else is refused); --tcp, --udp, --unix, --host and \
                      --port are then not used. LISTEN_FDNAMES names them; a restart names \
-                     their roles there (tcp, udp, unix, unix-keep). Removed once read.",
+                     their roles there (tcp, udp, unix, unix-keep, metrics). Removed once read.",
                 ),
                 (
                     "NOTIFY_SOCKET",

@@ -14,7 +14,8 @@
 //!
 //! A header that names no usable client (`UNKNOWN`, `LOCAL`, an unspecified or Unix family)
 //! gives [`Header::source`] `None`: the caller then uses the connection's own peer, as the
-//! specification asks.
+//! specification asks. A v2 `LOCAL` header (what HAProxy sends on its health checks) is
+//! marked [`Header::local`].
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -38,6 +39,9 @@ pub struct Header {
     pub source: Option<SocketAddr>,
     /// The address the client connected to; `None` when the header names none.
     pub destination: Option<SocketAddr>,
+    /// A v2 LOCAL header: a connection the balancer made on its own, such as HAProxy's
+    /// health checks (`check` on a `send-proxy-v2` server), not a client's.
+    pub local: bool,
 }
 
 /// What the bytes received so far amount to.
@@ -135,6 +139,7 @@ fn parse_v1_fields(line: &str) -> Result<Header, Error> {
     const NONE: Header = Header {
         source: None,
         destination: None,
+        local: false,
     };
     let mut fields = line.split(' ');
     let v4 = match fields.next() {
@@ -167,6 +172,7 @@ fn parse_v1_fields(line: &str) -> Result<Header, Error> {
     Ok(Header {
         source: Some(SocketAddr::new(ip(src)?, v1_port(sport)?)),
         destination: Some(SocketAddr::new(ip(dst)?, v1_port(dport)?)),
+        local: false,
     })
 }
 
@@ -228,6 +234,7 @@ fn parse_v2(buf: &[u8]) -> Result<Parsed, Error> {
         Header {
             source: None,
             destination: None,
+            local: true,
         }
     } else {
         v2_addresses(buf[13] >> 4, addresses)
@@ -251,6 +258,7 @@ fn v2_addresses(family: u8, block: &[u8]) -> Header {
             Header {
                 source: Some(SocketAddr::new(ip(0), port(8))),
                 destination: Some(SocketAddr::new(ip(4), port(10))),
+                local: false,
             }
         }
         2 => {
@@ -262,12 +270,14 @@ fn v2_addresses(family: u8, block: &[u8]) -> Header {
             Header {
                 source: Some(SocketAddr::new(ip(0), port(32))),
                 destination: Some(SocketAddr::new(ip(16), port(34))),
+                local: false,
             }
         }
         // Unix paths and unspecified families name no client we can print as a peer.
         _ => Header {
             source: None,
             destination: None,
+            local: false,
         },
     }
 }
@@ -284,12 +294,20 @@ mod tests {
         Header {
             source: addr(src),
             destination: addr(dst),
+            local: false,
         }
     }
 
     const NONE: Header = Header {
         source: None,
         destination: None,
+        local: false,
+    };
+
+    const LOCAL: Header = Header {
+        source: None,
+        destination: None,
+        local: true,
     };
 
     /// A v2 header: signature, version/command, family/transport, then `block`.
@@ -452,8 +470,8 @@ mod tests {
             header("[2001:db8::7]:40000", "[::1]:80")
         );
         // LOCAL: addresses, if any, are ignored.
-        assert_eq!(whole(&v2(0x20, 0x00, &[])), NONE);
-        assert_eq!(whole(&v2(0x20, 0x11, &v2_ipv4_block())), NONE);
+        assert_eq!(whole(&v2(0x20, 0x00, &[])), LOCAL);
+        assert_eq!(whole(&v2(0x20, 0x11, &v2_ipv4_block())), LOCAL);
         // PROXY with an unspecified family, and with Unix paths: no client to name.
         assert_eq!(whole(&v2(0x21, 0x00, &[])), NONE);
         assert_eq!(whole(&v2(0x21, 0x31, &[0; 216])), NONE);

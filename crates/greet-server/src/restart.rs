@@ -7,11 +7,12 @@
 //! not copies bound anew: connections the kernel has queued stay queued for whichever
 //! process accepts first, and no client is ever refused.
 //!
-//! The new server says it is ready by writing `READY=1` to a pipe whose write end it
-//! inherits as the descriptor named by `GREET_READY_FD` (after its readiness lines and once
-//! its loops run); the old one waits for that within `--restart-timeout`, then stops
-//! accepting and drains exactly as on SIGTERM. The pipe also tells a failure at once: a new
-//! server that exits closes it. If the new server fails or is not ready in time, it is
+//! The new server says it is ready by writing `READY=1` on one end of a socket pair (the
+//! readiness channel), which it inherits as the descriptor named by `GREET_READY_FD` (after
+//! its readiness lines and once its loops run); the old one waits for that within
+//! `--restart-timeout`, then hands on its metrics' totals on the same channel
+//! (`metrics.rs`), stops accepting and drains exactly as on SIGTERM. The channel also tells
+//! a failure at once: a new server that exits closes it. If the new server fails or is not ready in time, it is
 //! stopped and the old one keeps serving, saying why on stderr. The new server starts in a
 //! process group of its own, and a failed one is stopped with its whole group: whatever it
 //! started inherited the listening sockets too, and must not keep them (clients would
@@ -66,6 +67,19 @@ pub struct Restarter {
     handed_over: AtomicBool,
     /// The new server while it is starting (0: none).
     pending: AtomicU32,
+    /// Given the channel to the new server once it is ready (the metrics' totals go on
+    /// through it).
+    on_handover: Mutex<Option<HandoverHook>>,
+}
+
+/// What runs at a handover, with the readiness channel (a socket pair: the new server
+/// reads what the old one writes back).
+pub struct HandoverHook(pub Box<dyn FnOnce(OwnedFd) + Send>);
+
+impl std::fmt::Debug for HandoverHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HandoverHook")
+    }
 }
 
 impl Restarter {
@@ -87,6 +101,15 @@ impl Restarter {
             busy: AtomicBool::new(false),
             handed_over: AtomicBool::new(false),
             pending: AtomicU32::new(0),
+            on_handover: Mutex::new(None),
+        }
+    }
+
+    /// Runs `hook` with the channel to the new server when one is ready, before this one
+    /// stops accepting.
+    pub fn on_handover(&self, hook: HandoverHook) {
+        if let Ok(mut slot) = self.on_handover.lock() {
+            *slot = Some(hook);
         }
     }
 
@@ -142,7 +165,12 @@ impl Restarter {
     fn restart(&self) {
         let started = Instant::now();
         match self.start_new() {
-            Ok(Some(pid)) => {
+            Ok(Some((pid, channel))) => {
+                if let Some(HandoverHook(hook)) =
+                    self.on_handover.lock().ok().and_then(|mut h| h.take())
+                {
+                    hook(channel);
+                }
                 if let Err(e) = sd_notify(&format!("MAINPID={pid}\nREADY=1")) {
                     say!("greet-server: restart: tell systemd the new main process: {e:#}");
                 }
@@ -165,15 +193,17 @@ impl Restarter {
         }
     }
 
-    /// Starts the new server and waits for its readiness: its pid, `None` when stopping.
-    fn start_new(&self) -> Result<Option<u32>> {
+    /// Starts the new server and waits for its readiness: its pid and the readiness
+    /// channel, `None` when stopping.
+    fn start_new(&self) -> Result<Option<(u32, OwnedFd)>> {
         let program = match &self.program {
             Some(path) => path.clone(),
             None => own_path()?,
         };
         let shown = program.display().to_string();
-        // The pipe's read end stays here; its write end goes to the new server only.
-        let (ready_r, ready_w) = pipe().context("create the readiness pipe")?;
+        // One end stays here, the other goes to the new server only. A socket pair rather
+        // than a pipe: once ready, the new server reads on it what this one hands on.
+        let (ready_r, ready_w) = socket_pair().context("create the readiness channel")?;
         let mut child = {
             let guard = self
                 .sockets
@@ -188,10 +218,13 @@ impl Restarter {
         drop(ready_w);
         let pid = child.id();
         self.pending.store(pid, Ordering::Release);
-        let result = wait_ready(ready_r, Instant::now() + self.timeout);
+        let result = ready_r
+            .try_clone()
+            .map_err(Wait::Failed)
+            .and_then(|r| wait_ready(r, Instant::now() + self.timeout));
         self.pending.store(0, Ordering::Release);
         match result {
-            Ok(()) => Ok(Some(pid)),
+            Ok(()) => Ok(Some((pid, ready_r))),
             Err(Wait::Closed) => {
                 // It is ending: it has STOP_GRACE to exit by itself. What it started may live
                 // on in its group, with the listening sockets: that is stopped either way.
@@ -220,6 +253,7 @@ impl Restarter {
 }
 
 /// A pipe, both ends close-on-exec: (read, write).
+#[cfg(test)]
 pub fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as RawFd; 2];
     // SAFETY: pipe2 writes two descriptors into the array we pass, of the right length.
@@ -228,6 +262,12 @@ pub fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     }
     // SAFETY: pipe2 succeeded, so both are new descriptors that nothing else owns.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// A connected pair of Unix stream sockets, both close-on-exec.
+fn socket_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let (a, b) = std::os::unix::net::UnixStream::pair()?;
+    Ok((a.into(), b.into()))
 }
 
 /// This binary's path. Replaced on disk (an upgrade by `install` or `mv`), the kernel names

@@ -33,6 +33,7 @@ fn v1_header() -> impl Strategy<Value = (Vec<u8>, Header)> {
             let header = Header {
                 source: Some(SocketAddr::new(IpAddr::V4(s), sp)),
                 destination: Some(SocketAddr::new(IpAddr::V4(d), dp)),
+                local: false,
             };
             (line.into_bytes(), header)
         });
@@ -48,6 +49,7 @@ fn v1_header() -> impl Strategy<Value = (Vec<u8>, Header)> {
             let header = Header {
                 source: Some(SocketAddr::new(IpAddr::V6(s), sp)),
                 destination: Some(SocketAddr::new(IpAddr::V6(d), dp)),
+                local: false,
             };
             (line.into_bytes(), header)
         });
@@ -61,6 +63,7 @@ fn v1_header() -> impl Strategy<Value = (Vec<u8>, Header)> {
         let none = Header {
             source: None,
             destination: None,
+            local: false,
         };
         (line.into_bytes(), none)
     });
@@ -99,6 +102,7 @@ fn v2_header() -> impl Strategy<Value = (Vec<u8>, Header)> {
                         IpAddr::from([block[4], block[5], block[6], block[7]]),
                         port(10),
                     )),
+                    local: false,
                 },
                 2 if !local => {
                     let ip = |at: usize| {
@@ -109,11 +113,13 @@ fn v2_header() -> impl Strategy<Value = (Vec<u8>, Header)> {
                     Header {
                         source: Some(SocketAddr::new(ip(0), port(32))),
                         destination: Some(SocketAddr::new(ip(16), port(34))),
+                        local: false,
                     }
                 }
                 _ => Header {
                     source: None,
                     destination: None,
+                    local,
                 },
             };
             (out, header)
