@@ -207,6 +207,17 @@ pub enum LogFormat {
 }
 
 impl Args {
+    /// The message every client gets: `--message`, or the contents of `--message-file`
+    /// (an error names the file).
+    pub fn greeting(&self) -> Result<std::sync::Arc<[u8]>, String> {
+        Ok(match &self.message_file {
+            Some(path) => clap_dist::read_file_arg(path, clap_dist::MESSAGE_MAX)
+                .map_err(|e| format!("message file {e}"))?
+                .into(),
+            None => self.message.as_bytes().into(),
+        })
+    }
+
     /// Whether to serve TCP: named, or no transport named at all.
     pub fn serves_tcp(&self) -> bool {
         self.tcp || (!self.udp && self.unix.is_none())

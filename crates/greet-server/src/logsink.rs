@@ -349,3 +349,18 @@ mod tests {
         );
     }
 }
+
+/// The log writer for stdout and the sink the loops hand their lines to; neither with
+/// `--quiet`.
+pub fn for_stdout(quiet: bool) -> Result<(Option<LogWriter>, Option<LogSink>)> {
+    use std::os::fd::AsFd;
+    if quiet {
+        return Ok((None, None));
+    }
+    let out = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("duplicate stdout")?;
+    let (writer, sink) = start(out)?;
+    Ok((Some(writer), Some(sink)))
+}

@@ -24,7 +24,7 @@ mod signals;
 mod stats;
 
 use anyhow::{Context, Result};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,7 +35,6 @@ use greet_server::activation;
 use greet_server::cli::{self, Args};
 use greet_server::listen::{Listener, Sockets};
 use greet_server::socket_file::{self, FileId, SocketFile};
-use logsink::{LogSink, LogWriter};
 use loops::Loops;
 use restart::Restarter;
 use signals::Signals;
@@ -88,7 +87,7 @@ fn run(
     ready: Option<OwnedFd>,
     passed: Option<FileId>,
 ) -> Result<Summary> {
-    let message = greeting(args)?;
+    let message = args.greeting().map_err(anyhow::Error::msg)?;
     let metrics_listener = metrics::listener(args.metrics, handed.as_mut())?;
     let mut sockets = Sockets::open(args, handed, ready.is_some(), passed)?;
     metrics::hand_on(metrics_listener.as_ref(), &mut sockets.handover)?;
@@ -97,7 +96,7 @@ fn run(
     let signals = Signals::install()?;
     sockets.announce()?;
     metrics::announce(metrics_listener.as_ref())?;
-    let (writer, sink) = log_output(args.quiet)?;
+    let (writer, sink) = logsink::for_stdout(args.quiet)?;
     let mut loops = Loops::new(args, sockets.groups)?;
     let live = loops.live(sink.as_ref(), Shown::of(args));
     let metrics = loops.serve_metrics(metrics_listener, &live)?;
@@ -136,27 +135,4 @@ fn run(
     let mut summary = Summary::new(&ended.counters, ended.total, Shown::of(args));
     summary.log = log;
     Ok(summary)
-}
-
-/// The message every client gets: `--message`, or the contents of `--message-file`.
-fn greeting(args: &Args) -> Result<Arc<[u8]>> {
-    Ok(match &args.message_file {
-        Some(path) => clap_dist::read_file_arg(path, clap_dist::MESSAGE_MAX)
-            .map_err(|e| anyhow::anyhow!("message file {e}"))?
-            .into(),
-        None => args.message.as_bytes().into(),
-    })
-}
-
-/// The log writer and the sink the loops hand their lines to; neither with `--quiet`.
-fn log_output(quiet: bool) -> Result<(Option<LogWriter>, Option<LogSink>)> {
-    if quiet {
-        return Ok((None, None));
-    }
-    let out = std::io::stdout()
-        .as_fd()
-        .try_clone_to_owned()
-        .context("duplicate stdout")?;
-    let (writer, sink) = logsink::start(out)?;
-    Ok((Some(writer), Some(sink)))
 }
