@@ -251,6 +251,21 @@ fn newlines(bytes: &[u8]) -> u64 {
     bytes.iter().filter(|&&b| b == b'\n').count() as u64
 }
 
+/// The log writer for stdout and the sink the loops hand their lines to; neither with
+/// `--quiet`.
+pub fn for_stdout(quiet: bool) -> Result<(Option<LogWriter>, Option<LogSink>)> {
+    use std::os::fd::AsFd;
+    if quiet {
+        return Ok((None, None));
+    }
+    let out = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("duplicate stdout")?;
+    let (writer, sink) = start(out)?;
+    Ok((Some(writer), Some(sink)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,19 +363,4 @@ mod tests {
             }
         );
     }
-}
-
-/// The log writer for stdout and the sink the loops hand their lines to; neither with
-/// `--quiet`.
-pub fn for_stdout(quiet: bool) -> Result<(Option<LogWriter>, Option<LogSink>)> {
-    use std::os::fd::AsFd;
-    if quiet {
-        return Ok((None, None));
-    }
-    let out = std::io::stdout()
-        .as_fd()
-        .try_clone_to_owned()
-        .context("duplicate stdout")?;
-    let (writer, sink) = start(out)?;
-    Ok((Some(writer), Some(sink)))
 }
