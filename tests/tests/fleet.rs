@@ -310,21 +310,10 @@ fn a_fleet_behind_haproxy_survives_a_rolling_restart_and_a_kill() {
         assert_eq!(total(&all, outcome), 0, "{outcome}");
     }
     assert!(total(&all, "health-check") > 0, "no health check counted");
-    // What fails is a connection whose PROXY header had not been read when its server
-    // handed over: netcore closes every connection at shutdown, and one still waiting for
-    // input is closed empty. Each is counted, once, as a proxy error; at most the
-    // connections in flight at each of the three handovers.
-    // A connection cut so is counted once its server has closed it (after its linger),
-    // which may be after the old server handed on the totals that have every greeting.
-    let deadline = Instant::now() + PATIENCE;
-    let mut cut = total(&all, "proxy-error");
-    while cut < report.failures() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-        cut = total(&all, "proxy-error");
-    }
-    assert_eq!(cut, report.failures(), "{report:?}\n{}", counts(&all));
-    assert_eq!(report.errors.wrong_payload, report.failures(), "{report:?}");
-    assert!(cut <= 3 * CONCURRENCY, "{report:?}");
+    // A connection whose PROXY header had not been read when its server handed over is
+    // left to finish (greet-server's `on_stop`), not closed empty: none fails.
+    assert_eq!(report.failures(), 0, "{report:?}\n{}", counts(&all));
+    assert_eq!(total(&all, "proxy-error"), 0, "{}", counts(&all));
 
     // One instance killed under load, and started again on its port.
     let before: Vec<u64> = fleet
@@ -396,10 +385,7 @@ fn a_fleet_behind_haproxy_survives_a_rolling_restart_and_a_kill() {
     for outcome in ERRORS {
         assert_eq!(total(&all, outcome), 0, "{outcome}");
     }
-    assert!(
-        total(&all, "proxy-error") <= cut,
-        "proxy errors without a restart"
-    );
+    assert_eq!(total(&all, "proxy-error"), 0, "proxy errors after a kill");
     drop(proxy);
 
     // Health checks were never logged: every access-log line names the client HAProxy

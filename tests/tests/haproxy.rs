@@ -193,6 +193,33 @@ fn broken_oversized_missing_and_slow_headers_close_only_their_connection() {
     );
 }
 
+/// A balancer's connection whose header has not arrived when the server is told to stop
+/// is left to finish: closing it empty would lose a client the balancer cannot retry.
+#[test]
+fn a_connection_awaiting_its_header_at_shutdown_is_still_greeted() {
+    use crate::metrics::{sample, scrape, server_with_metrics};
+    let (server, metrics) = server_with_metrics(&["--proxy-protocol", "--threads", "1"]);
+    let addr = server.addr();
+    let mut pending = TcpStream::connect_timeout(&addr, PATIENCE).unwrap();
+    // Accepted (each loop publishes its counts at the end of its turn).
+    e2e::wait_until("the connection is accepted", || {
+        sample(&scrape(metrics), "greet_accepted_total") == 1
+    });
+    server.signal(libc::SIGTERM);
+    // Stopping: the listener is closed.
+    e2e::wait_until("the listener closes", || {
+        TcpStream::connect_timeout(&addr, PATIENCE).is_err()
+    });
+    pending
+        .write_all(b"PROXY TCP4 192.0.2.7 127.0.0.1 5555 80\r\n")
+        .unwrap();
+    assert_eq!(read_to_close(pending), b"Thank you for connecting");
+    let lines: Vec<String> = std::iter::from_fn(|| server.next_line()).collect();
+    let (status, stderr) = server.terminate_after_signal();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(lines.iter().any(|l| l.contains("192.0.2.7")), "{lines:?}");
+}
+
 #[test]
 fn a_header_from_outside_proxy_trusted_is_refused_and_counted() {
     // The case: a client on loopback names 192.0.2.7 as itself.

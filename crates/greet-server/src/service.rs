@@ -409,6 +409,15 @@ impl Handler<(), Session> for GreetService {
         input.len()
     }
 
+    /// Stopping (a signal, or a restart handing over): a connection still waiting for its
+    /// PROXY header is left to finish, so the balancer's client is greeted rather than
+    /// closed empty (which it cannot retry); the drain timeout bounds the wait.
+    fn on_stop(&mut self, conn: &mut Conn<'_, Session>) {
+        if conn.state().stage != Stage::AwaitingHeader {
+            conn.close();
+        }
+    }
+
     fn on_close(&mut self, _ctl: &mut Control<'_, Session>, closed: &Closed<'_, Session>) {
         if matches!(closed.state.stage, Stage::Scrape | Stage::Scraped) {
             return;

@@ -141,6 +141,18 @@ pub trait Handler<M = (), T = ()> {
         let _ = (ctl, timer);
     }
 
+    /// The loop is stopping ([`ShutdownHandle::shutdown`](crate::ShutdownHandle::shutdown)
+    /// or [`Control::stop`]): no more connections are accepted, and each open one is asked
+    /// to finish. The default closes it in order ([`Conn::close`]: its queued output is
+    /// written first). A handler whose connection is in the middle of an exchange (a
+    /// request not fully read, a header awaited) may leave it open to finish: it is read
+    /// and served as before, and [`Config::drain_timeout`](crate::Config) still ends
+    /// whatever is left. Not called for a connect still in progress (it ends with
+    /// [`CloseReason::Shutdown`]).
+    fn on_stop(&mut self, conn: &mut Conn<'_, T>) {
+        conn.close();
+    }
+
     /// The loop handled one batch of events and is about to wait again: the place to flush
     /// output buffered across callbacks (one `write` per turn, not one per connection).
     fn on_turn_end(&mut self, ctl: &mut Control<'_, T>) {

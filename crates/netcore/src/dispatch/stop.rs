@@ -8,19 +8,17 @@ use crate::timers::TimerKey;
 
 impl<T: Default> Dispatcher<T> {
     /// Stop accepting, close UDP sockets, and ask every connection to finish within the
-    /// drain timeout.
+    /// drain timeout (`Handler::on_stop`, which closes it by default).
     pub(crate) fn begin_stop<M, H: Handler<M, T>>(&mut self, handler: &mut H) {
         self.stopping = true;
         self.core.close_sources();
         let at = self.core.now() + self.settings.drain_timeout;
         self.core.add_deadline(at, TimerKey::Shutdown);
         for id in self.core.ids() {
-            if let Some(c) = self.core.conn_mut(id) {
-                if c.is_connecting() {
-                    c.end(CloseReason::Shutdown);
-                } else {
-                    c.close();
-                }
+            match self.core.conn_mut(id) {
+                Some(c) if c.is_connecting() => c.end(CloseReason::Shutdown),
+                Some(_) => self.callback(id, handler, |h, conn| h.on_stop(conn)),
+                None => continue,
             }
             self.settle(id, handler);
         }

@@ -134,3 +134,53 @@ fn a_handler_can_stop_its_own_loop() {
     assert_eq!(util::read_all(&mut util::connect(addr)), b"bye");
     server.join_within(BOUND);
 }
+
+/// Answers one line per connection, then closes; at shutdown it leaves open a connection
+/// whose line is not complete yet, so that it is still answered.
+struct LineServer {
+    stops: Arc<AtomicUsize>,
+}
+
+impl Handler for LineServer {
+    fn on_data(&mut self, conn: &mut Conn<'_>, input: &[u8]) -> usize {
+        let Some(end) = input.iter().position(|&b| b == b'\n') else {
+            return 0;
+        };
+        conn.send(b"answered\n");
+        conn.close();
+        end + 1
+    }
+
+    fn on_stop(&mut self, _conn: &mut Conn<'_>) {
+        self.stops.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn a_handler_may_let_a_connection_finish_its_exchange_after_shutdown() {
+    use std::io::{Read, Write};
+    let (event_loop, addr) = util::tcp_loop(util::config());
+    let stops = Arc::new(AtomicUsize::new(0));
+    let server = util::spawn(
+        event_loop,
+        LineServer {
+            stops: Arc::clone(&stops),
+        },
+    );
+    let mut client = util::connect(addr);
+    client.write_all(b"half a li").unwrap();
+    util::wait_for("the connection is open", BOUND, || {
+        server.counters.snapshot().accepted == 1
+    });
+    server.shutdown.shutdown();
+    util::wait_for("on_stop", BOUND, || stops.load(Ordering::Relaxed) == 1);
+    // Stopped, and the connection still served: the rest of the line gets its answer.
+    client.write_all(b"ne\n").unwrap();
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"answered\n");
+    server.join_within(BOUND);
+    let refused = std::net::TcpStream::connect_timeout(&addr, BOUND)
+        .is_err_and(|e| e.kind() == ErrorKind::ConnectionRefused);
+    assert!(refused, "the listener closed at shutdown");
+}
