@@ -47,10 +47,13 @@ impl Timers {
     pub(crate) fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         let (first, _) = self.queue.first()?;
         let wait = first.saturating_duration_since(now);
-        let millis = wait.as_nanos().div_ceil(1_000_000);
-        Some(Duration::from_millis(
-            u64::try_from(millis).unwrap_or(u64::MAX),
-        ))
+        // Rounded up to whole milliseconds (epoll's unit), in 64-bit arithmetic: this runs
+        // every turn, and `as_nanos` is a 128-bit division.
+        let millis = wait
+            .as_secs()
+            .saturating_mul(1000)
+            .saturating_add(u64::from(wait.subsec_nanos().div_ceil(1_000_000)));
+        Some(Duration::from_millis(millis))
     }
 
     /// Removes and returns the first deadline that is due at `now`.
@@ -99,6 +102,11 @@ mod tests {
             timers.poll_timeout(now + Duration::from_secs(1)),
             Some(Duration::ZERO)
         );
+        let mut far = Timers::default();
+        far.insert(now + Duration::new(61, 999_000_001), TimerKey::Shutdown);
+        assert_eq!(far.poll_timeout(now), Some(Duration::from_millis(62_000)));
+        far.insert(now + Duration::from_secs(3), TimerKey::Shutdown);
+        assert_eq!(far.poll_timeout(now), Some(Duration::from_secs(3)));
     }
 
     #[test]
