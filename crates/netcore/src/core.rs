@@ -530,13 +530,15 @@ impl<T> Core<T> {
     }
 }
 
-/// How a new connection's socket came to be, for [`Core::start_connect`].
-pub(crate) type Connecting = io::Result<Stream>;
-
 impl<T> Core<T> {
     /// A connect started: the connection waits in the slot map for settling to register
     /// it; one that failed at once is reported (`on_close`) once the callback returns.
-    pub(crate) fn start_connect(&mut self, stream: Connecting, peer: PeerAddr, state: T) -> ConnId {
+    pub(crate) fn start_connect(
+        &mut self,
+        stream: io::Result<Stream>,
+        peer: PeerAddr,
+        state: T,
+    ) -> ConnId {
         match stream {
             Ok(stream) => {
                 let conn = Connection::connecting(stream, peer, state, self.env.now);
