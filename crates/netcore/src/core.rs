@@ -333,25 +333,42 @@ impl<T> Core<T> {
         })
     }
 
-    /// From now on, sends on connection `id` gather in the cork buffer.
-    pub(crate) fn cork(&mut self, id: ConnId) {
-        if let Some(c) = self.conns.get_mut(id) {
-            c.cork();
-            self.cork.id = Some(id);
-        }
+    /// Connection `id` is about to be handed a batch of input: from now on its sends
+    /// gather in the cork buffer, until [`end_feed`](Self::end_feed). Its state is lent out
+    /// for the batch's calls (one lookup for both: this runs for every batch).
+    pub(crate) fn begin_feed(&mut self, id: ConnId) -> Option<T>
+    where
+        T: Default,
+    {
+        let c = self.conns.get_mut(id)?;
+        c.cork();
+        self.cork.id = Some(id);
+        Some(c.take_state())
     }
 
-    /// Writes what the batch sent, in one system call, and sends write at once again.
-    pub(crate) fn uncork(&mut self, id: ConnId) {
+    /// Connection `id` while it is being fed, with what its transitions read and what
+    /// the cork buffer holds for it.
+    pub(crate) fn feeding(&mut self, id: ConnId) -> Option<(&mut Connection<T>, &Env, usize)> {
+        let c = self.conns.get_mut(id)?;
+        Some((c, &self.env, self.cork.buf.len()))
+    }
+
+    /// The batch is handled: the state goes back, and what the batch sent is written, in
+    /// one system call, and sends write at once again.
+    pub(crate) fn end_feed(&mut self, id: ConnId, state: T) {
         self.cork.id = None;
-        let batch = std::mem::take(&mut self.cork.buf);
         if let Some(c) = self.conns.get_mut(id) {
-            let actions = c.uncork(&batch, &self.env.limits, &self.env.counters);
+            // A state of no size (a handler without one) has nothing to put back.
+            if std::mem::size_of::<T>() != 0 {
+                c.put_state(state);
+            }
+            let actions = c.uncork(&self.cork.buf, &self.env.limits, &self.env.counters);
             self.owe(id, actions);
         }
-        self.cork.buf = batch;
         self.cork.buf.clear();
-        self.cork.buf.shrink_to(CORK_KEEP);
+        if self.cork.buf.capacity() > CORK_KEEP {
+            self.cork.buf.shrink_to(CORK_KEEP);
+        }
     }
 
     // ---- Sources.

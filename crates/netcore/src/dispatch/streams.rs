@@ -4,7 +4,7 @@ use super::Dispatcher;
 use crate::connection::Input;
 use crate::control::Control;
 use crate::counters::Counters;
-use crate::handler::Handler;
+use crate::handler::{Conn, Handler};
 use crate::id::ConnId;
 
 /// How far [`EventLoop::on_readable`] reads.
@@ -206,17 +206,23 @@ impl<T: Default> Dispatcher<T> {
         // The scratch buffer is lent out for the handler's calls: nothing reads into it
         // while they run (the work they leave runs after this returns).
         let scratch = std::mem::take(&mut self.scratch);
-        if kept.is_empty() {
+        let keep = if kept.is_empty() {
             let used = self.feed(id, &scratch[..n], handler);
             kept.extend_from_slice(&scratch[used..n]);
+            used < n
         } else {
             kept.extend_from_slice(&scratch[..n]);
             let used = self.feed(id, &kept, handler);
             kept.drain(..used);
-        }
+            true
+        };
         self.scratch = scratch;
-        if let Some(c) = self.core.conn_mut(id) {
-            c.put_kept(kept, self.settings.max_input);
+        // A handler that consumed everything it was handed left nothing to keep, and the
+        // connection's buffer is still the empty one taken from it.
+        if keep {
+            if let Some(c) = self.core.conn_mut(id) {
+                c.put_kept(kept, self.settings.max_input);
+            }
         }
     }
 
@@ -258,46 +264,42 @@ impl<T: Default> Dispatcher<T> {
     /// together once it is, in one `writev`: one write per batch of pipelined requests, and
     /// still one for a single request.
     fn feed<M, H: Handler<M, T>>(&mut self, id: ConnId, input: &[u8], handler: &mut H) -> usize {
-        self.core.cork(id);
-        let used = self.feed_calls(id, input, handler);
-        self.core.uncork(id);
-        used
-    }
-
-    fn feed_calls<M, H: Handler<M, T>>(
-        &mut self,
-        id: ConnId,
-        input: &[u8],
-        handler: &mut H,
-    ) -> usize {
+        let Some(mut state) = self.core.begin_feed(id) else {
+            return input.len();
+        };
         let mut used = 0;
         while used < input.len() {
             let rest = &input[used..];
-            let mut took = 0;
-            self.callback(id, handler, |h, conn| took = h.on_data(conn, rest));
-            used += took.min(rest.len());
-            let Some((c, env)) = self.core.conn_env(id) else {
+            let mut conn = Conn {
+                ctl: Control::for_conn(&mut self.core, id),
+                id,
+                state: &mut state,
+            };
+            let took = handler.on_data(&mut conn, rest).min(rest.len());
+            used += took;
+            // Live: a connection never disappears during its own callback.
+            let Some((c, env, corked)) = self.core.feeding(id) else {
                 return input.len();
             };
             if c.is_closing() || c.is_ended() {
-                return input.len();
-            }
-            if took == 0 {
+                used = input.len();
                 break;
             }
-            let max_pending = c.limits(&env.limits).max_pending;
-            let paused = c.is_paused_by_handler();
-            let full = self.core.pending(id).unwrap_or(0) > max_pending;
-            if full || paused {
-                if let Some(c) = self.core.conn_mut(id) {
-                    c.owe_input();
-                    if full {
-                        c.pause_for_output();
-                    }
+            // Everything consumed: nothing is owed, and a read finds the output over its
+            // bound before it reads (`read_step`).
+            if took == 0 || used == input.len() {
+                break;
+            }
+            let full = c.pending() + corked > c.limits(&env.limits).max_pending;
+            if full || c.is_paused_by_handler() {
+                c.owe_input();
+                if full {
+                    c.pause_for_output();
                 }
                 break;
             }
         }
+        self.core.end_feed(id, state);
         used
     }
 }
