@@ -969,6 +969,14 @@ impl<T, S: Socket> Connection<T, S> {
         counters: &Counters,
     ) -> Step {
         let (blocked, then) = match self.state {
+            // After nearly every event: open, nothing queued, nothing asked.
+            State::Open {
+                then: Then::Nothing,
+                ..
+            } if self.out.is_empty() => {
+                self.write_deadline = None;
+                return Step::Keep(Actions::NONE);
+            }
             State::Ended(reason) => return Step::Close(reason),
             State::Draining if self.reading == Reading::Closed => {
                 return Step::Close(CloseReason::Done)

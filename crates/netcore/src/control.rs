@@ -117,6 +117,7 @@ impl<T> Control<'_, T> {
     /// Nothing stops a handler from queueing without bound: watch
     /// [`pending`](Self::pending) (or [`Handler::on_flushed`](crate::Handler::on_flushed))
     /// and pause the producer, as `examples/forward.rs` does.
+    #[inline]
     pub fn send(&mut self, id: ConnId, data: &[u8]) -> bool {
         let Some(sent) = self.core.send_copy(id, data) else {
             return false;

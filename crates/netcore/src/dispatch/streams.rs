@@ -126,7 +126,7 @@ impl<T: Default> Dispatcher<T> {
         drain: Drain,
         handler: &mut H,
     ) {
-        let Some((c, env)) = self.core.conn_env(id) else {
+        let Some((mut c, mut env)) = self.core.conn_env(id) else {
             return;
         };
         if c.is_carried() {
@@ -136,15 +136,14 @@ impl<T: Default> Dispatcher<T> {
             let limits = c.limits(&env.limits);
             (limits.max_pending, limits.read_budget)
         };
-        // Looked up again after every callback: the handler may have paused, closed or
-        // aborted this connection, through `Conn` or through `Control`.
-        while let Some((c, env)) = self.core.conn_env(id) {
+        loop {
             if budget == 0 {
                 c.set_carried(true);
                 self.carried.push(id);
                 break;
             }
             budget -= 1;
+            let pipe = c.piped_to();
             // Input the handler was stopped on comes before anything read after it (an
             // EOF behind it included): handed once the output has room, else left for the
             // drain that makes room.
@@ -152,35 +151,41 @@ impl<T: Default> Dispatcher<T> {
                 if !c.take_input_owed(max_pending) {
                     break;
                 }
-                let (pipe, kept) = (c.piped_to(), c.take_kept());
+                let kept = c.take_kept();
                 self.deliver(id, 0, pipe, kept, handler);
-                continue;
-            }
-            let closing = c.is_closing();
-            match c.read_step(&mut self.scratch, env.now, &env.limits, &env.counters) {
-                Input::Data(n) => {
-                    let (pipe, kept) = (c.piped_to(), c.take_kept());
-                    self.deliver(id, n, pipe, kept, handler);
-                    // A short read emptied the socket's receive queue: data arriving later
-                    // raises a new edge, so the read that would only say `WouldBlock` is
-                    // skipped (one system call per request; tokio does the same).
-                    if drain == Drain::UntilShortRead && n < self.scratch.len() {
+            } else {
+                let closing = c.is_closing();
+                match c.read_step(&mut self.scratch, env.now, &env.limits, &env.counters) {
+                    Input::Data(n) => {
+                        let kept = c.take_kept();
+                        self.deliver(id, n, pipe, kept, handler);
+                        // A short read emptied the socket's receive queue: data arriving
+                        // later raises a new edge, so the read that would only say
+                        // `WouldBlock` is skipped (one system call per request; tokio does
+                        // the same).
+                        if drain == Drain::UntilShortRead && n < self.scratch.len() {
+                            break;
+                        }
+                    }
+                    Input::Dropped(_) => {}
+                    Input::Eof => {
+                        match pipe {
+                            Some(to) => self.forward_eof(id, to),
+                            None if !closing => {
+                                self.callback(id, handler, |h, conn| h.on_read_closed(conn));
+                            }
+                            None => {}
+                        }
                         break;
                     }
+                    Input::Stop => break,
                 }
-                Input::Dropped(_) => {}
-                Input::Eof => {
-                    let pipe = self.core.conn(id).and_then(|c| c.piped_to());
-                    match pipe {
-                        Some(to) => self.forward_eof(id, to),
-                        None if !closing => {
-                            self.callback(id, handler, |h, conn| h.on_read_closed(conn));
-                        }
-                        None => {}
-                    }
-                    break;
-                }
-                Input::Stop => break,
+            }
+            // Looked up again after every callback: the handler may have paused, closed or
+            // aborted this connection, through `Conn` or through `Control`.
+            match self.core.conn_env(id) {
+                Some(next) => (c, env) = next,
+                None => break,
             }
         }
         self.settle(id, handler);
