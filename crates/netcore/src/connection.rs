@@ -20,12 +20,13 @@
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::event::Source;
 use mio::{Interest, Registry, Token};
 
 use crate::buffer::WriteBuffer;
+use crate::clock::Tick;
 use crate::counters::Counters;
 use crate::id::{CloseReason, ConnId, ListenerId, PeerAddr};
 
@@ -270,7 +271,7 @@ pub(crate) struct Connection<T = (), S = Stream> {
     /// Registered with the poller (a connection closed on the fast path never is).
     registered: bool,
     /// The deadline this connection has in the loop's timer set.
-    scheduled: Option<Instant>,
+    scheduled: Option<Tick>,
     /// A deadline may have moved earlier than `scheduled` since it was set (a new write,
     /// linger or handler deadline, changed settings). Deadlines that only move later
     /// (idle, on every read) leave it clear: the earlier entry finds them when it fires.
@@ -302,11 +303,11 @@ pub(crate) struct Connection<T = (), S = Stream> {
     /// It spent its read budget this turn and waits in the loop's list to be read next
     /// turn; reads before then would spend a second budget in the same turn.
     carried: bool,
-    last_active: Instant,
-    write_deadline: Option<Instant>,
-    linger_deadline: Option<Instant>,
+    last_active: Tick,
+    write_deadline: Option<Tick>,
+    linger_deadline: Option<Tick>,
     /// A deadline the handler set.
-    handler_deadline: Option<Instant>,
+    handler_deadline: Option<Tick>,
 }
 
 impl<T> Connection<T, Stream> {
@@ -343,7 +344,7 @@ impl<T, S: Socket> Connection<T, S> {
         peer: PeerAddr,
         listener: ListenerId,
         user: T,
-        now: Instant,
+        now: Tick,
     ) -> Connection<T, S> {
         let open = State::Open {
             blocked: false,
@@ -352,7 +353,7 @@ impl<T, S: Socket> Connection<T, S> {
         Connection::new(stream, peer, Some(listener), open, user, now)
     }
 
-    pub(crate) fn connecting(stream: S, peer: PeerAddr, user: T, now: Instant) -> Connection<T, S> {
+    pub(crate) fn connecting(stream: S, peer: PeerAddr, user: T, now: Tick) -> Connection<T, S> {
         let connecting = State::Connecting {
             then: Then::Nothing,
         };
@@ -365,7 +366,7 @@ impl<T, S: Socket> Connection<T, S> {
         listener: Option<ListenerId>,
         state: State,
         user: T,
-        now: Instant,
+        now: Tick,
     ) -> Connection<T, S> {
         Connection {
             stream,
@@ -558,7 +559,7 @@ impl<T, S: Socket> Connection<T, S> {
         self.end(CloseReason::Aborted);
     }
 
-    pub(crate) fn set_deadline(&mut self, at: Option<Instant>) {
+    pub(crate) fn set_deadline(&mut self, at: Option<Tick>) {
         self.handler_deadline = at;
         self.reschedule = true;
     }
@@ -638,11 +639,11 @@ impl<T, S: Socket> Connection<T, S> {
         self.registered
     }
 
-    pub(crate) fn scheduled(&self) -> Option<Instant> {
+    pub(crate) fn scheduled(&self) -> Option<Tick> {
         self.scheduled
     }
 
-    pub(crate) fn set_scheduled(&mut self, at: Option<Instant>) {
+    pub(crate) fn set_scheduled(&mut self, at: Option<Tick>) {
         self.scheduled = at;
     }
 
@@ -816,7 +817,7 @@ impl<T, S: Socket> Connection<T, S> {
     /// An outgoing connect completed, and the peer has reset it since: what it sent
     /// before the reset is still to be read (a reset during the handshake reads as
     /// `ECONNREFUSED`, not `ECONNRESET`).
-    pub(crate) fn established_then_reset(&mut self, now: Instant) {
+    pub(crate) fn established_then_reset(&mut self, now: Tick) {
         self.established(now);
         self.reset_behind_input = true;
     }
@@ -826,7 +827,7 @@ impl<T, S: Socket> Connection<T, S> {
     /// its state, pause, pipe and settings stay. Returns the old socket (closing it also
     /// takes it off the poller).
     #[cfg(feature = "resolver")]
-    pub(crate) fn reconnect(&mut self, stream: S, peer: PeerAddr, now: Instant) -> S {
+    pub(crate) fn reconnect(&mut self, stream: S, peer: PeerAddr, now: Tick) -> S {
         self.state = State::Connecting {
             then: self.then_once_connected,
         };
@@ -838,7 +839,7 @@ impl<T, S: Socket> Connection<T, S> {
 
     /// An outgoing connect completed: what the handler asked for meanwhile (a close, a
     /// half-close) carries over.
-    pub(crate) fn established(&mut self, now: Instant) {
+    pub(crate) fn established(&mut self, now: Tick) {
         if let State::Connecting { then } = self.state {
             self.state = State::Open {
                 blocked: false,
@@ -850,12 +851,7 @@ impl<T, S: Socket> Connection<T, S> {
 
     /// Handles a writable event: writes what is queued (the low-water and back-pressure
     /// bookkeeping is in [`flush`](Self::flush), shared with [`advance`](Self::advance)).
-    pub(crate) fn on_writable(
-        &mut self,
-        now: Instant,
-        base: &Limits,
-        counters: &Counters,
-    ) -> Actions {
+    pub(crate) fn on_writable(&mut self, now: Tick, base: &Limits, counters: &Counters) -> Actions {
         self.set_blocked(false);
         if self.out.is_empty() || !matches!(self.state, State::Open { .. }) {
             return Actions::NONE;
@@ -884,7 +880,7 @@ impl<T, S: Socket> Connection<T, S> {
     pub(crate) fn read_step(
         &mut self,
         scratch: &mut [u8],
-        now: Instant,
+        now: Tick,
         base: &Limits,
         counters: &Counters,
     ) -> Input {
@@ -936,12 +932,12 @@ impl<T, S: Socket> Connection<T, S> {
     }
 
     /// The earliest of this connection's deadlines.
-    pub(crate) fn next_deadline(&self, base: &Limits) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self, base: &Limits) -> Option<Tick> {
         let idle = self.own.as_deref().unwrap_or(base).idle_timeout;
         let idle = idle.map(|d| self.last_active + d);
         // Asked after every event the connection has: written out rather than through an
         // iterator chain, which did not fold away.
-        let earliest = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
+        let earliest = |a: Option<Tick>, b: Option<Tick>| match (a, b) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, None) => a,
             (None, b) => b,
@@ -963,7 +959,7 @@ impl<T, S: Socket> Connection<T, S> {
     /// `shutdown`.
     pub(crate) fn advance(
         &mut self,
-        now: Instant,
+        now: Tick,
         base: &Limits,
         scratch: &mut [u8],
         counters: &Counters,
@@ -1018,7 +1014,7 @@ impl<T, S: Socket> Connection<T, S> {
 
     fn close_step(
         &mut self,
-        now: Instant,
+        now: Tick,
         limits: &Limits,
         scratch: &mut [u8],
         counters: &Counters,
@@ -1207,8 +1203,8 @@ mod tests {
         ..LIMITS
     };
 
-    fn open(fake: Fake) -> (Connection<u64, Fake>, Instant, Counters) {
-        let now = Instant::now();
+    fn open(fake: Fake) -> (Connection<u64, Fake>, Tick, Counters) {
+        let now = crate::clock::Clock::new().now();
         let peer = PeerAddr::Unix(None);
         (
             Connection::accepted(fake, peer, ListenerId(0), 0, now),
@@ -1217,7 +1213,7 @@ mod tests {
         )
     }
 
-    fn step(c: &mut Connection<u64, Fake>, now: Instant, counters: &Counters) -> Step {
+    fn step(c: &mut Connection<u64, Fake>, now: Tick, counters: &Counters) -> Step {
         c.advance(now, &LIMITS, &mut [0; 64], counters)
     }
 
@@ -1374,7 +1370,7 @@ mod tests {
 
     #[test]
     fn a_close_asked_while_connecting_is_carried_out_once_connected() {
-        let now = Instant::now();
+        let now = crate::clock::Clock::new().now();
         let counters = Counters::default();
         let mut c = Connection::connecting(
             Fake {
@@ -1573,7 +1569,7 @@ mod tests {
 
     #[test]
     fn a_connect_in_progress_waits_and_queues_output() {
-        let now = Instant::now();
+        let now = crate::clock::Clock::new().now();
         let counters = Counters::default();
         let mut c = Connection::connecting(
             Fake {

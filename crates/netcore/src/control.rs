@@ -103,7 +103,7 @@ impl<T> Control<'_, T> {
     /// The time this batch of events was taken from the poller (cheaper than
     /// `Instant::now()` per callback, and the same for every callback of the batch).
     pub fn now(&self) -> Instant {
-        self.core.now()
+        self.core.now_instant()
     }
 
     /// Whether `id` is a live connection.
@@ -282,6 +282,7 @@ impl<T> Control<'_, T> {
     /// (`None` removes the deadline); see [`Conn::set_deadline`](crate::Conn::set_deadline).
     /// Returns `false` when `id` is stale.
     pub fn set_deadline(&mut self, id: ConnId, at: Option<Instant>) -> bool {
+        let at = at.map(|at| self.core.tick_of(at));
         self.touch(id, |c, _| c.set_deadline(at)).is_some()
     }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use mio::Registry;
 use slab::Slab;
 
+use crate::clock::{Clock, Tick};
 use crate::connection::{Actions, Connection, Limits, Stream};
 use crate::counters::Counters;
 use crate::id::{CloseReason, ConnId, PeerAddr, TimerId};
@@ -104,7 +105,7 @@ const CORK_KEEP: usize = 64 * 1024;
 #[derive(Debug)]
 pub(crate) struct Env {
     /// When this batch of events was taken from the poller.
-    pub(crate) now: Instant,
+    pub(crate) now: Tick,
     /// The loop's settings for every connection (a connection may have its own).
     pub(crate) limits: Limits,
     pub(crate) counters: Arc<Counters>,
@@ -121,12 +122,14 @@ pub(crate) struct Core<T = ()> {
     /// Every deadline: connections', paused listeners', the handler's timers, the drain's.
     timers: Timers,
     /// The handler's live timers and when each is due (a cancelled timer is absent).
-    user_timers: HashMap<u64, Instant>,
+    user_timers: HashMap<u64, Tick>,
     next_timer: u64,
     work: VecDeque<Work<T>>,
     cork: Cork,
     /// The handler asked the loop to stop ([`Control::stop`](crate::Control::stop)).
     stop: bool,
+    /// Reads the time (once per turn) and converts the handler's `Instant`s.
+    clock: Clock,
     env: Env,
     registry: Registry,
     /// Blocking work (`spawn_blocking`, name lookups) and what to do with each result.
@@ -141,6 +144,7 @@ impl<T> Core<T> {
         limits: Limits,
         pool: WorkerPool<Continuation<T>>,
     ) -> Core<T> {
+        let clock = Clock::new();
         Core {
             conns: Slots::default(),
             sources: Slab::new(),
@@ -150,8 +154,9 @@ impl<T> Core<T> {
             work: VecDeque::new(),
             cork: Cork::default(),
             stop: false,
+            clock,
             env: Env {
-                now: Instant::now(),
+                now: clock.now(),
                 limits,
                 counters: Arc::new(Counters::default()),
             },
@@ -167,12 +172,24 @@ impl<T> Core<T> {
         &self.env
     }
 
-    pub(crate) fn now(&self) -> Instant {
+    pub(crate) fn now(&self) -> Tick {
         self.env.now
     }
 
-    pub(crate) fn set_now(&mut self, now: Instant) {
-        self.env.now = now;
+    /// The turn's time, for the handler.
+    pub(crate) fn now_instant(&self) -> Instant {
+        self.clock.instant_of(self.env.now)
+    }
+
+    /// A time the handler gave, on the loop's clock.
+    pub(crate) fn tick_of(&self, at: Instant) -> Tick {
+        self.clock.tick_of(at)
+    }
+
+    /// A new batch of events was taken from the poller: the time is read once for all of
+    /// them.
+    pub(crate) fn read_clock(&mut self) {
+        self.env.now = self.clock.now();
     }
 
     pub(crate) fn counters(&self) -> &Arc<Counters> {
@@ -426,7 +443,7 @@ impl<T> Core<T> {
 
     // ---- Deadlines and timers.
 
-    pub(crate) fn add_deadline(&mut self, at: Instant, key: TimerKey) {
+    pub(crate) fn add_deadline(&mut self, at: Tick, key: TimerKey) {
         self.timers.insert(at, key);
     }
 
@@ -442,6 +459,7 @@ impl<T> Core<T> {
     }
 
     pub(crate) fn set_timer(&mut self, at: Instant) -> TimerId {
+        let at = self.clock.tick_of(at);
         let id = self.next_timer;
         self.next_timer += 1;
         self.user_timers.insert(id, at);

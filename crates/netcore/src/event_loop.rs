@@ -430,7 +430,7 @@ impl<M, T: Default> EventLoop<M, T> {
                 }
                 return Err(Error::new(ErrorKind::Poll, "poll", err));
             }
-            self.dispatch.set_now(Instant::now());
+            self.dispatch.read_clock();
             for event in events.iter() {
                 match token::decode(event.token()) {
                     Target::Waker => {

@@ -196,6 +196,7 @@
 #![deny(missing_docs)]
 
 mod buffer;
+mod clock;
 mod connection;
 mod control;
 mod core;

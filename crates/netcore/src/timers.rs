@@ -1,7 +1,9 @@
 //! Ordered deadlines: the first one sets how long the loop may sleep in `poll`.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::Tick;
 
 use crate::id::ConnId;
 
@@ -17,20 +19,20 @@ pub(crate) enum TimerKey {
 
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
-    queue: BTreeSet<(Instant, TimerKey)>,
+    queue: BTreeSet<(Tick, TimerKey)>,
 }
 
 impl Timers {
-    pub(crate) fn insert(&mut self, at: Instant, key: TimerKey) {
+    pub(crate) fn insert(&mut self, at: Tick, key: TimerKey) {
         self.queue.insert((at, key));
     }
 
-    pub(crate) fn remove(&mut self, at: Instant, key: TimerKey) {
+    pub(crate) fn remove(&mut self, at: Tick, key: TimerKey) {
         self.queue.remove(&(at, key));
     }
 
     /// Moves `key` from `old` to `new` (either may be absent).
-    pub(crate) fn reschedule(&mut self, key: TimerKey, old: Option<Instant>, new: Option<Instant>) {
+    pub(crate) fn reschedule(&mut self, key: TimerKey, old: Option<Tick>, new: Option<Tick>) {
         if old == new {
             return;
         }
@@ -44,20 +46,13 @@ impl Timers {
 
     /// How long `poll` may sleep: until the first deadline, rounded up to a whole millisecond
     /// (epoll's unit) so the loop does not wake a moment early and spin.
-    pub(crate) fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+    pub(crate) fn poll_timeout(&self, now: Tick) -> Option<Duration> {
         let (first, _) = self.queue.first()?;
-        let wait = first.saturating_duration_since(now);
-        // Rounded up to whole milliseconds (epoll's unit), in 64-bit arithmetic: this runs
-        // every turn, and `as_nanos` is a 128-bit division.
-        let millis = wait
-            .as_secs()
-            .saturating_mul(1000)
-            .saturating_add(u64::from(wait.subsec_nanos().div_ceil(1_000_000)));
-        Some(Duration::from_millis(millis))
+        Some(Duration::from_millis(first.millis_after(now)))
     }
 
     /// Removes and returns the first deadline that is due at `now`.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<TimerKey> {
+    pub(crate) fn pop_due(&mut self, now: Tick) -> Option<TimerKey> {
         let &(at, key) = self.queue.first()?;
         if at > now {
             return None;
@@ -78,7 +73,7 @@ mod tests {
 
     #[test]
     fn deadlines_fire_in_order_and_only_when_due() {
-        let now = Instant::now();
+        let now = crate::clock::Clock::new().now();
         let mut timers = Timers::default();
         timers.insert(now + Duration::from_millis(30), TimerKey::User(3));
         timers.insert(now + Duration::from_millis(10), TimerKey::User(1));
@@ -94,7 +89,7 @@ mod tests {
 
     #[test]
     fn timeout_rounds_up_to_a_millisecond() {
-        let now = Instant::now();
+        let now = crate::clock::Clock::new().now();
         let mut timers = Timers::default();
         timers.insert(now + Duration::from_micros(1500), TimerKey::Shutdown);
         assert_eq!(timers.poll_timeout(now), Some(Duration::from_millis(2)));
@@ -111,7 +106,7 @@ mod tests {
 
     #[test]
     fn reschedule_moves_a_deadline() {
-        let now = Instant::now();
+        let now = crate::clock::Clock::new().now();
         let key = TimerKey::Conn(ConnId { index: 4, gen: 9 });
         let mut timers = Timers::default();
         timers.reschedule(key, None, Some(now));

@@ -21,7 +21,7 @@ mod deadlines;
 mod stop;
 mod streams;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::connection::{Actions, Step};
 use crate::control::Control;
@@ -121,15 +121,15 @@ impl<T> Dispatcher<T> {
     }
 
     /// A new batch of events was taken from the poller.
-    pub(crate) fn set_now(&mut self, now: Instant) {
-        self.core.set_now(now);
+    pub(crate) fn read_clock(&mut self) {
+        self.core.read_clock();
     }
 }
 
 impl<T: Default> Dispatcher<T> {
     /// What was queued before the loop ran (connects started ahead of `run`).
     pub(crate) fn start<M, H: Handler<M, T>>(&mut self, handler: &mut H) {
-        self.core.set_now(Instant::now());
+        self.core.read_clock();
         self.run_work(handler);
     }
 
