@@ -299,6 +299,21 @@ impl<T> Core<T> {
 
     // ---- Output.
 
+    /// A reply to the input being handled joins the batch (`true`), with no lookup: a
+    /// connection that stopped taking output meanwhile (aborted, or its sending side shut)
+    /// drops the batch when [`end_feed`](Self::end_feed) writes it, as it would have
+    /// dropped the send. `false` for anything else, which goes through
+    /// [`send_copy`](Self::send_copy). For [`Conn::send`](crate::Conn::send), which
+    /// returns nothing; `Control::send` says whether the bytes were taken.
+    #[inline]
+    pub(crate) fn send_corked(&mut self, id: ConnId, bytes: &[u8]) -> bool {
+        if self.cork.id == Some(id) && bytes.len() <= CORK_COPY_MAX {
+            self.cork.buf.extend_from_slice(bytes);
+            return true;
+        }
+        false
+    }
+
     /// Sends a copy of `bytes` on connection `id`: [`send`](Self::send), with the corked
     /// case (a reply to the input being handled) first and short.
     #[inline]

@@ -287,8 +287,11 @@ impl<'a, T> Conn<'a, T> {
     /// once the batch is handled, so a single request still costs one write and sixteen
     /// pipelined ones one too. A handler that wants one write for replies it makes across
     /// other callbacks builds them in one `Vec` ([`send_owned`](Self::send_owned)).
+    #[inline]
     pub fn send(&mut self, data: &[u8]) {
-        self.ctl.send(self.id, data);
+        if !self.ctl.core_mut().send_corked(self.id, data) {
+            self.ctl.send(self.id, data);
+        }
     }
 
     /// Sends `data`, which the caller gives up: written at once as far as the socket
