@@ -653,6 +653,21 @@ impl<T, S: Socket> Connection<T, S> {
         self.registered && !self.reschedule && self.scheduled.is_some() && self.pipe.is_none()
     }
 
+    /// Nothing for [`advance`](Self::advance) or the loop to do, as after nearly every
+    /// event: open, nothing queued, asked for or written late, and [`is_settled`](Self::is_settled).
+    #[inline]
+    pub(crate) fn is_quiet(&self) -> bool {
+        matches!(
+            self.state,
+            State::Open {
+                then: Then::Nothing,
+                ..
+            }
+        ) && self.out.is_empty()
+            && self.write_deadline.is_none()
+            && self.is_settled()
+    }
+
     /// Whether the deadline in the timer set may be later than the connection's earliest
     /// (none is there, or one moved earlier since); clears it.
     pub(crate) fn take_reschedule(&mut self) -> bool {

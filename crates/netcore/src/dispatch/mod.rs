@@ -23,9 +23,9 @@ mod streams;
 
 use std::time::Duration;
 
-use crate::connection::{Actions, Step};
+use crate::connection::{Actions, Connection, Step};
 use crate::control::Control;
-use crate::core::{Core, Work};
+use crate::core::{Core, Env, Work};
 use crate::counters::Counters;
 use crate::event_loop::Config;
 use crate::handler::{Closed, Conn, Handler};
@@ -266,15 +266,18 @@ impl<T: Default> Dispatcher<T> {
         let Some((c, env)) = self.core.conn_env(id) else {
             return;
         };
-        let actions = match c.advance(env.now, &env.limits, &mut self.scratch, &env.counters) {
+        if let Some(step) = step(c, env, &mut self.scratch) {
+            self.after_step(id, step, handler);
+        }
+    }
+
+    /// What a connection's [`step`] left for the loop: its close, or keeping it (registered,
+    /// scheduled, what it owes queued).
+    fn after_step<M, H: Handler<M, T>>(&mut self, id: ConnId, step: Step, handler: &mut H) {
+        let actions = match step {
             Step::Close(reason) => return self.close(id, reason, handler),
             Step::Keep(actions) => actions,
         };
-        // The common case after an event: registered, no deadline moved earlier, no pipe,
-        // nothing owed.
-        if actions == Actions::NONE && c.is_settled() {
-            return;
-        }
         if let Err(err) = self.core.keep(id, actions) {
             if let Some(c) = self.core.conn_mut(id) {
                 log::warn!("register {:?}: {err}", c.peer());
@@ -336,6 +339,24 @@ impl<T: Default> Dispatcher<T> {
         }
         handler.on_close(&mut self.control(), closed);
     }
+}
+
+/// Moves connection `c` along after an event ([`Connection::advance`]); `None` in the
+/// common case, when that left nothing for the loop: registered, no deadline moved
+/// earlier, no pipe, nothing owed.
+#[inline(always)]
+fn step<T>(c: &mut Connection<T>, env: &Env, scratch: &mut [u8]) -> Option<Step> {
+    if c.is_quiet() {
+        return None;
+    }
+    step_taken(c, env, scratch)
+}
+
+/// [`step`] past its first check: out of line, so the check costs no saved registers.
+#[inline(never)]
+fn step_taken<T>(c: &mut Connection<T>, env: &Env, scratch: &mut [u8]) -> Option<Step> {
+    let step = c.advance(env.now, &env.limits, scratch, &env.counters);
+    (step != Step::Keep(Actions::NONE) || !c.is_settled()).then_some(step)
 }
 
 impl<T: Default> Dispatcher<T> {

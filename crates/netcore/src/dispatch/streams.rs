@@ -144,6 +144,7 @@ impl<T: Default> Dispatcher<T> {
             }
             budget -= 1;
             let pipe = c.piped_to();
+            let mut short = false;
             // Input the handler was stopped on comes before anything read after it (an
             // EOF behind it included): handed once the output has room, else left for the
             // drain that makes room.
@@ -163,9 +164,7 @@ impl<T: Default> Dispatcher<T> {
                         // later raises a new edge, so the read that would only say
                         // `WouldBlock` is skipped (one system call per request; tokio does
                         // the same).
-                        if drain == Drain::UntilShortRead && n < self.scratch.len() {
-                            break;
-                        }
+                        short = drain == Drain::UntilShortRead && n < self.scratch.len();
                     }
                     Input::Dropped(_) => {}
                     Input::Eof => {
@@ -176,7 +175,7 @@ impl<T: Default> Dispatcher<T> {
                             }
                             None => {}
                         }
-                        break;
+                        return self.settle(id, handler);
                     }
                     Input::Stop => break,
                 }
@@ -185,10 +184,16 @@ impl<T: Default> Dispatcher<T> {
             // aborted this connection, through `Conn` or through `Control`.
             match self.core.conn_env(id) {
                 Some(next) => (c, env) = next,
-                None => break,
+                None => return,
+            }
+            if short {
+                break;
             }
         }
-        self.settle(id, handler);
+        // Settled with the connection in hand (`settle` without its lookup).
+        if let Some(step) = super::step(c, env, &mut self.scratch) {
+            self.after_step(id, step, handler);
+        }
     }
 
     /// Hands the connection's input to [`Handler::on_data`]: what earlier calls left, then
