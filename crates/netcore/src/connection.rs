@@ -866,11 +866,20 @@ impl<T, S: Socket> Connection<T, S> {
 
     /// Handles a writable event: writes what is queued (the low-water and back-pressure
     /// bookkeeping is in [`flush`](Self::flush), shared with [`advance`](Self::advance)).
+    ///
+    /// Nearly every writable event finds nothing queued (epoll reports writability with
+    /// each input edge): that check is inline, the flush out of line.
+    #[inline]
     pub(crate) fn on_writable(&mut self, now: Tick, base: &Limits, counters: &Counters) -> Actions {
         self.set_blocked(false);
         if self.out.is_empty() || !matches!(self.state, State::Open { .. }) {
             return Actions::NONE;
         }
+        self.flush_writable(now, base, counters)
+    }
+
+    #[inline(never)]
+    fn flush_writable(&mut self, now: Tick, base: &Limits, counters: &Counters) -> Actions {
         let own = self.own_limits();
         let limits = own.as_ref().unwrap_or(base);
         match self.flush(limits, counters) {

@@ -1,11 +1,17 @@
 //! Stream connections: their events, reading, handing input to the handler, and pipes.
 
 use super::Dispatcher;
-use crate::connection::Input;
+use crate::connection::{Actions, Input};
 use crate::control::Control;
 use crate::counters::Counters;
 use crate::handler::{Conn, Handler};
 use crate::id::ConnId;
+
+/// What a readiness event says of an open connection, besides that it is readable.
+#[derive(Debug, Clone, Copy)]
+struct Event {
+    writable: bool,
+}
 
 /// How far [`EventLoop::on_readable`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +40,17 @@ impl<T: Default> Dispatcher<T> {
         event: &mio::event::Event,
         handler: &mut H,
     ) {
+        // The common event: an open connection's input, with its socket writable (epoll
+        // reports the whole readiness at each edge) or not. One lookup serves both.
+        let closed = event.is_read_closed() || event.is_error();
+        if event.is_readable() && !closed {
+            let open = Event {
+                writable: event.is_writable(),
+            };
+            if self.read(id, Some(open), Drain::UntilShortRead, handler) {
+                return;
+            }
+        }
         let Some((c, env)) = self.core.conn_env(id) else {
             return; // a stale event for a slot that was closed and reused
         };
@@ -126,11 +143,40 @@ impl<T: Default> Dispatcher<T> {
         drain: Drain,
         handler: &mut H,
     ) {
+        self.read(id, None, drain, handler);
+    }
+
+    /// [`on_readable`](Self::on_readable), for a readiness `event` too: the connection's
+    /// writable side is handled first, with the same lookup. Returns `false`, having done
+    /// nothing, for an event on a connection still connecting (the caller completes the
+    /// connect first).
+    fn read<M, H: Handler<M, T>>(
+        &mut self,
+        id: ConnId,
+        event: Option<Event>,
+        drain: Drain,
+        handler: &mut H,
+    ) -> bool {
         let Some((mut c, mut env)) = self.core.conn_env(id) else {
-            return;
+            return true; // a stale event for a slot that was closed and reused
         };
+        if let Some(event) = event {
+            if c.is_connecting() {
+                return false;
+            }
+            if event.writable {
+                let actions = c.on_writable(env.now, &env.limits, &env.counters);
+                if actions != Actions::NONE {
+                    self.core.owe(id, actions);
+                    let Some(again) = self.core.conn_env(id) else {
+                        return true;
+                    };
+                    (c, env) = again;
+                }
+            }
+        }
         if c.is_carried() {
-            return; // its turn's reads are spent: the carried pass reads it
+            return true; // its turn's reads are spent: the carried pass reads it
         }
         let (max_pending, mut budget) = {
             let limits = c.limits(&env.limits);
@@ -175,7 +221,8 @@ impl<T: Default> Dispatcher<T> {
                             }
                             None => {}
                         }
-                        return self.settle(id, handler);
+                        self.settle(id, handler);
+                        return true;
                     }
                     Input::Stop => break,
                 }
@@ -184,7 +231,7 @@ impl<T: Default> Dispatcher<T> {
             // aborted this connection, through `Conn` or through `Control`.
             match self.core.conn_env(id) {
                 Some(next) => (c, env) = next,
-                None => return,
+                None => return true,
             }
             if short {
                 break;
@@ -194,6 +241,7 @@ impl<T: Default> Dispatcher<T> {
         if let Some(step) = super::step(c, env, &mut self.scratch) {
             self.after_step(id, step, handler);
         }
+        true
     }
 
     /// Hands the connection's input to [`Handler::on_data`]: what earlier calls left, then
