@@ -138,6 +138,58 @@ pub(crate) struct Core<T = ()> {
     connects: PendingConnects,
 }
 
+/// Queues what a transition of connection `id` owes.
+#[inline]
+fn owe<T>(work: &mut VecDeque<Work<T>>, id: ConnId, actions: Actions) {
+    // Nearly every transition owes nothing: that check stays inline.
+    if actions != Actions::NONE {
+        queue_owed(work, id, actions);
+    }
+}
+
+#[cold]
+fn queue_owed<T>(work: &mut VecDeque<Work<T>>, id: ConnId, actions: Actions) {
+    if actions.read {
+        work.push_back(Work::Read(id));
+    }
+    if actions.flushed {
+        work.push_back(Work::Flushed(id));
+    }
+}
+
+/// A connection being fed its input ([`Core::feeding`]).
+pub(crate) struct Feeding<'a, T> {
+    id: ConnId,
+    pub(crate) conn: &'a mut Connection<T>,
+    pub(crate) env: &'a Env,
+    cork: &'a mut Cork,
+    work: &'a mut VecDeque<Work<T>>,
+}
+
+impl<T> Feeding<'_, T> {
+    /// Output queued for the connection, what the batch sent so far included.
+    pub(crate) fn pending(&self) -> usize {
+        self.conn.pending() + self.cork.buf.len()
+    }
+
+    /// The batch is handled: the state goes back, and what the batch sent is written, in
+    /// one system call, and sends write at once again.
+    pub(crate) fn end(self, state: T) {
+        self.cork.id = None;
+        // A state of no size (a handler without one) has nothing to put back.
+        if std::mem::size_of::<T>() != 0 {
+            self.conn.put_state(state);
+        }
+        let env = self.env;
+        let actions = self.conn.uncork(&self.cork.buf, &env.limits, &env.counters);
+        owe(self.work, self.id, actions);
+        self.cork.buf.clear();
+        if self.cork.buf.capacity() > CORK_KEEP {
+            self.cork.buf.shrink_to(CORK_KEEP);
+        }
+    }
+}
+
 impl<T> Core<T> {
     pub(crate) fn new(
         registry: Registry,
@@ -301,7 +353,7 @@ impl<T> Core<T> {
 
     /// A reply to the input being handled joins the batch (`true`), with no lookup: a
     /// connection that stopped taking output meanwhile (aborted, or its sending side shut)
-    /// drops the batch when [`end_feed`](Self::end_feed) writes it, as it would have
+    /// drops the batch when [`Feeding::end`] writes it, as it would have
     /// dropped the send. `false` for anything else, which goes through
     /// [`send_copy`](Self::send_copy). For [`Conn::send`](crate::Conn::send), which
     /// returns nothing; `Control::send` says whether the bytes were taken.
@@ -366,7 +418,7 @@ impl<T> Core<T> {
     }
 
     /// Connection `id` is about to be handed a batch of input: from now on its sends
-    /// gather in the cork buffer, until [`end_feed`](Self::end_feed). Its state is lent out
+    /// gather in the cork buffer, until [`Feeding::end`]. Its state is lent out
     /// for the batch's calls (one lookup for both: this runs for every batch).
     pub(crate) fn begin_feed(&mut self, id: ConnId) -> Option<T>
     where
@@ -378,29 +430,16 @@ impl<T> Core<T> {
         Some(c.take_state())
     }
 
-    /// Connection `id` while it is being fed, with what its transitions read and what
-    /// the cork buffer holds for it.
-    pub(crate) fn feeding(&mut self, id: ConnId) -> Option<(&mut Connection<T>, &Env, usize)> {
-        let c = self.conns.get_mut(id)?;
-        Some((c, &self.env, self.cork.buf.len()))
-    }
-
-    /// The batch is handled: the state goes back, and what the batch sent is written, in
-    /// one system call, and sends write at once again.
-    pub(crate) fn end_feed(&mut self, id: ConnId, state: T) {
-        self.cork.id = None;
-        if let Some(c) = self.conns.get_mut(id) {
-            // A state of no size (a handler without one) has nothing to put back.
-            if std::mem::size_of::<T>() != 0 {
-                c.put_state(state);
-            }
-            let actions = c.uncork(&self.cork.buf, &self.env.limits, &self.env.counters);
-            self.owe(id, actions);
-        }
-        self.cork.buf.clear();
-        if self.cork.buf.capacity() > CORK_KEEP {
-            self.cork.buf.shrink_to(CORK_KEEP);
-        }
+    /// Connection `id` while it is being fed, between two `on_data` calls: what the
+    /// dispatcher checks, and [`Feeding::end`] when the batch is done, with one lookup.
+    pub(crate) fn feeding(&mut self, id: ConnId) -> Option<Feeding<'_, T>> {
+        Some(Feeding {
+            id,
+            conn: self.conns.get_mut(id)?,
+            env: &self.env,
+            cork: &mut self.cork,
+            work: &mut self.work,
+        })
     }
 
     // ---- Sources.
@@ -547,20 +586,7 @@ impl<T> Core<T> {
     /// Queues what a transition of connection `id` left for the loop.
     #[inline(always)]
     pub(crate) fn owe(&mut self, id: ConnId, actions: Actions) {
-        // Nearly every transition owes nothing: that check stays inline.
-        if actions != Actions::NONE {
-            self.queue_owed(id, actions);
-        }
-    }
-
-    #[cold]
-    fn queue_owed(&mut self, id: ConnId, actions: Actions) {
-        if actions.read {
-            self.work.push_back(Work::Read(id));
-        }
-        if actions.flushed {
-            self.work.push_back(Work::Flushed(id));
-        }
+        owe(&mut self.work, id, actions);
     }
 
     pub(crate) fn next_work(&mut self) -> Option<Work<T>> {

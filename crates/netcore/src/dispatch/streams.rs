@@ -322,11 +322,14 @@ impl<T: Default> Dispatcher<T> {
     /// together once it is, in one `writev`: one write per batch of pipelined requests, and
     /// still one for a single request.
     fn feed<M, H: Handler<M, T>>(&mut self, id: ConnId, input: &[u8], handler: &mut H) -> usize {
+        if input.is_empty() {
+            return 0;
+        }
         let Some(mut state) = self.core.begin_feed(id) else {
             return input.len();
         };
         let mut used = 0;
-        while used < input.len() {
+        loop {
             let rest = &input[used..];
             let mut conn = Conn {
                 ctl: Control::for_conn(&mut self.core, id),
@@ -336,29 +339,34 @@ impl<T: Default> Dispatcher<T> {
             let took = handler.on_data(&mut conn, rest).min(rest.len());
             used += took;
             // Live: a connection never disappears during its own callback.
-            let Some((c, env, corked)) = self.core.feeding(id) else {
+            let Some(fed) = self.core.feeding(id) else {
                 return input.len();
             };
-            if c.is_closing() || c.is_ended() {
+            let done = if fed.conn.is_closing() || fed.conn.is_ended() {
                 used = input.len();
-                break;
-            }
-            // Everything consumed: nothing is owed, and a read finds the output over its
-            // bound before it reads (`read_step`).
-            if took == 0 || used == input.len() {
-                break;
-            }
-            let full = c.pending() + corked > c.limits(&env.limits).max_pending;
-            if full || c.is_paused_by_handler() {
-                c.owe_input();
-                if full {
-                    c.pause_for_output();
+                true
+            } else if took == 0 || used == input.len() {
+                // Everything consumed: nothing is owed, and a read finds the output over
+                // its bound before it reads (`read_step`).
+                true
+            } else {
+                // Stopped with input left: it is owed, and handed again once the output
+                // drained or the handler resumed reading.
+                let full = fed.pending() > fed.conn.limits(&fed.env.limits).max_pending;
+                let stop = full || fed.conn.is_paused_by_handler();
+                if stop {
+                    fed.conn.owe_input();
                 }
-                break;
+                if full {
+                    fed.conn.pause_for_output();
+                }
+                stop
+            };
+            if done {
+                fed.end(state);
+                return used;
             }
         }
-        self.core.end_feed(id, state);
-        used
     }
 }
 
