@@ -20,15 +20,23 @@ pub(crate) enum TimerKey {
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
     queue: BTreeSet<(Tick, TimerKey)>,
+    /// The first deadline in `queue`: the loop asks for it twice a turn (the poll's
+    /// timeout, what is due), and the tree would be walked each time.
+    first: Option<Tick>,
 }
 
 impl Timers {
     pub(crate) fn insert(&mut self, at: Tick, key: TimerKey) {
         self.queue.insert((at, key));
+        if self.first.is_none_or(|first| at < first) {
+            self.first = Some(at);
+        }
     }
 
     pub(crate) fn remove(&mut self, at: Tick, key: TimerKey) {
-        self.queue.remove(&(at, key));
+        if self.queue.remove(&(at, key)) && self.first == Some(at) {
+            self.first = self.queue.first().map(|&(at, _)| at);
+        }
     }
 
     /// Moves `key` from `old` to `new` (either may be absent).
@@ -47,17 +55,17 @@ impl Timers {
     /// How long `poll` may sleep: until the first deadline, rounded up to a whole millisecond
     /// (epoll's unit) so the loop does not wake a moment early and spin.
     pub(crate) fn poll_timeout(&self, now: Tick) -> Option<Duration> {
-        let (first, _) = self.queue.first()?;
+        let first = self.first?;
         Some(Duration::from_millis(first.millis_after(now)))
     }
 
     /// Removes and returns the first deadline that is due at `now`.
     pub(crate) fn pop_due(&mut self, now: Tick) -> Option<TimerKey> {
-        let &(at, key) = self.queue.first()?;
-        if at > now {
+        if self.first? > now {
             return None;
         }
-        self.queue.pop_first();
+        let (_, key) = self.queue.pop_first()?;
+        self.first = self.queue.first().map(|&(at, _)| at);
         Some(key)
     }
 
@@ -102,6 +110,27 @@ mod tests {
         assert_eq!(far.poll_timeout(now), Some(Duration::from_millis(62_000)));
         far.insert(now + Duration::from_secs(3), TimerKey::Shutdown);
         assert_eq!(far.poll_timeout(now), Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn the_first_deadline_follows_removals_and_pops() {
+        let now = crate::clock::Clock::new().now();
+        let at = |ms| now + Duration::from_millis(ms);
+        let mut timers = Timers::default();
+        assert_eq!(timers.poll_timeout(now), None);
+        timers.insert(at(20), TimerKey::User(2));
+        timers.insert(at(10), TimerKey::User(1));
+        timers.insert(at(10), TimerKey::User(3));
+        // Removing one of two at the first time leaves the other first.
+        timers.remove(at(10), TimerKey::User(1));
+        assert_eq!(timers.poll_timeout(now), Some(Duration::from_millis(10)));
+        // Removing an entry that is not there changes nothing.
+        timers.remove(at(10), TimerKey::User(1));
+        assert_eq!(timers.pop_due(at(10)), Some(TimerKey::User(3)));
+        assert_eq!(timers.poll_timeout(now), Some(Duration::from_millis(20)));
+        timers.remove(at(20), TimerKey::User(2));
+        assert_eq!(timers.poll_timeout(now), None);
+        assert_eq!(timers.pop_due(at(1000)), None);
     }
 
     #[test]
