@@ -3,6 +3,7 @@
 use super::Dispatcher;
 use crate::connection::{Actions, Input};
 use crate::control::Control;
+use crate::core::Core;
 use crate::counters::Counters;
 use crate::handler::{Conn, Handler};
 use crate::id::ConnId;
@@ -264,20 +265,18 @@ impl<T: Default> Dispatcher<T> {
         if let Some(to) = pipe {
             return self.forward(id, to, n);
         }
-        // The scratch buffer is lent out for the handler's calls: nothing reads into it
-        // while they run (the work they leave runs after this returns).
-        let scratch = std::mem::take(&mut self.scratch);
+        // The handler's calls borrow the scratch buffer: they reach only the core (the work
+        // they leave, which may read into the buffer, runs after this returns).
         let keep = if kept.is_empty() {
-            let used = self.feed(id, &scratch[..n], handler);
-            kept.extend_from_slice(&scratch[used..n]);
+            let used = feed(&mut self.core, id, &self.scratch[..n], handler);
+            kept.extend_from_slice(&self.scratch[used..n]);
             used < n
         } else {
-            kept.extend_from_slice(&scratch[..n]);
-            let used = self.feed(id, &kept, handler);
+            kept.extend_from_slice(&self.scratch[..n]);
+            let used = feed(&mut self.core, id, &kept, handler);
             kept.drain(..used);
             true
         };
-        self.scratch = scratch;
         // A handler that consumed everything it was handed left nothing to keep, and the
         // connection's buffer is still the empty one taken from it.
         if keep {
@@ -314,61 +313,66 @@ impl<T: Default> Dispatcher<T> {
             ctl.shutdown_write(to);
         }
     }
+}
 
-    /// Calls `on_data` while it consumes something and input is left, unless the
-    /// connection closes or its output passes the back-pressure bound (then the rest is
-    /// owed, and handed again once the output drained: one request at a time per call
-    /// keeps an amplifying protocol bounded with no code of the handler's). Returns how
-    /// much was consumed; all of it when the connection is closing (the rest is dropped).
-    ///
-    /// Replies queue while the batch is handled (the connection is corked) and leave
-    /// together once it is, in one `writev`: one write per batch of pipelined requests, and
-    /// still one for a single request.
-    fn feed<M, H: Handler<M, T>>(&mut self, id: ConnId, input: &[u8], handler: &mut H) -> usize {
-        if input.is_empty() {
-            return 0;
-        }
-        let Some(mut state) = self.core.begin_feed(id) else {
+/// Calls `on_data` while it consumes something and input is left, unless the
+/// connection closes or its output passes the back-pressure bound (then the rest is
+/// owed, and handed again once the output drained: one request at a time per call
+/// keeps an amplifying protocol bounded with no code of the handler's). Returns how
+/// much was consumed; all of it when the connection is closing (the rest is dropped).
+///
+/// Replies queue while the batch is handled (the connection is corked) and leave
+/// together once it is, in one `writev`: one write per batch of pipelined requests, and
+/// still one for a single request.
+fn feed<M, T: Default, H: Handler<M, T>>(
+    core: &mut Core<T>,
+    id: ConnId,
+    input: &[u8],
+    handler: &mut H,
+) -> usize {
+    if input.is_empty() {
+        return 0;
+    }
+    let Some(mut state) = core.begin_feed(id) else {
+        return input.len();
+    };
+    let mut used = 0;
+    loop {
+        let rest = &input[used..];
+        let mut conn = Conn {
+            ctl: Control::for_conn(core, id),
+            id,
+            state: &mut state,
+        };
+        let took = handler.on_data(&mut conn, rest).min(rest.len());
+        used += took;
+        // Live: a connection never disappears during its own callback.
+        let Some(fed) = core.feeding(id) else {
             return input.len();
         };
-        let mut used = 0;
-        loop {
-            let rest = &input[used..];
-            let mut conn = Conn {
-                ctl: Control::for_conn(&mut self.core, id),
-                id,
-                state: &mut state,
-            };
-            let took = handler.on_data(&mut conn, rest).min(rest.len());
-            used += took;
-            // Live: a connection never disappears during its own callback.
-            let Some(fed) = self.core.feeding(id) else {
-                return input.len();
-            };
-            let done = if fed.conn.is_closing() || fed.conn.is_ended() {
-                used = input.len();
-                true
-            } else if took == 0 || used == input.len() {
-                // Everything consumed: nothing is owed, and a read finds the output over
-                // its bound before it reads (`read_step`).
-                true
-            } else {
-                // Stopped with input left: it is owed, and handed again once the output
-                // drained or the handler resumed reading.
-                let full = fed.pending() > fed.conn.limits(&fed.env.limits).max_pending;
-                let stop = full || fed.conn.is_paused_by_handler();
-                if stop {
-                    fed.conn.owe_input();
-                }
-                if full {
-                    fed.conn.pause_for_output();
-                }
-                stop
-            };
-            if done {
-                fed.end(state);
-                return used;
+        let done = if fed.conn.is_closing() || fed.conn.is_ended() {
+            used = input.len();
+            true
+        } else if took == 0 || used == input.len() {
+            // Everything consumed: nothing is owed, and a read finds the output over
+            // its bound before it reads (`read_step`).
+            true
+        } else {
+            // Stopped with input left: it is owed, and handed again once the output
+            // drained or the handler resumed reading.
+            let full = fed.pending() > fed.conn.limits(&fed.env.limits).max_pending;
+            let stop = full || fed.conn.is_paused_by_handler();
+            if stop {
+                fed.conn.owe_input();
             }
+            if full {
+                fed.conn.pause_for_output();
+            }
+            stop
+        };
+        if done {
+            fed.end(state);
+            return used;
         }
     }
 }
