@@ -448,6 +448,9 @@ impl<T, S: Socket> Connection<T, S> {
     /// Queues `data` (shared when `shared` holds the same bytes) and writes what the socket
     /// takes now. A write error ends the connection at its next step. Returns whether the
     /// bytes were taken (not after our side is shut or the connection ended).
+    // Inline, as `write_now`: the batch's write at the end of every `on_data` batch goes
+    // through both (27 instructions per request out of line, measured).
+    #[inline(always)]
     pub(crate) fn send(
         &mut self,
         data: &[u8],
@@ -486,6 +489,7 @@ impl<T, S: Socket> Connection<T, S> {
     /// the socket takes is written straight from the caller's bytes. Returns where the
     /// rest, to be queued, starts (all of it after a write error, which ends the
     /// connection at its next step).
+    #[inline(always)]
     fn write_now(&mut self, data: &[u8], counters: &Counters) -> Option<usize> {
         let writes_now = match self.state {
             State::Open { blocked, .. } => !blocked && self.out.is_empty() && !self.corked,
