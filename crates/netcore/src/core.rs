@@ -10,6 +10,7 @@ pub(crate) mod connects;
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -87,11 +88,66 @@ pub(crate) enum Output<'a> {
 /// in one system call once the batch is handled. One write per batch of pipelined
 /// requests, and for a single request the same one write as an uncorked send, without
 /// queueing a chunk on the connection.
+///
+/// Replies that are a slice of the input itself (an echo, a relay) are not copied: while
+/// they are one run of it, the cork keeps where, and the batch's write takes them from the
+/// input.
 #[derive(Debug, Default)]
 struct Cork {
     /// The connection being fed.
     id: Option<ConnId>,
+    /// Where the batch's input is: its address and length.
+    input: (usize, usize),
+    /// The batch's first replies, when they are one run of the input: its range there.
+    borrowed: Option<Range<usize>>,
+    /// What the batch sent otherwise (or after), copied.
     buf: Vec<u8>,
+}
+
+impl Cork {
+    /// Takes `bytes` into the batch: as a range of the input when they continue the run
+    /// of it the batch's replies are so far, else copied unless larger than
+    /// [`CORK_COPY_MAX`] (`false`: the caller queues them on the connection).
+    #[inline]
+    fn push(&mut self, bytes: &[u8]) -> bool {
+        if self.buf.is_empty() {
+            if let Some(range) = self.within_input(bytes) {
+                match &mut self.borrowed {
+                    None => {
+                        self.borrowed = Some(range);
+                        return true;
+                    }
+                    Some(run) if run.end == range.start => {
+                        run.end = range.end;
+                        return true;
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        if bytes.len() > CORK_COPY_MAX && self.borrowed.is_none() {
+            return false;
+        }
+        // Behind a run of the input, everything is copied: it must leave after the run,
+        // in the batch's one write.
+        self.buf.extend_from_slice(bytes);
+        true
+    }
+
+    /// Where `bytes` are in the batch's input, if they are part of it. Two slices at the
+    /// same address are the same bytes: the input is borrowed, unchanged, for the whole
+    /// batch.
+    fn within_input(&self, bytes: &[u8]) -> Option<Range<usize>> {
+        let (base, len) = self.input;
+        let start = (bytes.as_ptr() as usize).checked_sub(base)?;
+        let end = start.checked_add(bytes.len())?;
+        (end <= len && !bytes.is_empty()).then_some(start..end)
+    }
+
+    /// Bytes the batch has sent so far.
+    fn len(&self) -> usize {
+        self.borrowed.as_ref().map_or(0, |run| run.len()) + self.buf.len()
+    }
 }
 
 /// Sends larger than this skip the cork buffer (which would copy them once more): they
@@ -169,20 +225,32 @@ pub(crate) struct Feeding<'a, T> {
 impl<T> Feeding<'_, T> {
     /// Output queued for the connection, what the batch sent so far included.
     pub(crate) fn pending(&self) -> usize {
-        self.conn.pending() + self.cork.buf.len()
+        self.conn.pending() + self.cork.len()
     }
 
-    /// The batch is handled: the state goes back, and what the batch sent is written, in
-    /// one system call, and sends write at once again.
-    pub(crate) fn end(self, state: T) {
+    /// The batch of `input` is handled: the state goes back, and what the batch sent is
+    /// written, in one system call, and sends write at once again.
+    pub(crate) fn end(self, state: T, input: &[u8]) {
         self.cork.id = None;
         // A state of no size (a handler without one) has nothing to put back.
         if std::mem::size_of::<T>() != 0 {
             self.conn.put_state(state);
         }
+        debug_assert_eq!(self.cork.input, (input.as_ptr() as usize, input.len()));
+        let run = self.cork.borrowed.take().and_then(|run| input.get(run));
+        let batch: &[u8] = match run {
+            Some(run) if self.cork.buf.is_empty() => run,
+            Some(run) => {
+                // Replies copied behind the run: one buffer, for one write.
+                self.cork.buf.splice(0..0, run.iter().copied());
+                &self.cork.buf
+            }
+            None => &self.cork.buf,
+        };
         let env = self.env;
-        let actions = self.conn.uncork(&self.cork.buf, &env.limits, &env.counters);
+        let actions = self.conn.uncork(batch, &env.limits, &env.counters);
         owe(self.work, self.id, actions);
+        self.cork.input = (0, 0);
         self.cork.buf.clear();
         if self.cork.buf.capacity() > CORK_KEEP {
             self.cork.buf.shrink_to(CORK_KEEP);
@@ -359,23 +427,20 @@ impl<T> Core<T> {
     /// returns nothing; `Control::send` says whether the bytes were taken.
     #[inline]
     pub(crate) fn send_corked(&mut self, id: ConnId, bytes: &[u8]) -> bool {
-        if self.cork.id == Some(id) && bytes.len() <= CORK_COPY_MAX {
-            self.cork.buf.extend_from_slice(bytes);
-            return true;
-        }
-        false
+        self.cork.id == Some(id) && self.cork.push(bytes)
     }
 
     /// Sends a copy of `bytes` on connection `id`: [`send`](Self::send), with the corked
     /// case (a reply to the input being handled) first and short.
     #[inline]
     pub(crate) fn send_copy(&mut self, id: ConnId, bytes: &[u8]) -> Option<bool> {
-        if self.cork.id == Some(id) && bytes.len() <= CORK_COPY_MAX {
+        if self.cork.id == Some(id) {
             if !self.conns.get(id)?.accepts_output() {
                 return Some(false);
             }
-            self.cork.buf.extend_from_slice(bytes);
-            return Some(true);
+            if self.cork.push(bytes) {
+                return Some(true);
+            }
         }
         self.send(id, Output::Copy(bytes))
     }
@@ -386,12 +451,18 @@ impl<T> Core<T> {
         let c = self.conns.get_mut(id)?;
         let counters = &self.env.counters;
         if self.cork.id == Some(id) {
-            if let Output::Copy(bytes) = output {
-                if bytes.len() <= CORK_COPY_MAX {
-                    if !c.accepts_output() {
-                        return Some(false);
-                    }
-                    self.cork.buf.extend_from_slice(bytes);
+            let bytes: &[u8] = match &output {
+                Output::Copy(bytes) => bytes,
+                Output::Shared(arc) => arc,
+                Output::Owned(data) => data,
+            };
+            // Small copies join the batch; behind a run of the input anything does (see
+            // `Cork::push`), since that run can only leave in the batch's write.
+            if matches!(output, Output::Copy(_)) || self.cork.borrowed.is_some() {
+                if !c.accepts_output() {
+                    return Some(false);
+                }
+                if self.cork.push(bytes) {
                     return Some(true);
                 }
             }
@@ -412,7 +483,7 @@ impl<T> Core<T> {
     pub(crate) fn pending(&self, id: ConnId) -> Option<usize> {
         let queued = self.conns.get(id)?.pending();
         Some(match self.cork.id {
-            Some(corked) if corked == id => queued + self.cork.buf.len(),
+            Some(corked) if corked == id => queued + self.cork.len(),
             _ => queued,
         })
     }
@@ -420,13 +491,14 @@ impl<T> Core<T> {
     /// Connection `id` is about to be handed a batch of input: from now on its sends
     /// gather in the cork buffer, until [`Feeding::end`]. Its state is lent out
     /// for the batch's calls (one lookup for both: this runs for every batch).
-    pub(crate) fn begin_feed(&mut self, id: ConnId) -> Option<T>
+    pub(crate) fn begin_feed(&mut self, id: ConnId, input: &[u8]) -> Option<T>
     where
         T: Default,
     {
         let c = self.conns.get_mut(id)?;
         c.cork();
         self.cork.id = Some(id);
+        self.cork.input = (input.as_ptr() as usize, input.len());
         Some(c.take_state())
     }
 
@@ -637,5 +709,58 @@ impl<T> Core<T> {
                 id
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cork_over(input: &[u8]) -> Cork {
+        Cork {
+            input: (input.as_ptr() as usize, input.len()),
+            ..Cork::default()
+        }
+    }
+
+    #[test]
+    fn a_run_of_the_input_is_kept_as_a_range_and_what_follows_it_is_copied() {
+        let input = b"0123456789".to_vec();
+        let mut cork = cork_over(&input);
+        assert!(cork.push(&input[2..4]));
+        assert!(cork.push(&input[4..7]), "continues the run");
+        assert_eq!(cork.borrowed, Some(2..7));
+        assert!(cork.buf.is_empty());
+        assert!(
+            cork.push(&input[0..1]),
+            "not the run's continuation: copied"
+        );
+        assert!(
+            cork.push(&input[7..8]),
+            "behind a copy: copied, even if contiguous"
+        );
+        assert_eq!(cork.buf, b"07");
+        assert_eq!(cork.borrowed, Some(2..7));
+        assert_eq!(cork.len(), 7);
+    }
+
+    #[test]
+    fn other_bytes_are_copied_up_to_the_bound_and_an_empty_slice_is_no_run() {
+        let input = b"abc".to_vec();
+        let other = vec![7u8; CORK_COPY_MAX + 1];
+        let mut cork = cork_over(&input);
+        assert!(cork.push(&input[3..]), "empty");
+        assert_eq!(cork.borrowed, None);
+        assert!(
+            !cork.push(&other),
+            "too large to copy: queued by the caller"
+        );
+        assert!(cork.push(&other[..3]));
+        assert_eq!(cork.len(), 3);
+        // Behind a run, even a large send is copied: it must leave after the run.
+        let mut cork = cork_over(&input);
+        assert!(cork.push(&input[..1]));
+        assert!(cork.push(&other));
+        assert_eq!(cork.len(), 1 + other.len());
     }
 }

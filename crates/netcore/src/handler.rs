@@ -287,6 +287,10 @@ impl<'a, T> Conn<'a, T> {
     /// once the batch is handled, so a single request still costs one write and sixteen
     /// pipelined ones one too. A handler that wants one write for replies it makes across
     /// other callbacks builds them in one `Vec` ([`send_owned`](Self::send_owned)).
+    ///
+    /// Replies that are slices of the input being handled (an echo, a relay of a frame's
+    /// payload) are not copied while they continue one another: the batch's write takes
+    /// them from the input.
     #[inline]
     pub fn send(&mut self, data: &[u8]) {
         if !self.ctl.core_mut().send_corked(self.id, data) {

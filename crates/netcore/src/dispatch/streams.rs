@@ -333,7 +333,7 @@ fn feed<M, T: Default, H: Handler<M, T>>(
     if input.is_empty() {
         return 0;
     }
-    let Some(mut state) = core.begin_feed(id) else {
+    let Some(mut state) = core.begin_feed(id, input) else {
         return input.len();
     };
     let mut used = 0;
@@ -371,7 +371,7 @@ fn feed<M, T: Default, H: Handler<M, T>>(
             stop
         };
         if done {
-            fed.end(state);
+            fed.end(state, input);
             return used;
         }
     }

@@ -167,3 +167,61 @@ fn input_kept_past_max_input_closes_the_connection_with_input_limit() {
     assert_eq!(running.counters.snapshot().input_limit, 1);
     running.stop();
 }
+
+/// Answers each line with the line, `|`, the line's first byte again, `#` and `$`, each
+/// sent another way: a slice of the input (the first continues the run of the replies
+/// before it, the second does not), a constant, `Control::send` of a slice of the input,
+/// an owned and a shared buffer.
+struct Mixer {
+    dollar: Arc<[u8]>,
+}
+
+impl Handler for Mixer {
+    fn on_data(&mut self, conn: &mut Conn<'_>, input: &[u8]) -> usize {
+        let Some(end) = input.iter().position(|&b| b == b'\n') else {
+            return 0;
+        };
+        let line = &input[..=end];
+        conn.send(line);
+        conn.send(b"|");
+        let id = conn.id();
+        conn.control().send(id, &line[..1]);
+        conn.send_owned(b"#".to_vec());
+        conn.send_shared(&self.dollar);
+        end + 1
+    }
+}
+
+#[test]
+fn replies_that_are_slices_of_the_input_keep_their_order_among_other_sends() {
+    let (event_loop, addr) = util::tcp_loop(util::config());
+    let running = util::spawn(
+        event_loop,
+        Mixer {
+            dollar: Arc::from(&b"$"[..]),
+        },
+    );
+    let mut client = util::connect(addr);
+    // Pipelined lines in one write, one longer than a copied reply may be (16 KiB), so
+    // that one batch holds runs of the input, copies, and queued buffers.
+    let long = format!("{}\n", "x".repeat(20_000));
+    let lines = ["ab\n", "c\n", long.as_str(), "d\n"];
+    let mut want = Vec::new();
+    for line in lines {
+        want.extend_from_slice(line.as_bytes());
+        want.push(b'|');
+        want.push(line.as_bytes()[0]);
+        want.extend_from_slice(b"#$");
+    }
+    client.write_all(lines.concat().as_bytes()).unwrap();
+    let mut got = vec![0; want.len()];
+    client.read_exact(&mut got).unwrap();
+    assert_eq!(util::first_difference(&got, &want), None);
+    // Alone in its batch, the long line is one run of the input, then the rest.
+    client.write_all(long.as_bytes()).unwrap();
+    let mut got = vec![0; long.len() + 4];
+    client.read_exact(&mut got).unwrap();
+    assert_eq!(&got[..long.len()], long.as_bytes());
+    assert_eq!(&got[long.len()..], b"|x#$");
+    running.stop();
+}
