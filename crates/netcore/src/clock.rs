@@ -19,10 +19,9 @@ const NANOS_PER_SEC: u64 = 1_000_000_000;
 pub(crate) struct Tick(u64);
 
 impl Tick {
-    /// Whole milliseconds until `self` from `now`, rounded up (epoll's unit: rounding down
-    /// would wake the loop a moment early, to find nothing due, and spin).
-    pub(crate) fn millis_after(self, now: Tick) -> u64 {
-        self.0.saturating_sub(now.0).div_ceil(1_000_000)
+    /// How long after `earlier` this is; zero when it is not after it.
+    pub(crate) fn saturating_since(self, earlier: Tick) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }
 }
 
@@ -139,11 +138,17 @@ mod tests {
     }
 
     #[test]
-    fn arithmetic_saturates_and_rounds_up_to_milliseconds() {
+    fn arithmetic_saturates() {
         let t = Tick(5_000_000_000);
         assert_eq!(t + Duration::from_micros(1500), Tick(5_001_500_000));
-        assert_eq!((t + Duration::from_micros(1500)).millis_after(t), 2);
-        assert_eq!(t.millis_after(t + Duration::from_secs(1)), 0);
+        assert_eq!(
+            (t + Duration::from_micros(1500)).saturating_since(t),
+            Duration::from_micros(1500)
+        );
+        assert_eq!(
+            t.saturating_since(t + Duration::from_secs(1)),
+            Duration::ZERO
+        );
         assert_eq!(t + Duration::MAX, Tick(u64::MAX));
         let clock = Clock::new();
         assert!(clock.now() >= clock.tick_of(Instant::now() - Duration::from_secs(1)));

@@ -52,11 +52,10 @@ impl Timers {
         }
     }
 
-    /// How long `poll` may sleep: until the first deadline, rounded up to a whole millisecond
-    /// (epoll's unit) so the loop does not wake a moment early and spin.
+    /// How long `poll` may sleep: until the first deadline. mio rounds it up to epoll's
+    /// whole milliseconds, so the loop does not wake a moment early and spin.
     pub(crate) fn poll_timeout(&self, now: Tick) -> Option<Duration> {
-        let first = self.first?;
-        Some(Duration::from_millis(first.millis_after(now)))
+        Some(self.first?.saturating_since(now))
     }
 
     /// Removes and returns the first deadline that is due at `now`.
@@ -96,18 +95,18 @@ mod tests {
     }
 
     #[test]
-    fn timeout_rounds_up_to_a_millisecond() {
+    fn the_timeout_runs_to_the_first_deadline_and_never_below_zero() {
         let now = crate::clock::Clock::new().now();
         let mut timers = Timers::default();
         timers.insert(now + Duration::from_micros(1500), TimerKey::Shutdown);
-        assert_eq!(timers.poll_timeout(now), Some(Duration::from_millis(2)));
+        assert_eq!(timers.poll_timeout(now), Some(Duration::from_micros(1500)));
         assert_eq!(
             timers.poll_timeout(now + Duration::from_secs(1)),
             Some(Duration::ZERO)
         );
         let mut far = Timers::default();
         far.insert(now + Duration::new(61, 999_000_001), TimerKey::Shutdown);
-        assert_eq!(far.poll_timeout(now), Some(Duration::from_millis(62_000)));
+        assert_eq!(far.poll_timeout(now), Some(Duration::new(61, 999_000_001)));
         far.insert(now + Duration::from_secs(3), TimerKey::Shutdown);
         assert_eq!(far.poll_timeout(now), Some(Duration::from_secs(3)));
     }
