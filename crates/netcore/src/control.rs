@@ -290,6 +290,11 @@ impl<T> Control<'_, T> {
     /// [`Handler<M, T>`](crate::Handler)); `None` when `id` is stale, and for the connection
     /// whose callback is running (its state is that callback's [`Conn::state`](crate::Conn::state)).
     pub fn state(&mut self, id: ConnId) -> Option<&mut T> {
+        // The running callback's own state is lent to its `Conn`: what is left in the slot
+        // meanwhile is a stand-in.
+        if self.current == Some(id) {
+            return None;
+        }
         self.core.conn_mut(id).map(Connection::state_mut)
     }
 

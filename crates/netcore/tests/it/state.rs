@@ -38,6 +38,8 @@ impl Handler<(), Session> for Named {
         let me = conn.id();
         if line == "who" {
             let ctl = conn.control();
+            // Its own state is the callback's `conn.state()`, not reachable by id meanwhile.
+            assert!(ctl.state(me).is_none());
             let mut others: Vec<String> = self
                 .clients
                 .iter()
