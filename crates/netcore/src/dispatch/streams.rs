@@ -14,7 +14,7 @@ struct Event {
     writable: bool,
 }
 
-/// How far [`EventLoop::on_readable`] reads.
+/// How far [`Dispatcher::on_readable`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Drain {
     /// Until `WouldBlock` or EOF.
