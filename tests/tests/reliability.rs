@@ -97,8 +97,12 @@ fn sigterm_under_load_truncates_nothing_and_the_counts_add_up() {
     assert_eq!(errors.other, 0, "{report:?}");
     let ok = report.ok;
     assert!(ok >= 3000, "{report:?}");
-    // Every connection was greeted whole, or refused or reset before its first byte.
-    let accounted = ok + errors.refused + errors.reset + report.not_started;
+    // Every connection was greeted whole, or refused or reset before its first byte, or
+    // (rarely) timed out: a SYN dropped while the backlog was full is sent again a second
+    // later, when this server is gone and its port may already be another test's listener
+    // (one that holds connections without a word, as a stopped server does). The client
+    // then waits out its timeout; nothing of this server's is cut either way.
+    let accounted = ok + errors.refused + errors.reset + errors.timeout + report.not_started;
     assert_eq!(accounted, 30000, "{report:?}");
 }
 
