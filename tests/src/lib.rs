@@ -367,3 +367,63 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("bind 127.0.0.1:0")
 }
+
+/// HAProxy started by [`haproxy`]; stopped on drop. SIGTERM, so that the master stops and
+/// reaps its worker (killed, it would leave the worker to init), SIGKILL if it outlasts
+/// [`PATIENCE`].
+#[derive(Debug)]
+pub struct HaProxy(std::process::Child);
+
+impl Drop for HaProxy {
+    fn drop(&mut self) {
+        use proc_harness::supervise::{stop, Target};
+        let _ = stop(&mut self.0, Target::Process, libc::SIGTERM, PATIENCE);
+    }
+}
+
+/// Starts the `haproxy` binary on `config` in master-worker mode (`-Ws`) and waits until it
+/// says it is ready, `READY=1` on a notify socket as systemd would get it: by then every
+/// frontend is bound. Its log is `haproxy.log` beside `config`. `Err` with that log when it
+/// exited first (a port taken since it was chosen says `cannot bind`).
+pub fn haproxy(binary: &Path, config: &Path) -> Result<HaProxy, String> {
+    let dir = config.parent().expect("the config's folder");
+    let notify_path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&notify_path);
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
+    // The wait for a message is also how often it looks whether HAProxy exited.
+    notify
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let log_path = dir.join("haproxy.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = Command::new(binary)
+        .arg("-Ws")
+        .arg("-f")
+        .arg(config)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn haproxy");
+    let mut proxy = HaProxy(child);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut message = [0u8; 512];
+    loop {
+        if let Ok(n) = notify.recv(&mut message) {
+            // `RELOADING=1` comes first, then `READY=1` with the master's pid.
+            if message[..n].split(|&b| b == b'\n').any(|l| l == b"READY=1") {
+                return Ok(proxy);
+            }
+        }
+        if let Some(status) = proxy.0.try_wait().unwrap() {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            return Err(format!("haproxy exited ({status}): {log}"));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "haproxy never said READY=1: {}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+    }
+}

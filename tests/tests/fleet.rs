@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{bench_report, bin, free_port, port_of, read_all, BenchReport, PATIENCE};
+use e2e::{bench_report, bin, free_port, port_of, read_all, BenchReport, HaProxy, PATIENCE};
 
 use crate::metrics::{metrics_addr, sample, scrape};
 use crate::operations::{signal, Watched};
@@ -160,19 +160,9 @@ const ERRORS: [&str; 6] = [
 /// Connections in flight at once (`bench -c`): HAProxy opens no more to the instances.
 const CONCURRENCY: u64 = 8;
 
-/// HAProxy in the foreground, killed on drop.
-struct HaProxy(Child);
-
-impl Drop for HaProxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts HAProxy with the repository's `contrib/haproxy/greet.cfg`, its frontend and
-/// three servers moved to `backends` and a free port; returns it and the frontend once a
-/// client gets its greeting through it.
+/// three servers moved to `backends` and a free port; returns it and the frontend once it
+/// is ready and a client got its greeting through it.
 fn start_haproxy(haproxy: &Path, backends: &[SocketAddr; 3]) -> (HaProxy, SocketAddr) {
     let shipped = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/haproxy/greet.cfg"),
@@ -192,32 +182,15 @@ fn start_haproxy(haproxy: &Path, backends: &[SocketAddr; 3]) -> (HaProxy, Socket
         }
         let cfg = dir.join("greet.cfg");
         std::fs::write(&cfg, config).unwrap();
-        let log = std::fs::File::create(dir.join("haproxy.log")).unwrap();
-        let child = Command::new(haproxy)
-            .arg("-db")
-            .arg("-f")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn haproxy");
-        let mut proxy = HaProxy(child);
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if proxy.0.try_wait().unwrap().is_some() {
-                let log = std::fs::read_to_string(dir.join("haproxy.log")).unwrap_or_default();
-                if log.contains("Address already in use") || log.contains("cannot bind") {
-                    break; // the port was taken since: another
-                }
-                panic!("haproxy exited: {log}");
-            }
-            if let Ok(stream) = TcpStream::connect_timeout(&frontend, Duration::from_secs(1)) {
+        match e2e::haproxy(haproxy, &cfg) {
+            Ok(proxy) => {
+                let stream = TcpStream::connect(frontend).unwrap();
                 assert_eq!(read_all(stream).unwrap(), GREETING, "through haproxy");
                 return (proxy, frontend);
             }
-            assert!(Instant::now() < deadline, "haproxy never listened");
-            std::thread::sleep(Duration::from_millis(20));
+            // The port was taken since it was chosen: another.
+            Err(log) if log.contains("cannot bind") => {}
+            Err(log) => panic!("{log}"),
         }
     }
     panic!("no free port for haproxy after 5 tries");

@@ -9,10 +9,9 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{temp_dir, Server, PATIENCE};
+use e2e::{temp_dir, HaProxy, Server, PATIENCE};
 
 const GREETING: &[u8] = b"Thank you for connecting";
 const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
@@ -281,34 +280,16 @@ fn without_proxy_trusted_the_server_says_every_source_is_trusted() {
     );
 }
 
-/// HAProxy in the foreground (`-db`), killed on drop.
-struct HaProxy {
-    child: Child,
-}
-
-impl Drop for HaProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts HAProxy on a free port in front of `backends`, each server line ending in
-/// `option`; returns it with its frontend address and the first client connection, the
-/// one whose success said HAProxy was ready.
+/// `option`; returns it, once ready, with its frontend address.
 fn start_haproxy(
     haproxy: &Path,
     dir: &Path,
     backends: &[SocketAddr],
     option: &str,
-) -> (HaProxy, SocketAddr, TcpStream) {
+) -> (HaProxy, SocketAddr) {
     for _ in 0..10 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let frontend = SocketAddr::from(([127, 0, 0, 1], port));
+        let frontend = SocketAddr::from(([127, 0, 0, 1], e2e::free_port()));
         let servers: String = backends
             .iter()
             .enumerate()
@@ -323,37 +304,11 @@ fn start_haproxy(
         );
         let cfg = dir.join("haproxy.cfg");
         std::fs::write(&cfg, config).unwrap();
-        let child = Command::new(haproxy)
-            .arg("-db")
-            .arg("-f")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn haproxy");
-        let mut proxy = HaProxy { child };
-        // Ready when it accepts; polled with a deadline, never a fixed sleep.
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = proxy.child.try_wait().unwrap() {
-                let mut stderr = String::new();
-                if let Some(mut pipe) = proxy.child.stderr.take() {
-                    let _ = pipe.read_to_string(&mut stderr);
-                }
-                if stderr.contains("Address already in use") || stderr.contains("cannot bind") {
-                    break; // someone took the port: try another
-                }
-                panic!("haproxy exited ({status}): {stderr}");
-            }
-            if let Ok(stream) = TcpStream::connect_timeout(&frontend, Duration::from_secs(1)) {
-                return (proxy, frontend, stream);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "haproxy never listened on {frontend}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        match e2e::haproxy(haproxy, &cfg) {
+            Ok(proxy) => return (proxy, frontend),
+            // Someone took the port since it was chosen: another.
+            Err(log) if log.contains("cannot bind") => {}
+            Err(log) => panic!("{log}"),
         }
     }
     panic!("no free port for haproxy after 10 tries");
@@ -370,7 +325,8 @@ fn behind_haproxy(option: &str) {
     let trusted = ["--proxy-trusted", "127.0.0.1"];
     let servers = [proxy_server(&trusted), proxy_server(&trusted)];
     let backends: Vec<SocketAddr> = servers.iter().map(Server::addr).collect();
-    let (proxy, frontend, first) = start_haproxy(&haproxy, &dir, &backends, option);
+    let (proxy, frontend) = start_haproxy(&haproxy, &dir, &backends, option);
+    let first = TcpStream::connect(frontend).unwrap();
 
     let mut clients = vec![(first.local_addr().unwrap(), read_to_close(first))];
     let threads: Vec<_> = (0..4)

@@ -9,6 +9,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use e2e::{free_port, http_get, port_of, read_all, temp_dir, Server, PATIENCE};
@@ -130,6 +131,9 @@ pub(crate) struct Prometheus {
     child: Child,
     pub(crate) addr: SocketAddr,
     dir: PathBuf,
+    /// Its log (stderr), read on a thread for as long as it runs: a closed pipe would kill
+    /// it (a Go program dies of SIGPIPE on a write to its stderr).
+    _log: Receiver<String>,
 }
 
 impl Drop for Prometheus {
@@ -164,8 +168,7 @@ impl Prometheus {
     }
 
     fn try_start(binary: &Path, dir: &Path, addr: SocketAddr) -> Option<Prometheus> {
-        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-        let child = Command::new(binary)
+        let mut child = Command::new(binary)
             .arg(format!(
                 "--config.file={}",
                 dir.join("prometheus.yml").display()
@@ -177,31 +180,40 @@ impl Prometheus {
             .arg(format!("--web.listen-address={addr}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn prometheus");
-        let mut prometheus = Prometheus {
-            child,
-            addr,
-            dir: dir.to_path_buf(),
-        };
-        // Ready when /-/ready says so; polled with a deadline, never a fixed sleep.
+        let log = proc_harness::lines(child.stderr.take().expect("its stderr"));
+        // Ready when its log says so.
         let deadline = Instant::now() + 2 * PATIENCE;
+        let mut seen = Vec::new();
         loop {
-            if prometheus.child.try_wait().unwrap().is_some() {
-                let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
-                if log.contains("address already in use") {
-                    // Forget this one without removing the shared folder.
-                    prometheus.dir = dir.join("unused");
-                    return None;
+            let left = deadline.saturating_duration_since(Instant::now());
+            match log.recv_timeout(left) {
+                Ok(line) if line.contains("Server is ready to receive web requests") => {
+                    return Some(Prometheus {
+                        child,
+                        addr,
+                        dir: dir.to_path_buf(),
+                        _log: log,
+                    });
                 }
-                panic!("prometheus exited: {log}");
+                Ok(line) => seen.push(line),
+                // Its stderr closed: it exited.
+                Err(RecvTimeoutError::Disconnected) => {
+                    let _ = child.wait();
+                    let seen = seen.join("\n");
+                    if seen.contains("address already in use") {
+                        return None;
+                    }
+                    panic!("prometheus exited: {seen}");
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("prometheus never became ready: {}", seen.join("\n"))
+                }
             }
-            if matches!(http_get(addr, "/-/ready"), Ok((200, _))) {
-                return Some(prometheus);
-            }
-            assert!(Instant::now() < deadline, "prometheus never became ready");
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
