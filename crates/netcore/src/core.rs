@@ -250,7 +250,6 @@ impl<T> Feeding<'_, T> {
         let env = self.env;
         let actions = self.conn.uncork(batch, &env.limits, &env.counters);
         owe(self.work, self.id, actions);
-        self.cork.input = (0, 0);
         self.cork.buf.clear();
         if self.cork.buf.capacity() > CORK_KEEP {
             self.cork.buf.shrink_to(CORK_KEEP);
