@@ -37,7 +37,8 @@ const TASKS: [(&str, &str); 5] = [
     (
         "test",
         "what CI runs: cargo fmt --check, clippy -D warnings, cargo test --workspace (the\n\
-         benchmark peers are left to `bench`), netcore's instructions per echo request against\n\
+         benchmark peers are left to `bench`), netcore without its `resolver` feature (clippy,\n\
+         unit tests, docs), netcore's instructions per echo request against\n\
          bench/ir-baseline.json (`bench ir --check`; skipped without valgrind), cargo doc\n\
          (warnings denied), cargo package of netcore and sockaddr-resolver (each archive\n\
          builds on its own), then the demo",
@@ -186,6 +187,31 @@ fn test() -> Result<()> {
             "--exclude",
             "tokio-connect-proxy",
         ]),
+    )?;
+    // netcore stays usable without sockaddr-resolver: it builds, lints, tests and documents
+    // without the feature (connects by name, and what needs them, compile out).
+    run_step(
+        "cargo clippy -p netcore --no-default-features",
+        cargo().args([
+            "clippy",
+            "-p",
+            "netcore",
+            "--no-default-features",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    run_step(
+        "cargo test -p netcore --no-default-features --lib",
+        cargo().args(["test", "-p", "netcore", "--no-default-features", "--lib"]),
+    )?;
+    run_step(
+        "cargo doc -p netcore --no-default-features",
+        cargo()
+            .args(["doc", "-p", "netcore", "--no-deps", "--no-default-features"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
     // Deterministic instruction counts: netcore's echo against bench/ir-baseline.json.
     bench::ir::gate()?;

@@ -552,6 +552,21 @@ fn is_executable(path: &Path) -> bool {
 mod tests {
     use super::*;
 
+    /// The README's target for the examples: none longer than its tokio twin + 10%.
+    #[test]
+    fn every_example_is_no_longer_than_its_tokio_twin_plus_ten_percent() {
+        for pair in lines_of_code_of_pairs().unwrap() {
+            assert!(
+                pair.netcore_lines * 10 <= pair.tokio_lines * 11,
+                "{} is {} lines, its tokio twin {} ({})",
+                pair.netcore_file,
+                pair.netcore_lines,
+                pair.tokio_lines,
+                pair.tokio_file
+            );
+        }
+    }
+
     /// wrk 4.1.0's report of a run against netcore's http example.
     const WRK: &str = "Running 2s test @ http://127.0.0.1:37923/
   1 threads and 50 connections

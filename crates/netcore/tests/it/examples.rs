@@ -432,6 +432,7 @@ fn http_drops_a_large_body_and_answers_the_request_behind_it() {
 
 /// Sends `request` to the CONNECT proxy and reads its whole answer (it closes after a
 /// refusal).
+#[cfg(feature = "resolver")]
 fn ask_connect_proxy(proxy: SocketAddr, request: &str) -> String {
     let mut stream = client(proxy);
     stream
@@ -444,6 +445,8 @@ fn ask_connect_proxy(proxy: SocketAddr, request: &str) -> String {
     answer
 }
 
+// The example needs the `resolver` feature (its `required-features`).
+#[cfg(feature = "resolver")]
 #[test]
 fn connect_proxy_answers_502_with_every_address_error_and_405_to_anything_else() {
     let proxy = Example::start("connect_proxy", &[]);

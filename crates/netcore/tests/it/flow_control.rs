@@ -2,7 +2,7 @@
 //! falls to `Config::low_water`, so a producer paused for its sake resumes; a forwarder
 //! that pauses a fast sender while the receiver's output is full holds the loop's buffered
 //! bytes (the `buffered_peak` gauge) bounded however much the sender pushes; `read_pause`
-//! tells the handler's pause from the loop's back-pressure.
+//! tells the handler's pause from the loop's back-pressure and from a pipe's.
 
 use crate::util;
 
@@ -477,4 +477,72 @@ fn read_pause_tells_the_handlers_pause_from_the_loops() {
     assert!(by_handler.is_paused() && by_backpressure.is_paused());
     assert!(!handler.is_paused());
     server.stop();
+}
+
+/// Pipes the first two clients to each other; from a timer every 5 ms, records the first
+/// client's pause once the pipe holds it.
+#[derive(Default)]
+struct PipePauseInspector {
+    clients: Vec<ConnId>,
+    seen: Arc<Mutex<Option<ReadPause>>>,
+}
+
+impl Handler for PipePauseInspector {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        self.clients.push(conn.id());
+        if let [a, b] = self.clients[..] {
+            assert!(conn.control().pipe(a, b));
+            let now = conn.control().now();
+            conn.control().set_timer(now);
+        }
+    }
+
+    fn on_timer(&mut self, ctl: &mut Control<'_>, _: TimerId) {
+        let pause = ctl.read_pause(self.clients[0]);
+        if pause.is_some_and(|p| p.by_pipe) {
+            *self.seen.lock().unwrap() = pause;
+            return;
+        }
+        let later = ctl.now() + Duration::from_millis(5);
+        ctl.set_timer(later);
+    }
+}
+
+#[test]
+fn read_pause_tells_a_pipes_pause() {
+    let (event_loop, addr) = util::tcp_loop(netcore::Config {
+        max_pending_output: 64 << 10,
+        ..util::config()
+    });
+    let seen = Arc::new(Mutex::new(None));
+    let server = util::spawn(
+        event_loop,
+        PipePauseInspector {
+            clients: Vec::new(),
+            seen: Arc::clone(&seen),
+        },
+    );
+    let mut sender = TcpStream::connect(addr).unwrap();
+    // The receiving end never reads, so what the pipe sends it backs up past the bound.
+    let receiver = small_buffer_client(addr);
+    sender.set_write_timeout(Some(BOUND)).unwrap();
+    let flood = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 64 << 10];
+        // Bounded: 64 MiB at most; the write blocks, then times out, once the pipe pauses.
+        for _ in 0..1024 {
+            if sender.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    util::wait_for("the pipe's pause", BOUND, || seen.lock().unwrap().is_some());
+    let pause = seen.lock().unwrap().expect("seen");
+    assert!(
+        pause.by_pipe && !pause.by_handler && !pause.by_backpressure,
+        "{pause:?}"
+    );
+    // The receiver's close ends the pipe, and with it the sender's blocked write.
+    drop(receiver);
+    flood.join().unwrap();
+    drop(server.stop());
 }

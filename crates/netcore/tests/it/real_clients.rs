@@ -258,6 +258,7 @@ fn proxy_carries_50_mb_each_way_through_an_echo_server_and_passes_the_half_close
 }
 
 /// `n` pseudo-random bytes (xorshift): a loss, a repeat or a reordering shows.
+#[cfg(feature = "resolver")]
 fn random_bytes(n: usize) -> Vec<u8> {
     let mut x = 0x2545_f491_4f6c_dd1d_u64;
     (0..n)
@@ -272,6 +273,7 @@ fn random_bytes(n: usize) -> Vec<u8> {
 
 /// An HTTP server for one request, on 127.0.0.1: reads the whole body the request's
 /// `Content-Length` announces, then answers `200` with that same body.
+#[cfg(feature = "resolver")]
 fn echo_http_once() -> (SocketAddr, std::thread::JoinHandle<usize>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -312,6 +314,8 @@ fn echo_http_once() -> (SocketAddr, std::thread::JoinHandle<usize>) {
     (addr, server)
 }
 
+// The example needs the `resolver` feature (its `required-features`).
+#[cfg(feature = "resolver")]
 #[test]
 fn connect_proxy_tunnels_curl_to_a_target_by_name_with_50_mb_each_way() {
     const SIZE: usize = 50 * 1000 * 1000;
