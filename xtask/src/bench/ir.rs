@@ -1,12 +1,15 @@
-//! `cargo xtask bench ir`: user-space instructions and system calls per echo request.
+//! `cargo xtask bench ir`: user-space instructions and system calls per request.
 //! Wall-clock CPU cannot see a few hundred instructions through this machine's noise (the
 //! kernel's share of a request dominates); an instruction count can, and with a load that
 //! meets the server the same way every time it is the same from run to run.
 //!
 //! Each echo server (netcore's `examples/echo.rs`, `bench/mio-echo`, `bench/tokio-echo` and
 //! the C epoll server `bench/c-echo`) serves two workloads, 10 connections of 64-byte
-//! requests one at a time and the same 16-deep pipelined, from the client in [`load`]. Each
-//! workload runs twice under valgrind's callgrind (instructions) and twice under
+//! requests one at a time and the same 16-deep pipelined, from the client in [`load`];
+//! netcore's `http` and `redis` examples and their tokio twins (`bench/tokio-http`,
+//! `bench/tokio-redis`) serve the same two shapes of load in their protocols (`GET /`;
+//! Redis `GET` of a missing key), the workloads of `bench pairs` without the kernel's
+//! noise. Each workload runs twice under valgrind's callgrind (instructions) and twice under
 //! `strace -c -f` (system calls), a small and a large run; the difference of the two
 //! totals over the difference of their requests is the cost per request, start-up and
 //! shutdown cancelling out.
@@ -28,7 +31,7 @@ use proc_harness::{Process, Stderr};
 use serde::{Deserialize, Serialize};
 
 use self::baseline::{Verdict, BASELINE};
-use self::load::Load;
+use self::load::{Load, Protocol};
 use self::parse::StraceSummary;
 use super::{build_c, target_dir, write_json};
 use crate::{cargo, root, run_step};
@@ -45,28 +48,67 @@ pub(crate) enum Workload {
     Echo,
     /// The same, 16 requests written at once, then their 16 echoes read.
     Pipelined,
+    /// 10 connections, `GET /` one at a time on each.
+    Http,
+    /// The same, 16 pipelined.
+    HttpPipelined,
+    /// 10 connections, Redis `GET` one at a time on each.
+    Redis,
+    /// The same, 16 pipelined.
+    RedisPipelined,
 }
 
 impl Workload {
-    const ALL: [Workload; 2] = [Workload::Echo, Workload::Pipelined];
+    /// The echo servers' workloads: the ones the gate holds netcore to.
+    const ECHO: [Workload; 2] = [Workload::Echo, Workload::Pipelined];
+    const ALL: [Workload; 6] = [
+        Workload::Echo,
+        Workload::Pipelined,
+        Workload::Http,
+        Workload::HttpPipelined,
+        Workload::Redis,
+        Workload::RedisPipelined,
+    ];
 
     fn load(self) -> Load {
+        let protocol = match self {
+            Workload::Echo | Workload::Pipelined => Protocol::Echo { size: 64 },
+            Workload::Http | Workload::HttpPipelined => Protocol::Http,
+            Workload::Redis | Workload::RedisPipelined => Protocol::Redis,
+        };
         Load {
             connections: 10,
-            size: 64,
-            depth: match self {
-                Workload::Echo => 1,
-                Workload::Pipelined => 16,
-            },
+            protocol,
+            depth: if self.pipelined() { 16 } else { 1 },
         }
+    }
+
+    fn pipelined(self) -> bool {
+        matches!(
+            self,
+            Workload::Pipelined | Workload::HttpPipelined | Workload::RedisPipelined
+        )
     }
 
     /// Rounds (a batch on every connection) of the small and the large run: 2,000 and
     /// 12,000 requests for one at a time, 1,920 and 12,000 pipelined.
     fn rounds(self) -> [u32; 2] {
+        if self.pipelined() {
+            [12, 75]
+        } else {
+            [200, 1200]
+        }
+    }
+
+    /// The servers measured under this workload; the first is netcore's, the second the
+    /// one the others are compared with.
+    fn servers(self) -> &'static [&'static str] {
         match self {
-            Workload::Echo => [200, 1200],
-            Workload::Pipelined => [12, 75],
+            Workload::Echo | Workload::Pipelined => {
+                &["netcore-echo", "mio-echo", "tokio-echo", "c-echo"]
+            }
+            Workload::Http | Workload::HttpPipelined => &["netcore-http", "tokio-http"],
+            Workload::Redis | Workload::RedisPipelined => &["netcore-redis", "tokio-redis"],
         }
     }
 }
@@ -76,11 +118,15 @@ impl fmt::Display for Workload {
         f.write_str(match self {
             Workload::Echo => "10 conns x 64 B",
             Workload::Pipelined => "10 conns x 64 B, 16 pipelined",
+            Workload::Http => "10 conns x GET /",
+            Workload::HttpPipelined => "10 conns x GET /, 16 pipelined",
+            Workload::Redis => "10 conns x redis GET",
+            Workload::RedisPipelined => "10 conns x redis GET, 16 pipelined",
         })
     }
 }
 
-/// An echo server: `PATH [ADDR]`, printing `Listening on ADDR` first.
+/// A server: `PATH [ADDR]`, printing `Listening on ADDR` first.
 struct Server {
     name: &'static str,
     path: PathBuf,
@@ -96,9 +142,12 @@ struct IrRow {
     /// System calls per request (`strace -c -f`), and by call.
     syscalls_per_request: f64,
     syscalls: std::collections::BTreeMap<String, f64>,
-    /// The two above over raw mio's under the same workload.
-    instructions_vs_mio: Option<f64>,
-    syscalls_vs_mio: Option<f64>,
+    /// The server the two below compare with: raw mio for an echo, the tokio twin for
+    /// HTTP and Redis.
+    reference: &'static str,
+    /// The two above over the reference's under the same workload.
+    instructions_vs_reference: Option<f64>,
+    syscalls_vs_reference: Option<f64>,
 }
 
 /// What `cargo xtask bench ir` writes to `target/bench/ir-latest.json`.
@@ -124,7 +173,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         }
     }
     run_step(
-        "cargo build --release (echo servers)",
+        "cargo build --release (the servers)",
         cargo().args([
             "build",
             "--release",
@@ -132,18 +181,27 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             "netcore",
             "--example",
             "echo",
+            "--example",
+            "http",
+            "--example",
+            "redis",
             "-p",
             "mio-echo",
             "-p",
             "tokio-echo",
+            "-p",
+            "tokio-http",
+            "-p",
+            "tokio-redis",
             "--bins",
         ]),
     )?;
     let release = target_dir().join("release");
+    let example = |name: &str| release.join("examples").join(name);
     let servers = [
         Server {
             name: "netcore-echo",
-            path: release.join("examples").join("echo"),
+            path: example("echo"),
         },
         Server {
             name: "mio-echo",
@@ -157,10 +215,30 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             name: "c-echo",
             path: build_c("c-echo", &[])?,
         },
+        Server {
+            name: "netcore-http",
+            path: example("http"),
+        },
+        Server {
+            name: "tokio-http",
+            path: release.join("tokio-http"),
+        },
+        Server {
+            name: "netcore-redis",
+            path: example("redis"),
+        },
+        Server {
+            name: "tokio-redis",
+            path: release.join("tokio-redis"),
+        },
     ];
     let mut rows = Vec::new();
     for workload in Workload::ALL {
-        for server in &servers {
+        for name in workload.servers() {
+            let server = servers
+                .iter()
+                .find(|s| s.name == *name)
+                .with_context(|| format!("no server named {name}"))?;
             rows.push(measure(server, workload)?);
         }
     }
@@ -215,8 +293,9 @@ fn measure(server: &Server, workload: Workload) -> Result<IrRow> {
         instructions_per_request: instructions,
         syscalls_per_request,
         syscalls,
-        instructions_vs_mio: None,
-        syscalls_vs_mio: None,
+        reference: workload.servers()[1],
+        instructions_vs_reference: None,
+        syscalls_vs_reference: None,
     })
 }
 
@@ -237,11 +316,11 @@ fn instructions_per_request(server: &Server, workload: Workload) -> Result<f64> 
         .with_context(|| format!("{}: fewer instructions in the larger run", server.name))
 }
 
-/// Fills in the ratios to raw mio's figures under the same workload.
+/// Fills in the ratios to the reference's figures under the same workload.
 fn set_ratios(rows: &mut [IrRow]) {
-    let mio: Vec<(Workload, f64, f64)> = rows
+    let references: Vec<(Workload, f64, f64)> = rows
         .iter()
-        .filter(|r| r.server == "mio-echo")
+        .filter(|r| r.server == r.reference)
         .map(|r| {
             (
                 r.workload,
@@ -251,10 +330,12 @@ fn set_ratios(rows: &mut [IrRow]) {
         })
         .collect();
     for row in rows {
-        if let Some(&(_, instructions, syscalls)) = mio.iter().find(|m| m.0 == row.workload) {
-            row.instructions_vs_mio =
+        if let Some(&(_, instructions, syscalls)) = references.iter().find(|m| m.0 == row.workload)
+        {
+            row.instructions_vs_reference =
                 (instructions > 0.0).then(|| row.instructions_per_request / instructions);
-            row.syscalls_vs_mio = (syscalls > 0.0).then(|| row.syscalls_per_request / syscalls);
+            row.syscalls_vs_reference =
+                (syscalls > 0.0).then(|| row.syscalls_per_request / syscalls);
         }
     }
 }
@@ -317,11 +398,11 @@ fn counted_run(
     let port = process
         .port()
         .with_context(|| format!("{}: no port in {:?}", server.name, process.ready()))?;
-    let echoed = load::drive(port, &workload.load(), rounds, LOAD_LIMIT)
+    let answered = load::drive(port, &workload.load(), rounds, LOAD_LIMIT)
         .with_context(|| format!("{} under {workload}", server.name))?;
     let want = workload.load().requests(rounds);
-    if echoed != want {
-        bail!("{}: {echoed} of {want} requests echoed", server.name);
+    if answered != want {
+        bail!("{}: {answered} of {want} requests answered", server.name);
     }
     process
         .stop()
@@ -334,19 +415,20 @@ fn print(rows: &[IrRow]) {
     let ratio = |r: Option<f64>| r.map_or_else(|| "-".to_string(), |r| format!("{r:.2}x"));
     println!();
     println!(
-        "| echo server | workload | instructions per request | system calls per request | \
-         vs raw mio (instructions, system calls) |"
+        "| server | workload | instructions per request | system calls per request | \
+         vs (instructions, system calls) |"
     );
     println!("|---|---|---|---|---|");
     for row in rows {
         println!(
-            "| {} | {} | {} | {:.3} | {}, {} |",
+            "| {} | {} | {} | {:.3} | {}: {}, {} |",
             row.server,
             row.workload,
             instructions(row.instructions_per_request),
             row.syscalls_per_request,
-            ratio(row.instructions_vs_mio),
-            ratio(row.syscalls_vs_mio),
+            row.reference,
+            ratio(row.instructions_vs_reference),
+            ratio(row.syscalls_vs_reference),
         );
     }
 }
@@ -376,7 +458,7 @@ pub(crate) fn gate() -> Result<()> {
         path: target_dir().join("release").join("examples").join("echo"),
     };
     let mut grew = Vec::new();
-    for workload in Workload::ALL {
+    for workload in Workload::ECHO {
         let figure = recorded.figure(workload).with_context(|| {
             format!("{BASELINE} has no figure for {workload}: cargo xtask bench ir --record")
         })?;

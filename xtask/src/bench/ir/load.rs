@@ -10,8 +10,9 @@
 //! wake-up with one ready connection, in every run and for every server.
 //!
 //! A batch is written with one `write` (as redis-benchmark's `-P` and wrk's pipelining
-//! script send theirs), so the server finds all of it in one read. Every echoed byte is
-//! compared with what was sent.
+//! script send theirs), so the server finds all of it in one read. Every byte of the reply
+//! is compared with what the protocol says it must be: the request itself for an echo, a
+//! fixed answer for HTTP and Redis.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -23,14 +24,35 @@ use anyhow::{bail, Context, Result};
 /// millisecond; this only turns a hung server into an error instead of a hung task.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The request of [`Protocol::Http`], as wrk sends it.
+const HTTP_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+/// The answer netcore's `http` example and its tokio twin give every request.
+const HTTP_REPLY: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!";
+/// The request of [`Protocol::Redis`]: `GET key` in RESP, as redis-benchmark's `-t get`
+/// sends it (no `SET` first: the key is missing).
+const REDIS_REQUEST: &[u8] = b"*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n";
+/// The answer to it: the null bulk string.
+const REDIS_REPLY: &[u8] = b"$-1\r\n";
+
+/// What one request is, and what answers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// `size` bytes, echoed.
+    Echo { size: usize },
+    /// `GET /`, answered `200 OK` with `Hello, World!`.
+    Http,
+    /// Redis `GET` of a missing key, answered with a null.
+    Redis,
+}
+
 /// What a run sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Load {
     /// Connections, opened before the first round, each kept to the end.
     pub(crate) connections: u32,
-    /// Bytes per request.
-    pub(crate) size: usize,
-    /// Requests per batch: written at once, then all their echoes read.
+    pub(crate) protocol: Protocol,
+    /// Requests per batch: written at once, then all their replies read.
     pub(crate) depth: u32,
 }
 
@@ -42,14 +64,12 @@ impl Load {
 }
 
 /// Connects to `127.0.0.1:port` and runs `rounds` rounds of `load`, each a batch on every
-/// connection in turn; returns the requests echoed. A wrong byte, a short echo, or more
+/// connection in turn; returns the requests answered. A wrong byte, a short reply, or more
 /// than `limit` in all is an error.
 pub(crate) fn drive(port: u16, load: &Load, rounds: u32, limit: Duration) -> Result<u64> {
     let started = Instant::now();
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let batch = load.size * load.depth as usize;
-    let mut sent = vec![0u8; batch];
-    let mut echoed = vec![0u8; batch];
+    let mut batch = Batch::new(load);
     let mut conns = Vec::new();
     // Opened one at a time, each with one batch before the next connect, so that accepting
     // takes the same wake-ups in every run too. These batches are the `rounds`' first.
@@ -59,7 +79,7 @@ pub(crate) fn drive(port: u16, load: &Load, rounds: u32, limit: Duration) -> Res
         conn.set_read_timeout(Some(REPLY_TIMEOUT))
             .context("SO_RCVTIMEO")?;
         if rounds > 0 {
-            exchange(&mut conn, index, 0, &mut sent, &mut echoed)?;
+            batch.exchange(&mut conn, index, 0)?;
         }
         conns.push(conn);
     }
@@ -68,30 +88,56 @@ pub(crate) fn drive(port: u16, load: &Load, rounds: u32, limit: Duration) -> Res
             bail!("the load took more than {limit:?} (round {round} of {rounds})");
         }
         for (index, conn) in (0..).zip(conns.iter_mut()) {
-            exchange(conn, index, round, &mut sent, &mut echoed)?;
+            batch.exchange(conn, index, round)?;
         }
     }
     Ok(load.requests(rounds))
 }
 
-/// One batch on one connection: `sent` (its length is the batch's) written at once, then
-/// read back in full and compared.
-fn exchange(
-    conn: &mut TcpStream,
-    index: u32,
-    round: u32,
-    sent: &mut [u8],
-    echoed: &mut [u8],
-) -> Result<()> {
-    fill(sent, index, round);
-    conn.write_all(sent)
-        .with_context(|| format!("connection {index}, round {round}: write"))?;
-    conn.read_exact(echoed)
-        .with_context(|| format!("connection {index}, round {round}: read the echo"))?;
-    if sent != echoed {
-        bail!("connection {index}, round {round}: the echo differs from what was sent");
+/// One batch's bytes: what is sent, what must come back, and room to read it.
+struct Batch {
+    protocol: Protocol,
+    sent: Vec<u8>,
+    expected: Vec<u8>,
+    received: Vec<u8>,
+}
+
+impl Batch {
+    fn new(load: &Load) -> Batch {
+        let depth = load.depth as usize;
+        let (sent, expected) = match load.protocol {
+            Protocol::Echo { size } => (vec![0; size * depth], vec![0; size * depth]),
+            Protocol::Http => (HTTP_REQUEST.repeat(depth), HTTP_REPLY.repeat(depth)),
+            Protocol::Redis => (REDIS_REQUEST.repeat(depth), REDIS_REPLY.repeat(depth)),
+        };
+        let received = vec![0; expected.len()];
+        Batch {
+            protocol: load.protocol,
+            sent,
+            expected,
+            received,
+        }
     }
-    Ok(())
+
+    /// One batch on one connection: written at once, then its replies read in full and
+    /// compared.
+    fn exchange(&mut self, conn: &mut TcpStream, index: u32, round: u32) -> Result<()> {
+        if let Protocol::Echo { .. } = self.protocol {
+            fill(&mut self.sent, index, round);
+            self.expected.copy_from_slice(&self.sent);
+        }
+        conn.write_all(&self.sent)
+            .with_context(|| format!("connection {index}, round {round}: write"))?;
+        conn.read_exact(&mut self.received)
+            .with_context(|| format!("connection {index}, round {round}: read the replies"))?;
+        if self.received != self.expected {
+            bail!(
+                "connection {index}, round {round}: the replies differ from {:?}",
+                String::from_utf8_lossy(&self.expected)
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Bytes that differ from batch to batch and connection to connection, so that a stale,
@@ -105,7 +151,7 @@ fn fill(buf: &mut [u8], index: u32, round: u32) {
 
 #[cfg(test)]
 mod tests {
-    use super::{fill, Load};
+    use super::{fill, Batch, Load, Protocol};
 
     #[test]
     fn batches_differ_between_rounds_and_connections() {
@@ -121,9 +167,22 @@ mod tests {
     fn requests_count_every_request_of_every_batch() {
         let load = Load {
             connections: 10,
-            size: 64,
+            protocol: Protocol::Echo { size: 64 },
             depth: 16,
         };
         assert_eq!(load.requests(75), 12_000);
+    }
+
+    #[test]
+    fn a_batch_sends_depth_requests_and_expects_depth_replies() {
+        let load = Load {
+            connections: 1,
+            protocol: Protocol::Redis,
+            depth: 3,
+        };
+        let batch = Batch::new(&load);
+        assert_eq!(batch.sent.len(), 3 * super::REDIS_REQUEST.len());
+        assert_eq!(batch.expected, b"$-1\r\n$-1\r\n$-1\r\n");
+        assert_eq!(batch.received.len(), batch.expected.len());
     }
 }
