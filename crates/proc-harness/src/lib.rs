@@ -297,6 +297,11 @@ impl Process {
         cpu_time(self.pid())
     }
 
+    /// Its user and system CPU time so far, see [`user_system_ticks`].
+    pub fn user_system_ticks(&self) -> (u64, u64) {
+        user_system_ticks(self.pid())
+    }
+
     /// How many descriptors the process has open, see [`open_fds`].
     pub fn open_fds(&self) -> usize {
         open_fds(self.pid())
@@ -378,6 +383,27 @@ pub fn cpu_time(pid: u32) -> Duration {
     Duration::from_nanos(ns)
 }
 
+/// A process's CPU time in user space and in the kernel, all its threads together, in clock
+/// ticks (`utime` and `stime` of `/proc/PID/stat`, usually 100 a second); zeros when it
+/// cannot be read. Coarser than [`cpu_time`], and it tells the two apart.
+pub fn user_system_ticks(pid: u32) -> (u64, u64) {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| parse_user_system_ticks(&stat))
+        .unwrap_or((0, 0))
+}
+
+/// Fields 14 and 15 of a `/proc/PID/stat` line, counted after the command name, which is in
+/// parentheses and may hold spaces and parentheses of its own.
+fn parse_user_system_ticks(stat: &str) -> Option<(u64, u64)> {
+    let (_, after_name) = stat.rsplit_once(')')?;
+    // After the name: state (field 3) ... utime (14), stime (15).
+    let mut fields = after_name.split_whitespace().skip(11);
+    let user = fields.next()?.parse().ok()?;
+    let system = fields.next()?.parse().ok()?;
+    Some((user, system))
+}
+
 /// How many descriptors a process has open (`/proc/PID/fd`); zero when it cannot be read.
 pub fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
@@ -402,6 +428,21 @@ pub fn status_kb(pid: u32, field: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_and_system_ticks_are_fields_14_and_15_after_a_name_with_spaces() {
+        let stat = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 37 12 0 0 20 0 1 0";
+        assert_eq!(parse_user_system_ticks(stat), Some((37, 12)));
+        assert_eq!(parse_user_system_ticks("4242 (short) S 1"), None);
+    }
+
+    #[test]
+    fn this_process_has_spent_some_cpu() {
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(50) {}
+        let (user, system) = user_system_ticks(std::process::id());
+        assert!(user + system > 0);
+    }
 
     #[test]
     fn port_from_every_kind_of_readiness_line() {

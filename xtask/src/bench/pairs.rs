@@ -109,6 +109,9 @@ struct Run {
     rate: f64,
     server_cpu_us: f64,
     server_cpu_us_per_req: f64,
+    /// The kernel's share of the server's CPU time (`stime / (utime + stime)` of
+    /// `/proc/PID/stat`, in clock ticks).
+    kernel_share: f64,
     /// wrk's socket errors and non-2xx responses (redis-benchmark stops at its first error).
     errors: u64,
 }
@@ -151,6 +154,8 @@ struct WorkloadSummary {
     /// The client command, `ADDR` and `PORT` standing for the server's.
     client: String,
     server_cpu_us_per_req: PerEngine,
+    /// The kernel's share of each server's CPU time: what neither engine's code can save.
+    kernel_share: PerEngine,
     rate: PerEngine,
     cpu_per_req_vs_tokio: Option<f64>,
     verdict: Verdict,
@@ -230,16 +235,19 @@ pub(super) fn section(tools: &Tools) -> Result<PairsSummary> {
 /// The table, a verdict per workload, and the lines of code of each pair.
 pub(super) fn print(pairs: &PairsSummary) {
     println!(
-        "\n| workload | CPU us/req netcore | tokio | netcore/tokio (<= {TARGET}x) | req/s netcore | req/s tokio | errors |"
+        "\n| workload | CPU us/req netcore | tokio | netcore/tokio (<= {TARGET}x) | kernel share netcore / tokio | req/s netcore | req/s tokio | errors |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
+    let percent = |share: Option<f64>| number(share.map(|s| s * 100.0), 0);
     for w in &pairs.workloads {
         println!(
-            "| {} | {} | {} | {}x | {} | {} | {} |",
+            "| {} | {} | {} | {}x | {}% / {}% | {} | {} | {} |",
             w.workload,
             number(w.server_cpu_us_per_req.netcore, 2),
             number(w.server_cpu_us_per_req.tokio, 2),
             number(w.cpu_per_req_vs_tokio, 2),
+            percent(w.kernel_share.netcore),
+            percent(w.kernel_share.tokio),
             number(w.rate.netcore, 0),
             number(w.rate.tokio, 0),
             w.errors,
@@ -292,9 +300,15 @@ fn measure(tools: &Tools, spec: &ServerSpec, workload: Workload, engine: Engine)
         ping(&server, port)?;
     }
     let before = server.cpu_time();
+    let (user_before, system_before) = server.user_system_ticks();
     let report = run_client(workload, addr, tools.taskset);
     let cpu = server.cpu_time().saturating_sub(before);
+    let (user, system) = server.user_system_ticks();
     server.kill();
+    let (user, system) = (
+        user.saturating_sub(user_before),
+        system.saturating_sub(system_before),
+    );
     let report = report.with_context(|| format!("{workload} against {}", spec.name))?;
     let cpu_us = cpu.as_secs_f64() * 1e6;
     let run = Run {
@@ -304,14 +318,16 @@ fn measure(tools: &Tools, spec: &ServerSpec, workload: Workload, engine: Engine)
         rate: report.rate,
         server_cpu_us: cpu_us,
         server_cpu_us_per_req: cpu_us / report.requests.max(1) as f64,
+        kernel_share: system as f64 / (user + system).max(1) as f64,
         errors: report.errors,
     };
     eprintln!(
-        "bench: {:<34} {:<12} {:>9.0}/s  cpu {:>5.2} us/req  requests {:>8}  errors {}",
+        "bench: {:<34} {:<12} {:>9.0}/s  cpu {:>5.2} us/req ({:.0}% kernel)  requests {:>8}  errors {}",
         run.workload.to_string(),
         spec.name.to_string(),
         run.rate,
         run.server_cpu_us_per_req,
+        run.kernel_share * 100.0,
         run.requests,
         run.errors
     );
@@ -477,6 +493,7 @@ fn summarize(workload: Workload, runs: &[Run]) -> WorkloadSummary {
     };
     let cpu = |engine| of(engine, |r| r.server_cpu_us_per_req);
     let rate = |engine| of(engine, |r| r.rate);
+    let kernel = |engine| of(engine, |r| r.kernel_share);
     let vs_tokio = ratio(cpu(Engine::Netcore), cpu(Engine::Tokio));
     WorkloadSummary {
         workload,
@@ -484,6 +501,10 @@ fn summarize(workload: Workload, runs: &[Run]) -> WorkloadSummary {
         server_cpu_us_per_req: PerEngine {
             netcore: cpu(Engine::Netcore),
             tokio: cpu(Engine::Tokio),
+        },
+        kernel_share: PerEngine {
+            netcore: kernel(Engine::Netcore),
+            tokio: kernel(Engine::Tokio),
         },
         rate: PerEngine {
             netcore: rate(Engine::Netcore),
