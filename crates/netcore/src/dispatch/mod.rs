@@ -23,11 +23,11 @@ mod streams;
 
 use std::time::Duration;
 
+use crate::config::Config;
 use crate::connection::{Actions, Connection, Step};
 use crate::control::Control;
 use crate::core::{Core, Env, Work};
 use crate::counters::Counters;
-use crate::event_loop::Config;
 use crate::handler::{Closed, Conn, Handler};
 use crate::id::{CloseReason, ConnId};
 
