@@ -349,8 +349,7 @@ impl<T> Control<'_, T> {
     /// handshake are read in that same event. Until it completes the connection is under
     /// the idle deadline, so a connect that hangs ends with [`CloseReason::Timeout`](crate::CloseReason::Timeout).
     pub fn connect(&mut self, addr: SocketAddr, state: T) -> ConnId {
-        let result = mio::net::TcpStream::connect(addr).map(Stream::Tcp);
-        self.core.start_connect(result, PeerAddr::Inet(addr), state)
+        self.core.connect_tcp(addr, state)
     }
 
     /// Starts a connect to the Unix-domain stream socket at `path`; see
@@ -361,6 +360,77 @@ impl<T> Control<'_, T> {
         let result = mio::net::UnixStream::connect(path).map(Stream::Unix);
         let peer = PeerAddr::Unix(Some(PathBuf::from(path)));
         self.core.start_connect(result, peer, state)
+    }
+
+    /// Starts a TCP connect to `host` and `port` and returns the new connection's id at
+    /// once, as [`connect`](Self::connect) does for an address: the name is resolved off
+    /// the loop, and each of its addresses tried in turn until one connects.
+    ///
+    /// - `host` and `port` take every form the `resolver` crate (`sockaddr-resolver`)
+    ///   takes, as Python's `socket` does: a name, an IPv4 or IPv6 address (`127.1`,
+    ///   `::1`, `fe80::1%eth0`; no brackets), a port number or a service name (`"http"`).
+    /// - A numeric host with a numeric port is resolved at once, on the loop's thread,
+    ///   which starts no thread; anything else is looked up (`getaddrinfo`) on the loop's
+    ///   worker pool ([`spawn_blocking`](Self::spawn_blocking)).
+    /// - The addresses are tried in the order `getaddrinfo` gives them (`localhost`: `::1`,
+    ///   then `127.0.0.1`), as Python's `socket.create_connection` does: the next one when
+    ///   a connect is refused, fails or times out (each attempt under the idle deadline,
+    ///   [`Config::idle_timeout`](crate::Config::idle_timeout) or the connection's own).
+    /// - The outcome arrives as [`Handler::on_connect`](crate::Handler::on_connect): `Ok`
+    ///   with the address that connected, or `Err` with every address's error, or the
+    ///   resolver's ([`ConnectError::resolve_error`](crate::ConnectError::resolve_error)); then, for a failure,
+    ///   [`Handler::on_close`](crate::Handler::on_close), as for any connect.
+    ///
+    /// The connection exists from this call on, with `state` as its state: output sent to
+    /// it is queued, and it may be piped, paused, aborted or given a deadline before its
+    /// name is resolved. Until then its [`Conn::peer`](crate::Conn::peer) is the unspecified address
+    /// `0.0.0.0:0` (so is [`Closed::peer`](crate::Closed::peer) when the name never
+    /// resolved). A pool that is full ([`Config::blocking_queue`](crate::Config::blocking_queue))
+    /// fails the connect at once, with [`CloseReason::ConnectFailed`](crate::CloseReason::ConnectFailed)`(WouldBlock)`.
+    ///
+    /// # Examples
+    ///
+    /// A client that connects to `localhost`, whatever address it is.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use netcore::{Closed, Conn, ConnectError, Control, EventLoop, Handler, PeerAddr};
+    ///
+    /// #[derive(Default)]
+    /// struct Client {
+    ///     greeting: Vec<u8>,
+    /// }
+    ///
+    /// impl Handler for Client {
+    ///     fn on_connect(&mut self, conn: &mut Conn<'_>, outcome: Result<&PeerAddr, &ConnectError>) {
+    ///         if let Err(err) = outcome {
+    ///             eprintln!("{err}"); // on_close comes next, and stops the loop
+    ///         }
+    ///         let _ = conn;
+    ///     }
+    ///     fn on_data(&mut self, _: &mut Conn<'_>, input: &[u8]) -> usize {
+    ///         self.greeting.extend_from_slice(input);
+    ///         input.len()
+    ///     }
+    ///     fn on_close(&mut self, ctl: &mut Control<'_>, _: &Closed<'_>) {
+    ///         ctl.stop();
+    ///     }
+    /// }
+    ///
+    /// let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let port = server.local_addr()?.port().to_string();
+    /// std::thread::spawn(move || server.accept()?.0.write_all(b"hello"));
+    ///
+    /// let mut event_loop = EventLoop::new(netcore::Config::default())?;
+    /// event_loop.connect_name("localhost", &port, ());
+    /// let mut client = Client::default();
+    /// event_loop.run(&mut client)?;
+    /// assert_eq!(client.greeting, b"hello");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "resolver")]
+    pub fn connect_name(&mut self, host: &str, port: &str, state: T) -> ConnId {
+        self.core.connect_name(host, port, state)
     }
 
     /// Calls [`Handler::on_timer`](crate::Handler::on_timer) at `at` (at once if it has
@@ -385,7 +455,7 @@ impl<T> Control<'_, T> {
         self.core.conn(id)
     }
 
-    /// The core, for the modules that extend `Control` (the worker pool, connects by name).
+    /// The core, for `Conn` (its corked send) and the worker pool (`spawn_blocking`).
     pub(crate) fn core_mut(&mut self) -> &mut Core<T> {
         self.core
     }

@@ -10,6 +10,7 @@ pub(crate) mod connects;
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -638,6 +639,12 @@ impl<T> Core<T> {
         self.connects.attempt_failed(id, err);
     }
 
+    /// Starts a connect by name (`connects.rs`).
+    #[cfg(feature = "resolver")]
+    pub(crate) fn connect_name(&mut self, host: &str, port: &str, state: T) -> ConnId {
+        connects::connect_name(self, host, port, state)
+    }
+
     /// Outgoing connect `id` is ending: `None` when its next address is being tried (the
     /// connection lives on), else the error for `on_connect`.
     pub(crate) fn connect_ended(
@@ -678,6 +685,12 @@ impl<T> Core<T> {
 }
 
 impl<T> Core<T> {
+    /// Starts a TCP connect to `addr` ([`start_connect`](Self::start_connect)).
+    pub(crate) fn connect_tcp(&mut self, addr: SocketAddr, state: T) -> ConnId {
+        let result = mio::net::TcpStream::connect(addr).map(Stream::Tcp);
+        self.start_connect(result, PeerAddr::Inet(addr), state)
+    }
+
     /// A connect started: the connection waits in the slot map for settling to register
     /// it; one that failed at once is reported (`on_close`) once the callback returns.
     pub(crate) fn start_connect(
