@@ -22,7 +22,7 @@ use crate::clock::{Clock, Tick};
 use crate::connection::{Actions, Connection, Limits, Stream};
 use crate::counters::Counters;
 use crate::id::{CloseReason, ConnId, PeerAddr, TimerId};
-use crate::pool::{Continuation, Outcome, SpawnError, WorkerPool};
+use crate::pool::{Outcome, SpawnError, Value, WorkerPool};
 use crate::slots::Slots;
 use crate::timers::{TimerKey, Timers};
 use crate::token::{self, Target, MAX_INDEX};
@@ -52,6 +52,11 @@ impl Source {
         }
     }
 }
+
+/// What the loop runs with a worker job's value, on its own thread
+/// ([`Control::spawn_blocking`](crate::Control::spawn_blocking)'s `then`, or what a
+/// connect by name does with its addresses).
+pub(crate) type Continuation<T> = Box<dyn FnOnce(&mut Core<T>, Value) + Send>;
 
 /// What the loop owes once the code running now (a callback, a step of the loop's own)
 /// returns. Worked in order by the dispatcher until none is left; the work may call the

@@ -26,12 +26,10 @@ use std::net::SocketAddr;
 
 use super::Core;
 #[cfg(feature = "resolver")]
-use super::Work;
+use super::{Continuation, Work};
 #[cfg(feature = "resolver")]
 use crate::connection::{Connection, Stream};
 use crate::id::{CloseReason, ConnId, PeerAddr};
-#[cfg(feature = "resolver")]
-use crate::pool::Continuation;
 
 /// Why an outgoing connect did not complete, as [`Handler::on_connect`](crate::Handler::on_connect)
 /// gets it: every address tried with its error, in order, or the resolver's error for a
@@ -302,9 +300,9 @@ pub(crate) fn connect_name<T>(core: &mut Core<T>, host: &str, port: &str, state:
     let id = core.conns.next_id();
     let (host, port) = (host.to_owned(), port.to_owned());
     let lookup = move || resolver::socket_addrs(&host, &port, Family::Any, Transport::Tcp);
-    let then: Continuation<T> = Box::new(move |ctl, found| {
+    let then: Continuation<T> = Box::new(move |core, found| {
         if let Ok(found) = found.downcast() {
-            resolved(ctl.core_mut(), id, *found);
+            resolved(core, id, *found);
         }
     });
     if let Err(err) = core.submit_blocking(lookup, then) {

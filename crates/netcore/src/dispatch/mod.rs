@@ -146,7 +146,7 @@ impl<T: Default> Dispatcher<T> {
     pub(crate) fn finish_blocking<M, H: Handler<M, T>>(&mut self, handler: &mut H) {
         while let Some((then, outcome)) = self.core.next_finished() {
             match outcome {
-                Ok(value) => then(&mut self.control(), value),
+                Ok(value) => then(&mut self.core, value),
                 Err(panic) => std::panic::resume_unwind(panic),
             }
             self.run_work(handler);
