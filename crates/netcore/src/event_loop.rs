@@ -171,9 +171,7 @@ impl<M, T: Default> EventLoop<M, T> {
         &mut self,
         listener: std::net::TcpListener,
     ) -> Result<ListenerId, Error> {
-        let what = listener
-            .local_addr()
-            .map_or_else(|_| "TCP listener".to_string(), |a| a.to_string());
+        let what = inet_name(listener.local_addr(), "TCP listener");
         set_nonblocking(listener.set_nonblocking(true), &what)?;
         let listener = mio::net::TcpListener::from_std(listener);
         self.add_source(
@@ -215,9 +213,7 @@ impl<M, T: Default> EventLoop<M, T> {
     ///
     /// [`ErrorKind::Poll`] when it cannot be registered.
     pub fn add_udp_socket(&mut self, socket: std::net::UdpSocket) -> Result<SocketId, Error> {
-        let what = socket
-            .local_addr()
-            .map_or_else(|_| "UDP socket".to_string(), |a| a.to_string());
+        let what = inet_name(socket.local_addr(), "UDP socket");
         set_nonblocking(socket.set_nonblocking(true), &what)?;
         let socket = mio::net::UdpSocket::from_std(socket);
         self.add_source(
@@ -372,6 +368,12 @@ impl<M, T> Drop for EventLoop<M, T> {
         self.mailbox.close();
         self.mailbox.clear();
     }
+}
+
+/// What a TCP listener or UDP socket being added is called in errors: its address, or
+/// `kind` when it has none.
+fn inet_name(addr: io::Result<SocketAddr>, kind: &str) -> String {
+    addr.map_or_else(|_| kind.to_string(), |a| a.to_string())
 }
 
 fn set_nonblocking(result: io::Result<()>, what: &str) -> Result<(), Error> {
