@@ -36,7 +36,7 @@ use names::{Scenario, ServerName};
 // What the sections in their own modules (pairs, ir) reach as `super::`.
 use measure::{build_c, start};
 use names::serialize_as_display;
-use verdict::{median_where, ratio};
+use stats::{median_where, ratio};
 
 mod echo;
 mod idle;
@@ -45,6 +45,7 @@ mod loadgen;
 mod measure;
 mod names;
 mod pairs;
+mod stats;
 mod verdict;
 
 /// A scenario as it runs: its load against each of its servers in turn.

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::connection::{Connection, Stream};
-use crate::core::{Core, Env, Output, Source, Work};
+use crate::core::{Continuation, Core, Env, Output, Source, Work};
 use crate::id::{ConnId, PeerAddr, SocketId, TimerId};
+use crate::pool::SpawnError;
 
 /// What any callback may ask of its loop: act on any live connection by its [`ConnId`],
 /// send datagrams, start connections, set timers, stop.
@@ -349,8 +350,7 @@ impl<T> Control<'_, T> {
     /// handshake are read in that same event. Until it completes the connection is under
     /// the idle deadline, so a connect that hangs ends with [`CloseReason::Timeout`](crate::CloseReason::Timeout).
     pub fn connect(&mut self, addr: SocketAddr, state: T) -> ConnId {
-        let result = mio::net::TcpStream::connect(addr).map(Stream::Tcp);
-        self.core.start_connect(result, PeerAddr::Inet(addr), state)
+        self.core.connect_tcp(addr, state)
     }
 
     /// Starts a connect to the Unix-domain stream socket at `path`; see
@@ -361,6 +361,77 @@ impl<T> Control<'_, T> {
         let result = mio::net::UnixStream::connect(path).map(Stream::Unix);
         let peer = PeerAddr::Unix(Some(PathBuf::from(path)));
         self.core.start_connect(result, peer, state)
+    }
+
+    /// Starts a TCP connect to `host` and `port` and returns the new connection's id at
+    /// once, as [`connect`](Self::connect) does for an address: the name is resolved off
+    /// the loop, and each of its addresses tried in turn until one connects.
+    ///
+    /// - `host` and `port` take every form the `resolver` crate (`sockaddr-resolver`)
+    ///   takes, as Python's `socket` does: a name, an IPv4 or IPv6 address (`127.1`,
+    ///   `::1`, `fe80::1%eth0`; no brackets), a port number or a service name (`"http"`).
+    /// - A numeric host with a numeric port is resolved at once, on the loop's thread,
+    ///   which starts no thread; anything else is looked up (`getaddrinfo`) on the loop's
+    ///   worker pool ([`spawn_blocking`](Self::spawn_blocking)).
+    /// - The addresses are tried in the order `getaddrinfo` gives them (`localhost`: `::1`,
+    ///   then `127.0.0.1`), as Python's `socket.create_connection` does: the next one when
+    ///   a connect is refused, fails or times out (each attempt under the idle deadline,
+    ///   [`Config::idle_timeout`](crate::Config::idle_timeout) or the connection's own).
+    /// - The outcome arrives as [`Handler::on_connect`](crate::Handler::on_connect): `Ok`
+    ///   with the address that connected, or `Err` with every address's error, or the
+    ///   resolver's ([`ConnectError::resolve_error`](crate::ConnectError::resolve_error)); then, for a failure,
+    ///   [`Handler::on_close`](crate::Handler::on_close), as for any connect.
+    ///
+    /// The connection exists from this call on, with `state` as its state: output sent to
+    /// it is queued, and it may be piped, paused, aborted or given a deadline before its
+    /// name is resolved. Until then its [`Conn::peer`](crate::Conn::peer) is the unspecified address
+    /// `0.0.0.0:0` (so is [`Closed::peer`](crate::Closed::peer) when the name never
+    /// resolved). A pool that is full ([`Config::blocking_queue`](crate::Config::blocking_queue))
+    /// fails the connect at once, with [`CloseReason::ConnectFailed`](crate::CloseReason::ConnectFailed)`(WouldBlock)`.
+    ///
+    /// # Examples
+    ///
+    /// A client that connects to `localhost`, whatever address it is.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use netcore::{Closed, Conn, ConnectError, Control, EventLoop, Handler, PeerAddr};
+    ///
+    /// #[derive(Default)]
+    /// struct Client {
+    ///     greeting: Vec<u8>,
+    /// }
+    ///
+    /// impl Handler for Client {
+    ///     fn on_connect(&mut self, conn: &mut Conn<'_>, outcome: Result<&PeerAddr, &ConnectError>) {
+    ///         if let Err(err) = outcome {
+    ///             eprintln!("{err}"); // on_close comes next, and stops the loop
+    ///         }
+    ///         let _ = conn;
+    ///     }
+    ///     fn on_data(&mut self, _: &mut Conn<'_>, input: &[u8]) -> usize {
+    ///         self.greeting.extend_from_slice(input);
+    ///         input.len()
+    ///     }
+    ///     fn on_close(&mut self, ctl: &mut Control<'_>, _: &Closed<'_>) {
+    ///         ctl.stop();
+    ///     }
+    /// }
+    ///
+    /// let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let port = server.local_addr()?.port().to_string();
+    /// std::thread::spawn(move || server.accept()?.0.write_all(b"hello"));
+    ///
+    /// let mut event_loop = EventLoop::new(netcore::Config::default())?;
+    /// event_loop.connect_name("localhost", &port, ());
+    /// let mut client = Client::default();
+    /// event_loop.run(&mut client)?;
+    /// assert_eq!(client.greeting, b"hello");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "resolver")]
+    pub fn connect_name(&mut self, host: &str, port: &str, state: T) -> ConnId {
+        self.core.connect_name(host, port, state)
     }
 
     /// Calls [`Handler::on_timer`](crate::Handler::on_timer) at `at` (at once if it has
@@ -374,6 +445,99 @@ impl<T> Control<'_, T> {
         self.core.cancel_timer(id);
     }
 
+    /// Runs `work` on one of the loop's worker threads, then `then` with its result on the
+    /// loop's thread, with a [`Control`]: the way to do something that blocks (a file
+    /// read, a password hash, a lookup) without stalling every connection of the loop.
+    ///
+    /// - **Started on first use.** The pool has no thread until its first job, and starts
+    ///   one whenever a job finds none idle, up to
+    ///   [`Config::blocking_threads`](crate::Config::blocking_threads); a worker ends after
+    ///   10 s without work. A loop that never calls this (nor
+    ///   [`connect_name`](Self::connect_name) with a name to look up) never has a thread.
+    /// - **Bounded, and refused at once.** At most
+    ///   [`Config::blocking_queue`](crate::Config::blocking_queue) jobs are in flight, from
+    ///   this call until `then` has run; one more is refused here, with
+    ///   [`SpawnError::Full`], while the caller can still answer its peer.
+    /// - **Never lost.** A job accepted here has its place among the results already, so
+    ///   `then` runs, exactly once, as soon as the loop's waker (the one
+    ///   [`Sender`](crate::Sender)s use) reports it: during this `run`, or the next one if
+    ///   this one returns first; only a loop that is dropped drops what is still running.
+    ///   A `work` that panics panics the loop's thread there, in place of `then`.
+    /// - `then` runs like any callback: what it does to connections takes effect as with
+    ///   any [`Control`], and a connection may have closed meanwhile (its id is then
+    ///   stale, and reported so).
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnError::Full`] with `blocking_queue` jobs in flight,
+    /// [`SpawnError::Thread`] when the pool has no thread and cannot start one.
+    ///
+    /// # Examples
+    ///
+    /// A server that answers each client with a file, read off the loop.
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use std::path::PathBuf;
+    /// use netcore::{Conn, EventLoop, Handler, ListenOptions};
+    ///
+    /// struct FileServer {
+    ///     path: PathBuf,
+    /// }
+    ///
+    /// impl Handler for FileServer {
+    ///     fn on_open(&mut self, conn: &mut Conn<'_>) {
+    ///         let (id, path) = (conn.id(), self.path.clone());
+    ///         let read = move || std::fs::read(path);
+    ///         let submitted = conn.control().spawn_blocking(read, move |ctl, contents| {
+    ///             match contents {
+    ///                 Ok(bytes) => ctl.send_owned(id, bytes),
+    ///                 Err(_) => ctl.send(id, b"cannot read it\n"),
+    ///             };
+    ///             ctl.close(id);
+    ///         });
+    ///         if submitted.is_err() {
+    ///             conn.send(b"busy, try again\n");
+    ///             conn.close();
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let path = std::env::temp_dir().join(format!("netcore-doc-{}.txt", std::process::id()));
+    /// std::fs::write(&path, "read on a worker thread\n")?;
+    /// let listener = netcore::tcp_listener("127.0.0.1:0".parse()?, &ListenOptions::default())?;
+    /// let addr = listener.local_addr()?;
+    /// let mut event_loop = EventLoop::new(netcore::Config::default())?;
+    /// event_loop.add_tcp_listener(listener)?;
+    /// let shutdown = event_loop.shutdown_handle();
+    /// let server_path = path.clone();
+    /// let server = std::thread::spawn(move || {
+    ///     event_loop.run(&mut FileServer { path: server_path })
+    /// });
+    ///
+    /// let mut reply = String::new();
+    /// std::net::TcpStream::connect(addr)?.read_to_string(&mut reply)?;
+    /// assert_eq!(reply, "read on a worker thread\n");
+    ///
+    /// shutdown.shutdown();
+    /// server.join().expect("server thread")?;
+    /// std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn spawn_blocking<R, W, F>(&mut self, work: W, then: F) -> Result<(), SpawnError>
+    where
+        R: Send + 'static,
+        W: FnOnce() -> R + Send + 'static,
+        F: FnOnce(&mut Control<'_, T>, R) + Send + 'static,
+    {
+        let then: Continuation<T> = Box::new(move |core, value| match value.downcast::<R>() {
+            Ok(value) => then(&mut Control::new(core), *value),
+            // The pool hands each job's value to the continuation submitted with it.
+            Err(_) => log::error!("a worker job's value is not of its continuation's type"),
+        });
+        self.core.submit_blocking(work, then)
+    }
+
     /// Stops the loop as [`ShutdownHandle::shutdown`](crate::ShutdownHandle::shutdown) does.
     pub fn stop(&mut self) {
         self.core.request_stop();
@@ -385,7 +549,7 @@ impl<T> Control<'_, T> {
         self.core.conn(id)
     }
 
-    /// The core, for the modules that extend `Control` (the worker pool, connects by name).
+    /// The core, for `Conn` (its corked send).
     pub(crate) fn core_mut(&mut self) -> &mut Core<T> {
         self.core
     }

@@ -10,6 +10,7 @@ pub(crate) mod connects;
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +22,7 @@ use crate::clock::{Clock, Tick};
 use crate::connection::{Actions, Connection, Limits, Stream};
 use crate::counters::Counters;
 use crate::id::{CloseReason, ConnId, PeerAddr, TimerId};
-use crate::pool::{Continuation, Outcome, SpawnError, WorkerPool};
+use crate::pool::{Outcome, SpawnError, Value, WorkerPool};
 use crate::slots::Slots;
 use crate::timers::{TimerKey, Timers};
 use crate::token::{self, Target, MAX_INDEX};
@@ -51,6 +52,11 @@ impl Source {
         }
     }
 }
+
+/// What the loop runs with a worker job's value, on its own thread
+/// ([`Control::spawn_blocking`](crate::Control::spawn_blocking)'s `then`, or what a
+/// connect by name does with its addresses).
+pub(crate) type Continuation<T> = Box<dyn FnOnce(&mut Core<T>, Value) + Send>;
 
 /// What the loop owes once the code running now (a callback, a step of the loop's own)
 /// returns. Worked in order by the dispatcher until none is left; the work may call the
@@ -638,6 +644,12 @@ impl<T> Core<T> {
         self.connects.attempt_failed(id, err);
     }
 
+    /// Starts a connect by name (`connects.rs`).
+    #[cfg(feature = "resolver")]
+    pub(crate) fn connect_name(&mut self, host: &str, port: &str, state: T) -> ConnId {
+        connects::connect_name(self, host, port, state)
+    }
+
     /// Outgoing connect `id` is ending: `None` when its next address is being tried (the
     /// connection lives on), else the error for `on_connect`.
     pub(crate) fn connect_ended(
@@ -678,6 +690,12 @@ impl<T> Core<T> {
 }
 
 impl<T> Core<T> {
+    /// Starts a TCP connect to `addr` ([`start_connect`](Self::start_connect)).
+    pub(crate) fn connect_tcp(&mut self, addr: SocketAddr, state: T) -> ConnId {
+        let result = mio::net::TcpStream::connect(addr).map(Stream::Tcp);
+        self.start_connect(result, PeerAddr::Inet(addr), state)
+    }
+
     /// A connect started: the connection waits in the slot map for settling to register
     /// it; one that failed at once is reported (`on_close`) once the callback returns.
     pub(crate) fn start_connect(

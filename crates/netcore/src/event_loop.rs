@@ -1,17 +1,18 @@
 //! The event loop, as a reactor: it owns the poller, the waker and the turn (wait for
-//! readiness, hand each event to the dispatcher, end the turn), and the configuration and
-//! construction of a loop. What an event means for a connection is the dispatcher's
-//! (`dispatch/`); calls go one way, from here to there.
+//! readiness, hand each event to the dispatcher, end the turn), and the construction of a
+//! loop from its [`Config`] (`config.rs`). What an event means for a connection is the
+//! dispatcher's (`dispatch/`); calls go one way, from here to there.
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::{Events, Interest, Poll, Waker};
 
+use crate::config::Config;
 use crate::connection::{Limits, Stream};
 use crate::control::Control;
 use crate::core::{Core, Source};
@@ -24,97 +25,6 @@ use crate::mailbox::{Mailbox, Sender, ShutdownHandle, Wake};
 use crate::pool::WorkerPool;
 use crate::token::{self, Target};
 use crate::udp::UdpSource;
-
-/// How a loop treats its connections. The defaults suit a public server.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-///
-/// let config = netcore::Config {
-///     idle_timeout: Some(Duration::from_secs(5)),
-///     ..netcore::Config::default()
-/// };
-/// let event_loop: netcore::EventLoop = netcore::EventLoop::new(config)?;
-/// # drop(event_loop);
-/// # Ok::<(), netcore::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Close a registered connection after this long with nothing read or written, so no
-    /// connection lives forever by doing nothing. Default 60 s.
-    pub idle_timeout: Option<Duration>,
-    /// Close a connection whose queued output has waited this long with none of it taken
-    /// by the peer (a peer that stopped reading). A slow peer that keeps reading is not cut
-    /// off. Default 30 s.
-    pub write_timeout: Option<Duration>,
-    /// When closing with input still arriving: how long to read and drop it while waiting
-    /// for the peer's EOF. Default 2 s.
-    pub linger: Duration,
-    /// On shutdown: how long in-flight connections may take to finish. Default 5 s.
-    pub drain_timeout: Duration,
-    /// Stop reading a connection whose queued output passes this many bytes, until half of
-    /// it is written (back-pressure). Default 1 MiB.
-    pub max_pending_output: usize,
-    /// Input a connection's handler may leave unconsumed ([`Handler::on_data`]'s kept
-    /// input: a frame not complete yet). A connection that keeps more is closed with
-    /// [`CloseReason::InputLimit`](crate::CloseReason::InputLimit). Default 1 MiB.
-    pub max_input: usize,
-    /// [`Handler::on_flushed`] is called when a connection's pending output falls from
-    /// above this many bytes to this many or fewer. Default 0: once all of it is written.
-    /// A forwarder that sets it higher resumes its producer before the pipe runs dry.
-    pub low_water: usize,
-    /// Reads one connection may make per turn of the loop (of up to 64 KiB each) before
-    /// the loop turns to everything else that is ready: one peer that keeps its socket
-    /// full cannot starve the others, the listeners, timers and messages. Default 64
-    /// (4 MiB); at least 1.
-    pub read_budget: usize,
-    /// Stop accepting while this many connections are open. Default: no limit.
-    pub max_connections: usize,
-    /// How long a listener pauses after `accept()` fails for lack of descriptors or memory
-    /// (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) instead of retrying in a busy loop.
-    /// Default 100 ms; at least 1 ms, whatever is set.
-    pub accept_backoff: Duration,
-    /// Replies a UDP socket queues when its send buffer is full; more are dropped and
-    /// counted. Default 1024.
-    pub udp_queue: usize,
-    /// Messages a loop's [`Sender`]s may queue before [`Sender::post`] refuses with
-    /// [`PostError::Full`](crate::PostError::Full). Default 1024; at least 1.
-    pub message_capacity: usize,
-    /// Events taken from the poller per turn. Default 1024.
-    pub events_capacity: usize,
-    /// Threads the loop's worker pool may run at once
-    /// ([`Control::spawn_blocking`], name lookups of [`Control::connect_name`]): started
-    /// as jobs find none idle, none before the first job. Default 8; at least 1.
-    pub blocking_threads: usize,
-    /// Jobs the worker pool may have in flight, from submit until their result is
-    /// delivered; one more is refused at submit ([`SpawnError::Full`](crate::SpawnError)).
-    /// Default 256; at least 1.
-    pub blocking_queue: usize,
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            idle_timeout: Some(Duration::from_secs(60)),
-            write_timeout: Some(Duration::from_secs(30)),
-            linger: Duration::from_secs(2),
-            drain_timeout: Duration::from_secs(5),
-            max_pending_output: 1 << 20,
-            max_input: 1 << 20,
-            low_water: 0,
-            read_budget: 64,
-            max_connections: usize::MAX,
-            accept_backoff: Duration::from_millis(100),
-            udp_queue: 1024,
-            message_capacity: 1024,
-            events_capacity: 1024,
-            blocking_threads: 8,
-            blocking_queue: 256,
-        }
-    }
-}
 
 /// One `mio::Poll` loop serving listeners, UDP sockets and connections with one
 /// [`Handler`]. It never blocks except in `poll`, and starts no thread of its own but its
@@ -261,9 +171,7 @@ impl<M, T: Default> EventLoop<M, T> {
         &mut self,
         listener: std::net::TcpListener,
     ) -> Result<ListenerId, Error> {
-        let what = listener
-            .local_addr()
-            .map_or_else(|_| "TCP listener".to_string(), |a| a.to_string());
+        let what = inet_name(listener.local_addr(), "TCP listener");
         set_nonblocking(listener.set_nonblocking(true), &what)?;
         let listener = mio::net::TcpListener::from_std(listener);
         self.add_source(
@@ -305,9 +213,7 @@ impl<M, T: Default> EventLoop<M, T> {
     ///
     /// [`ErrorKind::Poll`] when it cannot be registered.
     pub fn add_udp_socket(&mut self, socket: std::net::UdpSocket) -> Result<SocketId, Error> {
-        let what = socket
-            .local_addr()
-            .map_or_else(|_| "UDP socket".to_string(), |a| a.to_string());
+        let what = inet_name(socket.local_addr(), "UDP socket");
         set_nonblocking(socket.set_nonblocking(true), &what)?;
         let socket = mio::net::UdpSocket::from_std(socket);
         self.add_source(
@@ -462,6 +368,12 @@ impl<M, T> Drop for EventLoop<M, T> {
         self.mailbox.close();
         self.mailbox.clear();
     }
+}
+
+/// What a TCP listener or UDP socket being added is called in errors: its address, or
+/// `kind` when it has none.
+fn inet_name(addr: io::Result<SocketAddr>, kind: &str) -> String {
+    addr.map_or_else(|_| kind.to_string(), |a| a.to_string())
 }
 
 fn set_nonblocking(result: io::Result<()>, what: &str) -> Result<(), Error> {

@@ -405,6 +405,13 @@ impl<'a, T> Conn<'a, T> {
         self.ctl.abort(self.id);
     }
 
+    /// Starts a TCP connect to `host` and `port`, resolved off the loop and tried address
+    /// by address; see [`Control::connect_name`].
+    #[cfg(feature = "resolver")]
+    pub fn connect_name(&mut self, host: &str, port: &str, state: T) -> ConnId {
+        self.ctl.connect_name(host, port, state)
+    }
+
     /// The loop's controls: timers, connects, and every other connection by id.
     pub fn control(&mut self) -> &mut Control<'a, T> {
         &mut self.ctl

@@ -200,6 +200,7 @@
 
 mod buffer;
 mod clock;
+mod config;
 mod connection;
 mod control;
 mod core;
@@ -219,10 +220,11 @@ mod token;
 mod udp;
 
 pub use crate::core::connects::ConnectError;
+pub use config::Config;
 pub use control::Control;
 pub use counters::{CounterSnapshot, Counters};
 pub use error::{Error, ErrorKind};
-pub use event_loop::{Config, EventLoop};
+pub use event_loop::EventLoop;
 pub use handler::{Closed, Conn, Datagram, Handler};
 pub use id::{CloseReason, ConnId, ListenerId, PeerAddr, SocketId, TimerId};
 pub use mailbox::{PostError, Sender, ShutdownHandle};

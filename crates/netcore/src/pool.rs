@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use slab::Slab;
 
-use crate::control::Control;
 use crate::counters::Counters;
 use crate::mailbox::Wake;
 
@@ -34,9 +33,6 @@ pub(crate) type Value = Box<dyn Any + Send>;
 
 /// What a job's closure returned, or its panic.
 pub(crate) type Outcome = thread::Result<Value>;
-
-/// What the loop runs with a job's value, on its own thread.
-pub(crate) type Continuation<T> = Box<dyn FnOnce(&mut Control<'_, T>, Value) + Send>;
 
 /// A job as a worker runs it: the caller's closure, its result boxed.
 type Work = Box<dyn FnOnce() -> Value + Send>;
@@ -97,101 +93,6 @@ struct State {
     notified: usize,
     /// The loop is gone: workers end once their job returns.
     closed: bool,
-}
-
-impl<T> Control<'_, T> {
-    /// Runs `work` on one of the loop's worker threads, then `then` with its result on the
-    /// loop's thread, with a [`Control`]: the way to do something that blocks (a file
-    /// read, a password hash, a lookup) without stalling every connection of the loop.
-    ///
-    /// - **Started on first use.** The pool has no thread until its first job, and starts
-    ///   one whenever a job finds none idle, up to
-    ///   [`Config::blocking_threads`](crate::Config::blocking_threads); a worker ends after
-    ///   10 s without work. A loop that never calls this (nor
-    ///   [`connect_name`](Self::connect_name) with a name to look up) never has a thread.
-    /// - **Bounded, and refused at once.** At most
-    ///   [`Config::blocking_queue`](crate::Config::blocking_queue) jobs are in flight, from
-    ///   this call until `then` has run; one more is refused here, with
-    ///   [`SpawnError::Full`], while the caller can still answer its peer.
-    /// - **Never lost.** A job accepted here has its place among the results already, so
-    ///   `then` runs, exactly once, as soon as the loop's waker (the one
-    ///   [`Sender`](crate::Sender)s use) reports it: during this `run`, or the next one if
-    ///   this one returns first; only a loop that is dropped drops what is still running.
-    ///   A `work` that panics panics the loop's thread there, in place of `then`.
-    /// - `then` runs like any callback: what it does to connections takes effect as with
-    ///   any [`Control`], and a connection may have closed meanwhile (its id is then
-    ///   stale, and reported so).
-    ///
-    /// # Errors
-    ///
-    /// [`SpawnError::Full`] with `blocking_queue` jobs in flight,
-    /// [`SpawnError::Thread`] when the pool has no thread and cannot start one.
-    ///
-    /// # Examples
-    ///
-    /// A server that answers each client with a file, read off the loop.
-    ///
-    /// ```
-    /// use std::io::Read;
-    /// use std::path::PathBuf;
-    /// use netcore::{Conn, EventLoop, Handler, ListenOptions};
-    ///
-    /// struct FileServer {
-    ///     path: PathBuf,
-    /// }
-    ///
-    /// impl Handler for FileServer {
-    ///     fn on_open(&mut self, conn: &mut Conn<'_>) {
-    ///         let (id, path) = (conn.id(), self.path.clone());
-    ///         let read = move || std::fs::read(path);
-    ///         let submitted = conn.control().spawn_blocking(read, move |ctl, contents| {
-    ///             match contents {
-    ///                 Ok(bytes) => ctl.send_owned(id, bytes),
-    ///                 Err(_) => ctl.send(id, b"cannot read it\n"),
-    ///             };
-    ///             ctl.close(id);
-    ///         });
-    ///         if submitted.is_err() {
-    ///             conn.send(b"busy, try again\n");
-    ///             conn.close();
-    ///         }
-    ///     }
-    /// }
-    ///
-    /// let path = std::env::temp_dir().join(format!("netcore-doc-{}.txt", std::process::id()));
-    /// std::fs::write(&path, "read on a worker thread\n")?;
-    /// let listener = netcore::tcp_listener("127.0.0.1:0".parse()?, &ListenOptions::default())?;
-    /// let addr = listener.local_addr()?;
-    /// let mut event_loop = EventLoop::new(netcore::Config::default())?;
-    /// event_loop.add_tcp_listener(listener)?;
-    /// let shutdown = event_loop.shutdown_handle();
-    /// let server_path = path.clone();
-    /// let server = std::thread::spawn(move || {
-    ///     event_loop.run(&mut FileServer { path: server_path })
-    /// });
-    ///
-    /// let mut reply = String::new();
-    /// std::net::TcpStream::connect(addr)?.read_to_string(&mut reply)?;
-    /// assert_eq!(reply, "read on a worker thread\n");
-    ///
-    /// shutdown.shutdown();
-    /// server.join().expect("server thread")?;
-    /// std::fs::remove_file(&path)?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn spawn_blocking<R, W, F>(&mut self, work: W, then: F) -> Result<(), SpawnError>
-    where
-        R: Send + 'static,
-        W: FnOnce() -> R + Send + 'static,
-        F: FnOnce(&mut Control<'_, T>, R) + Send + 'static,
-    {
-        let then: Continuation<T> = Box::new(move |ctl, value| match value.downcast::<R>() {
-            Ok(value) => then(ctl, *value),
-            // The pool hands each job's value to the continuation submitted with it.
-            Err(_) => log::error!("a worker job's value is not of its continuation's type"),
-        });
-        self.core_mut().submit_blocking(work, then)
-    }
 }
 
 impl<C> WorkerPool<C> {

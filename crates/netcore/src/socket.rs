@@ -1,6 +1,7 @@
 //! Building listening and datagram sockets with the options `std` and `mio` do not expose
 //! (backlog, `SO_REUSEPORT`, `IPV6_V6ONLY`), before they are handed to an event loop.
 
+use std::fmt;
 use std::io;
 use std::net::{self, SocketAddr};
 use std::os::unix::net as unix;
@@ -69,13 +70,7 @@ pub fn tcp_listener(addr: SocketAddr, opts: &ListenOptions) -> Result<net::TcpLi
     socket
         .set_reuse_address(true)
         .map_err(|e| Error::new(ErrorKind::Socket, format!("set SO_REUSEADDR on {addr}"), e))?;
-    socket
-        .bind(&SockAddr::from(addr))
-        .map_err(|e| Error::new(ErrorKind::Bind, format!("bind {addr}"), e))?;
-    let backlog = i32::try_from(opts.backlog).unwrap_or(i32::MAX);
-    socket
-        .listen(backlog)
-        .map_err(|e| Error::new(ErrorKind::Listen, format!("listen on {addr}"), e))?;
+    bind_listen(&socket, &SockAddr::from(addr), addr, opts)?;
     Ok(socket.into())
 }
 
@@ -160,14 +155,25 @@ pub fn unix_listener(path: &Path, opts: &ListenOptions) -> Result<unix::UnixList
         .map_err(|e| Error::new(ErrorKind::Socket, format!("socket for {shown}"), e))?;
     let addr = SockAddr::unix(path)
         .map_err(|e| Error::new(ErrorKind::Bind, format!("bind {shown}"), e))?;
+    bind_listen(&socket, &addr, shown, opts)?;
+    Ok(socket.into())
+}
+
+/// Binds `socket` to `addr` and listens with `opts.backlog`; `shown` names the address in
+/// errors ([`ErrorKind::Bind`], [`ErrorKind::Listen`]).
+fn bind_listen(
+    socket: &Socket,
+    addr: &SockAddr,
+    shown: impl fmt::Display,
+    opts: &ListenOptions,
+) -> Result<(), Error> {
     socket
-        .bind(&addr)
+        .bind(addr)
         .map_err(|e| Error::new(ErrorKind::Bind, format!("bind {shown}"), e))?;
     let backlog = i32::try_from(opts.backlog).unwrap_or(i32::MAX);
     socket
         .listen(backlog)
-        .map_err(|e| Error::new(ErrorKind::Listen, format!("listen on {shown}"), e))?;
-    Ok(socket.into())
+        .map_err(|e| Error::new(ErrorKind::Listen, format!("listen on {shown}"), e))
 }
 
 fn inet_socket(

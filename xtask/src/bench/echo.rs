@@ -8,7 +8,7 @@ use serde::{Serialize, Serializer};
 
 use super::measure::{Load, Row};
 use super::names::{Scenario, ServerName};
-use super::verdict::{max_of, median_of, ratio};
+use super::stats::{max_of, median_of, ratio};
 use super::{number, Measure, Round};
 
 /// The echo loads: connections at once, message size.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::measure::{pinned, run_load, start, Load, ServerSpec, Tools};
 use super::names::{Scenario, ServerName};
-use super::verdict::median;
+use super::stats::median;
 
 /// The independent load generator against ours.
 #[derive(Serialize)]

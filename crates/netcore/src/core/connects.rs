@@ -1,5 +1,6 @@
 //! Outgoing connects: the error [`Handler::on_connect`](crate::Handler::on_connect) gets
-//! when one fails ([`ConnectError`]), and connects by name ([`Control::connect_name`]):
+//! when one fails ([`ConnectError`]), and connects by name
+//! ([`Control::connect_name`](crate::Control::connect_name)):
 //! the name resolved on the loop's worker pool, its addresses tried in turn.
 //!
 //! Every outgoing connect is in [`PendingConnects`] from its start until it completes or
@@ -25,16 +26,10 @@ use std::net::SocketAddr;
 
 use super::Core;
 #[cfg(feature = "resolver")]
-use super::Work;
+use super::{Continuation, Work};
 #[cfg(feature = "resolver")]
 use crate::connection::{Connection, Stream};
-#[cfg(feature = "resolver")]
-use crate::control::Control;
-#[cfg(feature = "resolver")]
-use crate::handler::Conn;
 use crate::id::{CloseReason, ConnId, PeerAddr};
-#[cfg(feature = "resolver")]
-use crate::pool::Continuation;
 
 /// Why an outgoing connect did not complete, as [`Handler::on_connect`](crate::Handler::on_connect)
 /// gets it: every address tried with its error, in order, or the resolver's error for a
@@ -274,9 +269,9 @@ pub(crate) fn connect_ended<T>(
     })
 }
 
-/// Starts a connect by name; see [`Control::connect_name`].
+/// Starts a connect by name; see [`Control::connect_name`](crate::Control::connect_name).
 #[cfg(feature = "resolver")]
-fn connect_name<T>(ctl: &mut Control<'_, T>, host: &str, port: &str, state: T) -> ConnId {
+pub(crate) fn connect_name<T>(core: &mut Core<T>, host: &str, port: &str, state: T) -> ConnId {
     use resolver::{Family, Transport};
     let target = if host.contains(':') {
         format!("[{host}]:{port}")
@@ -286,16 +281,12 @@ fn connect_name<T>(ctl: &mut Control<'_, T>, host: &str, port: &str, state: T) -
     // Numeric forms need no lookup, and so no thread.
     if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
         match resolver::socket_addr_numeric(host, port, Family::Any, Transport::Tcp) {
-            Ok(addr) => return ctl.connect(addr, state),
+            Ok(addr) => return core.connect_tcp(addr, state),
             // A name, to be looked up (a host with a colon never is: it was an IPv6 literal).
             Err(err) if err.eai_code() == Some(libc::EAI_NONAME) && !host.contains(':') => {}
             Err(err) => {
                 let reason = CloseReason::ConnectFailed(io_kind(&err));
-                return fail_at_once(
-                    ctl.core_mut(),
-                    ConnectError::unresolved(target, err, reason),
-                    state,
-                );
+                return fail_at_once(core, ConnectError::unresolved(target, err, reason), state);
             }
         }
     }
@@ -303,31 +294,23 @@ fn connect_name<T>(ctl: &mut Control<'_, T>, host: &str, port: &str, state: T) -
         Ok(socket) => socket,
         Err(err) => {
             let reason = CloseReason::from_connect(&err);
-            return fail_at_once(
-                ctl.core_mut(),
-                ConnectError::before_any(target, err, reason),
-                state,
-            );
+            return fail_at_once(core, ConnectError::before_any(target, err, reason), state);
         }
     };
-    let id = ctl.core_mut().conns.next_id();
+    let id = core.conns.next_id();
     let (host, port) = (host.to_owned(), port.to_owned());
     let lookup = move || resolver::socket_addrs(&host, &port, Family::Any, Transport::Tcp);
-    let then: Continuation<T> = Box::new(move |ctl, found| {
+    let then: Continuation<T> = Box::new(move |core, found| {
         if let Ok(found) = found.downcast() {
-            resolved(ctl.core_mut(), id, *found);
+            resolved(core, id, *found);
         }
     });
-    if let Err(err) = ctl.core_mut().submit_blocking(lookup, then) {
+    if let Err(err) = core.submit_blocking(lookup, then) {
         let err = io::Error::new(io::ErrorKind::WouldBlock, err.to_string());
         let reason = CloseReason::ConnectFailed(io::ErrorKind::WouldBlock);
-        return fail_at_once(
-            ctl.core_mut(),
-            ConnectError::before_any(target, err, reason),
-            state,
-        );
+        return fail_at_once(core, ConnectError::before_any(target, err, reason), state);
     }
-    let inserted = insert_resolving(ctl.core_mut(), placeholder, target, state);
+    let inserted = insert_resolving(core, placeholder, target, state);
     debug_assert_eq!(inserted, id, "the lookup was submitted for this id");
     id
 }
@@ -483,94 +466,12 @@ fn describe(reason: CloseReason) -> &'static str {
     }
 }
 
-#[cfg(feature = "resolver")]
-impl<T> Control<'_, T> {
-    /// Starts a TCP connect to `host` and `port` and returns the new connection's id at
-    /// once, as [`connect`](Self::connect) does for an address: the name is resolved off
-    /// the loop, and each of its addresses tried in turn until one connects.
-    ///
-    /// - `host` and `port` take every form the `resolver` crate (`sockaddr-resolver`)
-    ///   takes, as Python's `socket` does: a name, an IPv4 or IPv6 address (`127.1`,
-    ///   `::1`, `fe80::1%eth0`; no brackets), a port number or a service name (`"http"`).
-    /// - A numeric host with a numeric port is resolved at once, on the loop's thread,
-    ///   which starts no thread; anything else is looked up (`getaddrinfo`) on the loop's
-    ///   worker pool ([`spawn_blocking`](Self::spawn_blocking)).
-    /// - The addresses are tried in the order `getaddrinfo` gives them (`localhost`: `::1`,
-    ///   then `127.0.0.1`), as Python's `socket.create_connection` does: the next one when
-    ///   a connect is refused, fails or times out (each attempt under the idle deadline,
-    ///   [`Config::idle_timeout`](crate::Config::idle_timeout) or the connection's own).
-    /// - The outcome arrives as [`Handler::on_connect`](crate::Handler::on_connect): `Ok`
-    ///   with the address that connected, or `Err` with every address's error, or the
-    ///   resolver's ([`ConnectError::resolve_error`]); then, for a failure,
-    ///   [`Handler::on_close`](crate::Handler::on_close), as for any connect.
-    ///
-    /// The connection exists from this call on, with `state` as its state: output sent to
-    /// it is queued, and it may be piped, paused, aborted or given a deadline before its
-    /// name is resolved. Until then its [`Conn::peer`] is the unspecified address
-    /// `0.0.0.0:0` (so is [`Closed::peer`](crate::Closed::peer) when the name never
-    /// resolved). A pool that is full ([`Config::blocking_queue`](crate::Config::blocking_queue))
-    /// fails the connect at once, with [`CloseReason::ConnectFailed`]`(WouldBlock)`.
-    ///
-    /// # Examples
-    ///
-    /// A client that connects to `localhost`, whatever address it is.
-    ///
-    /// ```
-    /// use std::io::Write;
-    /// use netcore::{Closed, Conn, ConnectError, Control, EventLoop, Handler, PeerAddr};
-    ///
-    /// #[derive(Default)]
-    /// struct Client {
-    ///     greeting: Vec<u8>,
-    /// }
-    ///
-    /// impl Handler for Client {
-    ///     fn on_connect(&mut self, conn: &mut Conn<'_>, outcome: Result<&PeerAddr, &ConnectError>) {
-    ///         if let Err(err) = outcome {
-    ///             eprintln!("{err}"); // on_close comes next, and stops the loop
-    ///         }
-    ///         let _ = conn;
-    ///     }
-    ///     fn on_data(&mut self, _: &mut Conn<'_>, input: &[u8]) -> usize {
-    ///         self.greeting.extend_from_slice(input);
-    ///         input.len()
-    ///     }
-    ///     fn on_close(&mut self, ctl: &mut Control<'_>, _: &Closed<'_>) {
-    ///         ctl.stop();
-    ///     }
-    /// }
-    ///
-    /// let server = std::net::TcpListener::bind("127.0.0.1:0")?;
-    /// let port = server.local_addr()?.port().to_string();
-    /// std::thread::spawn(move || server.accept()?.0.write_all(b"hello"));
-    ///
-    /// let mut event_loop = EventLoop::new(netcore::Config::default())?;
-    /// event_loop.connect_name("localhost", &port, ());
-    /// let mut client = Client::default();
-    /// event_loop.run(&mut client)?;
-    /// assert_eq!(client.greeting, b"hello");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn connect_name(&mut self, host: &str, port: &str, state: T) -> ConnId {
-        connect_name(self, host, port, state)
-    }
-}
-
-#[cfg(feature = "resolver")]
-impl<T> Conn<'_, T> {
-    /// Starts a TCP connect to `host` and `port`, resolved off the loop and tried address
-    /// by address; see [`Control::connect_name`].
-    pub fn connect_name(&mut self, host: &str, port: &str, state: T) -> ConnId {
-        self.ctl.connect_name(host, port, state)
-    }
-}
-
 #[cfg(all(test, feature = "resolver"))]
 mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::{Closed, Config, EventLoop, Handler, TimerId};
+    use crate::{Closed, Config, Conn, Control, EventLoop, Handler, TimerId};
 
     /// A port on 127.0.0.1 that refuses: bound, then closed again.
     fn refusing() -> SocketAddr {

@@ -23,11 +23,11 @@ mod streams;
 
 use std::time::Duration;
 
+use crate::config::Config;
 use crate::connection::{Actions, Connection, Step};
 use crate::control::Control;
 use crate::core::{Core, Env, Work};
 use crate::counters::Counters;
-use crate::event_loop::Config;
 use crate::handler::{Closed, Conn, Handler};
 use crate::id::{CloseReason, ConnId};
 
@@ -146,7 +146,7 @@ impl<T: Default> Dispatcher<T> {
     pub(crate) fn finish_blocking<M, H: Handler<M, T>>(&mut self, handler: &mut H) {
         while let Some((then, outcome)) = self.core.next_finished() {
             match outcome {
-                Ok(value) => then(&mut self.control(), value),
+                Ok(value) => then(&mut self.core, value),
                 Err(panic) => std::panic::resume_unwind(panic),
             }
             self.run_work(handler);
