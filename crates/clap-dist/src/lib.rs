@@ -7,7 +7,8 @@
 //! Each binary answers a hidden first argument, `__generate DIR`, before clap parses
 //! anything (so it appears in no help and no completion); `cargo xtask dist` runs the release
 //! binaries that way. [`exit_status`] is the binaries' other shared piece of clap glue:
-//! how an error (clap's or any other) becomes an exit status.
+//! how an error (clap's or any other) becomes an exit status, and [`explain_default_host`]
+//! their one wording for a default host (this machine's name) that does not resolve.
 //!
 //! # Examples
 //!
@@ -32,10 +33,12 @@
 
 #![deny(missing_docs)]
 
+mod default_host;
 mod duration_arg;
 mod file_arg;
 mod man;
 
+pub use default_host::explain_default_host;
 pub use duration_arg::positive_duration;
 pub use file_arg::{read_file_arg, MESSAGE_MAX};
 pub use man::{examples_help, man_pages, Example, ManPage, Section};
