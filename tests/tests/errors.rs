@@ -289,15 +289,17 @@ fn permission_denied_names_the_address() {
     assert!(stderr.contains("Permission denied"), "{stderr}");
 }
 
-/// In a container whose name is not in /etc/hosts, the tutorial's default host (the
-/// machine's name) does not resolve: the error says that the name came from the default,
-/// and what to give instead. Run in a UTS namespace of its own (`unshare --uts`, as root)
-/// whose host name resolves nowhere.
-#[test]
-fn a_default_host_that_does_not_resolve_says_it_was_the_default_and_what_to_use() {
-    let Some(unshare) = e2e::tool("unshare", "util-linux") else {
-        return;
-    };
+/// A host name that resolves nowhere (`.invalid` is reserved for that, RFC 2606).
+const UNRESOLVABLE: &str = "no-such-host-for-greet.invalid";
+
+/// Runs `program` with `args` as in a container whose name is not in /etc/hosts: in a UTS
+/// namespace of its own (`unshare --uts`, as root) whose host name is [`UNRESOLVABLE`].
+/// `None` (and the test passes, saying so) where that is not permitted, except under CI.
+fn run_where_the_machine_name_does_not_resolve(
+    program: &str,
+    args: &[&str],
+) -> Option<std::process::Output> {
+    let unshare = e2e::tool("unshare", "util-linux")?;
     let probe = Command::new(&unshare)
         .args(["--uts", "true"])
         .output()
@@ -308,28 +310,92 @@ fn a_default_host_that_does_not_resolve_says_it_was_the_default_and_what_to_use(
             "unshare --uts needs root, which CI has"
         );
         eprintln!("SKIPPED: unshare --uts is not permitted here (not root)");
-        return;
+        return None;
     }
-    let script = format!(
-        "hostname no-such-host-for-greet.invalid && exec {} --port 0",
-        bin("greet-server").display()
-    );
+    let script = format!("hostname {UNRESOLVABLE} && exec \"$@\"");
     let out = Command::new(&unshare)
-        .args(["--uts", "sh", "-c", &script])
+        .args(["--uts", "sh", "-c", &script, "sh"])
+        .arg(bin(program))
+        .args(args)
         .stdin(Stdio::null())
         .output()
-        .expect("run greet-server in its own UTS namespace");
+        .unwrap_or_else(|e| panic!("run {program} in its own UTS namespace: {e}"));
+    Some(out)
+}
+
+/// The one line a default host that does not resolve gives: status 1, nothing on stdout, and
+/// stderr saying that no --host was given, that the name was the default, what to use instead,
+/// and the name itself.
+fn assert_default_host_explained(out: &std::process::Output, what: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(out.stdout.is_empty(), "no readiness line");
-    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
+    assert!(out.stdout.is_empty(), "{what}: nothing on stdout");
+    assert_eq!(stderr.lines().count(), 1, "{what}: one line: {stderr}");
     for part in [
         "no --host given",
+        "this machine's name",
         "the default",
         "--host 127.0.0.1",
-        "no-such-host-for-greet.invalid",
+        UNRESOLVABLE,
     ] {
-        assert!(stderr.contains(part), "{part:?} missing from {stderr:?}");
+        assert!(
+            stderr.contains(part),
+            "{what}: {part:?} missing from {stderr:?}"
+        );
+    }
+}
+
+/// In a container whose name is not in /etc/hosts, the tutorial's default host (the
+/// machine's name) does not resolve: the error says that the name came from the default,
+/// and what to give instead.
+#[test]
+fn a_default_host_that_does_not_resolve_says_it_was_the_default_and_what_to_use() {
+    let Some(out) = run_where_the_machine_name_does_not_resolve("greet-server", &["--port", "0"])
+    else {
+        return;
+    };
+    assert_default_host_explained(&out, "greet-server");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--host ''"),
+        "{out:?}"
+    );
+}
+
+/// greet-client's default host is the machine's name too (TCP and UDP alike): the same
+/// explanation, in the same words as greet-server's.
+#[test]
+fn a_default_host_that_does_not_resolve_in_the_client_says_it_was_the_default_and_what_to_use() {
+    for args in [&["--port", "1"][..], &["--udp", "--port", "1"]] {
+        let Some(out) = run_where_the_machine_name_does_not_resolve("greet-client", args) else {
+            return;
+        };
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.starts_with("greet-client: "), "{args:?}: {stderr}");
+        assert_default_host_explained(&out, &format!("greet-client {args:?}"));
+    }
+}
+
+/// A host given to greet-client (`--host` or nc's positional HOST) that does not resolve is
+/// that host's error alone, without the default-host hint.
+#[test]
+fn a_given_host_that_does_not_resolve_in_the_client_is_named_without_the_default_hint() {
+    for args in [
+        &["--host", UNRESOLVABLE, "--port", "1"][..],
+        &[UNRESOLVABLE, "1"],
+        &["--udp", "--host", UNRESOLVABLE, "--port", "1"],
+    ] {
+        let out = e2e::client(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("greet-client: host \"{UNRESOLVABLE}\": ")),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("--host"),
+            "{args:?}: no hint for a given host: {stderr}"
+        );
     }
 }
 

@@ -77,3 +77,56 @@ fn man_pages_have_their_sections_and_each_example_whole_at_80_columns() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The files each binary's `__generate DIR` writes (what `cargo xtask dist` ships): one man
+/// page per real command, never clap's `help` subcommand and its own subcommands
+/// (`greet-client-help.1`, `greet-client-help-lookup.1`...), which greet-client accepts on its
+/// command line but which are not commands with a page of their own.
+#[test]
+fn generate_writes_one_man_page_per_command_and_no_help_pages() {
+    let dir = temp_dir("generate");
+    for program in ["greet-server", "greet-client"] {
+        let out = Command::new(bin(program))
+            .arg("__generate")
+            .arg(&dir)
+            .output()
+            .expect("run __generate");
+        assert!(out.status.success(), "{program} __generate: {out:?}");
+    }
+    let list = |sub: &str| {
+        let mut names: Vec<String> = std::fs::read_dir(dir.join(sub))
+            .unwrap_or_else(|e| panic!("read {sub}: {e}"))
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        list("man/man1"),
+        [
+            "greet-client-bench.1",
+            "greet-client-lookup.1",
+            "greet-client.1",
+            "greet-server.1",
+        ]
+    );
+    assert_eq!(
+        list("completions"),
+        [
+            "_greet-client",
+            "_greet-server",
+            "greet-client.bash",
+            "greet-client.fish",
+            "greet-server.bash",
+            "greet-server.fish",
+        ]
+    );
+    for page in list("man/man1") {
+        let text = std::fs::read_to_string(dir.join("man/man1").join(&page)).unwrap();
+        assert!(
+            text.contains(".SH \"EXIT STATUS\""),
+            "{page}: no EXIT STATUS"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

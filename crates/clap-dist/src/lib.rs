@@ -7,7 +7,8 @@
 //! Each binary answers a hidden first argument, `__generate DIR`, before clap parses
 //! anything (so it appears in no help and no completion); `cargo xtask dist` runs the release
 //! binaries that way. [`exit_status`] is the binaries' other shared piece of clap glue:
-//! how an error (clap's or any other) becomes an exit status.
+//! how an error (clap's or any other) becomes an exit status, and [`explain_default_host`]
+//! their one wording for a default host (this machine's name) that does not resolve.
 //!
 //! # Examples
 //!
@@ -32,10 +33,12 @@
 
 #![deny(missing_docs)]
 
+mod default_host;
 mod duration_arg;
 mod file_arg;
 mod man;
 
+pub use default_host::explain_default_host;
 pub use duration_arg::positive_duration;
 pub use file_arg::{read_file_arg, MESSAGE_MAX};
 pub use man::{examples_help, man_pages, Example, ManPage, Section};
@@ -78,8 +81,9 @@ pub fn request(argv: &[OsString], name: &str) -> Option<Result<PathBuf, String>>
 }
 
 /// Writes `DIR/completions/{NAME.bash,_NAME,NAME.fish}` and `DIR/man/man1/NAME.1` (plus
-/// one page per subcommand, `NAME-SUB.1`), the man pages with what `page` adds to clap's
-/// definitions (see [`ManPage`]).
+/// one page per subcommand, `NAME-SUB.1`, and none for clap's `help` subcommand), the man
+/// pages with what `page` adds to clap's definitions (see [`ManPage`]). `cmd` is the
+/// command as defined, not yet built.
 ///
 /// # Errors
 ///
@@ -95,14 +99,18 @@ pub fn generate(
     for folder in [&completions, &man] {
         std::fs::create_dir_all(folder).with_context(|| format!("create {}", folder.display()))?;
     }
+    // The man pages first, from `cmd` as defined: clap_complete builds it, and building
+    // adds clap's `help` subcommand (with `help lookup`, `help help`...) to a command that
+    // accepts one, which would then get pages of its own; `man_pages` can keep it out
+    // only of a command not built yet.
+    man::write_pages(cmd.clone(), page, &man)?;
     for shell in [Shell::Zsh, Shell::Fish] {
         clap_complete::generate_to(shell, &mut cmd, name, &completions)
             .with_context(|| format!("write {shell} completions in {}", completions.display()))?;
     }
     let bash = completions.join(format!("{name}.bash"));
     std::fs::write(&bash, bash_completion(&mut cmd, name)?)
-        .with_context(|| format!("write {}", bash.display()))?;
-    man::write_pages(cmd, page, &man)
+        .with_context(|| format!("write {}", bash.display()))
 }
 
 /// The bash completion script for `cmd`, as `clap_complete` writes it, with two repairs:
@@ -197,6 +205,26 @@ mod tests {
         );
         assert!(!script.contains("my__subcmd__tool"), "{script}");
         assert!(script.contains("compgen -A hostname"), "{script}");
+    }
+
+    #[test]
+    fn generate_writes_a_page_per_subcommand_and_none_for_help() {
+        // A command that accepts `help` (clap's default), as greet-client does.
+        let cmd = clap::Command::new("my-tool")
+            .subcommand(clap::Command::new("sub"))
+            .subcommand(clap::Command::new("other"));
+        let dir = std::env::temp_dir().join(format!("clap-dist-generate-{}", std::process::id()));
+        generate(cmd, "my-tool", &dir, &ManPage::default()).unwrap();
+        let mut pages: Vec<String> = std::fs::read_dir(dir.join("man/man1"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        pages.sort();
+        let bash = std::fs::read_to_string(dir.join("completions/my-tool.bash")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(pages, ["my-tool-other.1", "my-tool-sub.1", "my-tool.1"]);
+        // The command accepts `help`: its completions still offer it.
+        assert!(bash.contains("my__tool__subcmd__help)"), "{bash}");
     }
 
     #[test]

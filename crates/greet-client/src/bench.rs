@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use bench_report::{BenchReport, ErrorCounts};
-use netcore::{CloseReason, Config, Control, EventLoop, TimerId};
+use netcore::{CloseReason, Config, Conn, ConnectError, Control, EventLoop, PeerAddr, TimerId};
 use resolver::{Family, Transport};
 
 #[derive(Debug, clap::Args)]
@@ -257,6 +257,30 @@ impl Plan {
         }
     }
 
+    /// A connection load's `on_connect`: the connection's slot in `pool`, the connection
+    /// given one deadline, `--timeout` after its operation began (`from`). The loop's idle
+    /// deadline restarts with every read, so a server that keeps sending, or trickles its
+    /// reply back, would never time out: the whole operation gets one deadline. `None` when
+    /// the connect failed (`on_close`, which follows, counts it) or the slot is free.
+    fn connected<'p, S>(
+        &self,
+        pool: &'p mut pool::SlotPool<S>,
+        conn: &mut Conn<'_, usize>,
+        outcome: Result<&PeerAddr, &ConnectError>,
+        from: TimedFrom,
+    ) -> Option<&'p mut pool::Slot<S>> {
+        if outcome.is_err() {
+            return None;
+        }
+        let now = conn.control().now();
+        let slot = pool.get_mut(*conn.state())?;
+        if let TimedFrom::Connected = from {
+            slot.since = now;
+        }
+        conn.set_deadline(Some(slot.since + self.timeout));
+        Some(slot)
+    }
+
     /// A loop for one load thread; `T` is its handler's state per connection.
     fn event_loop<T: Default>(&self) -> Result<EventLoop<(), T>> {
         let config = Config {
@@ -268,6 +292,18 @@ impl Plan {
         };
         Ok(EventLoop::new(config)?)
     }
+}
+
+/// What a connection load's operation is timed from once connected: its latency and its
+/// deadline.
+#[derive(Debug, Clone, Copy)]
+enum TimedFrom {
+    /// The connect's start, when its slot's operation began: the operation is the whole
+    /// connection (TCP: connect to EOF).
+    Connect,
+    /// The connect's end: the operation is the request sent then (echo); the slot's
+    /// `since` moves there.
+    Connected,
 }
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);

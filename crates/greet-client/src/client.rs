@@ -119,7 +119,8 @@ fn exchange(args: &ClientArgs) -> Result<Vec<u8>> {
     } else {
         Transport::Tcp
     };
-    let addrs = resolver::socket_addrs_or_hostname(args.host(), args.port(), family, transport)?;
+    let addrs = resolver::socket_addrs_or_hostname(args.host(), args.port(), family, transport)
+        .map_err(|e| explain_default_host(anyhow::Error::new(e), args.host()))?;
     let broadcast = args.host() == Some("<broadcast>");
     // Each address in turn, as nc and Python's socket.create_connection do; the first that
     // connects (TCP) or answers (UDP) is the one read from. Every failure is reported.
@@ -147,6 +148,18 @@ fn exchange(args: &ClientArgs) -> Result<Vec<u8>> {
         }
     }
     Err(anyhow!(failures.join("; ")))
+}
+
+/// A failure to resolve the host, explained when no host was given (neither --host nor
+/// HOST): the name was the tutorial's default, this machine's, which a container or a fresh
+/// VM often does not list in /etc/hosts. greet-server says the same
+/// (`clap_dist::explain_default_host`).
+fn explain_default_host(e: anyhow::Error, host: Option<&str>) -> anyhow::Error {
+    clap_dist::explain_default_host(
+        e,
+        host.is_some(),
+        "--host 127.0.0.1 (a server on this machine) or the server's name",
+    )
 }
 
 fn connect(addr: SocketAddr, deadline: Instant, shown: &str) -> Result<TcpStream> {
@@ -294,5 +307,27 @@ fn describe(err: io::Error, op: &str, shown: &str) -> anyhow::Error {
             anyhow!("{op} {shown}: timed out")
         }
         _ => anyhow::Error::new(err).context(format!("{op} {shown}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_default_host_that_does_not_resolve_is_explained() {
+        let failed = || anyhow!("host \"vm\": [Errno -2] Name or service not known");
+        let explained = format!("{:#}", explain_default_host(failed(), None));
+        for part in [
+            "no --host given",
+            "this machine's name",
+            "the default",
+            "--host 127.0.0.1",
+            "host \"vm\": [Errno -2]",
+        ] {
+            assert!(explained.contains(part), "{part:?} missing: {explained}");
+        }
+        let given = format!("{:#}", explain_default_host(failed(), Some("vm")));
+        assert_eq!(given, "host \"vm\": [Errno -2] Name or service not known");
     }
 }

@@ -262,15 +262,12 @@ fn bind(args: &Args, threads: usize) -> Result<(Vec<Vec<Listener>>, Option<Socke
 
 /// A failure to resolve the host, explained when no `--host` was given: the name was the
 /// tutorial's default, this machine's, which a container or a fresh VM often does not list
-/// in /etc/hosts.
+/// in /etc/hosts (the wording is greet-client's too: `clap_dist::explain_default_host`).
 fn explain_default_host(e: anyhow::Error, host: Option<&str>) -> anyhow::Error {
-    if host.is_some() {
-        return e;
-    }
-    e.context(
-        "no --host given, and this machine's name (the default, as the tutorial's \
-         gethostname()) does not resolve; use --host 127.0.0.1 (this machine only) or \
-         --host '' (every address)",
+    clap_dist::explain_default_host(
+        e,
+        host.is_some(),
+        "--host 127.0.0.1 (this machine only) or --host '' (every address)",
     )
 }
 

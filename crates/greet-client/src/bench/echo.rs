@@ -14,7 +14,7 @@ use netcore::{Closed, Conn, ConnectError, Control, Handler, PeerAddr, TimerId};
 use std::sync::Arc;
 
 use super::pool::{Slot, SlotPool};
-use super::{count_close, Plan, RunTimers, Tally};
+use super::{count_close, Plan, RunTimers, Tally, TimedFrom};
 
 /// Distinct message offsets into the pattern.
 const SHIFTS: usize = 256;
@@ -160,18 +160,13 @@ impl Handler<(), usize> for EchoLoad {
         conn: &mut Conn<'_, usize>,
         outcome: Result<&PeerAddr, &ConnectError>,
     ) {
-        if outcome.is_err() {
-            return; // counted in on_close, which follows
+        // The first request is sent now: its latency and its deadline run from here.
+        let connected = self
+            .plan
+            .connected(&mut self.pool, conn, outcome, TimedFrom::Connected);
+        if let Some(slot) = connected {
+            conn.send(self.echo.message(slot.state.offset));
         }
-        let now = conn.control().now();
-        let Some(slot) = self.pool.get_mut(*conn.state()) else {
-            return;
-        };
-        slot.since = now;
-        // The loop's idle deadline restarts with every read, so an echo that trickles back
-        // would never time out: each request gets one deadline from its send.
-        conn.set_deadline(Some(now + self.plan.timeout));
-        conn.send(self.echo.message(slot.state.offset));
     }
 
     fn on_data(&mut self, conn: &mut Conn<'_, usize>, data: &[u8]) -> usize {

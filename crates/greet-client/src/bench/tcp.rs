@@ -8,7 +8,7 @@ use anyhow::Result;
 use netcore::{Closed, Conn, ConnectError, Control, Handler, PeerAddr, TimerId};
 
 use super::pool::{Slot, SlotPool};
-use super::{count_close, Plan, RunTimers, Tally};
+use super::{count_close, Plan, RunTimers, Tally, TimedFrom};
 
 struct TcpLoad {
     plan: Plan,
@@ -47,16 +47,9 @@ impl Handler<(), usize> for TcpLoad {
         conn: &mut Conn<'_, usize>,
         outcome: Result<&PeerAddr, &ConnectError>,
     ) {
-        if outcome.is_err() {
-            return; // counted in on_close, which follows
-        }
-        // The loop's idle deadline restarts with every read, so a server that keeps sending
-        // would never time out: the whole exchange gets one deadline from the connect.
-        let start = match self.pool.get_mut(*conn.state()) {
-            Some(slot) => slot.since,
-            None => conn.control().now(),
-        };
-        conn.set_deadline(Some(start + self.plan.timeout));
+        // The whole exchange, from the connect's start to the EOF, gets one deadline.
+        self.plan
+            .connected(&mut self.pool, conn, outcome, TimedFrom::Connect);
     }
 
     fn on_data(&mut self, conn: &mut Conn<'_, usize>, data: &[u8]) -> usize {
