@@ -3,11 +3,13 @@
 //! bench` load through HAProxy: a rolling SIGHUP restart of all three, then one killed with
 //! SIGKILL and started again. Every connection is counted once across the instances'
 //! metrics, and health checks are never counted as errors nor logged as connections.
+//! HAProxy's own counters (a stats socket added to the configuration) say which
+//! connections the kill failed: only those established to the killed server.
 //!
 //! Without `haproxy` the test says so and passes, except under CI (`CI` set).
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -168,9 +170,10 @@ const ERRORS: [&str; 6] = [
 const CONCURRENCY: u64 = 8;
 
 /// Starts HAProxy with the repository's `contrib/haproxy/greet.cfg`, its frontend and
-/// three servers moved to `backends` and a free port; returns it and the frontend once it
-/// is ready and a client got its greeting through it.
-fn start_haproxy(haproxy: &Path, backends: &[SocketAddr; 3]) -> (HaProxy, SocketAddr) {
+/// three servers moved to `backends` and a free port, and a stats socket added; returns
+/// it, the frontend and the stats socket once it is ready and a client got its greeting
+/// through it.
+fn start_haproxy(haproxy: &Path, backends: &[SocketAddr; 3]) -> (HaProxy, SocketAddr, PathBuf) {
     let shipped = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/haproxy/greet.cfg"),
     )
@@ -187,13 +190,19 @@ fn start_haproxy(haproxy: &Path, backends: &[SocketAddr; 3]) -> (HaProxy, Socket
             );
             config = config.replace(&shipped_addr, &backend.to_string());
         }
+        let stats = dir.join("stats.sock");
+        config = config.replacen(
+            "global\n",
+            &format!("global\n    stats socket {} mode 600\n", stats.display()),
+            1,
+        );
         let cfg = dir.join("greet.cfg");
         std::fs::write(&cfg, config).unwrap();
         match e2e::haproxy(haproxy, &cfg) {
             Ok(proxy) => {
                 let stream = TcpStream::connect(frontend).unwrap();
                 assert_eq!(read_all(stream).unwrap(), GREETING, "through haproxy");
-                return (proxy, frontend);
+                return (proxy, frontend, stats);
             }
             // The port was taken since it was chosen: another.
             Err(log) if log.contains("cannot bind") => {}
@@ -260,7 +269,7 @@ fn a_fleet_behind_haproxy_survives_a_rolling_restart_and_a_kill() {
         Instance::start_new(),
     ];
     let backends = [fleet[0].addr(), fleet[1].addr(), fleet[2].addr()];
-    let (proxy, frontend) = start_haproxy(&haproxy, &backends);
+    let (proxy, frontend, stats) = start_haproxy(&haproxy, &backends);
 
     // Rolling restart under load: each instance in turn, the next once the last is ready.
     let load = bench(frontend);
@@ -305,6 +314,7 @@ fn a_fleet_behind_haproxy_survives_a_rolling_restart_and_a_kill() {
             )
         })
         .collect();
+    let counted_before = server_stats(&stats);
     let load = bench(frontend);
     // Let the load reach every instance before the kill.
     wait_until_greeted(&fleet[1], before[1] + 100);
@@ -312,13 +322,39 @@ fn a_fleet_behind_haproxy_survives_a_rolling_restart_and_a_kill() {
     let again = start_again(backends[1].port());
     let killed = std::mem::replace(&mut fleet[1], again);
     let report = finish(load);
+    let counted = server_stats(&stats);
+    let phase: Vec<ServerStats> = counted
+        .iter()
+        .zip(&counted_before)
+        .map(|(after, before)| after.since(before))
+        .collect();
+    let killed_stats = phase[1];
     eprintln!(
         "fleet: one of 3 killed (SIGKILL) and started again under load: {} ok of {}, {} failed \
-         ({:?})",
+         ({:?}); HAProxy: {} lost on the killed server ({} reset, {} closed empty), {} \
+         refused connects redispatched",
         report.ok,
         report.planned,
         report.failures(),
-        report.errors
+        report.errors,
+        killed_stats.lost(),
+        killed_stats.aborted,
+        killed_stats.lost().saturating_sub(killed_stats.aborted),
+        killed_stats.redispatched,
+    );
+    // HAProxy's own counts say which connections failed: none on the survivors, no connect
+    // failure handed to a client, and on the killed server exactly the bench's failures.
+    for (i, server) in phase.iter().enumerate() {
+        assert_eq!(server.connect_errors, 0, "greet{}: {phase:?}", i + 1);
+        if i != 1 {
+            assert_eq!(server.lost(), 0, "greet{}: {phase:?}", i + 1);
+            assert_eq!(server.aborted, 0, "greet{}: {phase:?}", i + 1);
+        }
+    }
+    assert_eq!(
+        killed_stats.lost(),
+        report.failures(),
+        "{report:?}\n{phase:?}"
     );
     // Every failure, if any, is a connection HAProxy had established to the killed server
     // (accepted, or in its listen queue) when its sockets closed: in TCP mode HAProxy
@@ -465,4 +501,80 @@ fn wait_until_greeted(instance: &Instance, want: u64) {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// One server's counters from HAProxy's `show stat`: those the kill phase is judged by.
+#[derive(Debug, Clone, Copy)]
+struct ServerStats {
+    /// Sessions sent to it (`stot`), a redispatched one counted on each server it tried.
+    sessions: u64,
+    /// Bytes it sent to clients (`bout`).
+    bytes_out: u64,
+    /// Connects to it that failed for good, a client's failure (`econ`; a connect retried
+    /// on another server is not one).
+    connect_errors: u64,
+    /// Sessions whose connect to it failed and were sent to another server (`wredis`).
+    redispatched: u64,
+    /// Sessions it aborted, a reset (`srv_abrt`; `SD` in HAProxy's log).
+    aborted: u64,
+}
+
+impl ServerStats {
+    /// The counts since `before`.
+    fn since(&self, before: &ServerStats) -> ServerStats {
+        ServerStats {
+            sessions: self.sessions - before.sessions,
+            bytes_out: self.bytes_out - before.bytes_out,
+            connect_errors: self.connect_errors - before.connect_errors,
+            redispatched: self.redispatched - before.redispatched,
+            aborted: self.aborted - before.aborted,
+        }
+    }
+
+    /// Sessions it took that got no (whole) greeting and were not moved to another server:
+    /// failed clients.
+    fn lost(&self) -> u64 {
+        self.sessions
+            .saturating_sub(self.redispatched)
+            .saturating_sub(self.bytes_out / GREETING.len() as u64)
+    }
+}
+
+/// `show stat` on HAProxy's stats socket: greet1, greet2 and greet3's counters, in order.
+fn server_stats(socket: &Path) -> [ServerStats; 3] {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("stats socket");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.write_all(b"show stat\n").unwrap();
+    let mut csv = String::new();
+    stream.read_to_string(&mut csv).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .and_then(|l| l.strip_prefix("# "))
+        .unwrap_or_else(|| panic!("no header in {csv:?}"))
+        .split(',')
+        .collect();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no {name} in {header:?}"))
+    };
+    let row = |server: &str| -> ServerStats {
+        let fields: Vec<&str> = lines
+            .clone()
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .find(|f| f.len() > 1 && f[0] == "greeters" && f[1] == server)
+            .unwrap_or_else(|| panic!("no {server} in {csv}"));
+        let value = |name: &str| fields[column(name)].parse::<u64>().unwrap_or(0);
+        ServerStats {
+            sessions: value("stot"),
+            bytes_out: value("bout"),
+            connect_errors: value("econ"),
+            redispatched: value("wredis"),
+            aborted: value("srv_abrt"),
+        }
+    };
+    [row("greet1"), row("greet2"), row("greet3")]
 }
