@@ -222,20 +222,55 @@ fn a_connection_awaiting_its_header_at_shutdown_is_still_greeted() {
 #[test]
 fn a_header_from_outside_proxy_trusted_is_refused_and_counted() {
     // The case: a client on loopback names 192.0.2.7 as itself.
+    use crate::metrics::{sample, scrape, server_with_metrics};
     let lie = b"PROXY TCP4 192.0.2.7 198.51.100.1 56324 443\r\n";
-    let server = proxy_server(&[
+    let (server, metrics) = server_with_metrics(&[
+        "--proxy-protocol",
         "--threads",
         "1",
         "--proxy-trusted",
         "10.0.0.0/8,2001:db8::/32",
+        "--log-format",
+        "json",
     ]);
-    assert_eq!(exchange(server.addr(), lie), b"");
+    let stream = TcpStream::connect_timeout(&server.addr(), PATIENCE).unwrap();
+    let port = stream.local_addr().unwrap().port();
+    (&stream).write_all(lie).unwrap();
+    assert_eq!(read_to_close(stream), b"");
+    // Counted once, as its own outcome (each loop publishes its counts at the end of its
+    // turn: the scrape may come first).
+    let outcome = |text: &str, name: &str| {
+        sample(
+            text,
+            &format!("greet_connections_total{{outcome=\"{name}\"}}"),
+        )
+    };
+    let mut text = String::new();
+    e2e::wait_until("the refused connection is counted", || {
+        text = scrape(metrics);
+        sample(&text, "greet_accepted_total") == 1 && sample(&text, "greet_open_connections") == 0
+    });
+    assert_eq!(outcome(&text, "proxy-untrusted"), 1, "{text}");
+    for other in ["greeted", "proxy-error", "reset", "error", "health-check"] {
+        assert_eq!(outcome(&text, other), 0, "{other}: {text}");
+    }
     let (lines, stderr) = stop(server);
-    assert_eq!(
-        lines,
-        Vec::<String>::new(),
-        "an untrusted header was logged"
+    // One line, about the real peer: the client the header names is a lie, never logged.
+    let lines: Vec<&String> = lines
+        .iter()
+        .filter(|l| !l.starts_with("Listening on "))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    let line: serde_json::Value =
+        serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("{e}: {lines:?}"));
+    assert_eq!(line["outcome"], "proxy-untrusted", "{line}");
+    assert_eq!(line["peer"], format!("127.0.0.1:{port}").as_str(), "{line}");
+    assert_eq!(line["sent"], 0, "{line}");
+    assert!(
+        line.get("client").is_none(),
+        "an untrusted header was logged: {line}"
     );
+    assert!(!lines[0].contains("192.0.2.7"), "{line}");
     assert!(
         stderr.contains(
             "greeted 0, errors 0, datagrams 0, rate-limited 0, proxy errors 0, proxy untrusted 1"

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use e2e::{read_all, temp_dir, wait_until, Server, PATIENCE};
 
+use crate::metrics::{sample, scrape, server_with_metrics};
+
 const GREETING: &[u8] = b"Thank you for connecting";
 
 /// A greeting larger than loopback's socket buffers take, so that a client that does not
@@ -60,15 +62,41 @@ fn holder(to: SocketAddr, source: [u8; 4]) -> TcpStream {
     stream
 }
 
+/// What a fresh connection got while others held the limit: refused (a reset), the start
+/// of a greeting, or nothing yet (waiting in the backlog of a loop that holds back its
+/// listener). Its local port too, to find its log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Refused,
+    Greeted,
+    Waiting,
+}
+
+fn fate(stream: TcpStream) -> (u16, Fate) {
+    let port = stream.local_addr().unwrap().port();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let fate = match (&stream).read(&mut buf) {
+        Ok(0) => Fate::Refused,
+        Ok(_) => Fate::Greeted,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Fate::Refused,
+        Err(_) => Fate::Waiting,
+    };
+    (port, fate)
+}
+
 #[test]
 fn max_connections_is_one_limit_for_all_loops() {
     let (dir, message) = big_message("max-connections-process");
-    let server = Server::local(&[
+    let (server, metrics) = server_with_metrics(&[
         "--threads",
         "4",
         "--max-connections",
         "2",
-        "--quiet",
+        "--log-format",
+        "json",
         "--message-file",
         &message,
     ]);
@@ -76,21 +104,69 @@ fn max_connections_is_one_limit_for_all_loops() {
         holder(server.addr(), [127, 0, 0, 1]),
         holder(server.addr(), [127, 0, 0, 1]),
     ];
+    let mut connections = held.len() as u64;
     // Per loop, each of the other three loops would greet up to two more.
+    let mut fates = Vec::new();
     for _ in 0..12 {
-        let got = first_bytes(TcpStream::connect(server.addr()).unwrap());
-        assert!(got.is_empty(), "a third connection was greeted: {got:?}");
+        let (port, fate) = fate(TcpStream::connect(server.addr()).unwrap());
+        connections += 1;
+        assert_ne!(fate, Fate::Greeted, "a third connection was greeted");
+        fates.push((port, fate));
     }
     drop(held);
     // The places come back once the server has seen the two held connections end; a try
     // made before that is refused like the twelve above, so wait for it instead of assuming.
     wait_until("a place is free again", || {
-        !first_bytes(TcpStream::connect(server.addr()).unwrap()).is_empty()
+        connections += 1;
+        fate(TcpStream::connect(server.addr()).unwrap()).1 == Fate::Greeted
     });
-    let (status, stderr) = server.terminate();
+    // Every connection made has been accepted (those that waited in a backlog too) and has
+    // ended: the counts are final.
+    let mut text = String::new();
+    wait_until("every connection is accepted and ended", || {
+        text = scrape(metrics);
+        sample(&text, "greet_accepted_total") == connections
+            && sample(&text, "greet_open_connections") == 0
+    });
+    let counted = sample(&text, "greet_connections_total{outcome=\"refused-limit\"}");
+    server.signal(libc::SIGTERM);
+    let lines: Vec<serde_json::Value> = std::iter::from_fn(|| server.next_line())
+        .filter(|l| !l.starts_with("Listening on "))
+        .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    let (status, stderr) = server.terminate_after_signal();
     assert!(status.success(), "{stderr}");
-    // Those another loop accepted were refused and counted (with four loops, some did).
-    assert!(count(&stderr, "over max-connections") >= 1, "{stderr}");
+    // Those another loop accepted were refused (with four loops, some were): each one line
+    // with the outcome `refused-limit` and nothing sent, one in the metrics and one in the
+    // summary.
+    let refused: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["outcome"] == "refused-limit")
+        .collect();
+    assert!(!refused.is_empty(), "{lines:#?}");
+    for line in &refused {
+        assert_eq!(line["transport"], "tcp", "{line}");
+        assert_eq!(line["sent"], 0, "{line}");
+        assert!(
+            line["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+            "{line}"
+        );
+    }
+    assert_eq!(counted, refused.len() as u64, "{text}");
+    assert_eq!(count(&stderr, "over max-connections"), counted, "{stderr}");
+    // Each of the twelve that saw its reset is one of them.
+    for (port, _) in fates.iter().filter(|(_, f)| *f == Fate::Refused) {
+        let peer = format!("127.0.0.1:{port}");
+        assert!(
+            refused.iter().any(|l| l["peer"] == peer.as_str()),
+            "no refused-limit line for {peer}: {lines:#?}"
+        );
+    }
+    assert_eq!(
+        lines.len() as u64,
+        connections,
+        "a line per connection: {lines:#?}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
