@@ -39,6 +39,7 @@ use names::serialize_as_display;
 use stats::{median_where, ratio};
 
 mod echo;
+pub(crate) mod fleet;
 mod idle;
 pub(crate) mod ir;
 mod loadgen;

@@ -81,8 +81,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let bench_ir = task == Some("bench") && rest.first().is_some_and(|a| a == "ir");
+    let bench_fleet = task == Some("bench") && rest.first().is_some_and(|a| a == "fleet");
     let takes_arguments = (task == Some("bench") && (rest == ["echo"] || rest == ["pairs"]))
         || bench_ir
+        || bench_fleet
         || task == Some("fuzz");
     if known && !rest.is_empty() && !takes_arguments {
         eprintln!(
@@ -97,6 +99,8 @@ fn main() -> ExitCode {
         Some("test") => test(),
         // `bench ir` takes its own flags (`--record`, `--check`).
         Some("bench") if bench_ir => bench::ir::run(rest.get(1..).unwrap_or_default()),
+        // `bench fleet` takes a number of runs.
+        Some("bench") if bench_fleet => bench::fleet::run(rest.get(1..).unwrap_or_default()),
         Some("bench") => bench::run(std::env::args().nth(2).as_deref()),
         Some("dist") => dist::run(),
         Some("fuzz") => fuzz::run(rest).map_err(anyhow::Error::msg),
