@@ -171,10 +171,7 @@ impl Process {
                 Ok(&self.ready)
             }
             Err(_) => {
-                let status = self.child.take().and_then(|mut child| {
-                    let _ = child.kill();
-                    child.wait().ok()
-                });
+                let status = self.reap();
                 Err(Error::NotReady {
                     name: self.name.clone(),
                     status,
@@ -312,12 +309,12 @@ impl Process {
         status_kb(self.pid(), field)
     }
 
-    fn reap(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SIGKILL cannot be ignored; then reap, so no zombie is left.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+    /// Kills the child if it still runs and reaps it: its exit status, if it had one.
+    fn reap(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        // SIGKILL cannot be ignored; then reap, so no zombie is left.
+        let _ = child.kill();
+        child.wait().ok()
     }
 }
 
