@@ -4,7 +4,8 @@
 //! Every server is started fresh per measurement and waited for through its readiness line.
 //! The load is `greet-client bench` (every reply checked byte for byte). Per run we read the
 //! server's on-CPU time from `/proc/PID/task/*/schedstat` before and after the load (so start-up
-//! is not counted) and its peak RSS (`VmHWM`). The C reference, `bench/c-greet` (epoll, compiled
+//! is not counted), its user and kernel time from `/proc/PID/stat` (the kernel's share of its
+//! CPU) and its peak RSS (`VmHWM`). The C reference, `bench/c-greet` (epoll, compiled
 //! with `cc` into `target/bench/`), runs beside greet-server, and `bench/loadgen`, a load
 //! generator that shares no code with ours, checks `greet-client bench`'s rate.
 //!
@@ -282,9 +283,9 @@ pub fn run(section: Option<&str>) -> Result<()> {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "\n| scenario | server | ok | failures | rate/s | p50 us | p99 us | max us | server CPU us/op | peak RSS kB |"
+        "\n| scenario | server | ok | failures | rate/s | p50 us | p99 us | max us | server CPU us/op | kernel share | peak RSS kB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let l = &r.load;
         // No latency when nothing succeeded.
@@ -292,7 +293,7 @@ fn print_table(rows: &[Row]) {
             [l.p50, l.p99, l.max].map(|us| Some(f64::from(us)))
         });
         println!(
-            "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {:.1} | {} |",
+            "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {:.1} | {:.0}% | {} |",
             r.scenario,
             r.server,
             l.ok,
@@ -302,6 +303,7 @@ fn print_table(rows: &[Row]) {
             number(p99, 0),
             number(max, 0),
             r.server_cpu_us_per_op,
+            r.kernel_share * 100.0,
             r.server_peak_rss_kb
         );
     }
@@ -310,6 +312,11 @@ fn print_table(rows: &[Row]) {
 /// A figure with `digits` decimals, or `-` when it was not measured.
 fn number(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "-".to_string(), |x| format!("{x:.digits$}"))
+}
+
+/// A share (0 to 1) as a whole percentage, or `-` when it was not measured.
+fn percent(share: Option<f64>) -> String {
+    number(share.map(|s| s * 100.0), 0)
 }
 
 /// Writes `doc` as `target/bench/PREFIX-TIME.json` and `PREFIX`'s latest (`latest.json` for

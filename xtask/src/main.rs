@@ -25,7 +25,8 @@ const TASKS: [(&str, &str); 5] = [
         "release build, then the README's performance scenarios against the tutorial's Python server\n\
          and the C epoll server of bench/c-greet, checked by bench/loadgen: a table, a verdict\n\
          per README target, and JSON under target/bench/;\n\
-         `bench echo`: only the echo section (netcore's echo example vs raw mio and tokio);\n\
+         `bench echo`: only the echo section (netcore's echo example vs raw mio and tokio,\n\
+         CPU per request and the kernel's share of it);\n\
          `bench pairs`: only netcore's http, redis and proxy examples vs their tokio twins\n\
          under wrk and redis-benchmark (JSON in target/bench/pairs-latest.json);\n\
          `bench ir [--record|--check]`: user-space instructions (callgrind) and system calls\n\
