@@ -21,6 +21,10 @@
 //! The pairs section (also alone: `cargo xtask bench pairs`, in [`pairs`]) runs netcore's
 //! http, redis and proxy examples against their tokio twins under wrk and redis-benchmark.
 //!
+//! Only when asked: `cargo xtask bench operator` ([`operator`]), what greet-server's access
+//! log and metrics cost per connection, and `cargo xtask bench ir` ([`ir`]), instructions and
+//! system calls per echo request.
+//!
 //! What `greet-client bench --json` prints is read as a `BenchReport` (the shared schema,
 //! `crates/bench-report`); what this task writes is typed too ([`BenchDoc`]). Scenarios and
 //! servers are the enums of [`names`], each name spelt once.
@@ -45,6 +49,7 @@ pub(crate) mod ir;
 mod loadgen;
 mod measure;
 mod names;
+mod operator;
 mod pairs;
 mod stats;
 mod verdict;
@@ -160,6 +165,8 @@ struct BenchDoc {
     cores: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     kernel: Option<String>,
+    /// The 1-minute load average when the run started, before its own load.
+    load_average: Option<f64>,
     seconds: f64,
     rows: Vec<Row>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -175,32 +182,72 @@ struct BenchDoc {
     verdict: Vec<verdict::Verdict>,
 }
 
-/// `section`: `None` for everything, `Some("echo")`, `Some("pairs")` or `Some("ir")` for
-/// that section alone (`ir`, instruction counts under callgrind, runs only when asked).
+/// What `target/bench/SECTION-latest.json` holds for a section run alone: when, where,
+/// how long, then the section's own document.
+#[derive(Serialize)]
+struct SectionDoc<T> {
+    date: u64,
+    cores: usize,
+    kernel: Option<String>,
+    /// The 1-minute load average when the section started, before its own load.
+    load_average: Option<f64>,
+    seconds: f64,
+    #[serde(flatten)]
+    section: T,
+}
+
+/// Runs `section` (its build done), then prints it with `print` and writes it as
+/// `target/bench/NAME-latest.json`.
+fn run_section<T: Serialize>(
+    name: &str,
+    section: impl FnOnce() -> Result<T>,
+    print: impl FnOnce(&T),
+) -> Result<T> {
+    let load_average = load_average();
+    let started = Instant::now();
+    let section = section()?;
+    print(&section);
+    let doc = SectionDoc {
+        date: unix_time(),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        kernel: kernel_release(),
+        load_average,
+        seconds: started.elapsed().as_secs_f64(),
+        section,
+    };
+    write_json(&doc, name)?;
+    Ok(doc.section)
+}
+
+/// `section`: `None` for everything; `Some("echo")`, `Some("pairs")`, `Some("operator")`
+/// or `Some("ir")` for that section alone (`operator`, about 90 s, and
+/// `ir`, instruction counts under callgrind, run only when asked).
 pub fn run(section: Option<&str>) -> Result<()> {
-    if let Some(other) = section.filter(|s| !["echo", "pairs", "ir"].contains(s)) {
-        bail!("unknown bench section {other:?} (known: echo, pairs, ir)");
-    }
-    if section == Some("ir") {
+    match section {
+        None | Some("echo" | "pairs") => {}
         // Builds what it measures itself, and needs none of the rest.
-        return ir::run(&[]);
+        Some("ir") => return ir::run(&[]),
+        Some("operator") => {
+            let tools = Tools::build_only(&["greet-server", "greet-client"], false)?;
+            let operator = run_section("operator", || operator::section(&tools), operator::print)?;
+            return match operator.failures() {
+                0 => Ok(()),
+                n => bail!("greet-server lost or truncated {n} operations"),
+            };
+        }
+        Some(other) => {
+            bail!("unknown bench section {other:?} (known: echo, pairs, operator, ir)")
+        }
     }
     let tools = Tools::build()?;
     measure::raise_fd_limit();
+    let load_average = load_average();
     let started = Instant::now();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let seconds = || started.elapsed().as_secs_f64();
     if section == Some("pairs") {
-        let pairs = pairs::section(&tools)?;
-        pairs::print(&pairs);
-        let doc = pairs::PairsDoc {
-            date: unix_time(),
-            cores,
-            kernel: kernel_release(),
-            seconds: seconds(),
-            pairs,
-        };
-        return write_json(&doc, "pairs");
+        run_section("pairs", || pairs::section(&tools), pairs::print)?;
+        return Ok(());
     }
     let mut rows = Vec::new();
     let mut full = None;
@@ -224,6 +271,7 @@ pub fn run(section: Option<&str>) -> Result<()> {
             date: unix_time(),
             cores,
             kernel: None,
+            load_average,
             seconds: seconds(),
             rows,
             idle_connections: None,
@@ -259,6 +307,7 @@ pub fn run(section: Option<&str>) -> Result<()> {
         date: unix_time(),
         cores,
         kernel: kernel_release(),
+        load_average,
         seconds: seconds(),
         rows,
         idle_connections: Some(idle),
@@ -320,7 +369,7 @@ fn percent(share: Option<f64>) -> String {
 }
 
 /// Writes `doc` as `target/bench/PREFIX-TIME.json` and `PREFIX`'s latest (`latest.json` for
-/// the whole bench, `echo-latest.json` or `pairs-latest.json` for a section alone).
+/// the whole bench, `SECTION-latest.json`, e.g. `echo-latest.json`, for a section alone).
 fn write_json(doc: &impl Serialize, prefix: &str) -> Result<()> {
     let dir = target_dir().join("bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
@@ -339,6 +388,16 @@ fn write_json(doc: &impl Serialize, prefix: &str) -> Result<()> {
 
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
+}
+
+/// The 1-minute load average (`/proc/loadavg`).
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn kernel_release() -> Option<String> {

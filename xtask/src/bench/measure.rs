@@ -33,20 +33,28 @@ pub(super) struct Tools {
     pub taskset: bool,
 }
 
+/// Every package a full run measures.
+const PACKAGES: [&str; 9] = [
+    "greet-server",
+    "greet-client",
+    "netcore",
+    "mio-echo",
+    "loadgen",
+    "tokio-echo",
+    "tokio-http",
+    "tokio-redis",
+    "tokio-proxy",
+];
+
 impl Tools {
     /// Builds every binary a section may run (release), and the C reference server.
     pub fn build() -> Result<Tools> {
-        let packages = [
-            "greet-server",
-            "greet-client",
-            "netcore",
-            "mio-echo",
-            "loadgen",
-            "tokio-echo",
-            "tokio-http",
-            "tokio-redis",
-            "tokio-proxy",
-        ];
+        Tools::build_only(&PACKAGES, true)
+    }
+
+    /// Builds the binaries and examples of `packages` (release), and the C reference server
+    /// if `c_greet`; the other paths are where [`Tools::build`] puts them.
+    pub fn build_only(packages: &[&str], c_greet: bool) -> Result<Tools> {
         let mut build = cargo();
         build.args(["build", "--release"]);
         for package in packages {
@@ -56,7 +64,10 @@ impl Tools {
             "cargo build --release",
             build.args(["--examples", "--bins"]),
         )?;
-        let c_greet = build_c("c-greet", &["-lpthread"])?;
+        let c_greet = match c_greet {
+            true => build_c("c-greet", &["-lpthread"])?,
+            false => target_dir().join("bench").join("c-greet"),
+        };
         let release = target_dir().join("release");
         Ok(Tools {
             server: release.join("greet-server"),
@@ -89,10 +100,16 @@ impl ServerSpec {
         let udp = udp.then(|| "--udp".to_string());
         let address = |bin: &Path| vec![bin.display().to_string(), "127.0.0.1:0".into()];
         let argv = match name {
-            ServerName::Greet(threads) => greet_server_argv(&tools.server, threads)
+            ServerName::Greet(threads) => greet_server_argv(&tools.server, threads, &["--quiet"])
                 .into_iter()
                 .chain(udp)
                 .collect(),
+            ServerName::GreetLogging(logging) => {
+                greet_server_argv(&tools.server, 1, logging.flags())
+                    .into_iter()
+                    .chain(udp)
+                    .collect()
+            }
             ServerName::Python => ["python3", &tools.python.display().to_string()]
                 .into_iter()
                 .chain(["--port", "0", "--quiet"])
@@ -128,19 +145,20 @@ impl ServerSpec {
     }
 }
 
-/// `greet-server --host 127.0.0.1 --port 0 --quiet --threads N`.
-fn greet_server_argv(server: &Path, threads: u16) -> Vec<String> {
+/// `greet-server --host 127.0.0.1 --port 0 --threads N`, then `flags`.
+fn greet_server_argv(server: &Path, threads: u16, flags: &[&str]) -> Vec<String> {
     [
         server.display().to_string(),
         "--host".into(),
         "127.0.0.1".into(),
         "--port".into(),
         "0".into(),
-        "--quiet".into(),
         "--threads".into(),
         threads.to_string(),
     ]
-    .into()
+    .into_iter()
+    .chain(flags.iter().map(|f| f.to_string()))
+    .collect()
 }
 
 /// One load: what `greet-client bench` is asked to do.
@@ -389,5 +407,24 @@ pub(super) fn raise_fd_limit() {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::names::Logging;
+
+    #[test]
+    fn greet_server_logs_unless_quiet_is_asked() {
+        let argv = |flags| greet_server_argv(Path::new("gs"), 1, flags).join(" ");
+        assert_eq!(
+            argv(&["--quiet"]),
+            "gs --host 127.0.0.1 --port 0 --threads 1 --quiet"
+        );
+        assert_eq!(
+            argv(Logging::Json.flags()),
+            "gs --host 127.0.0.1 --port 0 --threads 1 --log-format json"
+        );
     }
 }

@@ -118,7 +118,8 @@ struct Run {
     errors: u64,
 }
 
-/// What the section found, under `"pairs"` in the full bench's JSON.
+/// What the section found, under `"pairs"` in the full bench's JSON (alone:
+/// `target/bench/pairs-latest.json`).
 #[derive(Serialize)]
 pub(super) struct PairsSummary {
     repetitions: usize,
@@ -137,17 +138,6 @@ impl PairsSummary {
             .filter_map(|w| w.cpu_per_req_vs_tokio)
             .reduce(f64::max)
     }
-}
-
-/// `target/bench/pairs-latest.json`.
-#[derive(Serialize)]
-pub(super) struct PairsDoc {
-    pub date: u64,
-    pub cores: usize,
-    pub kernel: Option<String>,
-    pub seconds: f64,
-    #[serde(flatten)]
-    pub pairs: PairsSummary,
 }
 
 #[derive(Serialize)]
