@@ -21,6 +21,9 @@
 //! The pairs section (also alone: `cargo xtask bench pairs`, in [`pairs`]) runs netcore's
 //! http, redis and proxy examples against their tokio twins under wrk and redis-benchmark.
 //!
+//! The flood section (also alone: `cargo xtask bench flood`, in [`flood`]) times a small
+//! client's echo while two others flood netcore's echo example (`bench/flood_latency.py`).
+//!
 //! Only when asked: `cargo xtask bench operator` ([`operator`]), what greet-server's access
 //! log and metrics cost per connection, and `cargo xtask bench ir` ([`ir`]), instructions and
 //! system calls per echo request.
@@ -44,6 +47,7 @@ use names::serialize_as_display;
 use stats::{median_where, ratio};
 
 mod echo;
+mod flood;
 mod idle;
 pub(crate) mod ir;
 mod loadgen;
@@ -177,6 +181,8 @@ struct BenchDoc {
     #[serde(skip_serializing_if = "Option::is_none")]
     pairs: Option<pairs::PairsSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    flood: Option<flood::FloodSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     summary: Option<verdict::Summary>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     verdict: Vec<verdict::Verdict>,
@@ -219,8 +225,8 @@ fn run_section<T: Serialize>(
     Ok(doc.section)
 }
 
-/// `section`: `None` for everything; `Some("echo")`, `Some("pairs")`, `Some("operator")`
-/// or `Some("ir")` for that section alone (`operator`, about 90 s, and
+/// `section`: `None` for everything; `Some("echo")`, `Some("pairs")`, `Some("flood")`,
+/// `Some("operator")` or `Some("ir")` for that section alone (`operator`, about 90 s, and
 /// `ir`, instruction counts under callgrind, run only when asked).
 pub fn run(section: Option<&str>) -> Result<()> {
     match section {
@@ -235,8 +241,14 @@ pub fn run(section: Option<&str>) -> Result<()> {
                 n => bail!("greet-server lost or truncated {n} operations"),
             };
         }
+        Some("flood") => {
+            flood::build()?;
+            let echo = target_dir().join("release").join("examples").join("echo");
+            run_section("flood", || flood::section(&echo), flood::print)?;
+            return Ok(());
+        }
         Some(other) => {
-            bail!("unknown bench section {other:?} (known: echo, pairs, operator, ir)")
+            bail!("unknown bench section {other:?} (known: echo, pairs, operator, flood, ir)")
         }
     }
     let tools = Tools::build()?;
@@ -278,6 +290,7 @@ pub fn run(section: Option<&str>) -> Result<()> {
             loadgen_check: None,
             echo,
             pairs: None,
+            flood: None,
             summary: None,
             verdict: Vec::new(),
         };
@@ -292,11 +305,19 @@ pub fn run(section: Option<&str>) -> Result<()> {
             None
         }
     };
+    // netcore's echo example under a flood: needs only python3, as the tutorial's server.
+    let flood = match &tools.echo {
+        Some(echo) => Some(flood::section(echo)?),
+        None => None,
+    };
     let summary = verdict::summarize(&rows, idle.as_ref(), &loadgen, &echo);
     print_table(&rows);
     echo::print_table(&echo);
     if let Some(pairs) = &pairs {
         pairs::print(pairs);
+    }
+    if let Some(flood) = &flood {
+        flood::print(flood);
     }
     println!(
         "\n{}",
@@ -315,6 +336,7 @@ pub fn run(section: Option<&str>) -> Result<()> {
         echo,
         verdict: verdict::verdicts(&summary, pairs.as_ref()),
         pairs,
+        flood,
         summary: Some(summary),
     };
     write_json(&doc, "bench")?;

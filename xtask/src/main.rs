@@ -24,12 +24,15 @@ const TASKS: [(&str, &str); 5] = [
         "bench",
         "release build, then the README's performance scenarios against the tutorial's Python server\n\
          and the C epoll server of bench/c-greet, checked by bench/loadgen: a table, a verdict\n\
-         per README target, and JSON under target/bench/ (the echo and pairs sections\n\
+         per README target, and JSON under target/bench/ (the echo, pairs and flood sections\n\
          included);\n\
          `bench echo`: only the echo section (netcore's echo example vs raw mio and tokio,\n\
          CPU per request and the kernel's share of it);\n\
          `bench pairs`: only netcore's http, redis and proxy examples vs their tokio twins\n\
          under wrk and redis-benchmark (JSON in target/bench/pairs-latest.json);\n\
+         `bench flood`: only bench/flood_latency.py against netcore's echo example, 3 runs:\n\
+         a small client's latency while two others flood it (about 20 s; JSON in\n\
+         target/bench/flood-latest.json);\n\
          `bench operator`: greet-server's user-space and total CPU per connection with the\n\
          default access log, --log-format json, --metrics, and over UDP, 5 rounds (about\n\
          90 s; not part of the full run; JSON in target/bench/operator-latest.json);\n\
@@ -87,7 +90,7 @@ fn main() -> ExitCode {
     }
     let bench_ir = task == Some("bench") && rest.first().is_some_and(|a| a == "ir");
     let bench_section = task == Some("bench")
-        && matches!(rest, [s] if ["echo", "pairs", "operator"].contains(&s.as_str()));
+        && matches!(rest, [s] if ["echo", "pairs", "operator", "flood"].contains(&s.as_str()));
     let takes_arguments = bench_section || bench_ir || task == Some("fuzz");
     if known && !rest.is_empty() && !takes_arguments {
         eprintln!(
