@@ -12,6 +12,9 @@ scheduling does not blur.
 
     bench/flood_latency.py target/release/examples/echo [DURATION] [FLOODERS]
 
+`cargo xtask bench flood` runs it three times (DURATION 5, FLOODERS 2) against the release
+echo example, prints the runs and their medians, and writes target/bench/flood-latest.json.
+
 Loopback only; every loop is bounded by DURATION.
 """
 import json

@@ -4,7 +4,8 @@
 //! Every server is started fresh per measurement and waited for through its readiness line.
 //! The load is `greet-client bench` (every reply checked byte for byte). Per run we read the
 //! server's on-CPU time from `/proc/PID/task/*/schedstat` before and after the load (so start-up
-//! is not counted) and its peak RSS (`VmHWM`). The C reference, `bench/c-greet` (epoll, compiled
+//! is not counted), its user and kernel time from `/proc/PID/stat` (the kernel's share of its
+//! CPU) and its peak RSS (`VmHWM`). The C reference, `bench/c-greet` (epoll, compiled
 //! with `cc` into `target/bench/`), runs beside greet-server, and `bench/loadgen`, a load
 //! generator that shares no code with ours, checks `greet-client bench`'s rate.
 //!
@@ -19,6 +20,13 @@
 //!
 //! The pairs section (also alone: `cargo xtask bench pairs`, in [`pairs`]) runs netcore's
 //! http, redis and proxy examples against their tokio twins under wrk and redis-benchmark.
+//!
+//! The flood section (also alone: `cargo xtask bench flood`, in [`flood`]) times a small
+//! client's echo while two others flood netcore's echo example (`bench/flood_latency.py`).
+//!
+//! Only when asked: `cargo xtask bench operator` ([`operator`]), what greet-server's access
+//! log and metrics cost per connection, and `cargo xtask bench ir` ([`ir`]), instructions and
+//! system calls per echo request.
 //!
 //! What `greet-client bench --json` prints is read as a `BenchReport` (the shared schema,
 //! `crates/bench-report`); what this task writes is typed too ([`BenchDoc`]). Scenarios and
@@ -40,11 +48,13 @@ use stats::{median_where, ratio};
 
 mod echo;
 pub(crate) mod fleet;
+mod flood;
 mod idle;
 pub(crate) mod ir;
 mod loadgen;
 mod measure;
 mod names;
+mod operator;
 mod pairs;
 mod stats;
 mod verdict;
@@ -160,6 +170,8 @@ struct BenchDoc {
     cores: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     kernel: Option<String>,
+    /// The 1-minute load average when the run started, before its own load.
+    load_average: Option<f64>,
     seconds: f64,
     rows: Vec<Row>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -170,37 +182,85 @@ struct BenchDoc {
     #[serde(skip_serializing_if = "Option::is_none")]
     pairs: Option<pairs::PairsSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    flood: Option<flood::FloodSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     summary: Option<verdict::Summary>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     verdict: Vec<verdict::Verdict>,
 }
 
-/// `section`: `None` for everything, `Some("echo")`, `Some("pairs")` or `Some("ir")` for
-/// that section alone (`ir`, instruction counts under callgrind, runs only when asked).
+/// What `target/bench/SECTION-latest.json` holds for a section run alone: when, where,
+/// how long, then the section's own document.
+#[derive(Serialize)]
+struct SectionDoc<T> {
+    date: u64,
+    cores: usize,
+    kernel: Option<String>,
+    /// The 1-minute load average when the section started, before its own load.
+    load_average: Option<f64>,
+    seconds: f64,
+    #[serde(flatten)]
+    section: T,
+}
+
+/// Runs `section` (its build done), then prints it with `print` and writes it as
+/// `target/bench/NAME-latest.json`.
+fn run_section<T: Serialize>(
+    name: &str,
+    section: impl FnOnce() -> Result<T>,
+    print: impl FnOnce(&T),
+) -> Result<T> {
+    let load_average = load_average();
+    let started = Instant::now();
+    let section = section()?;
+    print(&section);
+    let doc = SectionDoc {
+        date: unix_time(),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        kernel: kernel_release(),
+        load_average,
+        seconds: started.elapsed().as_secs_f64(),
+        section,
+    };
+    write_json(&doc, name)?;
+    Ok(doc.section)
+}
+
+/// `section`: `None` for everything; `Some("echo")`, `Some("pairs")`, `Some("flood")`,
+/// `Some("operator")` or `Some("ir")` for that section alone (`operator`, about 90 s, and
+/// `ir`, instruction counts under callgrind, run only when asked).
 pub fn run(section: Option<&str>) -> Result<()> {
-    if let Some(other) = section.filter(|s| !["echo", "pairs", "ir"].contains(s)) {
-        bail!("unknown bench section {other:?} (known: echo, pairs, ir)");
-    }
-    if section == Some("ir") {
+    match section {
+        None | Some("echo" | "pairs") => {}
         // Builds what it measures itself, and needs none of the rest.
-        return ir::run(&[]);
+        Some("ir") => return ir::run(&[]),
+        Some("operator") => {
+            let tools = Tools::build_only(&["greet-server", "greet-client"], false)?;
+            let operator = run_section("operator", || operator::section(&tools), operator::print)?;
+            return match operator.failures() {
+                0 => Ok(()),
+                n => bail!("greet-server lost or truncated {n} operations"),
+            };
+        }
+        Some("flood") => {
+            flood::build()?;
+            let echo = target_dir().join("release").join("examples").join("echo");
+            run_section("flood", || flood::section(&echo), flood::print)?;
+            return Ok(());
+        }
+        Some(other) => {
+            bail!("unknown bench section {other:?} (known: echo, pairs, operator, flood, ir)")
+        }
     }
     let tools = Tools::build()?;
     measure::raise_fd_limit();
+    let load_average = load_average();
     let started = Instant::now();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let seconds = || started.elapsed().as_secs_f64();
     if section == Some("pairs") {
-        let pairs = pairs::section(&tools)?;
-        pairs::print(&pairs);
-        let doc = pairs::PairsDoc {
-            date: unix_time(),
-            cores,
-            kernel: kernel_release(),
-            seconds: seconds(),
-            pairs,
-        };
-        return write_json(&doc, "pairs");
+        run_section("pairs", || pairs::section(&tools), pairs::print)?;
+        return Ok(());
     }
     let mut rows = Vec::new();
     let mut full = None;
@@ -224,12 +284,14 @@ pub fn run(section: Option<&str>) -> Result<()> {
             date: unix_time(),
             cores,
             kernel: None,
+            load_average,
             seconds: seconds(),
             rows,
             idle_connections: None,
             loadgen_check: None,
             echo,
             pairs: None,
+            flood: None,
             summary: None,
             verdict: Vec::new(),
         };
@@ -244,11 +306,19 @@ pub fn run(section: Option<&str>) -> Result<()> {
             None
         }
     };
+    // netcore's echo example under a flood: needs only python3, as the tutorial's server.
+    let flood = match &tools.echo {
+        Some(echo) => Some(flood::section(echo)?),
+        None => None,
+    };
     let summary = verdict::summarize(&rows, idle.as_ref(), &loadgen, &echo);
     print_table(&rows);
     echo::print_table(&echo);
     if let Some(pairs) = &pairs {
         pairs::print(pairs);
+    }
+    if let Some(flood) = &flood {
+        flood::print(flood);
     }
     println!(
         "\n{}",
@@ -259,6 +329,7 @@ pub fn run(section: Option<&str>) -> Result<()> {
         date: unix_time(),
         cores,
         kernel: kernel_release(),
+        load_average,
         seconds: seconds(),
         rows,
         idle_connections: Some(idle),
@@ -266,6 +337,7 @@ pub fn run(section: Option<&str>) -> Result<()> {
         echo,
         verdict: verdict::verdicts(&summary, pairs.as_ref()),
         pairs,
+        flood,
         summary: Some(summary),
     };
     write_json(&doc, "bench")?;
@@ -283,9 +355,9 @@ pub fn run(section: Option<&str>) -> Result<()> {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "\n| scenario | server | ok | failures | rate/s | p50 us | p99 us | max us | server CPU us/op | peak RSS kB |"
+        "\n| scenario | server | ok | failures | rate/s | p50 us | p99 us | max us | server CPU us/op | kernel share | peak RSS kB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let l = &r.load;
         // No latency when nothing succeeded.
@@ -293,7 +365,7 @@ fn print_table(rows: &[Row]) {
             [l.p50, l.p99, l.max].map(|us| Some(f64::from(us)))
         });
         println!(
-            "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {:.1} | {} |",
+            "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {:.1} | {:.0}% | {} |",
             r.scenario,
             r.server,
             l.ok,
@@ -303,6 +375,7 @@ fn print_table(rows: &[Row]) {
             number(p99, 0),
             number(max, 0),
             r.server_cpu_us_per_op,
+            r.kernel_share * 100.0,
             r.server_peak_rss_kb
         );
     }
@@ -313,8 +386,13 @@ fn number(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "-".to_string(), |x| format!("{x:.digits$}"))
 }
 
+/// A share (0 to 1) as a whole percentage, or `-` when it was not measured.
+fn percent(share: Option<f64>) -> String {
+    number(share.map(|s| s * 100.0), 0)
+}
+
 /// Writes `doc` as `target/bench/PREFIX-TIME.json` and `PREFIX`'s latest (`latest.json` for
-/// the whole bench, `echo-latest.json` or `pairs-latest.json` for a section alone).
+/// the whole bench, `SECTION-latest.json`, e.g. `echo-latest.json`, for a section alone).
 fn write_json(doc: &impl Serialize, prefix: &str) -> Result<()> {
     let dir = target_dir().join("bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
@@ -333,6 +411,16 @@ fn write_json(doc: &impl Serialize, prefix: &str) -> Result<()> {
 
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
+}
+
+/// The 1-minute load average (`/proc/loadavg`).
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn kernel_release() -> Option<String> {

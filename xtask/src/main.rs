@@ -24,15 +24,27 @@ const TASKS: [(&str, &str); 5] = [
         "bench",
         "release build, then the README's performance scenarios against the tutorial's Python server\n\
          and the C epoll server of bench/c-greet, checked by bench/loadgen: a table, a verdict\n\
-         per README target, and JSON under target/bench/;\n\
-         `bench echo`: only the echo section (netcore's echo example vs raw mio and tokio);\n\
+         per README target, and JSON under target/bench/ (the echo, pairs and flood sections\n\
+         included);\n\
+         `bench echo`: only the echo section (netcore's echo example vs raw mio and tokio,\n\
+         CPU per request and the kernel's share of it);\n\
          `bench pairs`: only netcore's http, redis and proxy examples vs their tokio twins\n\
          under wrk and redis-benchmark (JSON in target/bench/pairs-latest.json);\n\
+         `bench flood`: only bench/flood_latency.py against netcore's echo example, 3 runs:\n\
+         a small client's latency while two others flood it (about 20 s; JSON in\n\
+         target/bench/flood-latest.json);\n\
+         `bench operator`: greet-server's user-space and total CPU per connection with the\n\
+         default access log, --log-format json, --metrics, and over UDP, 5 rounds (about\n\
+         90 s; not part of the full run; JSON in target/bench/operator-latest.json);\n\
          `bench ir [--record|--check]`: user-space instructions (callgrind) and system calls\n\
-         (strace) per echo request, 10 connections x 64 B one at a time and 16-deep pipelined (netcore,\n\
-         raw mio, tokio, C epoll; needs valgrind and strace; not part of the full run);\n\
-         --record writes netcore's figures to bench/ir-baseline.json, which `test` holds it to\n\
-         (fails 10% above); --check runs only that gate",
+         (strace) per request, one at a time and 16-deep pipelined: echo (netcore, raw mio, tokio, C\n\
+         epoll) and netcore's http and redis examples vs their tokio twins (needs valgrind and\n\
+         strace; not part of the full run); --record writes netcore's echo figures to\n\
+         bench/ir-baseline.json, which `test` holds it to (fails 10% above); --check runs only\n\
+         that gate;\n\
+         `bench fleet [RUNS]`: the HAProxy fleet test (tests/tests/fleet.rs) RUNS times (default\n\
+         5), its failed connections per phase in a table (needs haproxy; not part of the full\n\
+         run)",
     ),
     (
         "test",
@@ -82,10 +94,9 @@ fn main() -> ExitCode {
     }
     let bench_ir = task == Some("bench") && rest.first().is_some_and(|a| a == "ir");
     let bench_fleet = task == Some("bench") && rest.first().is_some_and(|a| a == "fleet");
-    let takes_arguments = (task == Some("bench") && (rest == ["echo"] || rest == ["pairs"]))
-        || bench_ir
-        || bench_fleet
-        || task == Some("fuzz");
+    let bench_section = task == Some("bench")
+        && matches!(rest, [s] if ["echo", "pairs", "operator", "flood"].contains(&s.as_str()));
+    let takes_arguments = bench_section || bench_ir || bench_fleet || task == Some("fuzz");
     if known && !rest.is_empty() && !takes_arguments {
         eprintln!(
             "xtask: {} takes no arguments, got {rest:?}\n\n{}",

@@ -9,7 +9,7 @@ use serde::{Serialize, Serializer};
 use super::measure::{Load, Row};
 use super::names::{Scenario, ServerName};
 use super::stats::{max_of, median_of, ratio};
-use super::{number, Measure, Round};
+use super::{number, percent, Measure, Round};
 
 /// The echo loads: connections at once, message size.
 const ECHO_LOADS: [(u32, u32); 4] = [(50, 64), (50, 4096), (500, 64), (500, 4096)];
@@ -42,6 +42,9 @@ struct EchoLoadSummary {
     size: u32,
     rate: PerEchoServer,
     server_cpu_us_per_req: PerEchoServer,
+    /// The kernel's share of each server's CPU (`stime / (utime + stime)`), medians: what
+    /// no engine's code can save.
+    kernel_share: PerEchoServer,
     cpu_per_req_vs_mio: Option<f64>,
     cpu_per_req_vs_tokio: Option<f64>,
     wrong_bytes: u64,
@@ -99,6 +102,7 @@ pub(super) fn summary(rows: &[Row]) -> EchoSummary {
         let cpu =
             ECHO_SERVERS.map(|srv| median_of(rows, scenario, srv, |r| r.server_cpu_us_per_op));
         let rate = ECHO_SERVERS.map(|srv| median_of(rows, scenario, srv, |r| r.load.rate));
+        let kernel = ECHO_SERVERS.map(|srv| median_of(rows, scenario, srv, |r| r.kernel_share));
         let [ours, mio, tokio] = cpu;
         let vs_mio = ratio(ours, mio);
         let vs_tokio = ratio(ours, tokio);
@@ -111,6 +115,7 @@ pub(super) fn summary(rows: &[Row]) -> EchoSummary {
             size,
             rate: PerEchoServer(rate),
             server_cpu_us_per_req: PerEchoServer(cpu),
+            kernel_share: PerEchoServer(kernel),
             cpu_per_req_vs_mio: vs_mio,
             cpu_per_req_vs_tokio: vs_tokio,
             wrong_bytes: of_load.clone().map(|r| r.load.wrong_bytes()).sum(),
@@ -129,13 +134,14 @@ pub(super) fn summary(rows: &[Row]) -> EchoSummary {
 
 pub(super) fn print_table(echo: &EchoSummary) {
     println!(
-        "\n| echo load | req/s netcore | req/s mio | req/s tokio | CPU us/req netcore | mio | tokio | netcore/mio (<= 1.0x) | netcore/tokio (<= 0.85x) | wrong bytes |"
+        "\n| echo load | req/s netcore | req/s mio | req/s tokio | CPU us/req netcore | mio | tokio | netcore/mio (<= 1.0x) | netcore/tokio (<= 0.85x) | kernel share netcore / mio / tokio | wrong bytes |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for l in &echo.loads {
         let ([r0, r1, r2], [c0, c1, c2]) = (l.rate.0, l.server_cpu_us_per_req.0);
+        let [k0, k1, k2] = l.kernel_share.0.map(percent);
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {}x | {}x | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {}x | {}x | {k0}% / {k1}% / {k2}% | {} |",
             l.scenario,
             number(r0, 0),
             number(r1, 0),

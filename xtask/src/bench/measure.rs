@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use bench_report::BenchReport;
@@ -32,20 +33,28 @@ pub(super) struct Tools {
     pub taskset: bool,
 }
 
+/// Every package a full run measures.
+const PACKAGES: [&str; 9] = [
+    "greet-server",
+    "greet-client",
+    "netcore",
+    "mio-echo",
+    "loadgen",
+    "tokio-echo",
+    "tokio-http",
+    "tokio-redis",
+    "tokio-proxy",
+];
+
 impl Tools {
     /// Builds every binary a section may run (release), and the C reference server.
     pub fn build() -> Result<Tools> {
-        let packages = [
-            "greet-server",
-            "greet-client",
-            "netcore",
-            "mio-echo",
-            "loadgen",
-            "tokio-echo",
-            "tokio-http",
-            "tokio-redis",
-            "tokio-proxy",
-        ];
+        Tools::build_only(&PACKAGES, true)
+    }
+
+    /// Builds the binaries and examples of `packages` (release), and the C reference server
+    /// if `c_greet`; the other paths are where [`Tools::build`] puts them.
+    pub fn build_only(packages: &[&str], c_greet: bool) -> Result<Tools> {
         let mut build = cargo();
         build.args(["build", "--release"]);
         for package in packages {
@@ -55,7 +64,10 @@ impl Tools {
             "cargo build --release",
             build.args(["--examples", "--bins"]),
         )?;
-        let c_greet = build_c("c-greet", &["-lpthread"])?;
+        let c_greet = match c_greet {
+            true => build_c("c-greet", &["-lpthread"])?,
+            false => target_dir().join("bench").join("c-greet"),
+        };
         let release = target_dir().join("release");
         Ok(Tools {
             server: release.join("greet-server"),
@@ -88,10 +100,16 @@ impl ServerSpec {
         let udp = udp.then(|| "--udp".to_string());
         let address = |bin: &Path| vec![bin.display().to_string(), "127.0.0.1:0".into()];
         let argv = match name {
-            ServerName::Greet(threads) => greet_server_argv(&tools.server, threads)
+            ServerName::Greet(threads) => greet_server_argv(&tools.server, threads, &["--quiet"])
                 .into_iter()
                 .chain(udp)
                 .collect(),
+            ServerName::GreetLogging(logging) => {
+                greet_server_argv(&tools.server, 1, logging.flags())
+                    .into_iter()
+                    .chain(udp)
+                    .collect()
+            }
             ServerName::Python => ["python3", &tools.python.display().to_string()]
                 .into_iter()
                 .chain(["--port", "0", "--quiet"])
@@ -127,19 +145,20 @@ impl ServerSpec {
     }
 }
 
-/// `greet-server --host 127.0.0.1 --port 0 --quiet --threads N`.
-fn greet_server_argv(server: &Path, threads: u16) -> Vec<String> {
+/// `greet-server --host 127.0.0.1 --port 0 --threads N`, then `flags`.
+fn greet_server_argv(server: &Path, threads: u16, flags: &[&str]) -> Vec<String> {
     [
         server.display().to_string(),
         "--host".into(),
         "127.0.0.1".into(),
         "--port".into(),
         "0".into(),
-        "--quiet".into(),
         "--threads".into(),
         threads.to_string(),
     ]
-    .into()
+    .into_iter()
+    .chain(flags.iter().map(|f| f.to_string()))
+    .collect()
 }
 
 /// One load: what `greet-client bench` is asked to do.
@@ -183,40 +202,117 @@ pub(super) struct Row {
     pub scenario: Scenario,
     pub server: ServerName,
     pub load: BenchReport,
+    /// The server's on-CPU time over the load (`schedstat`), per successful operation.
     pub server_cpu_us_per_op: f64,
+    /// Its user-space part (`utime` of `/proc/PID/stat`, in clock ticks), per operation.
+    pub server_user_us_per_op: f64,
+    /// The kernel's share of the server's CPU over the load, `stime / (utime + stime)`.
+    pub kernel_share: f64,
     pub server_peak_rss_kb: u64,
 }
 
 /// Measures `load` against `spec`, started fresh, and says so on stderr.
 pub(super) fn measure(tools: &Tools, spec: &ServerSpec, load: &Load) -> Result<Row> {
     let (server, port) = start(spec, load.pinned.then_some(0), tools.taskset)?;
-    let before = server.cpu_time();
-    let result = run_load(tools, port, load);
-    let cpu = server.cpu_time().saturating_sub(before);
-    let rss_kb = server.status_kb("VmHWM:");
+    let row = load_server(tools, &server, port, spec.name, load);
     server.kill();
+    row
+}
+
+/// Runs `load` against `server`, already started (listening on `port`), and measures what
+/// it costs the server; leaves it running.
+pub(super) fn load_server(
+    tools: &Tools,
+    server: &Process,
+    port: u16,
+    name: ServerName,
+    load: &Load,
+) -> Result<Row> {
+    let meter = CpuMeter::start(server);
+    let result = run_load(tools, port, load);
+    let cpu = meter.stop(server);
+    let rss_kb = server.status_kb("VmHWM:");
     let report = result?;
+    let per_op = |d: Duration| match report.ok {
+        0 => 0.0,
+        ok => d.as_secs_f64() * 1e6 / ok as f64,
+    };
     let row = Row {
         scenario: load.scenario,
-        server: spec.name,
-        server_cpu_us_per_op: if report.ok > 0 {
-            cpu.as_secs_f64() * 1e6 / report.ok as f64
-        } else {
-            0.0
-        },
+        server: name,
+        server_cpu_us_per_op: per_op(cpu.on_cpu),
+        server_user_us_per_op: per_op(cpu.user()),
+        kernel_share: cpu.kernel_share(),
         server_peak_rss_kb: rss_kb,
         load: report,
     };
     eprintln!(
-        "bench: {:<18} {:<18} {:>8.0}/s  cpu {:>5.1} us/op  rss {:>6} kB  failures {}",
+        "bench: {:<18} {:<18} {:>8.0}/s  cpu {:>5.1} us/op ({:.0}% kernel)  rss {:>6} kB  failures {}",
         row.scenario.to_string(),
         row.server.to_string(),
         row.load.rate,
         row.server_cpu_us_per_op,
+        row.kernel_share * 100.0,
         row.server_peak_rss_kb,
         row.load.failures()
     );
     Ok(row)
+}
+
+/// A server's CPU counters when a load starts: [`CpuMeter::stop`] gives what it spent since.
+pub(super) struct CpuMeter {
+    on_cpu: Duration,
+    ticks: (u64, u64),
+}
+
+/// What a server spent over a load.
+pub(super) struct CpuUse {
+    /// On-CPU time, all threads (`/proc/PID/task/*/schedstat`, nanoseconds).
+    pub on_cpu: Duration,
+    /// Clock ticks in user space and in the kernel (`utime`, `stime` of `/proc/PID/stat`).
+    pub user_ticks: u64,
+    pub system_ticks: u64,
+}
+
+impl CpuMeter {
+    pub fn start(server: &Process) -> CpuMeter {
+        CpuMeter {
+            on_cpu: server.cpu_time(),
+            ticks: server.user_system_ticks(),
+        }
+    }
+
+    pub fn stop(self, server: &Process) -> CpuUse {
+        let on_cpu = server.cpu_time().saturating_sub(self.on_cpu);
+        let (user, system) = server.user_system_ticks();
+        CpuUse {
+            on_cpu,
+            user_ticks: user.saturating_sub(self.ticks.0),
+            system_ticks: system.saturating_sub(self.ticks.1),
+        }
+    }
+}
+
+impl CpuUse {
+    /// `stime / (utime + stime)`; 0 when no tick passed.
+    pub fn kernel_share(&self) -> f64 {
+        self.system_ticks as f64 / (self.user_ticks + self.system_ticks).max(1) as f64
+    }
+
+    /// The user-space time, from its clock ticks.
+    pub fn user(&self) -> Duration {
+        Duration::from_secs_f64(self.user_ticks as f64 / clock_ticks_per_second())
+    }
+}
+
+/// `sysconf(_SC_CLK_TCK)`, the unit of `/proc/PID/stat`'s times (100 where it cannot be
+/// read, Linux's value).
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf reads a constant of the system; it takes no pointer.
+    match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
+        n if n > 0 => n as f64,
+        _ => 100.0,
+    }
 }
 
 /// Starts `spec` (pinned to `pin_cpu` when given and `taskset` is there) through
@@ -311,5 +407,24 @@ pub(super) fn raise_fd_limit() {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::names::Logging;
+
+    #[test]
+    fn greet_server_logs_unless_quiet_is_asked() {
+        let argv = |flags| greet_server_argv(Path::new("gs"), 1, flags).join(" ");
+        assert_eq!(
+            argv(&["--quiet"]),
+            "gs --host 127.0.0.1 --port 0 --threads 1 --quiet"
+        );
+        assert_eq!(
+            argv(Logging::Json.flags()),
+            "gs --host 127.0.0.1 --port 0 --threads 1 --log-format json"
+        );
     }
 }

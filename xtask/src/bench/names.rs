@@ -48,8 +48,10 @@ impl fmt::Display for Scenario {
 /// A server under test, named once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ServerName {
-    /// greet-server with this many threads.
+    /// greet-server with this many threads (`--quiet`: no access log).
     Greet(u16),
+    /// greet-server with one loop, logging (and counting) as `Logging` says.
+    GreetLogging(Logging),
     /// The tutorial's Python server, `bench/seed_server.py`.
     Python,
     /// `bench/c-greet`, the C epoll server, with this many threads.
@@ -70,6 +72,7 @@ impl fmt::Display for ServerName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ServerName::Greet(threads) => write!(f, "greet-server/{threads}"),
+            ServerName::GreetLogging(logging) => write!(f, "greet-server/1 {logging}"),
             ServerName::Python => f.write_str("python-tutorial"),
             ServerName::CGreet(threads) => write!(f, "c-greet/{threads}"),
             ServerName::NetcoreEcho => f.write_str("netcore-echo"),
@@ -78,6 +81,39 @@ impl fmt::Display for ServerName {
             ServerName::NetcoreExample(name) => write!(f, "netcore-{name}"),
             ServerName::TokioTwin(name) => write!(f, "tokio-{name}"),
         }
+    }
+}
+
+/// What greet-server writes and counts per connection: the operator section's
+/// configurations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Logging {
+    /// The default access log, `--log-format tutorial`.
+    Tutorial,
+    /// `--log-format json`.
+    Json,
+    /// The default log and `--metrics 127.0.0.1:0` (counters and a histogram, no scrape).
+    TutorialMetrics,
+}
+
+impl Logging {
+    /// greet-server's flags for it.
+    pub fn flags(self) -> &'static [&'static str] {
+        match self {
+            Logging::Tutorial => &[],
+            Logging::Json => &["--log-format", "json"],
+            Logging::TutorialMetrics => &["--metrics", "127.0.0.1:0"],
+        }
+    }
+}
+
+impl fmt::Display for Logging {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Logging::Tutorial => "tutorial log",
+            Logging::Json => "json log",
+            Logging::TutorialMetrics => "tutorial log + metrics",
+        })
     }
 }
 
@@ -111,6 +147,10 @@ mod tests {
         assert_eq!(Scenario::TcpPinned.to_string(), "tcp c=64 pinned");
         assert_eq!(ServerName::Greet(2).to_string(), "greet-server/2");
         assert_eq!(ServerName::CGreet(1).to_string(), "c-greet/1");
+        assert_eq!(
+            ServerName::GreetLogging(Logging::Json).to_string(),
+            "greet-server/1 json log"
+        );
         assert_eq!(
             serde_json::to_string(&Scenario::Scale10k).unwrap(),
             r#""scale 10k""#

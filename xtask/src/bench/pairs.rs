@@ -17,8 +17,10 @@ use anyhow::{bail, Context, Result};
 use proc_harness::Process;
 use serde::Serialize;
 
+use super::measure::CpuMeter;
 use super::{
-    median_where, number, ratio, serialize_as_display, start, ServerName, ServerSpec, Tools,
+    median_where, number, percent, ratio, serialize_as_display, start, ServerName, ServerSpec,
+    Tools,
 };
 use crate::root;
 
@@ -116,7 +118,8 @@ struct Run {
     errors: u64,
 }
 
-/// What the section found, under `"pairs"` in the full bench's JSON.
+/// What the section found, under `"pairs"` in the full bench's JSON (alone:
+/// `target/bench/pairs-latest.json`).
 #[derive(Serialize)]
 pub(super) struct PairsSummary {
     repetitions: usize,
@@ -135,17 +138,6 @@ impl PairsSummary {
             .filter_map(|w| w.cpu_per_req_vs_tokio)
             .reduce(f64::max)
     }
-}
-
-/// `target/bench/pairs-latest.json`.
-#[derive(Serialize)]
-pub(super) struct PairsDoc {
-    pub date: u64,
-    pub cores: usize,
-    pub kernel: Option<String>,
-    pub seconds: f64,
-    #[serde(flatten)]
-    pub pairs: PairsSummary,
 }
 
 #[derive(Serialize)]
@@ -238,7 +230,6 @@ pub(super) fn print(pairs: &PairsSummary) {
         "\n| workload | CPU us/req netcore | tokio | netcore/tokio (<= {TARGET}x) | kernel share netcore / tokio | req/s netcore | req/s tokio | errors |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    let percent = |share: Option<f64>| number(share.map(|s| s * 100.0), 0);
     for w in &pairs.workloads {
         println!(
             "| {} | {} | {} | {}x | {}% / {}% | {} | {} | {} |",
@@ -299,18 +290,12 @@ fn measure(tools: &Tools, spec: &ServerSpec, workload: Workload, engine: Engine)
         // redis-benchmark spins until its timeout on a server it cannot reach: ask first.
         ping(&server, port)?;
     }
-    let before = server.cpu_time();
-    let (user_before, system_before) = server.user_system_ticks();
+    let meter = CpuMeter::start(&server);
     let report = run_client(workload, addr, tools.taskset);
-    let cpu = server.cpu_time().saturating_sub(before);
-    let (user, system) = server.user_system_ticks();
+    let cpu = meter.stop(&server);
     server.kill();
-    let (user, system) = (
-        user.saturating_sub(user_before),
-        system.saturating_sub(system_before),
-    );
     let report = report.with_context(|| format!("{workload} against {}", spec.name))?;
-    let cpu_us = cpu.as_secs_f64() * 1e6;
+    let cpu_us = cpu.on_cpu.as_secs_f64() * 1e6;
     let run = Run {
         workload,
         engine,
@@ -318,7 +303,7 @@ fn measure(tools: &Tools, spec: &ServerSpec, workload: Workload, engine: Engine)
         rate: report.rate,
         server_cpu_us: cpu_us,
         server_cpu_us_per_req: cpu_us / report.requests.max(1) as f64,
-        kernel_share: system as f64 / (user + system).max(1) as f64,
+        kernel_share: cpu.kernel_share(),
         errors: report.errors,
     };
     eprintln!(

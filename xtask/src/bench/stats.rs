@@ -1,5 +1,9 @@
 //! Medians and ratios: how every section reduces its repeated measurements to figures.
 
+use std::fmt;
+
+use serde::Serialize;
+
 use super::measure::Row;
 use super::names::{Scenario, ServerName};
 
@@ -43,5 +47,48 @@ pub(super) fn max_of(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
+    }
+}
+
+/// A median and the range of the measurements around it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub(super) struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `values`; `None` for none.
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
+        let v: Vec<f64> = values.into_iter().collect();
+        Some(Spread {
+            median: median_where(&v, |_| true, |&x| x)?,
+            min: v.iter().copied().reduce(f64::min)?,
+            max: v.iter().copied().reduce(f64::max)?,
+        })
+    }
+}
+
+/// `median (min-max)`, with the precision asked (`{:.2}`; none: as `f64` prints).
+impl fmt::Display for Spread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match f.precision() {
+            Some(p) => write!(f, "{:.p$} ({:.p$}-{:.p$})", self.median, self.min, self.max),
+            None => write!(f, "{} ({}-{})", self.median, self.min, self.max),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spread_is_the_median_and_the_range() {
+        let s = Spread::of([3.0, 1.0, 2.5]).unwrap();
+        assert_eq!((s.median, s.min, s.max), (2.5, 1.0, 3.0));
+        assert_eq!(format!("{s:.1}"), "2.5 (1.0-3.0)");
+        assert_eq!(Spread::of([]), None);
     }
 }
