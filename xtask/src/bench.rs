@@ -249,7 +249,9 @@ pub fn run(section: Option<&str>) -> Result<()> {
             return Ok(());
         }
         Some(other) => {
-            bail!("unknown bench section {other:?} (known: echo, pairs, operator, flood, ir, fleet)")
+            bail!(
+                "unknown bench section {other:?} (known: echo, pairs, operator, flood, ir, fleet)"
+            )
         }
     }
     let tools = Tools::build()?;

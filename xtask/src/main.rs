@@ -164,22 +164,21 @@ pub fn run_step(title: &str, cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// `cargo clippy` over `which` (packages, features), every target, warnings denied.
+fn clippy(which: &[&str]) -> Command {
+    let mut cmd = cargo();
+    cmd.arg("clippy")
+        .args(which)
+        .args(["--all-targets", "--", "-D", "warnings"]);
+    cmd
+}
+
 fn test() -> Result<()> {
     run_step(
         "cargo fmt --check",
         cargo().args(["fmt", "--all", "--", "--check"]),
     )?;
-    run_step(
-        "cargo clippy",
-        cargo().args([
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ]),
-    )?;
+    run_step("cargo clippy", &mut clippy(&["--workspace"]))?;
     // The benchmark peers bench/mio-echo and bench/tokio-* have no tests, and only the
     // benchmarks run them, built in release: a debug build of tokio here would cost time and
     // nothing else. clippy still checks them. bench/loadgen (libc only, cheap to build) is
@@ -207,16 +206,7 @@ fn test() -> Result<()> {
     // without the feature (connects by name, and what needs them, compile out).
     run_step(
         "cargo clippy -p netcore --no-default-features",
-        cargo().args([
-            "clippy",
-            "-p",
-            "netcore",
-            "--no-default-features",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ]),
+        &mut clippy(&["-p", "netcore", "--no-default-features"]),
     )?;
     run_step(
         "cargo test -p netcore --no-default-features --lib",
