@@ -155,12 +155,15 @@ pub fn cargo() -> Command {
 /// Runs a command to completion, echoing it first; a non-zero exit is an error.
 pub fn run_step(title: &str, cmd: &mut Command) -> Result<()> {
     eprintln!("\n==> {title}");
+    let started = std::time::Instant::now();
     let status = cmd
         .status()
         .with_context(|| format!("{title}: cannot start"))?;
     if !status.success() {
         bail!("{title}: failed ({status})");
     }
+    // Where a slow run spent its time, step by step.
+    eprintln!("==> {title}: {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
