@@ -82,39 +82,49 @@ impl Handler<(), usize> for Bulk {
 #[test]
 fn a_connection_with_its_own_low_water_mark_hears_of_the_drain_at_its_mark() {
     const SIZE: usize = 2 << 20;
-    // Small send buffers, so that output drains in small steps (one flush cannot take the
-    // queue from above the mark to empty).
+    // What the first client leaves unread until the loop has reported its drain: more than
+    // the kernel's buffers hold (small ones, set below), less than the mark. Its output can
+    // then fall to the mark but never to empty before the report, however fast the loop
+    // writes; a client that read everything at once could take the whole queue in one
+    // write step, and the report would come at 0.
+    const HELD_BACK: usize = 768 << 10;
     let (listener, addr) = util::tcp_listener();
     socket2::SockRef::from(&listener)
         .set_send_buffer_size(16 << 10)
         .unwrap();
     let mut event_loop = netcore::EventLoop::new(util::config()).unwrap();
     event_loop.add_tcp_listener(listener).unwrap();
-    let flushed_at = Arc::default();
+    let flushed_at: Arc<Mutex<Vec<(usize, usize)>>> = Arc::default();
     let handler = Bulk {
         message: vec![7u8; SIZE].into(),
         opened: 0,
         flushed_at: Arc::clone(&flushed_at),
     };
     let running = util::spawn(event_loop, handler);
-    for _ in 0..2 {
-        let mut client = util::connect(addr);
-        let mut got = vec![0; SIZE];
-        client.read_exact(&mut got).unwrap();
-    }
-    util::wait_for("both drains", BOUND, || {
-        flushed_at.lock().unwrap().len() >= 2
-    });
-    let flushed_at = flushed_at.lock().unwrap().clone();
-    let own = flushed_at.iter().find(|(which, _)| *which == 0).unwrap();
-    let loops = flushed_at.iter().find(|(which, _)| *which == 1).unwrap();
+    let heard = |which: usize| {
+        util::wait_for("a drain", BOUND, || {
+            flushed_at.lock().unwrap().iter().any(|(w, _)| *w == which)
+        });
+        let flushed_at = flushed_at.lock().unwrap();
+        flushed_at.iter().find(|(w, _)| *w == which).unwrap().1
+    };
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(16 << 10).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut own_mark: std::net::TcpStream = socket.into();
+    let mut got = vec![0; SIZE];
+    own_mark.read_exact(&mut got[..SIZE - HELD_BACK]).unwrap();
+    let pending = heard(0);
     assert!(
-        own.1 > 0 && own.1 <= 1 << 20,
-        "its own mark (1 MiB): heard with {} bytes pending",
-        own.1
+        pending > 0 && pending <= 1 << 20,
+        "its own mark (1 MiB): heard with {pending} bytes pending"
     );
+    own_mark.read_exact(&mut got[SIZE - HELD_BACK..]).unwrap();
+    let mut loops_mark = util::connect(addr);
+    loops_mark.read_exact(&mut got).unwrap();
     assert_eq!(
-        loops.1, 0,
+        heard(1),
+        0,
         "the loop's mark (0): heard once all was written"
     );
     running.stop();
