@@ -847,9 +847,13 @@ impl<T, S: Socket> Connection<T, S> {
     /// takes it off the poller).
     #[cfg(feature = "resolver")]
     pub(crate) fn reconnect(&mut self, stream: S, peer: PeerAddr, now: Tick) -> S {
-        self.state = State::Connecting {
-            then: self.then_once_connected,
+        // After a failed address, `end` kept what was asked in `then_once_connected`; from
+        // the placeholder of a name being resolved, nothing failed, and it is in the state.
+        let then = match self.state {
+            State::Connecting { then } => then,
+            _ => self.then_once_connected,
         };
+        self.state = State::Connecting { then };
         self.registered = false;
         self.last_active = now;
         self.peer = peer;

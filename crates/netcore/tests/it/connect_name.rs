@@ -28,6 +28,8 @@ enum Heard {
     Connected(u32, PeerAddr),
     Failed(u32, Failure),
     Closed(u32, CloseReason, PeerAddr),
+    /// The test's bound passed before the connections it expected had closed.
+    BoundPassed,
 }
 
 /// A failed connect, as `on_connect` got it.
@@ -83,6 +85,7 @@ struct Client {
 impl Handler<(), u32> for Client {
     fn on_timer(&mut self, ctl: &mut Control<'_, u32>, timer: TimerId) {
         if Some(timer) == self.bound {
+            self.heard.lock().unwrap().push(Heard::BoundPassed);
             return ctl.stop();
         }
         for step in std::mem::take(&mut self.steps) {
@@ -232,7 +235,11 @@ fn numeric_forms_connect_at_once_without_a_thread() {
         2,
     );
     for tag in [1, 2] {
-        let heard: Vec<&Heard> = done.heard.iter().filter(|h| tag_of(h) == tag).collect();
+        let heard: Vec<&Heard> = done
+            .heard
+            .iter()
+            .filter(|h| tag_of(h) == Some(tag))
+            .collect();
         assert_eq!(
             heard,
             [
@@ -395,7 +402,7 @@ fn a_plain_connect_hears_its_failure_in_on_connect_then_on_close() {
 }
 
 #[test]
-fn a_connect_waiting_for_a_busy_pool_keeps_what_was_sent_to_it() {
+fn a_connect_waiting_for_a_busy_pool_keeps_what_was_sent_to_it_and_the_half_close() {
     let (server_loop, addr) = util::tcp_loop(util::config());
     let server = util::spawn(server_loop, util::Echo::default());
     let (release, gate) = mpsc::channel();
@@ -510,8 +517,10 @@ fn a_full_pool_fails_a_connect_by_name_at_once() {
     assert_eq!(done.counters.blocking_refused, 1);
 }
 
-fn tag_of(heard: &Heard) -> u32 {
+/// The connection `heard` is about; `None` for the test's bound.
+fn tag_of(heard: &Heard) -> Option<u32> {
     match heard {
-        Heard::Connected(tag, _) | Heard::Failed(tag, _) | Heard::Closed(tag, _, _) => *tag,
+        Heard::Connected(tag, _) | Heard::Failed(tag, _) | Heard::Closed(tag, _, _) => Some(*tag),
+        Heard::BoundPassed => None,
     }
 }
