@@ -294,9 +294,20 @@ fn descriptor_exhaustion_is_reported_at_most_once_a_second() {
         clients.push(c);
     }
     let is_emfile = |l: &str| l.contains("Too many open files");
-    let first = std::iter::from_fn(|| server.next_stderr_line(PATIENCE))
-        .find(|l| is_emfile(l))
-        .expect("a warning about descriptors");
+    // What came before the warning is kept for the failure message: a CI run once waited
+    // out PATIENCE here without one, which did not happen again in many local runs.
+    let mut before = Vec::new();
+    let first = loop {
+        match server.next_stderr_line(PATIENCE) {
+            Some(line) if is_emfile(&line) => break line,
+            Some(line) => before.push(line),
+            None => panic!(
+                "no warning about descriptors within {PATIENCE:?}; the server's stderr \
+                 before: {before:#?}; open descriptors now: {}",
+                server.open_fds()
+            ),
+        }
+    };
     assert!(first.starts_with('['), "no time on {first:?}");
     // Watch three and a half seconds of it: netcore pauses the listener for 100 ms at a
     // time, ten warnings a second before.
