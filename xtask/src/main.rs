@@ -98,8 +98,14 @@ fn main() -> ExitCode {
         && matches!(rest, [s] if ["echo", "pairs", "operator", "flood"].contains(&s.as_str()));
     let takes_arguments = bench_section || bench_ir || bench_fleet || task == Some("fuzz");
     if known && !rest.is_empty() && !takes_arguments {
+        let takes = if task == Some("bench") {
+            "a section (echo, pairs, flood, operator, ir [--record|--check], fleet [RUNS]) or \
+             nothing"
+        } else {
+            "no arguments"
+        };
         eprintln!(
-            "xtask: {} takes no arguments, got {rest:?}\n\n{}",
+            "xtask: {} takes {takes}, got {rest:?}\n\n{}",
             task.unwrap_or_default(),
             usage(task)
         );
