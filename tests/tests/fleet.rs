@@ -423,24 +423,13 @@ fn a_fleet_behind_haproxy_survives_a_rolling_restart_and_a_kill() {
     }
 }
 
-/// Starts an instance again on the port of one that was killed, as a supervisor would
-/// (systemd's `Restart=` with a `RestartSec=`): a bind refused as "in use" is tried again.
-/// Once every thread of the killed server has exited (`Instance::kill`) none was seen.
+/// Starts an instance again on the port of one that was killed, as a supervisor would.
+/// Its port is free at once: `Instance::kill` waits until every thread of the killed server
+/// has exited, and with them its listeners (waiting for its main thread alone left a few
+/// milliseconds in which the bind was refused as "in use").
 fn start_again(port: u16) -> Instance {
-    let deadline = Instant::now() + 3 * PATIENCE;
-    loop {
-        match Instance::start(port) {
-            Ok(instance) => return instance,
-            Err(stderr)
-                if stderr.iter().any(|l| l.contains("Address already in use"))
-                    && Instant::now() < deadline =>
-            {
-                eprintln!("fleet: port {port} still in use after the kill; again");
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            Err(stderr) => panic!("not started again on port {port}: {stderr:#?}"),
-        }
-    }
+    Instance::start(port)
+        .unwrap_or_else(|stderr| panic!("not started again on port {port}: {stderr:#?}"))
 }
 
 /// A port below the system's ephemeral range (`ip_local_port_range`) that is free now.

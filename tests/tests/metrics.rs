@@ -354,8 +354,12 @@ fn counters_carry_on_across_a_restart_and_never_go_down() {
             pair[1]
         );
     }
-    // Once the old server has drained and exited, the new one serves every connection
-    // of both.
+    // The old server's summary line is the last thing it writes, after its last totals went
+    // to the new one; from then on the new one serves every connection of both, once it has
+    // read them.
+    let old_summary = watched.stderr_line("the old server's summary at its exit", |l| {
+        l.starts_with("greet-server: accepted ")
+    });
     let total = 3 + during;
     let deadline = Instant::now() + PATIENCE;
     loop {
@@ -372,7 +376,8 @@ fn counters_carry_on_across_a_restart_and_never_go_down() {
         std::thread::sleep(Duration::from_millis(50));
     }
     crate::operations::signal(second, libc::SIGTERM);
-    let stderr = watched.rest_of_stderr();
+    let mut stderr = vec![old_summary];
+    stderr.extend(watched.rest_of_stderr());
     assert_eq!(
         stderr
             .iter()
