@@ -1245,6 +1245,15 @@ mod tests {
         )
     }
 
+    /// An open connection whose peer has sent `input` and takes 100 bytes of output.
+    fn open_with_input(input: &[u8]) -> (Connection<u64, Fake>, Tick, Counters) {
+        open(Fake {
+            window: 100,
+            input: input.iter().copied().collect(),
+            ..Fake::default()
+        })
+    }
+
     fn step(c: &mut Connection<u64, Fake>, now: Tick, counters: &Counters) -> Step {
         c.advance(now, &LIMITS, &mut [0; 64], counters)
     }
@@ -1323,11 +1332,7 @@ mod tests {
 
     #[test]
     fn unread_input_at_close_drains_until_eof_instead_of_resetting() {
-        let (mut c, now, counters) = open(Fake {
-            window: 100,
-            input: b"junk".iter().copied().collect(),
-            ..Fake::default()
-        });
+        let (mut c, now, counters) = open_with_input(b"junk");
         c.send(b"bye", None, &counters);
         c.close();
         assert_eq!(step(&mut c, now, &counters), Step::Keep(Actions::NONE));
@@ -1345,11 +1350,7 @@ mod tests {
 
     #[test]
     fn half_close_shuts_writing_and_keeps_reading() {
-        let (mut c, now, counters) = open(Fake {
-            window: 100,
-            input: b"more".iter().copied().collect(),
-            ..Fake::default()
-        });
+        let (mut c, now, counters) = open_with_input(b"more");
         c.send(b"answer", None, &counters);
         c.shutdown_write();
         assert_eq!(step(&mut c, now, &counters), Step::Keep(Actions::NONE));
@@ -1363,11 +1364,7 @@ mod tests {
 
     #[test]
     fn input_dropped_after_close_drains_until_eof_even_if_none_is_left_now() {
-        let (mut c, now, counters) = open(Fake {
-            window: 100,
-            input: b"more of the upload".iter().copied().collect(),
-            ..Fake::default()
-        });
+        let (mut c, now, counters) = open_with_input(b"more of the upload");
         c.close();
         assert_eq!(
             c.read_step(&mut [0; 64], now, &BIG, &counters),
@@ -1383,11 +1380,7 @@ mod tests {
 
     #[test]
     fn close_after_a_half_close_drains_then_ends_in_order() {
-        let (mut c, now, counters) = open(Fake {
-            window: 100,
-            input: b"more".iter().copied().collect(),
-            ..Fake::default()
-        });
+        let (mut c, now, counters) = open_with_input(b"more");
         c.shutdown_write();
         assert_eq!(step(&mut c, now, &counters), Step::Keep(Actions::NONE));
         assert_eq!(c.state(), State::WriteShut { closing: false });
