@@ -195,6 +195,17 @@ fn run(config: Config, steps: Vec<Step>, expect: usize) -> Finished {
     start(config, steps, expect).finish()
 }
 
+/// A connect by name to `host` and `port` that fails before any address is tried: what
+/// the run came to, and the failure, close reason and peer it heard, in that order.
+fn name_not_resolved(host: &'static str, port: &str) -> (Finished, Failure, CloseReason, PeerAddr) {
+    let done = run(util::config(), vec![Step::Name(host, port.into(), 1)], 1);
+    let [Heard::Failed(1, failure), Heard::Closed(1, reason, peer)] = &done.heard[..] else {
+        panic!("heard {:?}", done.heard);
+    };
+    let (failure, reason, peer) = (failure.clone(), *reason, peer.clone());
+    (done, failure, reason, peer)
+}
+
 /// A port on 127.0.0.1 nothing listens on.
 fn refusing_port() -> u16 {
     let (listener, addr) = util::tcp_listener();
@@ -322,14 +333,7 @@ fn a_refused_port_reports_every_address_with_its_error() {
 
 #[test]
 fn an_unknown_service_reports_the_resolvers_error_with_its_python_number() {
-    let done = run(
-        util::config(),
-        vec![Step::Name("127.0.0.1", "nosuchservice".into(), 1)],
-        1,
-    );
-    let [Heard::Failed(1, failure), Heard::Closed(1, reason, peer)] = &done.heard[..] else {
-        panic!("heard {:?}", done.heard);
-    };
+    let (done, failure, reason, peer) = name_not_resolved("127.0.0.1", "nosuchservice");
     // Python: socket.gaierror: [Errno -8] Servname not supported for ai_socktype
     assert_eq!(failure.resolve_code, Some(libc::EAI_SERVICE));
     assert_eq!(failure.resolve_code, Some(-8));
@@ -343,8 +347,8 @@ fn an_unknown_service_reports_the_resolvers_error_with_its_python_number() {
         matches!(reason, CloseReason::ConnectFailed(_)),
         "{reason:?}"
     );
-    assert_eq!(failure.reason, *reason);
-    assert_eq!(*peer, unresolved(), "never resolved");
+    assert_eq!(failure.reason, reason);
+    assert_eq!(peer, unresolved(), "never resolved");
     assert_eq!(
         done.counters.blocking_jobs, 1,
         "the service was looked up on the pool"
@@ -353,14 +357,7 @@ fn an_unknown_service_reports_the_resolvers_error_with_its_python_number() {
 
 #[test]
 fn a_host_that_is_no_address_fails_with_eai_noname_without_a_lookup() {
-    let done = run(
-        util::config(),
-        vec![Step::Name("no:such:host", "80".into(), 1)],
-        1,
-    );
-    let [Heard::Failed(1, failure), Heard::Closed(1, reason, _)] = &done.heard[..] else {
-        panic!("heard {:?}", done.heard);
-    };
+    let (done, failure, reason, _) = name_not_resolved("no:such:host", "80");
     // Python: socket.gaierror: [Errno -2] Name or service not known
     assert_eq!(failure.resolve_code, Some(libc::EAI_NONAME));
     assert_eq!(failure.resolve_code, Some(-2));
