@@ -1245,6 +1245,18 @@ mod tests {
         )
     }
 
+    /// An outgoing connection still connecting, its state `state`, its socket taking 100
+    /// bytes of output once connected.
+    fn connecting(state: u64) -> (Connection<u64, Fake>, Tick, Counters) {
+        let now = crate::clock::Clock::new().now();
+        let fake = Fake {
+            window: 100,
+            ..Fake::default()
+        };
+        let c = Connection::connecting(fake, PeerAddr::Unix(None), state, now);
+        (c, now, Counters::default())
+    }
+
     /// An open connection whose peer has sent `input` and takes 100 bytes of output.
     fn open_with_input(input: &[u8]) -> (Connection<u64, Fake>, Tick, Counters) {
         open(Fake {
@@ -1395,23 +1407,37 @@ mod tests {
 
     #[test]
     fn a_close_asked_while_connecting_is_carried_out_once_connected() {
-        let now = crate::clock::Clock::new().now();
-        let counters = Counters::default();
-        let mut c = Connection::connecting(
-            Fake {
-                window: 100,
-                ..Fake::default()
-            },
-            PeerAddr::Unix(None),
-            0u64,
-            now,
-        );
+        let (mut c, now, counters) = connecting(0);
         assert!(c.send(b"one request", None, &counters));
         c.close();
         assert_eq!(step(&mut c, now, &counters), Step::Keep(Actions::NONE));
         c.established(now);
         assert_eq!(step(&mut c, now, &counters), Step::Close(CloseReason::Done));
         assert_eq!(c.stream.written, b"one request");
+    }
+
+    /// A connect by name: what the handler asked for while the name was being resolved (on
+    /// the placeholder socket, which never failed) carries over to the address tried.
+    #[cfg(feature = "resolver")]
+    #[test]
+    fn a_half_close_asked_before_the_first_address_carries_over_to_it() {
+        let (mut c, now, counters) = connecting(0);
+        assert!(c.send(b"request", None, &counters));
+        c.shutdown_write();
+        let address = Fake {
+            window: 100,
+            ..Fake::default()
+        };
+        drop(c.reconnect(address, PeerAddr::Unix(None), now));
+        c.established(now);
+        let written = Actions {
+            read: false,
+            flushed: true,
+        };
+        assert_eq!(step(&mut c, now, &counters), Step::Keep(written));
+        assert_eq!(c.state(), State::WriteShut { closing: false });
+        assert!(c.stream.shut.get(), "the half-close reached the new socket");
+        assert_eq!(c.stream.written, b"request");
     }
 
     #[test]
@@ -1594,17 +1620,7 @@ mod tests {
 
     #[test]
     fn a_connect_in_progress_waits_and_queues_output() {
-        let now = crate::clock::Clock::new().now();
-        let counters = Counters::default();
-        let mut c = Connection::connecting(
-            Fake {
-                window: 100,
-                ..Fake::default()
-            },
-            PeerAddr::Unix(None),
-            9,
-            now,
-        );
+        let (mut c, now, counters) = connecting(9);
         assert!(c.send(b"early", None, &counters));
         assert!(
             c.stream.written.is_empty(),
